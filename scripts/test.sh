@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what the tests need (Debian chromium, node packages) and runs every test:
+# Rust unit + integration tests, then the headless-Chromium browser tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "== installing ${need_apt[*]} (apt-get)"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+echo "== cargo test (unit + loopback integration tests)"
+cargo test --workspace --locked 2>&1
+
+echo "== browser tests (headless Chromium)"
+cargo build --locked --bin sfu
+(cd tests/browser && npm ci --no-audit --no-fund --loglevel=error && npm test)

@@ -1,0 +1,183 @@
+//! Fixed-size ring of recent packets keyed by extended sequence number, for
+//! answering NACKs with retransmissions.
+
+/// Ring buffer of the most recent packets, indexed by extended sequence number modulo its capacity.
+#[derive(Debug, Clone)]
+pub struct PacketCache<T> {
+    /// One slot per sequence number modulo the capacity; each remembers which sequence number it holds.
+    slots: Box<[Option<(u64, T)>]>,
+    /// `capacity - 1`; the capacity is a power of two.
+    mask: u64,
+}
+
+impl<T> PacketCache<T> {
+    /// Creates a cache holding `capacity` packets, rounded up to a power of two (at least 1); allocates once, here.
+    pub fn new(capacity: usize) -> Self {
+        let capacity = capacity
+            .max(1)
+            .checked_next_power_of_two()
+            .expect("packet cache capacity fits in usize");
+        let slots: Box<[Option<(u64, T)>]> = (0..capacity).map(|_| None).collect();
+        let mask = u64::try_from(capacity - 1).expect("packet cache capacity fits in u64");
+        Self { slots, mask }
+    }
+
+    /// Number of packets the cache can hold.
+    pub fn capacity(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Slot index for an extended sequence number.
+    fn index(&self, seq: u64) -> usize {
+        usize::try_from(seq & self.mask)
+            .expect("masked index is below the capacity, which is a usize")
+    }
+
+    /// Stores a packet unless its slot already holds a newer one; returns whether it was stored.
+    pub fn insert(&mut self, seq: u64, value: T) -> bool {
+        let i = self.index(seq);
+        let Some(slot) = self.slots.get_mut(i) else {
+            return false;
+        };
+        if slot.as_ref().is_some_and(|(held, _)| *held > seq) {
+            // A very late packet must not evict the newer one sharing its slot.
+            return false;
+        }
+        *slot = Some((seq, value));
+        true
+    }
+
+    /// The packet with this extended sequence number, if it was stored and not overwritten since.
+    pub fn get(&self, seq: u64) -> Option<&T> {
+        match self.slots.get(self.index(seq))? {
+            Some((held, value)) if *held == seq => Some(value),
+            _ => None,
+        }
+    }
+
+    /// Forgets every stored packet, keeping the allocation.
+    pub fn clear(&mut self) {
+        self.slots.iter_mut().for_each(|slot| *slot = None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One step of a cache scenario.
+    enum Op {
+        /// Insert `seq` with value `seq * 10`, expecting `stored`.
+        Insert(u64, bool),
+        /// Expect `get(seq)` to return this value.
+        Get(u64, Option<u64>),
+        /// Clear the cache.
+        Clear,
+    }
+
+    #[test]
+    fn capacity_table() {
+        let cases: &[(usize, usize)] =
+            &[(0, 1), (1, 1), (3, 4), (4, 4), (1000, 1024), (1024, 1024)];
+        for &(asked, want) in cases {
+            assert_eq!(
+                PacketCache::<u8>::new(asked).capacity(),
+                want,
+                "new({asked})"
+            );
+        }
+    }
+
+    #[test]
+    fn scenario_tables() {
+        use Op::*;
+        let scenarios: &[(&str, usize, &[Op])] = &[
+            ("never stored", 4, &[Get(0, None), Get(7, None)]),
+            (
+                "stored and read",
+                4,
+                &[
+                    Insert(10, true),
+                    Get(10, Some(100)),
+                    Get(11, None),
+                    Get(6, None),
+                ],
+            ),
+            (
+                "wrap overwrites the slot",
+                4,
+                &[
+                    Insert(1, true),
+                    Insert(2, true),
+                    Insert(5, true),
+                    Get(1, None),
+                    Get(5, Some(50)),
+                    Get(2, Some(20)),
+                ],
+            ),
+            (
+                "late packet does not evict a newer one",
+                4,
+                &[
+                    Insert(9, true),
+                    Insert(5, false),
+                    Get(9, Some(90)),
+                    Get(5, None),
+                ],
+            ),
+            (
+                "duplicate replaces",
+                4,
+                &[Insert(3, true), Insert(3, true), Get(3, Some(30))],
+            ),
+            (
+                "full ring keeps the last capacity packets",
+                4,
+                &[
+                    Insert(100, true),
+                    Insert(101, true),
+                    Insert(102, true),
+                    Insert(103, true),
+                    Insert(104, true),
+                    Get(100, None),
+                    Get(101, Some(1010)),
+                    Get(104, Some(1040)),
+                ],
+            ),
+            (
+                "high extended numbers",
+                1024,
+                &[
+                    Insert(u64::MAX, true),
+                    Get(u64::MAX, Some(u64::MAX.wrapping_mul(10))),
+                    Get(1023, None),
+                ],
+            ),
+            (
+                "clear",
+                4,
+                &[
+                    Insert(1, true),
+                    Clear,
+                    Get(1, None),
+                    Insert(1, true),
+                    Get(1, Some(10)),
+                ],
+            ),
+        ];
+        for (name, capacity, ops) in scenarios {
+            let mut cache = PacketCache::new(*capacity);
+            for (i, op) in ops.iter().enumerate() {
+                match *op {
+                    Insert(seq, stored) => assert_eq!(
+                        cache.insert(seq, seq.wrapping_mul(10)),
+                        stored,
+                        "{name}: op {i}"
+                    ),
+                    Get(seq, want) => assert_eq!(cache.get(seq).copied(), want, "{name}: op {i}"),
+                    Clear => cache.clear(),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! Pure per-packet forwarding logic of the SFU: sequence/timestamp
+//! unwrapping and rewriting, VP8/H.264 payload inspection, simulcast layer
+//! selection and the retransmission cache. No IO and no clock reads: time is
+//! always passed in.
+
+pub mod cache;
+pub mod h264;
+pub mod munger;
+pub mod selector;
+pub mod seq;
+pub mod vp8;
+
+pub use cache::PacketCache;
+pub use munger::{RtpMunger, SeqOrigin};
+pub use selector::{Action, Layer, LayerActivity, LayerSelector, PliThrottle, Wish};
+pub use seq::{SeqUnwrapper, TsUnwrapper, seq_is_newer, ts_is_newer};
+pub use vp8::{PictureId, Vp8Descriptor, Vp8Error, Vp8Munger, Vp8Rewrite};

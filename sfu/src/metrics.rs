@@ -1,0 +1,97 @@
+//! Prometheus metrics of the media plane.
+
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
+
+/// Media-plane counters, shared by the UDP reader and every room worker.
+pub struct MediaMetrics {
+    /// Datagrams read from the media port.
+    pub udp_in_packets: IntCounter,
+    /// Bytes read from the media port.
+    pub udp_in_bytes: IntCounter,
+    /// Datagrams written to the media port.
+    pub udp_out_packets: IntCounter,
+    /// Bytes written to the media port.
+    pub udp_out_bytes: IntCounter,
+    /// RTP packets received from publishers.
+    pub rtp_in_packets: IntCounter,
+    /// RTP packets forwarded to subscribers.
+    pub rtp_forwarded: IntCounter,
+    drops: IntCounterVec,
+    /// NACKs received from subscribers.
+    pub nacks_received: IntCounter,
+    /// PLIs sent to publishers.
+    pub plis_sent: IntCounter,
+    /// Simulcast layer switches.
+    pub layer_switches: IntCounter,
+    /// Tracks being published.
+    pub published_tracks: IntGauge,
+    /// Tracks being forwarded to subscribers.
+    pub subscribed_tracks: IntGauge,
+    /// Time from socket read to forwarding, seconds.
+    pub forward_delay: Histogram,
+}
+
+impl MediaMetrics {
+    /// Creates the media metrics and registers them on `registry`.
+    pub fn new(registry: &Registry) -> Self {
+        let c = |name: &str, help: &str| IntCounter::new(name, help).expect("valid metric");
+        let g = |name: &str, help: &str| IntGauge::new(name, help).expect("valid metric");
+        let m = MediaMetrics {
+            udp_in_packets: c("sfu_udp_in_packets_total", "Datagrams read from the media port"),
+            udp_in_bytes: c("sfu_udp_in_bytes_total", "Bytes read from the media port"),
+            udp_out_packets: c("sfu_udp_out_packets_total", "Datagrams sent on the media port"),
+            udp_out_bytes: c("sfu_udp_out_bytes_total", "Bytes sent on the media port"),
+            rtp_in_packets: c("sfu_rtp_in_packets_total", "RTP packets received from publishers"),
+            rtp_forwarded: c("sfu_rtp_forwarded_packets_total", "RTP packets forwarded to subscribers"),
+            drops: IntCounterVec::new(
+                Opts::new("sfu_dropped_packets_total", "Packets dropped, by reason"),
+                &["reason"],
+            )
+            .expect("valid metric"),
+            nacks_received: c("sfu_nacks_received_total", "NACK feedback messages from subscribers"),
+            plis_sent: c("sfu_plis_sent_total", "Keyframe requests sent to publishers"),
+            layer_switches: c("sfu_layer_switches_total", "Simulcast layer switches"),
+            published_tracks: g("sfu_published_tracks", "Tracks being published"),
+            subscribed_tracks: g("sfu_subscribed_tracks", "Tracks forwarded to subscribers"),
+            forward_delay: Histogram::with_opts(
+                HistogramOpts::new(
+                    "sfu_forward_delay_seconds",
+                    "Time from reading a packet off the socket to handing its copies to SRTP",
+                )
+                .buckets(vec![0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05]),
+            )
+            .expect("valid metric"),
+        };
+        let all: Vec<Box<dyn prometheus::core::Collector>> = vec![
+            Box::new(m.udp_in_packets.clone()),
+            Box::new(m.udp_in_bytes.clone()),
+            Box::new(m.udp_out_packets.clone()),
+            Box::new(m.udp_out_bytes.clone()),
+            Box::new(m.rtp_in_packets.clone()),
+            Box::new(m.rtp_forwarded.clone()),
+            Box::new(m.drops.clone()),
+            Box::new(m.nacks_received.clone()),
+            Box::new(m.plis_sent.clone()),
+            Box::new(m.layer_switches.clone()),
+            Box::new(m.published_tracks.clone()),
+            Box::new(m.subscribed_tracks.clone()),
+            Box::new(m.forward_delay.clone()),
+        ];
+        for collector in all {
+            registry.register(collector).expect("metric registered once");
+        }
+        m
+    }
+
+    /// Counts a dropped packet.
+    pub fn count_drop(&self, reason: &str) {
+        self.drops.with_label_values(&[reason]).inc();
+    }
+
+    /// Dropped packets so far for `reason`.
+    pub fn dropped(&self, reason: &str) -> u64 {
+        self.drops.with_label_values(&[reason]).get()
+    }
+}

@@ -1,0 +1,346 @@
+//! The media path of the room worker: publisher RTP fanned out to subscribers through the
+//! selector and mungers, and RTCP feedback in both directions.
+
+use super::peer::Role;
+use super::track::{Codec, SenderClock};
+use super::worker::Room;
+use crate::forward::h264;
+use crate::forward::selector::{Action, Layer};
+use crate::forward::vp8;
+use crate::udp::PeerKey;
+use bytes::BytesMut;
+use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
+use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::sender_report::SenderReport;
+use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
+use signaling::protocol::{ServerMessage, TrackKind};
+use std::time::Instant;
+
+impl Room {
+    pub(super) fn on_peer_message(&mut self, key: PeerKey, role: Role, msg: TaggedRTCMessage) {
+        match (role, msg.message) {
+            (Role::Publisher, RTCMessage::RtpPacket(track_id, pkt)) => {
+                self.forward_rtp(key, &track_id, pkt, msg.now, Instant::now())
+            }
+            (Role::Publisher, RTCMessage::RtcpPacket(_, pkts)) => {
+                for p in pkts {
+                    if let Some(sr) = p.as_any().downcast_ref::<SenderReport>() {
+                        self.on_sender_report(sr);
+                    }
+                }
+            }
+            (Role::Subscriber, RTCMessage::RtcpPacket(track_id, pkts)) => {
+                self.on_subscriber_rtcp(key, &track_id, &pkts, Instant::now())
+            }
+            _ => {}
+        }
+    }
+
+    fn on_sender_report(&mut self, sr: &SenderReport) {
+        for t in &mut self.tracks {
+            for layer in t.layers.iter_mut().flatten() {
+                if layer.ssrc == sr.ssrc {
+                    layer.clock = Some(SenderClock { ntp: sr.ntp_time, rtp: sr.rtp_time });
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_subscriber_rtcp(
+        &mut self,
+        key: PeerKey,
+        track_id: &str,
+        pkts: &[Box<dyn rtc::rtcp::Packet>],
+        now: Instant,
+    ) {
+        let mut keyframe = false;
+        for p in pkts {
+            let any = p.as_any();
+            if any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>() {
+                keyframe = true;
+            } else if any.is::<TransportLayerNack>() {
+                // retransmitted by the subscriber connection's NACK responder
+                self.plane.metrics.nacks_received.inc();
+            }
+        }
+        if !keyframe {
+            return;
+        }
+        let owner = match self.peers.get(&key) {
+            Some(p) => p.owner.clone(),
+            None => return,
+        };
+        let Some(sidx) = self.participant_index(&owner) else { return };
+        let Some(layer) = self.participants[sidx]
+            .downtracks
+            .iter()
+            .find(|d| d.track == track_id)
+            .and_then(|d| d.selector.current())
+        else {
+            return;
+        };
+        self.request_keyframe(track_id, layer, now);
+    }
+
+    /// Asks the publisher of `track` for a keyframe on `layer`, at most every 500 ms per layer.
+    pub(super) fn request_keyframe(&mut self, track: &str, layer: Layer, now: Instant) {
+        let Some(t) = self.tracks.iter_mut().find(|t| t.id == track) else { return };
+        let Some(ssrc) = t.layers[layer.index()].as_ref().map(|l| l.ssrc) else { return };
+        if !t.pli.allow(layer, now) {
+            return;
+        }
+        let Some(pidx) = self.participants.iter().position(|p| p.id == t.publisher) else { return };
+        let Some(key) = self.participants[pidx].publisher else { return };
+        let Some(peer) = self.peers.get_mut(&key) else { return };
+        if let Some(mut receiver) = peer.pc.rtp_receiver(t.receiver_id) {
+            let pli = PictureLossIndication { sender_ssrc: 0, media_ssrc: ssrc };
+            if receiver.write_rtcp(now, vec![Box::new(pli)]).is_ok() {
+                self.plane.metrics.plis_sent.inc();
+                self.dirty.push(key);
+            }
+        }
+    }
+
+    /// Fans one publisher packet out to every subscriber of its track.
+    fn forward_rtp(&mut self, key: PeerKey, rtc_track_id: &str, pkt: rtc::rtp::Packet, arrived: Instant, now: Instant) {
+        let metrics = &self.plane.metrics;
+        metrics.rtp_in_packets.inc();
+        let Some(tidx) = self.tracks.iter().position(|t| t.peer == key && t.rtc_track_id == rtc_track_id) else {
+            metrics.count_drop("unknown_track");
+            return;
+        };
+        let ssrc = pkt.header.ssrc;
+        let track = &mut self.tracks[tidx];
+        let layer = match track.layer_of(ssrc) {
+            Some(l) => l,
+            None => {
+                // first packet of a layer before its OnOpen: ask the receiver for its rid
+                let rid = self
+                    .peers
+                    .get_mut(&key)
+                    .and_then(|p| p.pc.rtp_receiver(track.receiver_id))
+                    .and_then(|r| r.track().rid(ssrc).cloned());
+                let l = track.layer_for_rid(rid.as_deref());
+                track.layers[l.index()] = Some(super::track::LayerIn::new(ssrc));
+                l
+            }
+        };
+        let layer_in = track.layers[layer.index()].as_mut().expect("layer just ensured");
+        let seq = layer_in.seq.unwrap(pkt.header.sequence_number);
+        let ts = layer_in.ts.unwrap(pkt.header.timestamp);
+
+        if pkt.payload.is_empty() {
+            // padding-only (bandwidth probing): never forwarded, and no gap for subscribers
+            for p in self.participants.iter_mut() {
+                if let Some(dt) = p.downtracks.iter_mut().find(|d| d.track == track.id) {
+                    if dt.selector.current() == Some(layer) {
+                        dt.munger.drop_packet(seq);
+                    }
+                }
+            }
+            metrics.count_drop("padding_only");
+            return;
+        }
+
+        let (keyframe, desc) = match track.codec {
+            Codec::Vp8 => match vp8::parse(&pkt.payload) {
+                Ok(d) => {
+                    if d.is_keyframe {
+                        if let Some((w, h)) = vp8::keyframe_size(&pkt.payload, &d) {
+                            track.activity.set_size(layer, u32::from(w), u32::from(h));
+                        }
+                    }
+                    (d.is_keyframe, Some(d))
+                }
+                Err(_) => {
+                    metrics.count_drop("bad_vp8");
+                    return;
+                }
+            },
+            Codec::H264 => (h264::is_keyframe(&pkt.payload), None),
+            Codec::Opus | Codec::Other => (true, None),
+        };
+        track.activity.on_packet(layer, now);
+        let is_video = track.kind == TrackKind::Video;
+        let clock_rate = track.rtc_codec.clock_rate;
+        let mut want_keyframe: Option<Layer> = None;
+
+        for p in self.participants.iter_mut() {
+            let events = &p.events;
+            let Some(dt) = p.downtracks.iter_mut().find(|d| d.track == track.id) else { continue };
+            let action = if is_video {
+                dt.selector.update_target(&dt.wish, &track.activity, now);
+                let a = dt.selector.on_packet(layer, keyframe);
+                if let Some(l) = dt.selector.wants_keyframe() {
+                    want_keyframe = Some(want_keyframe.map_or(l, |w| w.max(l)));
+                }
+                a
+            } else if dt.wish.paused {
+                Action::Drop
+            } else if dt.munger.last_out_seq().is_none() {
+                Action::Switch { from: None, to: layer }
+            } else {
+                Action::Forward
+            };
+            match action {
+                Action::Drop => {
+                    if dt.selector.current() == Some(layer) {
+                        dt.munger.drop_packet(seq);
+                    }
+                    continue;
+                }
+                Action::Switch { from, to } => {
+                    let hint = match (from, dt.last_in_ts, dt.munger.last_out_ts()) {
+                        (Some(f), Some(last_in), Some(last_out)) => {
+                            let old = track.layers[f.index()].as_ref().and_then(|l| l.clock);
+                            let new = track.layers[to.index()].as_ref().and_then(|l| l.clock);
+                            match (old, new) {
+                                (Some(o), Some(n)) => align_advance(o, n, pkt.header.timestamp, last_in as u32, clock_rate)
+                                    .map(|adv| last_out + u64::from(adv)),
+                                _ => None,
+                            }
+                        }
+                        _ => None,
+                    };
+                    dt.munger.switch_source(seq, ts, hint, now);
+                    dt.vp8.switch_source();
+                    if is_video {
+                        metrics.layer_switches.inc();
+                    }
+                    tracing::debug!(subscriber = %p.id, track = %dt.track, ?from, ?to, sr_aligned = hint.is_some(), "layer switch");
+                }
+                Action::Forward => {}
+            }
+            if dt.announced != dt.selector.current() {
+                dt.announced = dt.selector.current();
+                let layer = dt.announced.map(|l| track.rid_name(l));
+                let _ = events.try_send(ServerMessage::LayerChanged { track: dt.track.clone(), layer });
+            }
+            let Some((out_seq, out_ts)) = dt.munger.forward(seq, ts, now) else {
+                metrics.count_drop("munger_rejected");
+                continue;
+            };
+            let Some(peer) = self.peers.get_mut(&p.subscriber) else { continue };
+            let Some(mut sender) = peer.pc.rtp_sender(dt.sender_id) else { continue };
+            let pt = match dt.payload_type {
+                Some(pt) => pt,
+                None => {
+                    let found = sender
+                        .get_parameters()
+                        .rtp_parameters
+                        .codecs
+                        .iter()
+                        .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(&track.rtc_codec.mime_type))
+                        .map(|c| c.payload_type);
+                    match found {
+                        Some(pt) => {
+                            dt.payload_type = Some(pt);
+                            pt
+                        }
+                        None => {
+                            metrics.count_drop("not_negotiated");
+                            continue;
+                        }
+                    }
+                }
+            };
+            let mut header = pkt.header.clone();
+            header.ssrc = dt.ssrc;
+            header.payload_type = pt;
+            header.sequence_number = out_seq;
+            header.timestamp = out_ts;
+            header.extension = false;
+            header.extensions.clear();
+            header.extensions_padding = 0;
+            header.padding = false;
+            let payload = match &desc {
+                Some(d) => {
+                    let rw = dt.vp8.munge(d);
+                    let mut b = BytesMut::from(&pkt.payload[..]);
+                    if vp8::write(&mut b, d, &rw).is_err() {
+                        metrics.count_drop("bad_vp8");
+                        continue;
+                    }
+                    b.freeze()
+                }
+                None => pkt.payload.clone(),
+            };
+            match sender.write_rtp(now, rtc::rtp::Packet { header, payload }) {
+                Ok(()) => {
+                    dt.last_in_ts = Some(ts);
+                    metrics.rtp_forwarded.inc();
+                    self.dirty.push(p.subscriber);
+                }
+                Err(e) => {
+                    metrics.count_drop("write_rtp_failed");
+                    tracing::trace!(error = %e, "write_rtp");
+                }
+            }
+        }
+        metrics.forward_delay.observe(now.saturating_duration_since(arrived).as_secs_f64());
+        if let Some(l) = want_keyframe {
+            let id = self.tracks[tidx].id.clone();
+            self.request_keyframe(&id, l, now);
+        }
+    }
+}
+
+fn ntp_seconds(ntp: u64) -> f64 {
+    (ntp >> 32) as f64 + (ntp & 0xffff_ffff) as f64 / 4_294_967_296.0
+}
+
+/// How far (in RTP ticks) the first packet of a new layer lies after the last forwarded packet
+/// of the old layer, from both layers' sender reports: the new packet's capture time expressed
+/// on the old layer's clock. `None` when implausible (not 0-5 s after the last packet).
+pub fn align_advance(
+    old: SenderClock,
+    new: SenderClock,
+    new_ts: u32,
+    last_in_old: u32,
+    clock_rate: u32,
+) -> Option<u32> {
+    let rate = clock_rate as f64;
+    let capture = ntp_seconds(new.ntp) + (new_ts.wrapping_sub(new.rtp) as i32) as f64 / rate;
+    let on_old_clock = old.rtp.wrapping_add(((capture - ntp_seconds(old.ntp)) * rate).round() as i64 as u32);
+    let advance = on_old_clock.wrapping_sub(last_in_old) as i32;
+    if advance <= 0 || advance as f64 > 5.0 * rate {
+        return None;
+    }
+    Some(advance as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ntp(secs: f64) -> u64 {
+        ((secs.trunc() as u64) << 32) | ((secs.fract() * 4_294_967_296.0) as u64)
+    }
+
+    #[test]
+    fn sender_report_alignment() {
+        // old layer: ts 1000 at t=100 s; new layer: ts 4_294_960_000 at t=100 s (wraps soon)
+        let old = SenderClock { ntp: ntp(100.0), rtp: 1000 };
+        let new = SenderClock { ntp: ntp(100.0), rtp: 4_294_960_000 };
+        // columns: new_ts, last_in_old, expected advance
+        let rows: &[(u32, u32, Option<u32>)] = &[
+            // new packet 50 ms after the SR (4500 ticks), last old packet at the SR instant
+            (4_294_964_500, 1000, Some(4500)),
+            // across the 32-bit wrap of the new layer: 100 ms after the SR
+            (4_294_960_000u32.wrapping_add(9000), 1000, Some(9000)),
+            // last old packet 20 ms after the SR: advance shrinks
+            (4_294_964_500, 2800, Some(2700)),
+            // old layer's clock across its own wrap
+            (4_294_964_500, 1000u32.wrapping_sub(1800), Some(6300)),
+            // new packet older than the last forwarded one: implausible
+            (4_294_960_000, 5000, None),
+            // 10 s jump: implausible
+            (4_294_960_000u32.wrapping_add(900_000), 1000, None),
+        ];
+        for &(new_ts, last_in, want) in rows {
+            assert_eq!(align_advance(old, new, new_ts, last_in, 90_000), want, "new_ts {new_ts}");
+        }
+    }
+}

@@ -1,0 +1,392 @@
+//! Membership and SDP: joining, leaving, publishing, and keeping every subscriber
+//! connection's offer in step with the room's tracks.
+
+use super::participant::Participant;
+use super::peer::Role;
+use super::sdp::{self, OfferError};
+use super::track::{Codec, DownTrack, LayerIn, PublishedTrack};
+use super::worker::Room;
+use crate::forward::munger::RtpMunger;
+use crate::forward::selector::{Layer, LayerActivity, LayerSelector, PliThrottle, Wish};
+use crate::forward::seq::{SeqUnwrapper, TsUnwrapper};
+use crate::forward::vp8::Vp8Munger;
+use crate::udp::PeerKey;
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::event::RTCTrackEventInit;
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::peer_connection::transport::RTCIceCandidateInit;
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind};
+use signaling::protocol::{ErrorCode, IceCandidate, PcTarget, ServerMessage, SubscriptionRequest, TrackKind, TrackRef};
+use signaling::room::EventSender;
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+fn new_track_id() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+    let mut rng = rand::rng();
+    let tail: String = (0..12).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect();
+    format!("TR_{tail}")
+}
+
+impl Room {
+    pub(super) fn join(&mut self, id: String, name: String, events: EventSender, now: Instant) {
+        let subscriber = match self.add_peer(&id, Role::Subscriber, now) {
+            Ok(k) => k,
+            Err(e) => {
+                tracing::error!(room = %self.name, error = %e, "cannot create subscriber connection");
+                let _ = events.try_send(ServerMessage::error(ErrorCode::Internal, "cannot create connection"));
+                return;
+            }
+        };
+        let participant = Participant {
+            id: id.clone(),
+            name,
+            events,
+            publisher: None,
+            subscriber,
+            downtracks: Vec::new(),
+            offer_outstanding: false,
+            renegotiate: false,
+            offered_rids: Vec::new(),
+        };
+        let others = self.participants.iter().map(|p| p.info(self.track_infos(&p.id))).collect();
+        participant.send(ServerMessage::Joined {
+            room: self.name.clone(),
+            participant: participant.info(Vec::new()),
+            participants: others,
+        });
+        self.broadcast(&id, &ServerMessage::ParticipantJoined { participant: participant.info(Vec::new()) });
+        self.participants.push(participant);
+        let idx = self.participants.len() - 1;
+        let track_idxs: Vec<usize> = (0..self.tracks.len()).collect();
+        for t in track_idxs {
+            self.add_downtrack(idx, t);
+        }
+        self.negotiate(idx, now);
+        tracing::info!(room = %self.name, participant = %id, participants = self.participants.len(), "joined room");
+    }
+
+    pub(super) fn leave(&mut self, id: &str) {
+        let Some(idx) = self.participant_index(id) else { return };
+        let p = self.participants.remove(idx);
+        self.plane.metrics.subscribed_tracks.sub(p.downtracks.len() as i64);
+        self.remove_peer(p.subscriber);
+        if let Some(k) = p.publisher {
+            self.remove_peer(k);
+        }
+        self.unpublish(id, None);
+        self.broadcast(id, &ServerMessage::ParticipantLeft { participant: id.to_string() });
+        tracing::info!(room = %self.name, participant = %id, participants = self.participants.len(), "left room");
+    }
+
+    pub(super) fn track_infos(&self, publisher: &str) -> Vec<signaling::protocol::TrackInfo> {
+        self.tracks.iter().filter(|t| t.publisher == publisher).map(|t| t.info()).collect()
+    }
+
+    pub(super) fn on_publisher_offer(&mut self, id: &str, sdp_text: String, now: Instant) {
+        let Some(idx) = self.participant_index(id) else { return };
+        if let Err(e) = sdp::check_offer(&sdp_text) {
+            let code = match e {
+                OfferError::Malformed(_) => ErrorCode::BadSdp,
+                OfferError::NoCodec => ErrorCode::NoCodec,
+            };
+            self.reply_error(id, code, e.to_string());
+            return;
+        }
+        let desc = match RTCSessionDescription::offer(sdp_text.clone()) {
+            Ok(d) => d,
+            Err(e) => return self.reply_error(id, ErrorCode::BadSdp, format!("cannot parse the offer: {e}")),
+        };
+        let fresh = self.participants[idx].publisher.is_none();
+        let key = match self.participants[idx].publisher {
+            Some(k) => k,
+            None => match self.add_peer(id, Role::Publisher, now) {
+                Ok(k) => k,
+                Err(e) => return self.reply_error(id, ErrorCode::Internal, format!("cannot create connection: {e}")),
+            },
+        };
+        let result = (|| {
+            let pc = &mut self.peers.get_mut(&key).expect("peer just looked up").pc;
+            pc.set_remote_description(now, desc)?;
+            let answer = pc.create_answer(None)?;
+            pc.set_local_description(now, answer)?;
+            pc.local_description().map(|d| d.sdp).ok_or(rtc::shared::error::Error::ErrPeerConnLocalDescriptionNil)
+        })();
+        match result {
+            Ok(answer) => {
+                let p = &mut self.participants[idx];
+                p.publisher = Some(key);
+                p.offered_rids = sdp::send_rids_by_mid(&sdp_text);
+                p.send(ServerMessage::Answer { sdp: answer });
+                self.dirty.push(key);
+            }
+            Err(e) => {
+                if fresh {
+                    self.remove_peer(key);
+                }
+                self.reply_error(id, ErrorCode::BadSdp, format!("cannot apply the offer: {e}"));
+            }
+        }
+    }
+
+    pub(super) fn on_subscriber_answer(&mut self, id: &str, sdp_text: String, now: Instant) {
+        let Some(idx) = self.participant_index(id) else { return };
+        let key = self.participants[idx].subscriber;
+        if !self.participants[idx].offer_outstanding {
+            return self.reply_error(id, ErrorCode::BadMessage, "no subscriber offer is outstanding");
+        }
+        let result = RTCSessionDescription::answer(sdp_text).and_then(|d| {
+            self.peers.get_mut(&key).expect("subscriber peer exists").pc.set_remote_description(now, d)
+        });
+        if let Err(e) = result {
+            self.reply_error(id, ErrorCode::BadSdp, format!("cannot apply the answer: {e}"));
+            return;
+        }
+        self.dirty.push(key);
+        let p = &mut self.participants[idx];
+        p.offer_outstanding = false;
+        for dt in &mut p.downtracks {
+            dt.payload_type = None; // re-resolve against the new negotiation
+        }
+        if std::mem::take(&mut p.renegotiate) {
+            self.negotiate(idx, now);
+        }
+    }
+
+    pub(super) fn on_candidate(&mut self, id: &str, target: PcTarget, c: IceCandidate) {
+        let Some(idx) = self.participant_index(id) else { return };
+        if c.candidate.is_empty() {
+            return;
+        }
+        let p = &self.participants[idx];
+        let key = match target {
+            PcTarget::Publisher => p.publisher,
+            PcTarget::Subscriber => Some(p.subscriber),
+        };
+        let Some(peer) = key.and_then(|k| self.peers.get_mut(&k)) else { return };
+        let init = RTCIceCandidateInit {
+            candidate: c.candidate,
+            sdp_mid: c.sdp_mid,
+            sdp_mline_index: c.sdp_mline_index,
+            username_fragment: c.username_fragment,
+            ..Default::default()
+        };
+        // ICE-lite learns addresses from checks; a candidate we cannot use is not an error.
+        if let Err(e) = peer.pc.add_remote_candidate(init) {
+            tracing::debug!(participant = %id, error = %e, "remote candidate ignored");
+        }
+    }
+
+    pub(super) fn on_subscription(&mut self, id: &str, track: &str, req: SubscriptionRequest, now: Instant) {
+        let Some(idx) = self.participant_index(id) else { return };
+        let Some(t) = self.tracks.iter().find(|t| t.id == track) else {
+            return self.reply_error(id, ErrorCode::UnknownTrack, format!("no track {track:?} in this room"));
+        };
+        let Some(dt) = self.participants[idx].downtracks.iter_mut().find(|d| d.track == track) else {
+            return self.reply_error(id, ErrorCode::UnknownTrack, format!("not subscribed to {track:?}"));
+        };
+        if let Some(p) = req.paused {
+            dt.wish.paused = p;
+        }
+        match req.layer {
+            Some(Some(rid)) => match Layer::from_rid(&rid).or_else(|| {
+                t.rids.iter().position(|r| *r == rid).and_then(|i| Layer::new(i as u8))
+            }) {
+                Some(l) => dt.wish.max_layer = Some(l),
+                None => {
+                    let msg = format!("unknown layer {rid:?}; use one of q, h, f");
+                    return self.reply_error(id, ErrorCode::BadMessage, msg);
+                }
+            },
+            Some(None) => dt.wish.max_layer = None,
+            None => {}
+        }
+        if let Some(size) = req.size {
+            dt.wish.size = Some(size);
+        }
+        dt.selector.update_target(&dt.wish, &t.activity, now);
+    }
+
+    /// A new SSRC started on a publisher connection: a new track or another layer of one.
+    pub(super) fn on_track_open(&mut self, key: PeerKey, owner: &str, init: RTCTrackEventInit) {
+        let Some(pidx) = self.participant_index(owner) else { return };
+        let existing = self.tracks.iter().position(|t| t.publisher == owner && t.rtc_track_id == init.track_id);
+        let tidx = match existing {
+            Some(i) => i,
+            None => {
+                let Some(peer) = self.peers.get_mut(&key) else { return };
+                let mid = peer.pc.rtp_transceiver(init.receiver_id.into()).and_then(|t| t.mid().clone());
+                let Some(receiver) = peer.pc.rtp_receiver(init.receiver_id) else { return };
+                let kind = match receiver.track().kind() {
+                    RtpCodecKind::Audio => TrackKind::Audio,
+                    _ => TrackKind::Video,
+                };
+                let Some(rtc_codec) = receiver.track().codec(init.ssrc).cloned() else {
+                    tracing::warn!(participant = %owner, ssrc = init.ssrc, "track without codec ignored");
+                    return;
+                };
+                let rids = mid
+                    .and_then(|m| self.participants[pidx].offered_rids.iter().find(|(x, _)| *x == m).map(|(_, r)| r.clone()))
+                    .unwrap_or_default();
+                let track = PublishedTrack {
+                    id: new_track_id(),
+                    publisher: owner.to_string(),
+                    peer: key,
+                    rtc_track_id: init.track_id.clone(),
+                    receiver_id: init.receiver_id,
+                    kind,
+                    codec: Codec::from_mime(&rtc_codec.mime_type),
+                    rtc_codec,
+                    rids,
+                    layers: Default::default(),
+                    activity: LayerActivity::default(),
+                    pli: PliThrottle::default(),
+                };
+                tracing::info!(room = %self.name, participant = %owner, track = %track.id, ?kind,
+                    codec = %track.rtc_codec.mime_type, rids = ?track.rids, "track published");
+                let msg = ServerMessage::TrackPublished { participant: owner.to_string(), track: track.info() };
+                self.tracks.push(track);
+                self.plane.metrics.published_tracks.inc();
+                self.broadcast(owner, &msg);
+                let tidx = self.tracks.len() - 1;
+                let now = Instant::now();
+                for s in 0..self.participants.len() {
+                    if self.participants[s].id != owner {
+                        self.add_downtrack(s, tidx);
+                        self.negotiate(s, now);
+                    }
+                }
+                tidx
+            }
+        };
+        let track = &mut self.tracks[tidx];
+        let layer = track.layer_for_rid(init.rid.as_deref());
+        if track.layers[layer.index()].as_ref().map(|l| l.ssrc) != Some(init.ssrc) {
+            track.layers[layer.index()] = Some(LayerIn::new(init.ssrc));
+        }
+    }
+
+    /// Removes `publisher`'s tracks (one, or all when `rtc_track_id` is None) from the room.
+    pub(super) fn unpublish(&mut self, publisher: &str, rtc_track_id: Option<&str>) {
+        let gone: Vec<String> = self
+            .tracks
+            .iter()
+            .filter(|t| t.publisher == publisher && rtc_track_id.is_none_or(|id| t.rtc_track_id == id))
+            .map(|t| t.id.clone())
+            .collect();
+        if gone.is_empty() {
+            return;
+        }
+        self.tracks.retain(|t| !gone.contains(&t.id));
+        self.plane.metrics.published_tracks.sub(gone.len() as i64);
+        let now = Instant::now();
+        for s in 0..self.participants.len() {
+            let p = &mut self.participants[s];
+            let (removed, kept): (Vec<DownTrack>, Vec<DownTrack>) =
+                p.downtracks.drain(..).partition(|d| gone.contains(&d.track));
+            p.downtracks = kept;
+            if removed.is_empty() {
+                continue;
+            }
+            self.plane.metrics.subscribed_tracks.sub(removed.len() as i64);
+            if let Some(peer) = self.peers.get_mut(&p.subscriber) {
+                for d in &removed {
+                    if let Err(e) = peer.pc.remove_track(d.sender_id) {
+                        tracing::debug!(error = %e, "remove_track");
+                    }
+                }
+            }
+            for d in &removed {
+                p.send(ServerMessage::TrackUnpublished { participant: publisher.to_string(), track: d.track.clone() });
+            }
+            self.negotiate(s, now);
+        }
+    }
+
+    /// Adds a sender for track `tidx` to subscriber `sidx`'s connection (negotiated later).
+    pub(super) fn add_downtrack(&mut self, sidx: usize, tidx: usize) {
+        let track = &self.tracks[tidx];
+        let p = &mut self.participants[sidx];
+        if p.id == track.publisher || p.downtracks.iter().any(|d| d.track == track.id) {
+            return;
+        }
+        let Some(peer) = self.peers.get_mut(&p.subscriber) else { return };
+        let ssrc = rand::random::<u32>();
+        let kind = match track.kind {
+            TrackKind::Audio => RtpCodecKind::Audio,
+            TrackKind::Video => RtpCodecKind::Video,
+        };
+        let encoding = RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
+            active: true,
+            codec: track.rtc_codec.clone(),
+            ..Default::default()
+        };
+        let mst = MediaStreamTrack::new(track.publisher.clone(), track.id.clone(), track.id.clone(), kind, vec![encoding]);
+        let sender_id = match peer.pc.add_track(mst) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(participant = %p.id, track = %track.id, error = %e, "cannot add track to subscriber");
+                return;
+            }
+        };
+        let clock_rate = track.rtc_codec.clock_rate;
+        p.downtracks.push(DownTrack {
+            track: track.id.clone(),
+            publisher: track.publisher.clone(),
+            kind: track.kind,
+            codec: track.codec,
+            sender_id,
+            ssrc,
+            payload_type: None,
+            selector: LayerSelector::default(),
+            wish: Wish::default(),
+            munger: RtpMunger::new(clock_rate, rand::random(), rand::random()),
+            vp8: Vp8Munger::default(),
+            last_in_ts: None,
+            announced: None,
+        });
+        self.plane.metrics.subscribed_tracks.inc();
+    }
+
+    /// Sends subscriber `idx` a new offer, or remembers to once its outstanding one is answered.
+    pub(super) fn negotiate(&mut self, idx: usize, now: Instant) {
+        let p = &mut self.participants[idx];
+        if p.offer_outstanding {
+            p.renegotiate = true;
+            return;
+        }
+        let key = p.subscriber;
+        let Some(peer) = self.peers.get_mut(&key) else { return };
+        if p.downtracks.is_empty() && peer.pc.local_description().is_none() {
+            return; // nothing to receive yet
+        }
+        let result = (|| {
+            let offer = peer.pc.create_offer(None)?;
+            peer.pc.set_local_description(now, offer)?;
+            peer.pc.local_description().map(|d| d.sdp).ok_or(rtc::shared::error::Error::ErrPeerConnLocalDescriptionNil)
+        })();
+        match result {
+            Ok(sdp) => {
+                let mut tracks = BTreeMap::new();
+                for d in &p.downtracks {
+                    if let Some(mid) = peer.pc.rtp_transceiver(d.sender_id.into()).and_then(|t| t.mid().clone()) {
+                        tracks.insert(mid, TrackRef { participant: d.publisher.clone(), track: d.track.clone(), kind: d.kind });
+                    }
+                }
+                p.offer_outstanding = true;
+                p.send(ServerMessage::Offer { sdp, tracks });
+                self.dirty.push(key);
+            }
+            Err(e) => tracing::error!(participant = %p.id, error = %e, "cannot create subscriber offer"),
+        }
+    }
+}
+
+impl LayerIn {
+    /// A layer first seen with `ssrc`.
+    pub fn new(ssrc: u32) -> Self {
+        LayerIn { ssrc, seq: SeqUnwrapper::default(), ts: TsUnwrapper::default(), clock: None }
+    }
+}

@@ -1,0 +1,173 @@
+//! Construction of the server side of a peer connection: codecs, header extensions,
+//! interceptors, ICE-lite with our own credentials and the one media-port candidate.
+
+use crate::udp::PeerKey;
+use rand::Rng;
+use rtc::interceptor::Registry;
+use rtc::peer_connection::RTCPeerConnection;
+use rtc::peer_connection::RTCPeerConnectionBuilder;
+use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+use rtc::peer_connection::configuration::interceptor_registry::{
+    configure_nack, configure_rtcp_reports, configure_simulcast_extension_headers,
+    configure_twcc_receiver_only,
+};
+use rtc::peer_connection::configuration::media_engine::{
+    MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_RTX, MIME_TYPE_VP8, MediaEngine,
+};
+use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+use rtc::peer_connection::transport::{
+    CandidateConfig, CandidateHostConfig, RTCDtlsRole, RTCIceCandidate,
+};
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability,
+    RtpCodecKind,
+};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+/// Which of a participant's two connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Client -> server media; the client offers.
+    Publisher,
+    /// Server -> client media; the server offers.
+    Subscriber,
+}
+
+/// One server-side peer connection and the bookkeeping the worker keeps about it.
+pub struct Peer {
+    /// Key the demux routes by.
+    pub key: PeerKey,
+    /// Owner participant id.
+    pub owner: String,
+    /// Publisher or subscriber.
+    pub role: Role,
+    /// Local ICE ufrag (registered in the demux).
+    pub ufrag: String,
+    /// The sans-IO connection.
+    pub pc: RTCPeerConnection,
+    /// When it next wants `handle_timeout`.
+    pub next_timeout: Option<Instant>,
+}
+
+/// Where this node's media port is and what address it announces.
+#[derive(Debug, Clone)]
+pub struct MediaAddr {
+    /// Address the socket is bound to (the ICE agent's local address).
+    pub local: SocketAddr,
+    /// Addresses put into ICE candidates (NAT 1:1 / external IPs).
+    pub announce: Vec<std::net::IpAddr>,
+}
+
+fn random_token(len: usize) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    let mut rng = rand::rng();
+    (0..len).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
+}
+
+/// Video codec feedback every video codec offers.
+fn video_feedback() -> Vec<RTCPFeedback> {
+    [("nack", ""), ("nack", "pli"), ("ccm", "fir")]
+        .into_iter()
+        .map(|(t, p)| RTCPFeedback { typ: t.to_owned(), parameter: p.to_owned() })
+        .collect()
+}
+
+fn codec(mime: &str, clock_rate: u32, channels: u16, fmtp: &str, fb: Vec<RTCPFeedback>, pt: u8) -> RTCRtpCodecParameters {
+    RTCRtpCodecParameters {
+        rtp_codec: RTCRtpCodec {
+            mime_type: mime.to_owned(),
+            clock_rate,
+            channels,
+            sdp_fmtp_line: fmtp.to_owned(),
+            rtcp_feedback: fb,
+        },
+        payload_type: pt,
+    }
+}
+
+/// The codecs this SFU forwards: Opus, VP8 and H264 (with RTX for video).
+pub fn media_engine() -> Result<MediaEngine, rtc::shared::error::Error> {
+    let mut m = MediaEngine::default();
+    m.register_codec(codec(MIME_TYPE_OPUS, 48000, 2, "minptime=10;useinbandfec=1", vec![], 111), RtpCodecKind::Audio)?;
+    let video = [
+        codec(MIME_TYPE_VP8, 90000, 0, "", video_feedback(), 96),
+        codec(MIME_TYPE_RTX, 90000, 0, "apt=96", vec![], 97),
+        codec(MIME_TYPE_H264, 90000, 0, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f", video_feedback(), 102),
+        codec(MIME_TYPE_RTX, 90000, 0, "apt=102", vec![], 103),
+        codec(MIME_TYPE_H264, 90000, 0, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f", video_feedback(), 104),
+        codec(MIME_TYPE_RTX, 90000, 0, "apt=104", vec![], 105),
+    ];
+    for c in video {
+        m.register_codec(c, RtpCodecKind::Video)?;
+    }
+    for (uri, kind) in [
+        ("urn:ietf:params:rtp-hdrext:ssrc-audio-level", RtpCodecKind::Audio),
+        ("http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time", RtpCodecKind::Video),
+    ] {
+        m.register_header_extension(RTCRtpHeaderExtensionCapability { uri: uri.to_owned() }, kind, None)?;
+    }
+    Ok(m)
+}
+
+/// Creates a server-side peer connection with a fresh ufrag, ready for offer/answer.
+pub fn new_peer(
+    key: PeerKey,
+    owner: &str,
+    role: Role,
+    addr: &MediaAddr,
+    now: Instant,
+) -> Result<Peer, rtc::shared::error::Error> {
+    let ufrag = random_token(16);
+    let pwd = random_token(32);
+    let settings = SettingEngineBuilder::new()
+        .with_lite(true)
+        .with_ice_credentials(ufrag.clone(), pwd)
+        .with_answering_dtls_role(RTCDtlsRole::Server)
+        .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+        .build();
+    let mut media = media_engine()?;
+    let registry = Registry::new();
+    let registry = configure_nack(registry, &mut media);
+    let registry = configure_rtcp_reports(registry);
+    configure_simulcast_extension_headers(&mut media)?;
+    let registry = if role == Role::Publisher {
+        configure_twcc_receiver_only(registry, &mut media)?
+    } else {
+        registry
+    };
+    let mut pc = RTCPeerConnectionBuilder::new()
+        .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_setting_engine(settings)
+        .with_media_engine(media)
+        .with_interceptor_registry(registry)
+        .build(now)?;
+    for ip in &addr.announce {
+        let candidate = CandidateHostConfig {
+            base_config: CandidateConfig {
+                network: "udp".to_owned(),
+                address: ip.to_string(),
+                port: addr.local.port(),
+                component: 1,
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+        .new_candidate_host()?;
+        pc.add_local_candidate(RTCIceCandidate::from(&candidate).to_json()?)?;
+    }
+    Ok(Peer { key, owner: owner.to_owned(), role, ufrag, pc, next_timeout: None })
+}
+
+impl MediaAddr {
+    /// The local address the ICE agent is told packets arrive on: the bound address, or the
+    /// first announced address when bound to an unspecified address.
+    pub fn ice_local(&self) -> SocketAddr {
+        if self.local.ip().is_unspecified() {
+            if let Some(ip) = self.announce.first() {
+                return SocketAddr::new(*ip, self.local.port());
+            }
+        }
+        self.local
+    }
+}

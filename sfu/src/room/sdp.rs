@@ -1,0 +1,98 @@
+//! The little SDP reading the worker needs beyond what `rtc` does: simulcast rids per media
+//! section and a check that an offer has a codec we forward.
+
+/// Simulcast rids of each media section that sends them, by mid, in the offer's order.
+pub fn send_rids_by_mid(sdp: &str) -> Vec<(String, Vec<String>)> {
+    let mut out = Vec::new();
+    for section in sdp.split("\nm=").skip(1) {
+        let mut mid = None;
+        let mut rids = Vec::new();
+        for line in section.lines() {
+            let line = line.trim_end();
+            if let Some(m) = line.strip_prefix("a=mid:") {
+                mid = Some(m.to_string());
+            } else if let Some(r) = line.strip_prefix("a=rid:") {
+                let mut parts = r.split_whitespace();
+                if let (Some(id), Some("send")) = (parts.next(), parts.next()) {
+                    rids.push(id.to_string());
+                }
+            }
+        }
+        if let Some(mid) = mid {
+            if !rids.is_empty() {
+                out.push((mid, rids));
+            }
+        }
+    }
+    out
+}
+
+/// Why an offer cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OfferError {
+    /// Not SDP at all.
+    #[error("not an SDP offer: {0}")]
+    Malformed(&'static str),
+    /// Media sections, but none with Opus, VP8 or H264.
+    #[error("the offer has no usable codec (this server forwards Opus, VP8 and H264)")]
+    NoCodec,
+}
+
+/// Rejects text that is not SDP and offers whose media sections all lack a codec we forward.
+pub fn check_offer(sdp: &str) -> Result<(), OfferError> {
+    if !sdp.starts_with("v=0") {
+        return Err(OfferError::Malformed("it must start with v=0"));
+    }
+    let mut media = 0;
+    let mut usable = 0;
+    for section in sdp.split("\nm=").skip(1) {
+        if section.starts_with("application") {
+            continue;
+        }
+        media += 1;
+        let has = section.lines().any(|l| {
+            let l = l.to_ascii_lowercase();
+            l.starts_with("a=rtpmap:")
+                && (l.contains(" opus/") || l.contains(" vp8/") || l.contains(" h264/"))
+        });
+        if has {
+            usable += 1;
+        }
+    }
+    if media > 0 && usable == 0 {
+        return Err(OfferError::NoCodec);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OFFER: &str = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
+m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=rtpmap:111 opus/48000/2\r\n\
+m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\na=rtpmap:96 VP8/90000\r\n\
+a=rid:q send\r\na=rid:h send\r\na=rid:f send\r\na=simulcast:send q;h;f\r\n";
+
+    #[test]
+    fn rids() {
+        assert_eq!(
+            send_rids_by_mid(OFFER),
+            vec![("1".to_string(), vec!["q".to_string(), "h".to_string(), "f".to_string()])]
+        );
+    }
+
+    #[test]
+    fn offer_checks() {
+        let g722 = OFFER.replace("opus", "G722").replace("VP8", "VP9");
+        let rows: &[(&str, Result<(), OfferError>)] = &[
+            (OFFER, Ok(())),
+            ("garbage", Err(OfferError::Malformed("it must start with v=0"))),
+            (&g722, Err(OfferError::NoCodec)),
+            ("v=0\r\ns=-\r\n", Ok(())),
+        ];
+        for (sdp, want) in rows {
+            assert_eq!(&check_offer(sdp), want, "{sdp:.40}");
+        }
+    }
+}

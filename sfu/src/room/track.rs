@@ -1,0 +1,146 @@
+//! Per-track forwarding state: what a publisher sends ([`PublishedTrack`]) and what one
+//! subscriber receives of it ([`DownTrack`]).
+
+use crate::forward::munger::RtpMunger;
+use crate::forward::selector::{Layer, LayerActivity, LayerSelector, PliThrottle, Wish};
+use crate::forward::seq::{SeqUnwrapper, TsUnwrapper};
+use crate::forward::vp8::Vp8Munger;
+use rtc::rtp_transceiver::rtp_sender::RTCRtpCodec;
+use rtc::rtp_transceiver::{RTCRtpReceiverId, RTCRtpSenderId};
+use signaling::protocol::{TrackInfo, TrackKind};
+
+/// Codec of a published track, as far as forwarding cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    /// Opus audio.
+    Opus,
+    /// VP8 video: picture ids are rewritten.
+    Vp8,
+    /// H264 video: no payload rewrite.
+    H264,
+    /// Anything else: forwarded without payload inspection.
+    Other,
+}
+
+impl Codec {
+    /// From a MIME type such as `video/VP8`.
+    pub fn from_mime(mime: &str) -> Codec {
+        match mime.to_ascii_lowercase().as_str() {
+            "audio/opus" => Codec::Opus,
+            "video/vp8" => Codec::Vp8,
+            "video/h264" => Codec::H264,
+            _ => Codec::Other,
+        }
+    }
+}
+
+/// Sender report of one layer: maps its RTP clock to wall-clock (NTP) time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SenderClock {
+    /// NTP timestamp (32.32 fixed point).
+    pub ntp: u64,
+    /// RTP timestamp at that instant.
+    pub rtp: u32,
+}
+
+/// One incoming simulcast layer (one SSRC).
+pub struct LayerIn {
+    /// Its SSRC.
+    pub ssrc: u32,
+    /// Extends sequence numbers.
+    pub seq: SeqUnwrapper,
+    /// Extends timestamps.
+    pub ts: TsUnwrapper,
+    /// Last sender report.
+    pub clock: Option<SenderClock>,
+}
+
+/// A track some participant publishes.
+pub struct PublishedTrack {
+    /// Public id (`TR_...`).
+    pub id: String,
+    /// Publishing participant.
+    pub publisher: String,
+    /// The publisher connection it arrives on.
+    pub peer: crate::udp::PeerKey,
+    /// The track id inside the publisher's `rtc` connection.
+    pub rtc_track_id: String,
+    /// Its receiver in the publisher's connection.
+    pub receiver_id: RTCRtpReceiverId,
+    /// Audio or video.
+    pub kind: TrackKind,
+    /// Codec used.
+    pub codec: Codec,
+    /// Codec parameters, copied to subscribers' senders.
+    pub rtc_codec: RTCRtpCodec,
+    /// Simulcast rids in the offer, lowest first (empty if not simulcast).
+    pub rids: Vec<String>,
+    /// Incoming layers by [`Layer`] index.
+    pub layers: [Option<LayerIn>; Layer::COUNT],
+    /// Which layers are alive and how large.
+    pub activity: LayerActivity,
+    /// Keyframe-request throttle per layer.
+    pub pli: PliThrottle,
+}
+
+impl PublishedTrack {
+    /// The layer a rid stands for: `q`/`h`/`f` by name, other rids by position in the offer.
+    pub fn layer_for_rid(&self, rid: Option<&str>) -> Layer {
+        let Some(rid) = rid.filter(|r| !r.is_empty()) else { return Layer::LOW };
+        if let Some(l) = Layer::from_rid(rid) {
+            return l;
+        }
+        let pos = self.rids.iter().position(|r| r == rid).unwrap_or(0);
+        Layer::new(pos.min(Layer::COUNT - 1) as u8).unwrap_or(Layer::LOW)
+    }
+
+    /// The layer an SSRC carries, if known.
+    pub fn layer_of(&self, ssrc: u32) -> Option<Layer> {
+        self.layers.iter().enumerate().find_map(|(i, l)| {
+            l.as_ref().filter(|l| l.ssrc == ssrc).and_then(|_| Layer::new(i as u8))
+        })
+    }
+
+    /// Public description.
+    pub fn info(&self) -> TrackInfo {
+        TrackInfo { id: self.id.clone(), kind: self.kind, layers: self.rids.clone() }
+    }
+
+    /// The rid to report for a layer.
+    pub fn rid_name(&self, layer: Layer) -> String {
+        if self.rids.iter().all(|r| Layer::from_rid(r).is_some()) {
+            return layer.rid().to_string();
+        }
+        self.rids.get(layer.index()).cloned().unwrap_or_else(|| layer.rid().to_string())
+    }
+}
+
+/// One subscriber's view of one published track.
+pub struct DownTrack {
+    /// Published track id.
+    pub track: String,
+    /// Its publisher.
+    pub publisher: String,
+    /// Audio or video.
+    pub kind: TrackKind,
+    /// Codec (same as published).
+    pub codec: Codec,
+    /// Sender in the subscriber's connection.
+    pub sender_id: RTCRtpSenderId,
+    /// Outgoing SSRC.
+    pub ssrc: u32,
+    /// Outgoing payload type, once negotiated.
+    pub payload_type: Option<u8>,
+    /// Layer choice.
+    pub selector: LayerSelector,
+    /// The subscriber's wish.
+    pub wish: Wish,
+    /// Seq/timestamp mapping.
+    pub munger: RtpMunger,
+    /// VP8 picture id mapping.
+    pub vp8: Vp8Munger,
+    /// Source (extended) timestamp of the last forwarded packet, for sender-report alignment.
+    pub last_in_ts: Option<u64>,
+    /// Layer last announced with `layer_changed`.
+    pub announced: Option<Layer>,
+}

@@ -1,0 +1,255 @@
+//! The room worker: one task, one owner of every peer connection of the room.
+//!
+//! The loop waits for a command, a batch of datagrams or the earliest peer timer, hands the
+//! input to the `rtc` connections, then drains every connection it touched: datagrams go to
+//! the socket, events and media come back into the worker (see `forward.rs`).
+
+use super::MediaPlane;
+use super::participant::Participant;
+use super::peer::{self, Peer, Role};
+use super::track::PublishedTrack;
+use crate::udp::{Datagram, PeerKey, Route};
+use rtc::peer_connection::event::RTCPeerConnectionEvent;
+use rtc::peer_connection::message::TaggedRTCMessage;
+use rtc::sansio::Protocol;
+use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use signaling::protocol::{ErrorCode, ServerMessage};
+use signaling::room::RoomCommand;
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// Datagrams handled per wake-up before output is flushed.
+const BATCH: usize = 64;
+
+/// State of one room, owned by its worker task.
+pub struct Room {
+    pub(super) name: String,
+    pub(super) plane: MediaPlane,
+    pub(super) datagrams: mpsc::Sender<Datagram>,
+    pub(super) participants: Vec<Participant>,
+    pub(super) tracks: Vec<PublishedTrack>,
+    pub(super) peers: HashMap<PeerKey, Peer>,
+    /// Connections with pending output.
+    pub(super) dirty: Vec<PeerKey>,
+    events_buf: Vec<RTCPeerConnectionEvent>,
+    reads_buf: Vec<TaggedRTCMessage>,
+}
+
+impl Room {
+    /// A room with no participants.
+    pub fn new(name: String, plane: MediaPlane, datagrams: mpsc::Sender<Datagram>) -> Self {
+        Room {
+            name,
+            plane,
+            datagrams,
+            participants: Vec::new(),
+            tracks: Vec::new(),
+            peers: HashMap::new(),
+            dirty: Vec::new(),
+            events_buf: Vec::new(),
+            reads_buf: Vec::new(),
+        }
+    }
+
+    /// Runs until every command sender is dropped (the room closed).
+    pub async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<RoomCommand>,
+        mut datagrams: mpsc::Receiver<Datagram>,
+    ) {
+        let mut batch = Vec::with_capacity(BATCH);
+        loop {
+            let deadline = self.next_timeout().unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                cmd = commands.recv() => match cmd {
+                    Some(cmd) => self.on_command(cmd, Instant::now()),
+                    None => break,
+                },
+                n = datagrams.recv_many(&mut batch, BATCH) => {
+                    if n == 0 {
+                        break;
+                    }
+                    for dg in batch.drain(..) {
+                        self.on_datagram(dg);
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline.into()) => self.on_timeout(Instant::now()),
+            }
+            self.flush();
+        }
+        self.close();
+    }
+
+    fn next_timeout(&self) -> Option<Instant> {
+        self.peers.values().filter_map(|p| p.next_timeout).min()
+    }
+
+    fn on_timeout(&mut self, now: Instant) {
+        for (key, peer) in self.peers.iter_mut() {
+            if peer.next_timeout.is_some_and(|t| t <= now) {
+                if let Err(e) = peer.pc.handle_timeout(now) {
+                    tracing::debug!(room = %self.name, error = %e, "handle_timeout");
+                }
+                peer.next_timeout = None;
+                self.dirty.push(*key);
+            }
+        }
+    }
+
+    fn on_datagram(&mut self, dg: Datagram) {
+        let Some(peer) = self.peers.get_mut(&dg.peer) else {
+            self.plane.metrics.count_drop("peer_gone");
+            return;
+        };
+        let local_addr = self.plane.addr.ice_local();
+        let msg = TaggedBytesMut {
+            now: dg.at,
+            transport: TransportContext {
+                local_addr,
+                peer_addr: dg.from,
+                ecn: None,
+                transport_protocol: TransportProtocol::UDP,
+            },
+            message: dg.data,
+        };
+        if let Err(e) = peer.pc.handle_read(msg) {
+            // garbage, failed SRTP authentication, replays: counted and dropped
+            self.plane.metrics.count_drop("rejected_by_peer");
+            tracing::trace!(room = %self.name, peer = dg.peer.0, error = %e, "datagram rejected");
+        }
+        self.dirty.push(dg.peer);
+    }
+
+    /// Drains every connection with pending output, including output caused by draining.
+    pub(super) fn flush(&mut self) {
+        while let Some(key) = self.dirty.pop() {
+            self.drain_peer(key);
+        }
+    }
+
+    fn drain_peer(&mut self, key: PeerKey) {
+        let Some(peer) = self.peers.get_mut(&key) else { return };
+        let metrics = &self.plane.metrics;
+        while let Some(out) = peer.pc.poll_write() {
+            match self.plane.socket.try_send_to(&out.message, out.transport.peer_addr) {
+                Ok(n) => {
+                    metrics.udp_out_packets.inc();
+                    metrics.udp_out_bytes.inc_by(n as u64);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => metrics.count_drop("send_would_block"),
+                Err(e) => {
+                    metrics.count_drop("send_error");
+                    tracing::debug!(error = %e, to = %out.transport.peer_addr, "send failed");
+                }
+            }
+        }
+        let mut events = std::mem::take(&mut self.events_buf);
+        let mut reads = std::mem::take(&mut self.reads_buf);
+        while let Some(e) = peer.pc.poll_event() {
+            events.push(e);
+        }
+        while let Some(m) = peer.pc.poll_read() {
+            reads.push(m);
+        }
+        peer.next_timeout = peer.pc.poll_timeout();
+        let role = peer.role;
+        for e in events.drain(..) {
+            self.on_peer_event(key, role, e);
+        }
+        for m in reads.drain(..) {
+            self.on_peer_message(key, role, m);
+        }
+        self.events_buf = events;
+        self.reads_buf = reads;
+    }
+
+    fn on_peer_event(&mut self, key: PeerKey, role: Role, event: RTCPeerConnectionEvent) {
+        use rtc::peer_connection::event::RTCTrackEvent;
+        let owner = self.peers.get(&key).map(|p| p.owner.clone()).unwrap_or_default();
+        match event {
+            RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) => {
+                tracing::info!(room = %self.name, participant = %owner, ?role, %state, "peer connection state");
+            }
+            RTCPeerConnectionEvent::OnIceConnectionStateChangeEvent(state) => {
+                tracing::debug!(room = %self.name, participant = %owner, ?role, %state, "ice state");
+            }
+            RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) if role == Role::Publisher => {
+                self.on_track_open(key, &owner, init);
+            }
+            RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnClose(track_id)) if role == Role::Publisher => {
+                self.unpublish(&owner, Some(&track_id));
+            }
+            _ => {}
+        }
+    }
+
+    /// Creates a connection for `owner` and routes its ufrag to this room.
+    pub(super) fn add_peer(&mut self, owner: &str, role: Role, now: Instant) -> Result<PeerKey, rtc::shared::error::Error> {
+        let key = PeerKey(self.plane.next_key.fetch_add(1, Ordering::Relaxed));
+        let peer = peer::new_peer(key, owner, role, &self.plane.addr, now)?;
+        self.plane.demux.register(Route { room: self.datagrams.clone(), peer: key, ufrag: peer.ufrag.clone() });
+        self.peers.insert(key, peer);
+        Ok(key)
+    }
+
+    /// Closes a connection and forgets its routes.
+    pub(super) fn remove_peer(&mut self, key: PeerKey) {
+        if let Some(mut peer) = self.peers.remove(&key) {
+            self.plane.demux.unregister(&peer.ufrag);
+            let _ = peer.pc.close();
+            while let Some(out) = peer.pc.poll_write() {
+                let _ = self.plane.socket.try_send_to(&out.message, out.transport.peer_addr);
+            }
+        }
+    }
+
+    fn on_command(&mut self, cmd: RoomCommand, now: Instant) {
+        match cmd {
+            RoomCommand::Join { participant, name, events } => self.join(participant, name, events, now),
+            RoomCommand::Leave { participant } => self.leave(&participant),
+            RoomCommand::Offer { participant, sdp } => self.on_publisher_offer(&participant, sdp, now),
+            RoomCommand::Answer { participant, sdp } => self.on_subscriber_answer(&participant, sdp, now),
+            RoomCommand::Candidate { participant, target, candidate } => {
+                self.on_candidate(&participant, target, candidate)
+            }
+            RoomCommand::Subscription { participant, track, request } => {
+                self.on_subscription(&participant, &track, request, now)
+            }
+            RoomCommand::Evacuate { reason } => {
+                for p in &self.participants {
+                    p.send(ServerMessage::Reconnect { reason: reason.clone(), delay_ms: 0 });
+                }
+            }
+        }
+    }
+
+    pub(super) fn participant_index(&self, id: &str) -> Option<usize> {
+        self.participants.iter().position(|p| p.id == id)
+    }
+
+    /// Sends an error to one participant.
+    pub(super) fn reply_error(&self, participant: &str, code: ErrorCode, message: impl Into<String>) {
+        if let Some(i) = self.participant_index(participant) {
+            self.participants[i].send(ServerMessage::error(code, message));
+        }
+    }
+
+    /// Sends a message to everyone but `except`.
+    pub(super) fn broadcast(&self, except: &str, msg: &ServerMessage) {
+        for p in self.participants.iter().filter(|p| p.id != except) {
+            p.send(msg.clone());
+        }
+    }
+
+    fn close(&mut self) {
+        let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+        for key in keys {
+            self.remove_peer(key);
+        }
+        let subscribed: usize = self.participants.iter().map(|p| p.downtracks.len()).sum();
+        self.plane.metrics.subscribed_tracks.sub(subscribed as i64);
+        self.plane.metrics.published_tracks.sub(self.tracks.len() as i64);
+    }
+}

@@ -1,0 +1,910 @@
+/*
+ * SFU demo client: plain ES2020, no build step, no external resources.
+ * Speaks the WebSocket protocol of docs/protocol.md with two peer connections:
+ * the publisher (this client offers) and the subscriber (the server offers).
+ *
+ * URL: /?room=R&name=N[&token=T] joins room R as N at once; without room/name a form is shown.
+ *
+ * Test API: window.sfuDemo (used by tests/browser; keep it stable)
+ *   joined            Promise, resolves with the `joined` message once it arrived; rejects if the
+ *                     join is refused (`error` before `joined`) or the socket closes first.
+ *                     Replaced by a fresh promise when the client rejoins after `reconnect`.
+ *   participantId     own participant id (null until joined)
+ *   room              room name
+ *   ws                the current WebSocket (raw access for tests)
+ *   lastError         last `error` message object received ({type, code, message}) or null
+ *   messages          every server message received, parsed, in order (kept across reconnects;
+ *                     capped at the newest 20000)
+ *   reconnects        how many times the client rejoined after a `reconnect` message
+ *   remote()          async -> [{participant, name, trackIds, hasVideo, hasAudio, videoWidth,
+ *                     videoHeight, framesDecoded, audioBytes, layer, ...extra}] one per remote
+ *                     participant (= one per tile). trackIds: server track ids currently received
+ *                     for that participant. videoWidth/videoHeight: the <video> element's size,
+ *                     else inbound-rtp frameWidth/frameHeight. framesDecoded / audioBytes: summed
+ *                     inbound-rtp framesDecoded (video) / bytesReceived (audio) of the subscriber
+ *                     connection. layer: last `layer_changed` layer of the video track (or null).
+ *                     Extra fields: publishedTrackIds, videoTrack, frameWidth, frameHeight,
+ *                     framesPerSecond, videoBytes, explicitLayer, paused.
+ *   frameLog(pid)     -> [{t, width, height}] one entry per presented frame of that participant's
+ *                     video (requestVideoFrameCallback; t = performance.now()); newest 20000 kept
+ *   resetFrameLog(pid?) clears the frame log of one participant, or of all when pid is omitted
+ *   setLayer(pid, layer) sends `subscription {track, layer}` for the participant's video track and
+ *                     stops size-driven updates for it; layer null clears the explicit layer and
+ *                     resumes size-driven updates. If the track is not known yet it is sent once
+ *                     it is. Returns the track id or null.
+ *   setPaused(pid, paused) sends `subscription {track, paused}`; returns the track id or null.
+ *   leave()           sends `leave`, closes the socket and both peer connections, stops the camera.
+ *
+ * Size-driven subscription: every remote tile sends `subscription {track, width, height}` with its
+ * video element's client size (CSS px x devicePixelRatio), debounced, unless setLayer() set a layer.
+ *
+ * `reconnect {reason, delay_ms?}` (server drain): everything is closed except the local camera
+ * (kept so the rejoin needs no new permission prompt) and the same room is joined again on the
+ * same URL after delay_ms (0 when absent).
+ */
+(() => {
+  'use strict';
+
+  const MAX_MESSAGES = 20000;
+  const MAX_FRAMES = 20000;
+  const SIZE_DEBOUNCE_MS = 250;
+  const DRAINING_RETRIES = 5;
+  const LAYERS = ['q', 'h', 'f'];
+  const SEND_ENCODINGS = [
+    { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 150000 },
+    { rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 500000 },
+    { rid: 'f', maxBitrate: 1500000 },
+  ];
+
+  const params = new URLSearchParams(location.search);
+  const cfg = {
+    room: params.get('room'),
+    name: params.get('name'),
+    token: params.get('token') || undefined,
+  };
+
+  const el = (id) => document.getElementById(id);
+  const ui = {
+    info: el('info'), status: el('status'), errors: el('errors'), form: el('join-form'),
+    grid: el('grid'), leave: el('leave'), rejoin: el('rejoin'),
+  };
+
+  // ---------------------------------------------------------------- state
+
+  let session = null; // the current connection attempt, see startSession()
+  let sessionSeq = 0;
+  let localStream = null; // kept across reconnects, stopped by leave()
+  let localTile = null;
+  let left = false;
+  let reconnectTimer = null;
+  let resolveJoined = null;
+  let rejectJoined = null;
+
+  /** participant id -> Remote (see newRemote) */
+  const remotes = new Map();
+  /** server track id -> participant id */
+  const trackOwner = new Map();
+  /** server track id -> last layer from layer_changed */
+  const layerByTrack = new Map();
+
+  const api = {
+    joined: null,
+    participantId: null,
+    room: cfg.room,
+    ws: null,
+    lastError: null,
+    messages: [],
+    reconnects: 0,
+    remote,
+    frameLog,
+    resetFrameLog,
+    setLayer,
+    setPaused,
+    leave,
+    /** The current peer connections, for diagnostics: {publisher, subscriber}. */
+    peerConnections: () => ({ publisher: session && session.pubPc, subscriber: session && session.subPc }),
+  };
+  window.sfuDemo = api;
+  newJoinedPromise();
+
+  function newJoinedPromise() {
+    api.joined = new Promise((resolve, reject) => {
+      resolveJoined = resolve;
+      rejectJoined = reject;
+    });
+    api.joined.catch(() => {}); // failures are shown in the UI; avoid unhandled rejections
+  }
+
+  // ---------------------------------------------------------------- UI helpers
+
+  function setStatus(text, cls) {
+    ui.status.textContent = text;
+    ui.status.className = cls || '';
+  }
+
+  function showError(code, message) {
+    const li = document.createElement('li');
+    const c = document.createElement('code');
+    c.textContent = code;
+    const m = document.createElement('span');
+    m.textContent = message || '';
+    const x = document.createElement('button');
+    x.type = 'button';
+    x.textContent = '\u00d7';
+    x.title = 'dismiss';
+    x.onclick = () => li.remove();
+    li.append(c, m, x);
+    ui.errors.prepend(li);
+    while (ui.errors.children.length > 3) ui.errors.lastElementChild.remove();
+    console.warn('sfu error', code, message);
+  }
+
+  function playVideo(video, tile) {
+    const p = video.play();
+    if (!p || !p.catch) return;
+    p.catch((err) => {
+      if (!err || err.name !== 'NotAllowedError' || video.muted) return;
+      // Autoplay with sound refused: play muted and offer a button to unmute.
+      video.muted = true;
+      video.play().catch(() => {});
+      if (tile && !tile.querySelector('.unmute')) {
+        const b = document.createElement('button');
+        b.type = 'button';
+        b.className = 'unmute';
+        b.textContent = 'Unmute';
+        b.onclick = () => { video.muted = false; video.play().catch(() => {}); b.remove(); };
+        tile.append(b);
+      }
+    });
+  }
+
+  function makeTile(label, local) {
+    const tile = document.createElement('div');
+    tile.className = local ? 'tile local' : 'tile';
+    const video = document.createElement('video');
+    video.autoplay = true;
+    video.playsInline = true;
+    if (local) video.muted = true;
+    const lab = document.createElement('div');
+    lab.className = 'label';
+    const name = document.createElement('span');
+    name.className = 'name';
+    name.textContent = label;
+    const layer = document.createElement('span');
+    layer.className = 'badge layer';
+    layer.title = 'layer received';
+    const res = document.createElement('span');
+    res.className = 'badge res';
+    lab.append(name, layer, res);
+    tile.append(video, lab);
+    return { tile, video, nameEl: name, layerEl: layer, resEl: res };
+  }
+
+  // Resolution badges, refreshed once a second.
+  setInterval(() => {
+    const all = [...remotes.values()];
+    if (localTile) all.push(localTile);
+    for (const t of all) {
+      const v = t.video;
+      t.resEl.textContent = v.videoWidth ? `${v.videoWidth}\u00d7${v.videoHeight}` : '';
+    }
+  }, 1000);
+
+  // ---------------------------------------------------------------- signaling
+
+  function wsUrl() {
+    const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
+    return `${proto}//${location.host}/ws`;
+  }
+
+  function send(s, msg) {
+    if (!s || s.closed || !s.ws || s.ws.readyState !== WebSocket.OPEN) return false;
+    s.ws.send(JSON.stringify(msg));
+    return true;
+  }
+
+  function sendCurrent(msg) {
+    return send(session, msg);
+  }
+
+  function startSession(drainingAttempt) {
+    drainingAttempt = drainingAttempt || 0;
+    const s = {
+      seq: ++sessionSeq,
+      ws: null,
+      pubPc: null,
+      subPc: null,
+      joined: false,
+      closed: false,
+      midMap: {}, // subscriber mid -> TrackRef, from the last server offer
+      subChain: Promise.resolve(), // serializes subscriber offers
+      pending: { publisher: [], subscriber: [] }, // candidates waiting for the SDP to be sent
+      signaled: { publisher: false, subscriber: false },
+      endSent: { publisher: false, subscriber: false },
+    };
+    session = s;
+    ui.info.textContent = `room ${cfg.room} \u00b7 ${cfg.name}`;
+    setStatus('connecting\u2026');
+    ui.leave.hidden = false;
+    ui.rejoin.hidden = true;
+
+    const mediaReady = acquireMedia();
+    mediaReady.then((stream) => { if (stream && !left && s === session) showLocal(stream); });
+
+    let ws;
+    try {
+      ws = new WebSocket(wsUrl());
+    } catch (err) {
+      failSession(s, 'connect_failed', String(err && err.message || err));
+      return;
+    }
+    s.ws = ws;
+    api.ws = ws;
+    ws.onopen = () => {
+      if (s !== session) return;
+      const join = { type: 'join', room: cfg.room, name: cfg.name };
+      if (cfg.token) join.token = cfg.token;
+      send(s, join);
+      setStatus('joining\u2026');
+    };
+    ws.onmessage = (ev) => {
+      if (s !== session || s.closed) return;
+      if (typeof ev.data !== 'string') return;
+      let msg;
+      try {
+        msg = JSON.parse(ev.data);
+      } catch (err) {
+        showError('client', `unparsable server message: ${String(ev.data).slice(0, 80)}`);
+        return;
+      }
+      api.messages.push(msg);
+      if (api.messages.length > MAX_MESSAGES) api.messages.splice(0, api.messages.length - MAX_MESSAGES);
+      try {
+        handleMessage(s, msg, mediaReady, drainingAttempt);
+      } catch (err) {
+        console.error(err);
+        showError('client', `handling ${msg && msg.type}: ${err && err.message || err}`);
+      }
+    };
+    ws.onerror = () => { /* onclose follows */ };
+    ws.onclose = (ev) => {
+      if (s !== session || s.closed) return;
+      const why = `connection closed (code ${ev.code}${ev.reason ? `: ${ev.reason}` : ''})`;
+      failSession(s, 'disconnected', why);
+    };
+  }
+
+  /** The session ended without us asking for it. */
+  function failSession(s, code, message) {
+    if (s.closed) return;
+    showError(code, message);
+    closeSession(s, false);
+    setStatus(s.joined ? 'disconnected' : 'failed', 'bad');
+    ui.leave.hidden = true;
+    ui.rejoin.hidden = false;
+    if (!s.joined && rejectJoined) rejectJoined(new Error(`${code}: ${message}`));
+  }
+
+  function closeSession(s, sendLeave) {
+    if (s.closed) return;
+    if (sendLeave) send(s, { type: 'leave' });
+    s.closed = true;
+    if (s.ws) {
+      s.ws.onopen = s.ws.onmessage = s.ws.onclose = s.ws.onerror = null;
+      try { s.ws.close(1000); } catch (_) { /* ignore */ }
+    }
+    for (const pc of [s.pubPc, s.subPc]) {
+      if (pc) try { pc.close(); } catch (_) { /* ignore */ }
+    }
+    for (const id of [...remotes.keys()]) removeRemote(id);
+    trackOwner.clear();
+    layerByTrack.clear();
+  }
+
+  function handleMessage(s, msg, mediaReady, drainingAttempt) {
+    if (!msg || typeof msg.type !== 'string') return;
+    switch (msg.type) {
+      case 'joined':
+        onJoined(s, msg, mediaReady)
+          .catch((err) => { if (!s.closed) showError('client', `publishing: ${err && err.message || err}`); });
+        return undefined;
+      case 'answer': return onPublisherAnswer(s, msg);
+      case 'offer':
+        s.subChain = s.subChain
+          .then(() => onSubscriberOffer(s, msg))
+          .catch((err) => { if (!s.closed) showError('client', `subscriber offer: ${err && err.message || err}`); });
+        return undefined;
+      case 'candidate': return onServerCandidate(s, msg);
+      case 'participant_joined': return upsertParticipant(msg.participant);
+      case 'participant_left': return removeRemote(msg.participant);
+      case 'track_published': return onTrackPublished(msg.participant, msg.track);
+      case 'track_unpublished': return onTrackUnpublished(msg.participant, msg.track);
+      case 'layer_changed': return onLayerChanged(msg.track, msg.layer);
+      case 'reconnect': return onReconnect(s, msg);
+      case 'error': return onError(s, msg, drainingAttempt);
+      default:
+        console.debug('ignoring server message', msg.type);
+        return undefined;
+    }
+  }
+
+  function onError(s, msg, drainingAttempt) {
+    api.lastError = msg;
+    showError(msg.code || 'error', msg.message || '');
+    if (s.joined) return; // the session goes on
+    // Anything refused before `joined` is the join itself.
+    if (msg.code === 'draining' && drainingAttempt < DRAINING_RETRIES) {
+      // This node takes no new rooms; the same URL may land on another node.
+      closeSession(s, false);
+      setStatus('node draining, retrying\u2026');
+      reconnectTimer = setTimeout(() => { reconnectTimer = null; startSession(drainingAttempt + 1); },
+        500 * (drainingAttempt + 1));
+      return;
+    }
+    failSession(s, msg.code || 'error', `join refused: ${msg.message || ''}`);
+  }
+
+  function onReconnect(s, msg) {
+    let delay = Number(msg.delay_ms);
+    if (!Number.isFinite(delay) || delay < 0) delay = 0;
+    delay = Math.min(delay, 120000);
+    setStatus(`reconnecting (${msg.reason || 'server request'})\u2026`);
+    closeSession(s, false);
+    newJoinedPromise();
+    api.participantId = null;
+    reconnectTimer = setTimeout(() => {
+      reconnectTimer = null;
+      if (left) return;
+      api.reconnects += 1;
+      startSession(0);
+    }, delay);
+  }
+
+  async function onJoined(s, msg, mediaReady) {
+    s.joined = true;
+    api.participantId = msg.participant && msg.participant.id || null;
+    if (msg.room) api.room = msg.room;
+    setStatus('joined', 'ok');
+    for (const p of msg.participants || []) upsertParticipant(p);
+    if (resolveJoined) resolveJoined(msg);
+    const stream = await mediaReady;
+    if (s.closed) return;
+    if (stream) {
+      showLocal(stream);
+      await publish(s, stream);
+    }
+  }
+
+  // ---------------------------------------------------------------- local media + publisher
+
+  async function acquireMedia() {
+    if (localStream) return localStream;
+    if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+      showError('media', 'getUserMedia is not available (a secure context is required)');
+      return null;
+    }
+    const video = { width: 1280, height: 720 };
+    const attempts = [{ audio: true, video }, { video }, { audio: true }];
+    let lastErr = null;
+    for (const c of attempts) {
+      try {
+        localStream = await navigator.mediaDevices.getUserMedia(c);
+        if (c !== attempts[0]) showError('media', `publishing ${c.video ? 'video' : 'audio'} only: ${lastErr && lastErr.message}`);
+        return localStream;
+      } catch (err) {
+        lastErr = err;
+      }
+    }
+    showError('media', `no camera/microphone, receive only: ${lastErr && (lastErr.name + ' ' + lastErr.message)}`);
+    return null;
+  }
+
+  function showLocal(stream) {
+    if (!localTile) {
+      localTile = makeTile(`${cfg.name} (you)`, true);
+      ui.grid.prepend(localTile.tile);
+    }
+    if (localTile.video.srcObject !== stream) {
+      localTile.video.srcObject = stream;
+      playVideo(localTile.video, null);
+    }
+  }
+
+  function preferVp8(transceiver) {
+    if (typeof transceiver.setCodecPreferences !== 'function') return;
+    try {
+      const caps = (window.RTCRtpReceiver && RTCRtpReceiver.getCapabilities && RTCRtpReceiver.getCapabilities('video'))
+        || (window.RTCRtpSender && RTCRtpSender.getCapabilities && RTCRtpSender.getCapabilities('video'));
+      if (!caps || !caps.codecs) return;
+      const isVp8 = (c) => c.mimeType.toLowerCase() === 'video/vp8';
+      const codecs = caps.codecs.filter(isVp8).concat(caps.codecs.filter((c) => !isVp8(c)));
+      if (codecs.some(isVp8)) transceiver.setCodecPreferences(codecs);
+    } catch (err) {
+      console.warn('setCodecPreferences failed, using the default codec order', err);
+    }
+  }
+
+  async function publish(s, stream) {
+    const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle' });
+    s.pubPc = pc;
+    pc.onicecandidate = (e) => onLocalCandidate(s, 'publisher', e.candidate);
+    pc.onconnectionstatechange = () => {
+      if (pc.connectionState === 'failed' && !s.closed) showError('ice', 'publisher connection failed');
+    };
+    const audio = stream.getAudioTracks()[0];
+    const video = stream.getVideoTracks()[0];
+    if (audio) pc.addTransceiver(audio, { direction: 'sendonly', streams: [stream] });
+    if (video) {
+      let tr;
+      try {
+        tr = pc.addTransceiver(video, {
+          direction: 'sendonly', streams: [stream], sendEncodings: SEND_ENCODINGS.map((e) => ({ ...e })),
+        });
+      } catch (err) {
+        console.warn('simulcast refused, publishing one encoding', err);
+        tr = pc.addTransceiver(video, { direction: 'sendonly', streams: [stream] });
+      }
+      preferVp8(tr);
+    }
+    try {
+      const offer = await pc.createOffer();
+      await pc.setLocalDescription(offer);
+      if (s.closed) return;
+      send(s, { type: 'offer', sdp: pc.localDescription.sdp });
+      flushCandidates(s, 'publisher');
+    } catch (err) {
+      if (!s.closed) showError('client', `publisher offer: ${err && err.message || err}`);
+    }
+  }
+
+  async function onPublisherAnswer(s, msg) {
+    const pc = s.pubPc;
+    if (!pc || pc.signalingState !== 'have-local-offer') {
+      console.warn('answer without a pending publisher offer');
+      return;
+    }
+    try {
+      await pc.setRemoteDescription({ type: 'answer', sdp: msg.sdp });
+    } catch (err) {
+      if (!s.closed) showError('client', `publisher answer: ${err && err.message || err}`);
+    }
+  }
+
+  // ---------------------------------------------------------------- ICE
+
+  function onLocalCandidate(s, target, c) {
+    if (s.closed) return;
+    let init;
+    if (c && c.candidate) {
+      init = { candidate: c.candidate, sdpMid: c.sdpMid, sdpMLineIndex: c.sdpMLineIndex };
+    } else {
+      // End of candidates (null event, or Chrome's empty-candidate event).
+      if (s.endSent[target]) return;
+      s.endSent[target] = true;
+      const pc = target === 'publisher' ? s.pubPc : s.subPc;
+      const first = pc && pc.getTransceivers().find((t) => t.mid != null);
+      init = {
+        candidate: '',
+        sdpMid: (c && c.sdpMid) || (first ? first.mid : '0'),
+        sdpMLineIndex: (c && c.sdpMLineIndex != null) ? c.sdpMLineIndex : 0,
+      };
+    }
+    const msg = { type: 'candidate', target, candidate: init };
+    if (s.signaled[target]) send(s, msg);
+    else s.pending[target].push(msg);
+  }
+
+  function flushCandidates(s, target) {
+    s.signaled[target] = true;
+    for (const m of s.pending[target].splice(0)) send(s, m);
+  }
+
+  async function onServerCandidate(s, msg) {
+    // Not sent by an ICE-lite server today; accepted for completeness.
+    const pc = msg.target === 'subscriber' ? s.subPc : s.pubPc;
+    if (!pc || !msg.candidate) return;
+    try { await pc.addIceCandidate(msg.candidate); } catch (err) { console.warn('addIceCandidate', err); }
+  }
+
+  // ---------------------------------------------------------------- subscriber
+
+  function ensureSubscriber(s) {
+    if (s.subPc) return s.subPc;
+    const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle' });
+    s.subPc = pc;
+    pc.onicecandidate = (e) => onLocalCandidate(s, 'subscriber', e.candidate);
+    pc.ontrack = (e) => {
+      if (s.closed) return;
+      const mid = e.transceiver && e.transceiver.mid;
+      const ref = mid != null ? s.midMap[mid] : null;
+      if (ref) attachTrack(ref, e.track, mid);
+    };
+    pc.onconnectionstatechange = () => {
+      if (pc.connectionState === 'failed' && !s.closed) showError('ice', 'subscriber connection failed');
+    };
+    return pc;
+  }
+
+  async function onSubscriberOffer(s, msg) {
+    if (s.closed) return;
+    const pc = ensureSubscriber(s);
+    s.midMap = msg.tracks && typeof msg.tracks === 'object' ? msg.tracks : {};
+    for (const ref of Object.values(s.midMap)) {
+      if (!ref || !ref.participant || !ref.track) continue;
+      trackOwner.set(ref.track, ref.participant);
+      const r = upsertParticipant({ id: ref.participant });
+      if (r && !r.published.has(ref.track)) {
+        r.published.set(ref.track, { id: ref.track, kind: ref.kind, layers: [] });
+        if (ref.kind === 'video') videoTrackChanged(r);
+      }
+    }
+    await pc.setRemoteDescription({ type: 'offer', sdp: msg.sdp });
+    const answer = await pc.createAnswer();
+    await pc.setLocalDescription(answer);
+    if (s.closed) return;
+    send(s, { type: 'answer', sdp: pc.localDescription.sdp });
+    flushCandidates(s, 'subscriber');
+    reconcileSubscriber(s);
+  }
+
+  /** Makes every tile hold exactly the tracks the subscriber connection receives for it. */
+  function reconcileSubscriber(s) {
+    const want = new Map(); // participant id -> Map(track id -> {track, mid})
+    for (const tr of s.subPc.getTransceivers()) {
+      if (tr.mid == null || tr.stopped) continue;
+      const dir = tr.currentDirection;
+      if (dir !== 'recvonly' && dir !== 'sendrecv') continue;
+      const ref = s.midMap[tr.mid];
+      if (!ref || !ref.participant || !ref.track) continue;
+      if (!want.has(ref.participant)) want.set(ref.participant, new Map());
+      want.get(ref.participant).set(ref.track, { track: tr.receiver.track, mid: tr.mid });
+    }
+    for (const [pid, media] of want) {
+      const r = upsertParticipant({ id: pid });
+      if (r) setMedia(r, media);
+    }
+    for (const r of remotes.values()) if (!want.has(r.id)) setMedia(r, new Map());
+  }
+
+  // ---------------------------------------------------------------- remote participants
+
+  function newRemote(id) {
+    const t = makeTile(id, false);
+    const r = {
+      id,
+      name: id,
+      published: new Map(), // track id -> TrackInfo
+      media: new Map(), // track id -> {track, mid}: what the tile plays
+      videoTrack: null, // server id of the video track the tile shows
+      explicitLayer: undefined, // undefined: size-driven; 'q'|'h'|'f': setLayer()
+      paused: undefined,
+      frames: [],
+      lastSize: null,
+      sizeTimer: null,
+      closed: false,
+      ...t,
+    };
+    t.tile.dataset.participant = id;
+    ui.grid.append(t.tile);
+    if (window.ResizeObserver) {
+      r.ro = new ResizeObserver(() => scheduleSize(r));
+      r.ro.observe(r.video);
+    }
+    startFrameLog(r);
+    return r;
+  }
+
+  function upsertParticipant(p) {
+    if (!p || !p.id || p.id === api.participantId) return null;
+    let r = remotes.get(p.id);
+    if (!r) {
+      r = newRemote(p.id);
+      remotes.set(p.id, r);
+    }
+    if (p.name) {
+      r.name = p.name;
+      r.nameEl.textContent = p.name;
+    }
+    if (Array.isArray(p.tracks)) {
+      for (const t of p.tracks) {
+        if (!t || !t.id) continue;
+        r.published.set(t.id, t);
+        trackOwner.set(t.id, p.id);
+      }
+      videoTrackChanged(r);
+    }
+    return r;
+  }
+
+  function removeRemote(id) {
+    const r = remotes.get(id);
+    if (!r) return;
+    remotes.delete(id);
+    r.closed = true;
+    clearTimeout(r.sizeTimer);
+    if (r.ro) r.ro.disconnect();
+    if (r.rvfc != null && r.video.cancelVideoFrameCallback) r.video.cancelVideoFrameCallback(r.rvfc);
+    r.video.srcObject = null;
+    r.tile.remove();
+    for (const [tid, owner] of trackOwner) if (owner === id) trackOwner.delete(tid);
+  }
+
+  function onTrackPublished(pid, track) {
+    if (!track || !track.id) return;
+    const r = upsertParticipant({ id: pid });
+    if (!r) return;
+    r.published.set(track.id, track);
+    trackOwner.set(track.id, pid);
+    if (track.kind === 'video') videoTrackChanged(r);
+  }
+
+  function onTrackUnpublished(pid, trackId) {
+    const owner = pid || trackOwner.get(trackId);
+    const r = remotes.get(owner);
+    trackOwner.delete(trackId);
+    layerByTrack.delete(trackId);
+    if (!r) return;
+    r.published.delete(trackId);
+    if (r.media.has(trackId)) {
+      const media = new Map(r.media);
+      media.delete(trackId);
+      setMedia(r, media);
+    }
+    videoTrackChanged(r);
+  }
+
+  function onLayerChanged(trackId, layer) {
+    layerByTrack.set(trackId, layer == null ? null : layer);
+    const r = remotes.get(trackOwner.get(trackId));
+    if (r && r.videoTrack === trackId) r.layerEl.textContent = layer ? `layer ${layer}` : 'paused';
+  }
+
+  function attachTrack(ref, track, mid) {
+    const r = upsertParticipant({ id: ref.participant });
+    if (!r) return;
+    const cur = r.media.get(ref.track);
+    if (cur && cur.track === track) return;
+    const media = new Map(r.media);
+    // One transceiver carries one track: drop whatever it carried before.
+    for (const [tid, m] of media) if (m.mid === mid) media.delete(tid);
+    media.set(ref.track, { track, mid });
+    setMedia(r, media);
+  }
+
+  function setMedia(r, media) {
+    let same = media.size === r.media.size;
+    if (same) {
+      for (const [tid, m] of media) {
+        const cur = r.media.get(tid);
+        if (!cur || cur.track !== m.track) { same = false; break; }
+      }
+    }
+    r.media = media;
+    if (same) return;
+    const tracks = [...media.values()].map((m) => m.track);
+    if (tracks.length === 0) {
+      r.video.srcObject = null;
+    } else {
+      // A new MediaStream each time: adding tracks to a playing srcObject is not reliable everywhere.
+      r.video.srcObject = new MediaStream(tracks);
+      playVideo(r.video, r.tile);
+    }
+    videoTrackChanged(r);
+  }
+
+  /** The server id of the video track to subscribe for this participant. */
+  function pickVideoTrack(r) {
+    for (const [tid, m] of r.media) if (m.track.kind === 'video') return tid;
+    for (const t of r.published.values()) if (t.kind === 'video') return t.id;
+    return null;
+  }
+
+  function videoTrackChanged(r) {
+    const tid = pickVideoTrack(r);
+    if (tid === r.videoTrack) return;
+    r.videoTrack = tid;
+    r.lastSize = null;
+    const layer = tid ? layerByTrack.get(tid) : undefined;
+    r.layerEl.textContent = layer ? `layer ${layer}` : '';
+    if (!tid) return;
+    // Re-apply what was asked for this participant to the (new) track.
+    if (r.explicitLayer !== undefined) sendCurrent({ type: 'subscription', track: tid, layer: r.explicitLayer });
+    else scheduleSize(r);
+    if (r.paused !== undefined) sendCurrent({ type: 'subscription', track: tid, paused: r.paused });
+  }
+
+  function scheduleSize(r) {
+    if (r.closed || r.explicitLayer !== undefined) return;
+    clearTimeout(r.sizeTimer);
+    r.sizeTimer = setTimeout(() => sendSize(r), SIZE_DEBOUNCE_MS);
+  }
+
+  function sendSize(r) {
+    r.sizeTimer = null;
+    if (r.closed || r.explicitLayer !== undefined || !r.videoTrack) return;
+    const dpr = window.devicePixelRatio || 1;
+    const width = Math.round(r.video.clientWidth * dpr);
+    const height = Math.round(r.video.clientHeight * dpr);
+    if (!width || !height) return;
+    const last = r.lastSize;
+    if (last && last.track === r.videoTrack && last.width === width && last.height === height) return;
+    if (sendCurrent({ type: 'subscription', track: r.videoTrack, width, height })) {
+      r.lastSize = { track: r.videoTrack, width, height };
+    }
+  }
+
+  // ---------------------------------------------------------------- frame log
+
+  function pushFrame(r, width, height) {
+    r.frames.push({ t: performance.now(), width, height });
+    if (r.frames.length > MAX_FRAMES) r.frames.splice(0, r.frames.length - MAX_FRAMES);
+  }
+
+  function startFrameLog(r) {
+    const v = r.video;
+    if (typeof v.requestVideoFrameCallback === 'function') {
+      const cb = (_now, meta) => {
+        if (r.closed) return;
+        pushFrame(r, meta.width, meta.height);
+        r.rvfc = v.requestVideoFrameCallback(cb);
+      };
+      r.rvfc = v.requestVideoFrameCallback(cb);
+      return;
+    }
+    // Fallback (older Firefox): watch the decoded frame counter once per animation frame.
+    let lastCount = -1;
+    const tick = () => {
+      if (r.closed) return;
+      const q = v.getVideoPlaybackQuality ? v.getVideoPlaybackQuality() : null;
+      const count = q ? q.totalVideoFrames - q.droppedVideoFrames : 0;
+      if (count !== lastCount && v.videoWidth) pushFrame(r, v.videoWidth, v.videoHeight);
+      lastCount = count;
+      requestAnimationFrame(tick);
+    };
+    requestAnimationFrame(tick);
+  }
+
+  function frameLog(pid) {
+    const r = remotes.get(pid);
+    return r ? r.frames.slice() : [];
+  }
+
+  function resetFrameLog(pid) {
+    if (pid === undefined) {
+      for (const r of remotes.values()) r.frames = [];
+      return;
+    }
+    const r = remotes.get(pid);
+    if (r) r.frames = [];
+  }
+
+  // ---------------------------------------------------------------- test API
+
+  async function remote() {
+    const s = session;
+    const inbound = [];
+    if (s && s.subPc && !s.closed) {
+      try {
+        const report = await s.subPc.getStats();
+        report.forEach((st) => { if (st.type === 'inbound-rtp') inbound.push(st); });
+      } catch (_) { /* closed meanwhile */ }
+    }
+    const out = [];
+    for (const r of remotes.values()) {
+      let framesDecoded = 0;
+      let audioBytes = 0;
+      let videoBytes = 0;
+      let frameWidth = 0;
+      let frameHeight = 0;
+      let framesPerSecond = 0;
+      let hasVideo = false;
+      let hasAudio = false;
+      for (const m of r.media.values()) {
+        const kind = m.track.kind;
+        if (m.track.readyState === 'live') {
+          if (kind === 'video') hasVideo = true;
+          else if (kind === 'audio') hasAudio = true;
+        }
+        const st = inbound.filter((x) => (x.trackIdentifier && x.trackIdentifier === m.track.id)
+          || (x.mid != null && x.mid === m.mid));
+        for (const x of st) {
+          if (kind === 'video') {
+            framesDecoded += x.framesDecoded || 0;
+            videoBytes += x.bytesReceived || 0;
+            frameWidth = Math.max(frameWidth, x.frameWidth || 0);
+            frameHeight = Math.max(frameHeight, x.frameHeight || 0);
+            framesPerSecond = Math.max(framesPerSecond, x.framesPerSecond || 0);
+          } else {
+            audioBytes += x.bytesReceived || 0;
+          }
+        }
+      }
+      out.push({
+        participant: r.id,
+        name: r.name,
+        trackIds: [...r.media.keys()],
+        hasVideo,
+        hasAudio,
+        videoWidth: r.video.videoWidth || frameWidth,
+        videoHeight: r.video.videoHeight || frameHeight,
+        framesDecoded,
+        audioBytes,
+        layer: r.videoTrack && layerByTrack.has(r.videoTrack) ? layerByTrack.get(r.videoTrack) : null,
+        publishedTrackIds: [...r.published.keys()],
+        videoTrack: r.videoTrack,
+        frameWidth,
+        frameHeight,
+        framesPerSecond,
+        videoBytes,
+        explicitLayer: r.explicitLayer === undefined ? null : r.explicitLayer,
+        paused: !!r.paused,
+      });
+    }
+    return out;
+  }
+
+  function setLayer(pid, layer) {
+    const r = remotes.get(pid);
+    if (!r) throw new Error(`unknown participant ${pid}`);
+    if (layer !== null && !LAYERS.includes(layer)) throw new Error(`bad layer ${layer}`);
+    clearTimeout(r.sizeTimer);
+    r.sizeTimer = null;
+    if (r.videoTrack) sendCurrent({ type: 'subscription', track: r.videoTrack, layer });
+    if (layer === null) {
+      r.explicitLayer = undefined;
+      r.lastSize = null;
+      sendSize(r);
+    } else {
+      r.explicitLayer = layer;
+    }
+    return r.videoTrack;
+  }
+
+  function setPaused(pid, paused) {
+    const r = remotes.get(pid);
+    if (!r) throw new Error(`unknown participant ${pid}`);
+    r.paused = !!paused;
+    if (r.videoTrack) sendCurrent({ type: 'subscription', track: r.videoTrack, paused: r.paused });
+    return r.videoTrack;
+  }
+
+  function leave() {
+    left = true;
+    clearTimeout(reconnectTimer);
+    reconnectTimer = null;
+    if (session) closeSession(session, true);
+    if (localStream) for (const t of localStream.getTracks()) t.stop();
+    localStream = null;
+    if (localTile) {
+      localTile.tile.remove();
+      localTile = null;
+    }
+    if (rejectJoined) rejectJoined(new Error('left'));
+    setStatus('left');
+    ui.leave.hidden = true;
+    ui.rejoin.hidden = false;
+  }
+
+  // ---------------------------------------------------------------- start
+
+  ui.leave.onclick = () => leave();
+  ui.rejoin.onclick = () => location.reload();
+  window.addEventListener('pagehide', () => {
+    if (session && !session.closed) closeSession(session, true);
+  });
+
+  if (cfg.room && cfg.name) {
+    startSession(0);
+  } else {
+    ui.form.hidden = false;
+    if (cfg.room) ui.form.elements.room.value = cfg.room;
+    if (cfg.name) ui.form.elements.name.value = cfg.name;
+    ui.form.onsubmit = (ev) => {
+      ev.preventDefault();
+      const q = new URLSearchParams(location.search);
+      q.set('room', ui.form.elements.room.value.trim());
+      q.set('name', ui.form.elements.name.value.trim());
+      location.search = q.toString(); // reload: the URL then rejoins by itself
+    };
+  }
+})();

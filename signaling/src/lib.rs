@@ -1,0 +1,94 @@
+//! Control plane of the SFU: rooms, participants and node state over HTTP and WebSocket.
+//!
+//! It never touches RTP: room workers of the media plane are started through [`RoomFactory`]
+//! and driven with [`RoomCommand`]s.
+
+pub mod auth;
+pub mod metrics;
+pub mod node;
+pub mod protocol;
+pub mod room;
+pub mod session;
+
+pub use auth::Auth;
+pub use metrics::Metrics;
+pub use node::{Node, NodeState};
+pub use room::{RoomCommand, RoomFactory, RoomSender, Rooms};
+
+use axum::extract::{State, WebSocketUpgrade};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use std::sync::Arc;
+
+/// A static file served by the HTTP server.
+#[derive(Debug, Clone, Copy)]
+pub struct Asset {
+    /// URL path, e.g. `/app.js`.
+    pub path: &'static str,
+    /// Content-Type header.
+    pub content_type: &'static str,
+    /// File contents.
+    pub body: &'static str,
+}
+
+/// Shared state of the HTTP handlers.
+#[derive(Clone)]
+pub struct AppState {
+    /// Rooms on this node.
+    pub rooms: Arc<Rooms>,
+    /// Node lifecycle.
+    pub node: Arc<Node>,
+    /// Join policy.
+    pub auth: Arc<Auth>,
+    /// Metrics registry.
+    pub metrics: Arc<Metrics>,
+    /// Demo page files.
+    pub assets: &'static [Asset],
+}
+
+/// Largest WebSocket message the transport accepts before closing the socket; messages between
+/// the protocol limit and this are answered with a `too_large` error instead.
+const WS_TRANSPORT_LIMIT: usize = 1024 * 1024;
+
+/// The HTTP router: demo page, `/ws`, `/healthz`, `/readyz`, `/metrics`.
+pub fn app(state: AppState) -> Router {
+    let mut router = Router::new()
+        .route("/ws", get(ws_upgrade))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics));
+    for asset in state.assets {
+        let a = *asset;
+        let handler = move || async move {
+            ([(header::CONTENT_TYPE, a.content_type), (header::CACHE_CONTROL, "no-cache")], a.body)
+        };
+        router = router.route(a.path, get(handler));
+    }
+    router.with_state(state)
+}
+
+async fn ws_upgrade(ws: WebSocketUpgrade, State(state): State<AppState>) -> Response {
+    ws.max_message_size(WS_TRANSPORT_LIMIT)
+        .max_frame_size(WS_TRANSPORT_LIMIT)
+        .on_upgrade(move |socket| session::run(socket, state))
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    match state.node.state() {
+        NodeState::Serving => (StatusCode::OK, "ready\n").into_response(),
+        NodeState::Draining => (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response(),
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    state.metrics.rooms.set(state.rooms.len() as i64);
+    state.metrics.participants.set(state.rooms.participants() as i64);
+    state.metrics.draining.set((state.node.state() == NodeState::Draining) as i64);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
+}

@@ -1,0 +1,63 @@
+//! Prometheus metrics of the control plane; the media plane registers its own on the same
+//! registry.
+
+use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
+
+/// Control-plane metrics.
+pub struct Metrics {
+    /// Registry served at `/metrics`.
+    pub registry: Registry,
+    bad_messages: IntCounterVec,
+    /// Rooms on this node.
+    pub rooms: IntGauge,
+    /// Participants on this node.
+    pub participants: IntGauge,
+    /// 1 while draining.
+    pub draining: IntGauge,
+}
+
+impl Metrics {
+    /// Creates and registers the control-plane metrics.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let bad_messages = IntCounterVec::new(
+            Opts::new("sfu_signaling_bad_messages_total", "Rejected WebSocket messages by reason"),
+            &["reason"],
+        )
+        .expect("valid metric");
+        let rooms = IntGauge::new("sfu_rooms", "Rooms on this node").expect("valid metric");
+        let participants =
+            IntGauge::new("sfu_participants", "Participants on this node").expect("valid metric");
+        let draining =
+            IntGauge::new("sfu_node_draining", "1 while the node is draining").expect("valid metric");
+        for c in [
+            Box::new(bad_messages.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(rooms.clone()),
+            Box::new(participants.clone()),
+            Box::new(draining.clone()),
+        ] {
+            registry.register(c).expect("metric registered once");
+        }
+        Metrics { registry, bad_messages, rooms, participants, draining }
+    }
+
+    /// Counts a rejected message.
+    pub fn bad_message(&self, reason: &str) {
+        self.bad_messages.with_label_values(&[reason]).inc();
+    }
+
+    /// Text exposition of every registered metric.
+    pub fn render(&self) -> String {
+        let mut buf = String::new();
+        prometheus::TextEncoder::new()
+            .encode_utf8(&self.registry.gather(), &mut buf)
+            .expect("text encoding cannot fail");
+        buf
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

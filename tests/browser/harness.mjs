@@ -1,0 +1,372 @@
+// Test harness for the SFU browser tests: starts the server binary, launches Chromium through
+// playwright-core, opens participants and polls for conditions.
+//
+// Environment:
+//   SFU_BIN        server binary (default <repo>/target/debug/sfu)
+//   CHROMIUM_PATH  Chromium/Chrome executable (default /usr/bin/chromium)
+//   SFU_ARGS       extra server arguments, space separated (optional)
+//   RUST_LOG       passed to the server (default "info")
+//   SFU_TEST_LOG   "1": echo the server's stderr live (otherwise printed only on failure)
+
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import readline from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const DEFAULT_SFU_BIN = path.join(REPO_ROOT, 'target', 'debug', 'sfu');
+
+/** Chromium flags; each was verified necessary for WebRTC over loopback with a fake camera. */
+export const CHROMIUM_ARGS = [
+  '--allow-loopback-in-peer-connection',
+  '--disable-features=WebRtcHideLocalIpsWithMdns',
+  '--use-fake-device-for-media-stream', // 1280x720 @ 20 fps camera, beeping microphone
+  '--use-fake-ui-for-media-stream',
+  '--autoplay-policy=no-user-gesture-required',
+  '--headless=new',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+const STDERR_KEEP = 4 * 1024 * 1024; // bytes of server stderr kept in memory
+const LOG_TAIL_LINES = 300;
+
+export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function brief(value, max = 2000) {
+  let s;
+  try {
+    s = typeof value === 'string' ? value : JSON.stringify(value);
+  } catch (_) {
+    s = String(value);
+  }
+  if (s === undefined) s = String(value);
+  return s.length > max ? `${s.slice(0, max)}...` : s;
+}
+
+function tailLines(text, n) {
+  const lines = text.split('\n');
+  return lines.slice(Math.max(0, lines.length - n)).join('\n');
+}
+
+/**
+ * Polls `fn` until it returns a truthy value and returns that value. Exceptions thrown by `fn`
+ * count as "not yet". On timeout throws an Error naming `message` (a string, or a possibly async
+ * function given the last value and error) with the last value or error.
+ */
+export async function waitFor(fn, { timeout = 10000, interval = 200, message = 'condition' } = {}) {
+  const deadline = Date.now() + timeout;
+  let last;
+  let lastErr;
+  for (;;) {
+    try {
+      last = await fn();
+      lastErr = undefined;
+      if (last) return last;
+    } catch (err) {
+      lastErr = err;
+    }
+    const left = deadline - Date.now();
+    if (left <= 0) {
+      let what = message;
+      if (typeof message === 'function') {
+        try {
+          what = await message(last, lastErr);
+        } catch (err) {
+          what = `(message failed: ${err && err.message})`;
+        }
+      }
+      const detail = lastErr ? `last error: ${lastErr && lastErr.message}` : `last value: ${brief(last)}`;
+      throw new Error(`timed out after ${timeout} ms waiting for: ${what}\n${detail}`);
+    }
+    await sleep(Math.min(interval, left));
+  }
+}
+
+/** Rejects with `message` if `promise` does not settle within `ms`. */
+export async function withTimeout(promise, ms, message) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${message}`)), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Starts `sfu --dev --http 127.0.0.1:0 --udp 127.0.0.1:0` and waits for its
+ * `SFU_READY http=HOST:PORT udp=HOST:PORT` line on stdout.
+ */
+export async function startServer({
+  bin = process.env.SFU_BIN || DEFAULT_SFU_BIN,
+  extraArgs = (process.env.SFU_ARGS || '').split(/\s+/).filter(Boolean),
+  readyTimeout = 20000,
+} = {}) {
+  const args = ['--dev', '--http', '127.0.0.1:0', '--udp', '127.0.0.1:0', ...extraArgs];
+  const env = { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info' };
+  const echo = process.env.SFU_TEST_LOG === '1';
+  // Own process group, so that a wrapper script (cargo run, a shell script) dies with its children.
+  const proc = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], env, detached: true });
+
+  let stderr = '';
+  let stdout = '';
+  let exited = null; // {code, signal} once the process is gone
+  let spawnError = null;
+  const exitPromise = new Promise((resolve) => {
+    proc.once('exit', (code, signal) => {
+      exited = exited || { code, signal };
+      resolve(exited);
+    });
+    proc.once('error', (err) => {
+      // Failed to spawn: there is no process to wait for.
+      spawnError = err;
+      if (proc.pid === undefined) {
+        exited = { code: null, signal: null, error: err.message };
+        resolve(exited);
+      }
+    });
+  });
+  const kill = (signal) => {
+    if (exited || proc.pid === undefined) return;
+    try {
+      process.kill(-proc.pid, signal);
+    } catch (_) {
+      try { proc.kill(signal); } catch (__) { /* gone */ }
+    }
+  };
+  proc.stderr.setEncoding('utf8');
+  proc.stderr.on('data', (chunk) => {
+    if (echo) process.stderr.write(chunk);
+    stderr += chunk;
+    if (stderr.length > STDERR_KEEP) stderr = stderr.slice(stderr.length - STDERR_KEEP / 2);
+  });
+  // Killed even if the test process dies without running its after() hooks: on exit, and on the
+  // SIGTERM the test runner sends when a file times out (a signal skips 'exit' handlers otherwise).
+  const killOnExit = () => kill('SIGKILL');
+  process.once('exit', killOnExit);
+  installSignalExit();
+
+  const server = {
+    proc,
+    bin,
+    args,
+    httpAddr: null,
+    udpAddr: null,
+    baseUrl: null,
+    stderr: () => stderr,
+    stdout: () => stdout,
+    stderrTail: (n = LOG_TAIL_LINES) => tailLines(stderr, n),
+    exited: () => exited,
+    async stop() {
+      process.removeListener('exit', killOnExit);
+      if (exited) return exited;
+      kill('SIGTERM');
+      const res = await Promise.race([exitPromise, sleep(5000).then(() => null)]);
+      if (res) return res;
+      kill('SIGKILL');
+      return Promise.race([exitPromise, sleep(5000).then(() => ({ code: null, signal: 'SIGKILL (no exit seen)' }))]);
+    },
+  };
+
+  const describe = () => `${bin} ${args.join(' ')}`;
+  const ready = new Promise((resolve, reject) => {
+    proc.once('error', (err) => {
+      const hint = err.code === 'ENOENT' ? ' (build it with `cargo build -p sfu` or set SFU_BIN)' : '';
+      reject(new Error(`cannot start ${describe()}: ${err.message}${hint}`));
+    });
+    if (spawnError) reject(spawnError);
+    const rl = readline.createInterface({ input: proc.stdout });
+    rl.on('line', (line) => {
+      stdout += `${line}\n`;
+      if (echo) process.stderr.write(`[sfu stdout] ${line}\n`);
+      const m = /^SFU_READY\s+http=(\S+)\s+udp=(\S+)/.exec(line.trim());
+      if (m && !server.baseUrl) {
+        server.httpAddr = m[1];
+        server.udpAddr = m[2];
+        server.baseUrl = `http://${m[1]}`;
+        resolve(server);
+      }
+    });
+    exitPromise.then((ex) => reject(new Error(
+      `${describe()} exited (code ${ex.code}, signal ${ex.signal}) before printing SFU_READY`,
+    )));
+  });
+
+  try {
+    return await withTimeout(ready, readyTimeout, `waiting for SFU_READY from ${describe()}`);
+  } catch (err) {
+    await server.stop();
+    err.message += `\n--- server stdout ---\n${tailLines(stdout, 50)}\n--- server stderr ---\n${tailLines(stderr, LOG_TAIL_LINES)}`;
+    throw err;
+  }
+}
+
+let signalExitInstalled = false;
+function installSignalExit() {
+  if (signalExitInstalled) return;
+  signalExitInstalled = true;
+  for (const [sig, n] of [['SIGTERM', 15], ['SIGINT', 2], ['SIGHUP', 1]]) {
+    process.once(sig, () => process.exit(128 + n)); // runs the 'exit' handlers (ours, playwright's)
+  }
+}
+
+/**
+ * One headless Chromium; every participant gets its own browser context. playwright-core refuses
+ * --user-data-dir in launch() args; launch() itself always starts on a fresh temporary profile.
+ */
+export async function launchBrowser() {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
+    headless: true,
+    args: CHROMIUM_ARGS,
+    timeout: 30000,
+  });
+}
+
+const pageInfo = new WeakMap(); // page -> {name, room, participantId, logs}
+
+/** The participant id, name and console log of a page opened by openParticipant(). */
+export function infoOf(page) {
+  return pageInfo.get(page);
+}
+
+/**
+ * Opens `baseUrl/?room=ROOM&name=NAME` in a new page of `browserContext` and returns the page once
+ * `window.sfuDemo.joined` resolved. `infoOf(page).participantId` is the participant id.
+ */
+export async function openParticipant(browserContext, baseUrl, room, name, { token, timeout = 20000 } = {}) {
+  const url = new URL('/', baseUrl);
+  url.searchParams.set('room', room);
+  url.searchParams.set('name', name);
+  if (token) url.searchParams.set('token', token);
+  try {
+    await browserContext.grantPermissions(['camera', 'microphone'], { origin: url.origin });
+  } catch (_) { /* the fake-ui flag grants them anyway */ }
+  const page = await browserContext.newPage();
+  const info = { name, room, participantId: null, logs: [] };
+  pageInfo.set(page, info);
+  const log = (line) => {
+    info.logs.push(`${new Date().toISOString().slice(11, 23)} ${line}`);
+    if (info.logs.length > 500) info.logs.splice(0, info.logs.length - 500);
+  };
+  page.on('console', (m) => log(`console.${m.type()}: ${m.text()}`));
+  page.on('pageerror', (e) => log(`pageerror: ${e.message}`));
+  page.on('crash', () => log('page crashed'));
+  await page.goto(url.href, { timeout });
+  const joined = await withTimeout(
+    page.evaluate(async () => {
+      await window.sfuDemo.joined;
+      return { participantId: window.sfuDemo.participantId, room: window.sfuDemo.room };
+    }),
+    timeout,
+    `${name} joining room ${room}`,
+  );
+  info.participantId = joined.participantId;
+  return page;
+}
+
+/** window.sfuDemo.remote() of a page. */
+export function remoteOf(page) {
+  return page.evaluate(() => window.sfuDemo.remote());
+}
+
+/** window.sfuDemo.messages of a page. */
+export function messagesOf(page) {
+  return page.evaluate(() => window.sfuDemo.messages);
+}
+
+/**
+ * A server plus one browser for a test file. `open(room, name)` opens a participant in its own
+ * browser context; `diagnose(fn)` runs fn and, if it throws, appends the server's stderr and the
+ * participants' console logs to the error.
+ */
+export class Harness {
+  static async start(options = {}) {
+    const h = new Harness();
+    h.server = await startServer(options);
+    try {
+      h.browser = await launchBrowser();
+    } catch (err) {
+      await h.server.stop();
+      throw err;
+    }
+    return h;
+  }
+
+  constructor() {
+    this.server = null;
+    this.browser = null;
+    this.pages = new Set();
+  }
+
+  get baseUrl() {
+    return this.server.baseUrl;
+  }
+
+  async open(room, name, options) {
+    const context = await this.browser.newContext({ viewport: { width: 1280, height: 720 } });
+    try {
+      const page = await openParticipant(context, this.baseUrl, room, name, options);
+      this.pages.add(page);
+      return page;
+    } catch (err) {
+      const page = context.pages()[0];
+      const info = page && infoOf(page);
+      if (info) err.message += `\n--- ${name} console ---\n${info.logs.join('\n')}`;
+      await context.close().catch(() => {});
+      throw err;
+    }
+  }
+
+  /** Closes the participant's page and browser context (the socket closes with it). */
+  async closePage(page) {
+    this.pages.delete(page);
+    await page.context().close().catch(() => {});
+  }
+
+  diagnostics() {
+    let out = '';
+    for (const page of this.pages) {
+      const info = infoOf(page);
+      if (!info) continue;
+      out += `\n--- console of ${info.name} (${info.participantId}, room ${info.room}) ---\n`;
+      out += info.logs.slice(-60).join('\n');
+    }
+    out += `\n--- server stderr (last ${LOG_TAIL_LINES} lines) ---\n${this.server ? this.server.stderrTail() : ''}`;
+    const ex = this.server && this.server.exited();
+    if (ex) out += `\n--- server exited: code ${ex.code}, signal ${ex.signal} ---`;
+    return out;
+  }
+
+  async diagnose(fn) {
+    try {
+      return await fn();
+    } catch (err) {
+      const text = this.diagnostics();
+      if (err && typeof err === 'object') {
+        try {
+          err.message = `${err.message}\n${text}`;
+        } catch (_) {
+          console.error(text);
+        }
+      } else {
+        console.error(text);
+      }
+      throw err;
+    }
+  }
+
+  async close() {
+    if (this.browser) await withTimeout(this.browser.close(), 20000, 'closing the browser').catch(() => {});
+    if (this.server) await this.server.stop();
+  }
+}
