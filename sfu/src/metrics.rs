@@ -18,6 +18,8 @@ pub struct MediaMetrics {
     pub rtp_in_packets: IntCounter,
     /// RTP packets forwarded to subscribers.
     pub rtp_forwarded: IntCounter,
+    /// Packets resent to subscribers from the NACK cache.
+    pub rtp_retransmitted: IntCounter,
     drops: IntCounterVec,
     /// NACKs received from subscribers.
     pub nacks_received: IntCounter,
@@ -45,6 +47,7 @@ impl MediaMetrics {
             udp_out_bytes: c("sfu_udp_out_bytes_total", "Bytes sent on the media port"),
             rtp_in_packets: c("sfu_rtp_in_packets_total", "RTP packets received from publishers"),
             rtp_forwarded: c("sfu_rtp_forwarded_packets_total", "RTP packets forwarded to subscribers"),
+            rtp_retransmitted: c("sfu_rtp_retransmitted_packets_total", "Packets resent to subscribers after a NACK"),
             drops: IntCounterVec::new(
                 Opts::new("sfu_dropped_packets_total", "Packets dropped, by reason"),
                 &["reason"],
@@ -71,6 +74,7 @@ impl MediaMetrics {
             Box::new(m.udp_out_bytes.clone()),
             Box::new(m.rtp_in_packets.clone()),
             Box::new(m.rtp_forwarded.clone()),
+            Box::new(m.rtp_retransmitted.clone()),
             Box::new(m.drops.clone()),
             Box::new(m.nacks_received.clone()),
             Box::new(m.plis_sent.clone()),

@@ -179,6 +179,9 @@ describe('conference', () => {
       assert.ok(gap <= MAX_FRAME_GAP_MS,
         `switch to layer ${layer}: largest gap between presented frames was ${Math.round(gap)} ms (> ${MAX_FRAME_GAP_MS}) ${at};`
         + ` switch took ${Math.round(tChange - tReq)} ms, ${win.length} frames in the ${Math.round(end - start)} ms window`);
+      // Reported, not asserted beyond the limit above: the figure for performance notes.
+      console.log(`switch to layer ${layer}: first new frame ${Math.round(tChange - tReq)} ms after the request, `
+        + `largest frame gap ${Math.round(gap)} ms (${at})`);
       const last = win[win.length - 1].width;
       assert.ok(isTarget(last), `after switching to ${layer} the width must stay ${label}, last frame width ${last}`);
     }

@@ -2,9 +2,10 @@
 //! selector and mungers, and RTCP feedback in both directions.
 
 use super::peer::Role;
-use super::track::{Codec, SenderClock};
+use super::track::{CachedPacket, Codec, SenderClock};
 use super::worker::Room;
 use crate::forward::h264;
+use crate::forward::munger::SeqOrigin;
 use crate::forward::selector::{Action, Layer};
 use crate::forward::vp8;
 use crate::udp::PeerKey;
@@ -55,33 +56,76 @@ impl Room {
         pkts: &[Box<dyn rtc::rtcp::Packet>],
         now: Instant,
     ) {
+        let Some(sidx) = self.peers.get(&key).and_then(|p| self.participant_index(&p.owner)) else { return };
         let mut keyframe = false;
         for p in pkts {
             let any = p.as_any();
             if any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>() {
                 keyframe = true;
-            } else if any.is::<TransportLayerNack>() {
-                // retransmitted by the subscriber connection's NACK responder
+            } else if let Some(nack) = any.downcast_ref::<TransportLayerNack>() {
                 self.plane.metrics.nacks_received.inc();
+                for pair in &nack.nacks {
+                    for out_seq in pair.packet_list() {
+                        self.retransmit(sidx, track_id, out_seq, now);
+                    }
+                }
             }
         }
         if !keyframe {
             return;
         }
-        let owner = match self.peers.get(&key) {
-            Some(p) => p.owner.clone(),
-            None => return,
-        };
-        let Some(sidx) = self.participant_index(&owner) else { return };
-        let Some(layer) = self.participants[sidx]
+        let layer = self.participants[sidx]
             .downtracks
             .iter()
             .find(|d| d.track == track_id)
-            .and_then(|d| d.selector.current())
-        else {
+            .and_then(|d| d.selector.current());
+        if let Some(layer) = layer {
+            self.request_keyframe(track_id, layer, now);
+        }
+    }
+
+    /// Resends one packet a subscriber reported lost: the outgoing sequence number is mapped
+    /// back through the munger to the publisher layer's cache, then rewritten again.
+    fn retransmit(&mut self, sidx: usize, track_id: &str, out_seq: u16, now: Instant) {
+        let metrics = &self.plane.metrics;
+        let p = &mut self.participants[sidx];
+        let Some(dt) = p.downtracks.iter_mut().find(|d| d.track == track_id) else { return };
+        let (Some(layer), Some(pt)) = (dt.selector.current(), dt.payload_type) else { return };
+        let Some(SeqOrigin::Current(in_seq)) = dt.munger.out_to_in(out_seq) else {
+            metrics.count_drop("nack_unmapped");
             return;
         };
-        self.request_keyframe(track_id, layer, now);
+        let Some(track) = self.tracks.iter().find(|t| t.id == track_id) else { return };
+        let Some(cached) = track.layers[layer.index()].as_ref().and_then(|l| l.cache.get(in_seq)) else {
+            metrics.count_drop("nack_not_cached");
+            return;
+        };
+        let payload = if track.codec == Codec::Vp8 {
+            let Ok(desc) = vp8::parse(&cached.payload) else { return };
+            let rw = dt.vp8.munge(&desc);
+            let mut b = BytesMut::from(&cached.payload[..]);
+            if vp8::write(&mut b, &desc, &rw).is_err() {
+                return;
+            }
+            b.freeze()
+        } else {
+            cached.payload.clone()
+        };
+        let header = rtc::rtp::Header {
+            version: 2,
+            marker: cached.marker,
+            payload_type: pt,
+            sequence_number: out_seq,
+            timestamp: cached.ts.wrapping_add(dt.ts_offset),
+            ssrc: dt.ssrc,
+            ..Default::default()
+        };
+        let Some(peer) = self.peers.get_mut(&p.subscriber) else { return };
+        let Some(mut sender) = peer.pc.rtp_sender(dt.sender_id) else { return };
+        if sender.write_rtp(now, rtc::rtp::Packet { header, payload }).is_ok() {
+            metrics.rtp_retransmitted.inc();
+            self.dirty.push(p.subscriber);
+        }
     }
 
     /// Asks the publisher of `track` for a keyframe on `layer`, at most every 500 ms per layer.
@@ -144,6 +188,11 @@ impl Room {
             return;
         }
 
+        if let Some(l) = track.layers[layer.index()].as_mut() {
+            let cached = CachedPacket { ts: pkt.header.timestamp, marker: pkt.header.marker, payload: pkt.payload.clone() };
+            l.cache.insert(seq, cached);
+        }
+
         let (keyframe, desc) = match track.codec {
             Codec::Vp8 => match vp8::parse(&pkt.payload) {
                 Ok(d) => {
@@ -170,6 +219,9 @@ impl Room {
         for p in self.participants.iter_mut() {
             let events = &p.events;
             let Some(dt) = p.downtracks.iter_mut().find(|d| d.track == track.id) else { continue };
+            if !self.peers.get(&p.subscriber).is_some_and(|peer| peer.connected) {
+                continue; // selection starts once media can flow, so the first packet is a keyframe
+            }
             let action = if is_video {
                 dt.selector.update_target(&dt.wish, &track.activity, now);
                 let a = dt.selector.on_packet(layer, keyframe);
@@ -270,6 +322,7 @@ impl Room {
             match sender.write_rtp(now, rtc::rtp::Packet { header, payload }) {
                 Ok(()) => {
                     dt.last_in_ts = Some(ts);
+                    dt.ts_offset = out_ts.wrapping_sub(pkt.header.timestamp);
                     metrics.rtp_forwarded.inc();
                     self.dirty.push(p.subscriber);
                 }

@@ -4,7 +4,8 @@
 use super::participant::Participant;
 use super::peer::Role;
 use super::sdp::{self, OfferError};
-use super::track::{Codec, DownTrack, LayerIn, PublishedTrack};
+use super::track::{CACHE_PACKETS, Codec, DownTrack, LayerIn, PublishedTrack};
+use crate::forward::cache::PacketCache;
 use super::worker::Room;
 use crate::forward::munger::RtpMunger;
 use crate::forward::selector::{Layer, LayerActivity, LayerSelector, PliThrottle, Wish};
@@ -345,6 +346,7 @@ impl Room {
             munger: RtpMunger::new(clock_rate, rand::random(), rand::random()),
             vp8: Vp8Munger::default(),
             last_in_ts: None,
+            ts_offset: 0,
             announced: None,
         });
         self.plane.metrics.subscribed_tracks.inc();
@@ -387,6 +389,12 @@ impl Room {
 impl LayerIn {
     /// A layer first seen with `ssrc`.
     pub fn new(ssrc: u32) -> Self {
-        LayerIn { ssrc, seq: SeqUnwrapper::default(), ts: TsUnwrapper::default(), clock: None }
+        LayerIn {
+            ssrc,
+            seq: SeqUnwrapper::default(),
+            ts: TsUnwrapper::default(),
+            clock: None,
+            cache: PacketCache::new(CACHE_PACKETS),
+        }
     }
 }

@@ -3,12 +3,12 @@
 
 use crate::udp::PeerKey;
 use rand::Rng;
-use rtc::interceptor::Registry;
+use rtc::interceptor::{NackGeneratorBuilder, Registry, Slot};
 use rtc::peer_connection::RTCPeerConnection;
 use rtc::peer_connection::RTCPeerConnectionBuilder;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::configuration::interceptor_registry::{
-    configure_nack, configure_rtcp_reports, configure_simulcast_extension_headers,
+    configure_rtcp_reports, configure_simulcast_extension_headers,
     configure_twcc_receiver_only,
 };
 use rtc::peer_connection::configuration::media_engine::{
@@ -48,6 +48,9 @@ pub struct Peer {
     pub pc: RTCPeerConnection,
     /// When it next wants `handle_timeout`.
     pub next_timeout: Option<Instant>,
+    /// DTLS-SRTP is up and the path not failed: media can be sent (a `disconnected` path is
+    /// transient and keeps sending).
+    pub connected: bool,
 }
 
 /// Where this node's media port is and what address it announces.
@@ -125,10 +128,23 @@ pub fn new_peer(
         .with_ice_credentials(ufrag.clone(), pwd)
         .with_answering_dtls_role(RTCDtlsRole::Server)
         .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+        // Browsers send consent checks about every 5 s (RFC 7675): allow for a few missing
+        // before calling the path disconnected, and fail it after consent's 30 s.
+        .with_ice_timeouts(
+            Some(std::time::Duration::from_secs(15)),
+            Some(std::time::Duration::from_secs(30)),
+            Some(std::time::Duration::from_secs(2)),
+        )
         .build();
     let mut media = media_engine()?;
+    // NACKs upstream come from the generator; subscribers' NACKs are answered by the worker
+    // from the per-layer packet cache (no per-subscriber copies), so no responder here.
     let registry = Registry::new();
-    let registry = configure_nack(registry, &mut media);
+    let registry = if role == Role::Publisher {
+        registry.with(Slot::NackGenerator, NackGeneratorBuilder::new().build())
+    } else {
+        registry
+    };
     let registry = configure_rtcp_reports(registry);
     configure_simulcast_extension_headers(&mut media)?;
     let registry = if role == Role::Publisher {
@@ -156,7 +172,7 @@ pub fn new_peer(
         .new_candidate_host()?;
         pc.add_local_candidate(RTCIceCandidate::from(&candidate).to_json()?)?;
     }
-    Ok(Peer { key, owner: owner.to_owned(), role, ufrag, pc, next_timeout: None })
+    Ok(Peer { key, owner: owner.to_owned(), role, ufrag, pc, next_timeout: None, connected: false })
 }
 
 impl MediaAddr {

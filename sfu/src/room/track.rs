@@ -1,6 +1,7 @@
 //! Per-track forwarding state: what a publisher sends ([`PublishedTrack`]) and what one
 //! subscriber receives of it ([`DownTrack`]).
 
+use crate::forward::cache::PacketCache;
 use crate::forward::munger::RtpMunger;
 use crate::forward::selector::{Layer, LayerActivity, LayerSelector, PliThrottle, Wish};
 use crate::forward::seq::{SeqUnwrapper, TsUnwrapper};
@@ -43,6 +44,20 @@ pub struct SenderClock {
     pub rtp: u32,
 }
 
+/// Packets kept per layer for answering NACKs (about 3 s of the top layer).
+pub const CACHE_PACKETS: usize = 512;
+
+/// What the NACK cache keeps of a packet: the payload is shared, never copied.
+#[derive(Debug, Clone)]
+pub struct CachedPacket {
+    /// Source RTP timestamp.
+    pub ts: u32,
+    /// Marker bit.
+    pub marker: bool,
+    /// Payload (reference-counted).
+    pub payload: bytes::Bytes,
+}
+
 /// One incoming simulcast layer (one SSRC).
 pub struct LayerIn {
     /// Its SSRC.
@@ -53,6 +68,8 @@ pub struct LayerIn {
     pub ts: TsUnwrapper,
     /// Last sender report.
     pub clock: Option<SenderClock>,
+    /// Recent packets by extended sequence number, for retransmission.
+    pub cache: PacketCache<CachedPacket>,
 }
 
 /// A track some participant publishes.
@@ -141,6 +158,8 @@ pub struct DownTrack {
     pub vp8: Vp8Munger,
     /// Source (extended) timestamp of the last forwarded packet, for sender-report alignment.
     pub last_in_ts: Option<u64>,
+    /// Outgoing minus source timestamp of the current source (constant between switches).
+    pub ts_offset: u32,
     /// Layer last announced with `layer_changed`.
     pub announced: Option<Layer>,
 }

@@ -10,6 +10,7 @@ use super::peer::{self, Peer, Role};
 use super::track::PublishedTrack;
 use crate::udp::{Datagram, PeerKey, Route};
 use rtc::peer_connection::event::RTCPeerConnectionEvent;
+use rtc::peer_connection::state::RTCPeerConnectionState;
 use rtc::peer_connection::message::TaggedRTCMessage;
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
@@ -171,6 +172,13 @@ impl Room {
         match event {
             RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) => {
                 tracing::info!(room = %self.name, participant = %owner, ?role, %state, "peer connection state");
+                if let Some(peer) = self.peers.get_mut(&key) {
+                    match state {
+                        RTCPeerConnectionState::Connected => peer.connected = true,
+                        RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => peer.connected = false,
+                        _ => {}
+                    }
+                }
             }
             RTCPeerConnectionEvent::OnIceConnectionStateChangeEvent(state) => {
                 tracing::debug!(room = %self.name, participant = %owner, ?role, %state, "ice state");
