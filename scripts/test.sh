@@ -1,18 +1,24 @@
 #!/usr/bin/env bash
 # Installs what the tests need (Debian chromium, node packages) and runs every test:
-# Rust unit + integration tests, then the headless-Chromium browser tests.
+# Kubernetes manifest validation, Rust unit + integration tests, then the headless-Chromium
+# browser tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v firefox-esr >/dev/null 2>&1 || need_apt+=(firefox-esr)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3 python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing ${need_apt[*]} (apt-get)"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
+
+echo "== Kubernetes manifests (offline schema validation)"
+bash scripts/validate-k8s.sh
 
 echo "== cargo test (unit + loopback integration tests)"
 cargo test --workspace --locked 2>&1

@@ -1,15 +1,82 @@
 //! Command-line flags, each also readable from an `SFU_*` environment variable.
 
-use clap::Parser;
+use clap::{ArgAction, Args, Parser, Subcommand};
+use signaling::auth::ApiKey;
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+/// The `sfu` command line: serving is the default when no subcommand is given.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "sfu", version, about, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// What to do (default: serve).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Flags of the default `serve` behaviour.
+    #[command(flatten)]
+    pub serve: Config,
+}
+
+/// Subcommands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Print a signed access token (JWT) for scripts and tests.
+    Token(TokenArgs),
+}
+
+/// `sfu token` flags.
+#[derive(Debug, Clone, Args)]
+pub struct TokenArgs {
+    /// API key id (`kid`/`iss`).
+    #[arg(long, required_unless_present = "dev")]
+    pub key: Option<String>,
+    /// API key secret (env SFU_TOKEN_SECRET keeps it off the command line).
+    #[arg(long, env = "SFU_TOKEN_SECRET", hide_env_values = true, required_unless_present = "dev")]
+    pub secret: Option<String>,
+    /// Sign with the insecure development key of `sfu --dev`.
+    #[arg(long, conflicts_with_all = ["key", "secret"])]
+    pub dev: bool,
+    /// Room the token joins (grants join; required unless --admin).
+    #[arg(long, required_unless_present = "admin")]
+    pub room: Option<String>,
+    /// Identity (`sub`).
+    #[arg(long)]
+    pub identity: String,
+    /// Display name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Grant the REST API (admin).
+    #[arg(long)]
+    pub admin: bool,
+    /// Withhold the publish grant (a viewer).
+    #[arg(long)]
+    pub no_publish: bool,
+    /// Withhold the subscribe grant.
+    #[arg(long)]
+    pub no_subscribe: bool,
+    /// Lifetime, e.g. `6h`, `30m`.
+    #[arg(long, default_value = "6h", value_parser = humantime::parse_duration)]
+    pub ttl: Duration,
+}
 
 /// A selective forwarding media server.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "sfu", version, about)]
 pub struct Config {
-    /// Development mode: embedded defaults, joins without tokens.
+    /// Development mode: embedded defaults, joins without tokens, the public development key
+    /// (`devkey`:`devsecret`) and `GET /api/dev/token`. Insecure: never in production.
     #[arg(long, env = "SFU_DEV", default_value_t = false)]
     pub dev: bool,
+    /// API keys that sign access tokens, `KEY:SECRET[,KEY:SECRET]` (secrets of 32+ bytes).
+    #[arg(long, env = "SFU_KEYS", value_delimiter = ',', hide_env_values = true)]
+    pub keys: Vec<ApiKey>,
+    /// How long a drain waits for rooms to end before telling participants to reconnect
+    /// elsewhere (e.g. `2h`, `30s`).
+    #[arg(long, env = "SFU_DRAIN_DEADLINE", default_value = "2h", value_parser = humantime::parse_duration)]
+    pub drain_deadline: Duration,
+    /// While draining, existing rooms keep admitting participants up to their limit.
+    #[arg(long, env = "SFU_DRAIN_ADMIT", default_value_t = true, action = ArgAction::Set)]
+    pub drain_admit: bool,
     /// HTTP/WebSocket listen address.
     #[arg(long, env = "SFU_HTTP", default_value = "0.0.0.0:7880")]
     pub http: SocketAddr,
@@ -24,7 +91,7 @@ pub struct Config {
     #[arg(long, env = "SFU_MAX_PARTICIPANTS", default_value_t = 100)]
     pub max_participants: usize,
     /// Log filter (tracing EnvFilter syntax).
-    #[arg(long, env = "SFU_LOG", default_value = "info,rtc_dtls=error")]
+    #[arg(long, env = "SFU_LOG", default_value = "info,rtc=warn,rtc_ice=warn,rtc::peer_connection::handler=error,rtc_dtls=error,rtc_srtp=error")]
     pub log: String,
 }
 

@@ -1,49 +1,99 @@
-//! The `sfu` binary: one SFU node.
+//! The `sfu` binary: one SFU node (default), or `sfu token ...` to print an access token.
 
 use clap::Parser;
-use sfu::config::Config;
+use sfu::config::{Cli, Command, Config, TokenArgs};
+use signaling::auth::{self, ApiKey, Grants, TokenRequest};
 use std::io::Write;
+use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// How long in-flight HTTP requests may take once the node decided to exit.
+const HTTP_GRACE: Duration = Duration::from_secs(2);
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = Config::parse();
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Token(args)) => {
+            println!("{}", mint(&args)?);
+            Ok(())
+        }
+        None => serve(cli.serve).await,
+    }
+}
+
+fn mint(args: &TokenArgs) -> anyhow::Result<String> {
+    let key = if args.dev {
+        auth::dev_key()
+    } else {
+        ApiKey {
+            key: args.key.clone().ok_or_else(|| anyhow::anyhow!("--key is required"))?,
+            secret: args.secret.clone().ok_or_else(|| anyhow::anyhow!("--secret is required"))?,
+        }
+    };
+    if let Some(room) = &args.room {
+        anyhow::ensure!(signaling::protocol::valid_room_name(room), "--room: 1-128 characters of A-Z a-z 0-9 _ . -");
+    }
+    let grants = Grants {
+        join: args.room.is_some(),
+        publish: args.room.is_some() && !args.no_publish,
+        subscribe: args.room.is_some() && !args.no_subscribe,
+        admin: args.admin,
+    };
+    let req = TokenRequest {
+        identity: args.identity.clone(),
+        name: args.name.clone(),
+        room: args.room.clone(),
+        grants,
+        ttl: args.ttl,
+    };
+    Ok(auth::issue(&key, &req)?.0)
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&config.log)?)
         .with_writer(std::io::stderr)
         .init();
     if config.dev {
-        tracing::warn!("development mode: anyone can join any room without a token");
+        tracing::warn!(
+            "development mode: joins need no token, the public key devkey:devsecret is accepted and \
+             GET /api/dev/token hands out join tokens; never use --dev in production"
+        );
     }
-    let server = sfu::server::start(&config).await?;
+    let mut server = sfu::server::start(&config).await?;
     tracing::info!(http = %server.http, udp = %server.udp, "sfu ready: open http://{}/?room=demo&name=me", server.http);
     println!("SFU_READY http={} udp={}", server.http, server.udp);
     std::io::stdout().flush()?;
 
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {
-            tracing::info!("interrupted: exiting");
-            return Ok(());
-        }
-    }
-    server.node.start_drain();
-    let mut changed = server.node.subscribe();
-    tracing::info!(rooms = server.rooms.len(), "SIGTERM: draining, exiting when the last room is empty");
-    loop {
-        if server.rooms.is_empty() {
-            tracing::info!("drained: exiting");
-            return Ok(());
-        }
+    let outcome = loop {
         tokio::select! {
-            _ = changed.changed() => {}
-            _ = term.recv() => { tracing::warn!("second SIGTERM: exiting now"); return Ok(()); }
-            _ = int.recv() => { tracing::warn!("SIGINT while draining: exiting now"); return Ok(()); }
+            _ = term.recv() => {
+                if server.node.start_drain() {
+                    tracing::info!(rooms = server.rooms.len(), participants = server.rooms.participants(),
+                        "SIGTERM: draining, exiting when the last room is empty or at the drain deadline");
+                } else {
+                    tracing::warn!("second SIGTERM while draining: exiting now");
+                    return Ok(());
+                }
+            }
+            _ = int.recv() => {
+                if server.node.state() == signaling::NodeState::Draining {
+                    tracing::warn!("SIGINT while draining: exiting now");
+                } else {
+                    tracing::info!("interrupted: exiting");
+                }
+                return Ok(());
+            }
+            outcome = &mut server.drained => break outcome?,
         }
-    }
+    };
+    tracing::info!(?outcome, "drained: exiting");
+    server.shutdown(HTTP_GRACE).await;
+    Ok(())
 }

@@ -1,16 +1,19 @@
-//! Wiring of one node: sockets, media plane, signaling, HTTP server. Used by the binary and by
-//! integration tests (which bind `127.0.0.1:0`).
+//! Wiring of one node: sockets, media plane, signaling, HTTP server, drain supervisor. Used by
+//! the binary and by integration tests (which bind `127.0.0.1:0`).
 
 use crate::assets::ASSETS;
 use crate::config::Config;
 use crate::metrics::MediaMetrics;
 use crate::room::{MediaAddr, MediaPlane};
 use crate::udp::{Demux, reader};
+use signaling::drain::{self, DrainOutcome};
 use signaling::{AppState, Auth, Metrics, Node, Rooms};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::time::Duration;
 use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::watch;
 
 /// A started node.
 pub struct Server {
@@ -26,10 +29,16 @@ pub struct Server {
     pub media_metrics: Arc<MediaMetrics>,
     /// The HTTP server task.
     pub http_task: tokio::task::JoinHandle<()>,
+    /// Ends with the drain (SIGTERM or `POST /api/node/drain`): when the last participant left,
+    /// or after the deadline's evacuation. The binary exits then.
+    pub drained: tokio::task::JoinHandle<DrainOutcome>,
+    shutdown: watch::Sender<bool>,
 }
 
-/// Binds the sockets and starts every task of a node.
+/// Binds the sockets and starts every task of a node. Fails without API keys unless in dev
+/// mode: a node never serves media or the API unauthenticated.
 pub async fn start(config: &Config) -> anyhow::Result<Server> {
+    let auth = Arc::new(Auth::new(&config.keys, config.dev)?);
     let socket = UdpSocket::bind(config.udp).await?;
     let udp = socket.local_addr()?;
     let socket = Arc::new(socket);
@@ -50,15 +59,31 @@ pub async fn start(config: &Config) -> anyhow::Result<Server> {
     };
     tokio::spawn(reader::run(socket, demux, media_metrics.clone()));
 
-    let node = Arc::new(Node::new(env!("CARGO_PKG_VERSION")));
-    let rooms = Arc::new(Rooms::new(Arc::new(plane), node.clone(), config.max_participants));
-    let auth = Arc::new(if config.dev { Auth::Dev } else { Auth::Locked });
+    let node = Arc::new(Node::new(env!("CARGO_PKG_VERSION")).with_drain_deadline(config.drain_deadline));
+    let rooms = Arc::new(
+        Rooms::new(Arc::new(plane), node.clone(), config.max_participants).with_drain_admit(config.drain_admit),
+    );
+    tracing::info!(?auth, drain_deadline = %humantime::format_duration(config.drain_deadline), drain_admit = config.drain_admit, "access control");
     let state = AppState { rooms: rooms.clone(), node: node.clone(), auth, metrics, assets: ASSETS };
     let app = signaling::app(state);
+    let (shutdown, mut shutdown_rx) = watch::channel(false);
     let http_task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
+        let stop = async move {
+            let _ = shutdown_rx.wait_for(|stop| *stop).await;
+        };
+        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
             tracing::error!(error = %e, "http server failed");
         }
     });
-    Ok(Server { http, udp, node, rooms, media_metrics, http_task })
+    let drained = tokio::spawn(drain::supervise(node.clone(), rooms.clone(), drain::EVACUATE_GRACE));
+    Ok(Server { http, udp, node, rooms, media_metrics, http_task, drained, shutdown })
+}
+
+impl Server {
+    /// Stops accepting HTTP connections and waits up to `grace` for open requests to finish
+    /// (so the answer to the drain call that emptied the node still goes out).
+    pub async fn shutdown(self, grace: Duration) {
+        let _ = self.shutdown.send(true);
+        let _ = tokio::time::timeout(grace, self.http_task).await;
+    }
 }

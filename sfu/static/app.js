@@ -4,6 +4,8 @@
  * the publisher (this client offers) and the subscriber (the server offers).
  *
  * URL: /?room=R&name=N[&token=T] joins room R as N at once; without room/name a form is shown.
+ * Without `token`, a dev-mode server's GET /api/dev/token supplies one (other servers answer 404,
+ * and the join goes without a token, which they refuse with `unauthorized`).
  *
  * Test API: window.sfuDemo (used by tests/browser; keep it stable)
  *   joined            Promise, resolves with the `joined` message once it arrived; rejects if the
@@ -86,6 +88,12 @@
   const trackOwner = new Map();
   /** server track id -> last layer from layer_changed */
   const layerByTrack = new Map();
+  /**
+   * Ids of participants the server said left. A subscriber offer sent before `participant_left`
+   * may still be in progress (and name their tracks) when it arrives: it must not bring them back.
+   */
+  const departed = new Set();
+  const MAX_DEPARTED = 10000;
 
   const api = {
     joined: null,
@@ -230,6 +238,7 @@
 
     const mediaReady = acquireMedia();
     mediaReady.then((stream) => { if (stream && !left && s === session) showLocal(stream); });
+    const tokenReady = joinToken();
 
     let ws;
     try {
@@ -242,10 +251,13 @@
     api.ws = ws;
     ws.onopen = () => {
       if (s !== session) return;
-      const join = { type: 'join', room: cfg.room, name: cfg.name };
-      if (cfg.token) join.token = cfg.token;
-      send(s, join);
-      setStatus('joining\u2026');
+      tokenReady.then((token) => {
+        if (s !== session || s.closed) return;
+        const join = { type: 'join', room: cfg.room, name: cfg.name };
+        if (token) join.token = token;
+        send(s, join);
+        setStatus('joining\u2026');
+      });
     };
     ws.onmessage = (ev) => {
       if (s !== session || s.closed) return;
@@ -272,6 +284,20 @@
       const why = `connection closed (code ${ev.code}${ev.reason ? `: ${ev.reason}` : ''})`;
       failSession(s, 'disconnected', why);
     };
+  }
+
+  /** The join token: ?token= if given, else a development token from a --dev server, else null. */
+  async function joinToken() {
+    if (cfg.token) return cfg.token;
+    try {
+      const q = new URLSearchParams({ room: cfg.room, name: cfg.name });
+      const res = await fetch(`/api/dev/token?${q}`, { cache: 'no-store' });
+      if (!res.ok) return null;
+      const body = await res.json();
+      return typeof body.token === 'string' ? body.token : null;
+    } catch (_) {
+      return null;
+    }
   }
 
   /** The session ended without us asking for it. */
@@ -316,7 +342,7 @@
         return undefined;
       case 'candidate': return onServerCandidate(s, msg);
       case 'participant_joined': return upsertParticipant(msg.participant);
-      case 'participant_left': return removeRemote(msg.participant);
+      case 'participant_left': return onParticipantLeft(msg.participant);
       case 'track_published': return onTrackPublished(msg.participant, msg.track);
       case 'track_unpublished': return onTrackUnpublished(msg.participant, msg.track);
       case 'layer_changed': return onLayerChanged(msg.track, msg.layer);
@@ -595,7 +621,7 @@
   }
 
   function upsertParticipant(p) {
-    if (!p || !p.id || p.id === api.participantId) return null;
+    if (!p || !p.id || p.id === api.participantId || departed.has(p.id)) return null;
     let r = remotes.get(p.id);
     if (!r) {
       r = newRemote(p.id);
@@ -614,6 +640,13 @@
       videoTrackChanged(r);
     }
     return r;
+  }
+
+  function onParticipantLeft(id) {
+    if (!id) return;
+    departed.add(id);
+    if (departed.size > MAX_DEPARTED) departed.delete(departed.values().next().value);
+    removeRemote(id);
   }
 
   function removeRemote(id) {

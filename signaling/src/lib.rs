@@ -3,7 +3,9 @@
 //! It never touches RTP: room workers of the media plane are started through [`RoomFactory`]
 //! and driven with [`RoomCommand`]s.
 
+pub mod api;
 pub mod auth;
+pub mod drain;
 pub mod metrics;
 pub mod node;
 pub mod protocol;
@@ -14,6 +16,7 @@ pub use auth::Auth;
 pub use metrics::Metrics;
 pub use node::{Node, NodeState};
 pub use room::{RoomCommand, RoomFactory, RoomSender, Rooms};
+pub use api::RouteInfo;
 
 use axum::extract::{State, WebSocketUpgrade};
 use axum::http::{StatusCode, header};
@@ -52,13 +55,23 @@ pub struct AppState {
 /// the protocol limit and this are answered with a `too_large` error instead.
 const WS_TRANSPORT_LIMIT: usize = 1024 * 1024;
 
-/// The HTTP router: demo page, `/ws`, `/healthz`, `/readyz`, `/metrics`.
+/// The HTTP router: demo page, `/ws`, `/healthz`, `/readyz`, `/metrics` and the `/api` routes.
 pub fn app(state: AppState) -> Router {
-    let mut router = Router::new()
-        .route("/ws", get(ws_upgrade))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics));
+    build(state).0
+}
+
+/// Every route of [`app`] except the demo page's files (what docs/openapi.json documents).
+pub fn routes(state: &AppState) -> Vec<RouteInfo> {
+    build(state.clone()).1
+}
+
+fn build(state: AppState) -> (Router, Vec<RouteInfo>) {
+    let r = api::Routes::new(state.clone())
+        .public("GET", "/ws", get(ws_upgrade))
+        .public("GET", "/healthz", get(healthz))
+        .public("GET", "/readyz", get(readyz))
+        .public("GET", "/metrics", get(metrics));
+    let (mut router, list) = api::register(r).finish();
     for asset in state.assets {
         let a = *asset;
         let handler = move || async move {
@@ -66,7 +79,7 @@ pub fn app(state: AppState) -> Router {
         };
         router = router.route(a.path, get(handler));
     }
-    router.with_state(state)
+    (router.with_state(state), list)
 }
 
 async fn ws_upgrade(ws: WebSocketUpgrade, State(state): State<AppState>) -> Response {
@@ -90,5 +103,6 @@ async fn metrics(State(state): State<AppState>) -> Response {
     state.metrics.rooms.set(state.rooms.len() as i64);
     state.metrics.participants.set(state.rooms.participants() as i64);
     state.metrics.draining.set((state.node.state() == NodeState::Draining) as i64);
+    state.metrics.drain_remaining.set(state.node.drain_remaining().map_or(0, |d| d.as_secs()) as i64);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
 }

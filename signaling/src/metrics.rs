@@ -14,6 +14,9 @@ pub struct Metrics {
     pub participants: IntGauge,
     /// 1 while draining.
     pub draining: IntGauge,
+    /// Seconds until the drain deadline (0 while serving or once passed).
+    pub drain_remaining: IntGauge,
+    auth_failures: IntCounterVec,
 }
 
 impl Metrics {
@@ -30,15 +33,32 @@ impl Metrics {
             IntGauge::new("sfu_participants", "Participants on this node").expect("valid metric");
         let draining =
             IntGauge::new("sfu_node_draining", "1 while the node is draining").expect("valid metric");
+        let drain_remaining = IntGauge::new(
+            "sfu_node_drain_remaining_seconds",
+            "Seconds until the drain deadline evacuates the remaining participants (0 when not draining)",
+        )
+        .expect("valid metric");
+        let auth_failures = IntCounterVec::new(
+            Opts::new("sfu_auth_failures_total", "Refused tokens by surface (ws, api) and reason"),
+            &["surface", "reason"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(bad_messages.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(rooms.clone()),
             Box::new(participants.clone()),
             Box::new(draining.clone()),
+            Box::new(drain_remaining.clone()),
+            Box::new(auth_failures.clone()),
         ] {
             registry.register(c).expect("metric registered once");
         }
-        Metrics { registry, bad_messages, rooms, participants, draining }
+        Metrics { registry, bad_messages, rooms, participants, draining, drain_remaining, auth_failures }
+    }
+
+    /// Counts a refused token.
+    pub fn auth_failure(&self, surface: &str, reason: &str) {
+        self.auth_failures.with_label_values(&[surface, reason]).inc();
     }
 
     /// Counts a rejected message.

@@ -1,10 +1,15 @@
 //! Node state: serving -> draining, shared by signaling and the binary.
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
+/// Default time a drain waits for rooms to end before telling participants to reconnect.
+pub const DEFAULT_DRAIN_DEADLINE: Duration = Duration::from_secs(2 * 3600);
+
 /// Lifecycle state of this node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NodeState {
     /// Takes new rooms.
@@ -20,6 +25,9 @@ pub struct Node {
     participants: AtomicUsize,
     version: String,
     changed: watch::Sender<()>,
+    started: Instant,
+    drain_started: OnceLock<Instant>,
+    drain_deadline: Duration,
 }
 
 impl Node {
@@ -31,7 +39,36 @@ impl Node {
             participants: AtomicUsize::new(0),
             version: version.into(),
             changed: watch::channel(()).0,
+            started: Instant::now(),
+            drain_started: OnceLock::new(),
+            drain_deadline: DEFAULT_DRAIN_DEADLINE,
         }
+    }
+
+    /// Sets how long a drain waits for rooms to end before evacuating them.
+    pub fn with_drain_deadline(mut self, deadline: Duration) -> Self {
+        self.drain_deadline = deadline;
+        self
+    }
+
+    /// How long a drain waits before evacuating.
+    pub fn drain_deadline(&self) -> Duration {
+        self.drain_deadline
+    }
+
+    /// When the drain started, if it did.
+    pub fn drain_started(&self) -> Option<Instant> {
+        self.drain_started.get().copied()
+    }
+
+    /// Time left until the drain deadline (`None` while serving; zero once passed).
+    pub fn drain_remaining(&self) -> Option<Duration> {
+        self.drain_started().map(|t| self.drain_deadline.saturating_sub(t.elapsed()))
+    }
+
+    /// Time since the node started.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
     }
 
     /// Current state.
@@ -46,7 +83,13 @@ impl Node {
     pub fn start_drain(&self) -> bool {
         let first = self.state.swap(1, Ordering::AcqRel) == 0;
         if first {
-            tracing::warn!("node draining: no new rooms accepted");
+            let _ = self.drain_started.set(Instant::now());
+            tracing::warn!(
+                rooms = self.rooms(),
+                participants = self.participants(),
+                deadline = %humantime::format_duration(self.drain_deadline),
+                "node draining: no new rooms accepted"
+            );
         }
         self.changed.send_replace(());
         first

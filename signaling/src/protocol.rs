@@ -45,7 +45,7 @@ pub struct SubscriptionRequest {
 }
 
 /// Messages a client sends.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientMessage {
     /// Join a room; must come first.
@@ -55,7 +55,7 @@ pub enum ClientMessage {
         /// Display name.
         name: String,
         /// Access token (required outside dev mode).
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         token: Option<String>,
     },
     /// Offer for the publisher connection.
@@ -80,16 +80,16 @@ pub enum ClientMessage {
         /// Track id.
         track: String,
         /// Pause or resume.
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         paused: Option<bool>,
         /// Highest layer wanted (`null` clears).
-        #[serde(default, deserialize_with = "double_option")]
+        #[serde(default, deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
         layer: Option<Option<String>>,
         /// Rendered width.
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         width: Option<u32>,
         /// Rendered height.
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         height: Option<u32>,
     },
     /// Leave the room.
@@ -308,12 +308,27 @@ pub enum ServerMessage {
         /// Layer rid, or `None` when nothing is forwarded.
         layer: Option<String>,
     },
-    /// Reconnect elsewhere (node draining past its deadline).
+    /// Reconnect elsewhere (node draining past its deadline); the server closes the socket.
     Reconnect {
         /// Why.
         reason: String,
         /// Suggested delay before reconnecting.
         delay_ms: u64,
+    },
+    /// An operator removed this participant (or deleted the room); the server closes the
+    /// socket. Do not rejoin automatically.
+    Removed {
+        /// Why.
+        reason: String,
+    },
+    /// An operator muted (or unmuted) a published track: while muted it is not forwarded.
+    TrackMuted {
+        /// Publishing participant id.
+        participant: String,
+        /// Track id.
+        track: String,
+        /// Muted now.
+        muted: bool,
     },
     /// A request was rejected.
     Error {
@@ -382,6 +397,45 @@ mod tests {
             serde_json::to_string(&m).unwrap(),
             r#"{"type":"layer_changed","track":"T","layer":null}"#
         );
+    }
+
+    #[test]
+    fn client_messages_round_trip() {
+        let rows: &[(ClientMessage, &str)] = &[
+            (
+                ClientMessage::Join { room: "r".into(), name: "n".into(), token: None },
+                r#"{"type":"join","room":"r","name":"n"}"#,
+            ),
+            (
+                ClientMessage::Subscription {
+                    track: "T".into(),
+                    paused: None,
+                    layer: Some(None),
+                    width: None,
+                    height: None,
+                },
+                r#"{"type":"subscription","track":"T","layer":null}"#,
+            ),
+            (
+                ClientMessage::Subscription {
+                    track: "T".into(),
+                    paused: Some(false),
+                    layer: Some(Some("h".into())),
+                    width: Some(640),
+                    height: None,
+                },
+                r#"{"type":"subscription","track":"T","paused":false,"layer":"h","width":640}"#,
+            ),
+            (
+                ClientMessage::Subscription { track: "T".into(), paused: None, layer: None, width: None, height: None },
+                r#"{"type":"subscription","track":"T"}"#,
+            ),
+            (ClientMessage::Leave {}, r#"{"type":"leave"}"#),
+        ];
+        for (msg, text) in rows {
+            assert_eq!(serde_json::to_string(msg).unwrap(), *text);
+            assert_eq!(&ClientMessage::parse(text).unwrap(), msg, "{text}");
+        }
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! One client's WebSocket session: parses frames, forwards commands to its room worker and
 //! relays the worker's messages back.
 
+use crate::auth::{AuthError, Grants};
 use crate::protocol::{ClientMessage, ErrorCode, MAX_MESSAGE_BYTES, ServerMessage, valid_room_name};
-use crate::room::{JoinError, ParticipantId, RoomCommand, RoomSender};
+use crate::room::{JoinError, Member, ParticipantId, RoomCommand, RoomSender};
 use crate::AppState;
 use axum::extract::ws::{Message, WebSocket};
 use futures::{SinkExt, StreamExt};
@@ -25,6 +26,7 @@ struct Joined {
     room: String,
     participant: ParticipantId,
     sender: RoomSender,
+    grants: Grants,
 }
 
 /// Runs a session until the socket closes or the client leaves.
@@ -60,7 +62,7 @@ pub async fn run(socket: WebSocket, state: AppState) {
             }
             event = events_rx.recv() => {
                 let Some(event) = event else { break };
-                let closing = matches!(event, ServerMessage::Reconnect { .. });
+                let closing = matches!(event, ServerMessage::Reconnect { .. } | ServerMessage::Removed { .. });
                 if send(&mut ws_tx, &event).await.is_err() || closing {
                     break;
                 }
@@ -70,7 +72,7 @@ pub async fn run(socket: WebSocket, state: AppState) {
 
     if let Some(j) = joined {
         let _ = j.sender.send(RoomCommand::Leave { participant: j.participant.clone() }).await;
-        state.rooms.leave(&j.room);
+        state.rooms.leave_as(&j.room, &j.sender, &j.participant);
         tracing::info!(room = %j.room, participant = %j.participant, "participant left");
     }
     let _ = ws_tx.close().await;
@@ -130,6 +132,10 @@ async fn handle_text(
             return Flow::Reply(ServerMessage::error(ErrorCode::AlreadyJoined, "already joined"));
         }
         ClientMessage::Leave {} => return Flow::Close,
+        ClientMessage::Offer { .. } if !j.grants.publish => {
+            state.metrics.auth_failure("ws", AuthError::NoPublishGrant.reason());
+            return Flow::Reply(unauthorized(&AuthError::NoPublishGrant));
+        }
         ClientMessage::Offer { sdp } => RoomCommand::Offer { participant, sdp },
         ClientMessage::Answer { sdp } => RoomCommand::Answer { participant, sdp },
         ClientMessage::Candidate { target, candidate } => {
@@ -163,21 +169,33 @@ async fn join(
     if name.is_empty() || name.chars().count() > 128 {
         return Err(ServerMessage::error(ErrorCode::BadMessage, "name must be 1-128 characters"));
     }
-    if let Err(reason) = state.auth.check_join(token.as_deref(), &room) {
-        return Err(ServerMessage::error(ErrorCode::Unauthorized, reason));
-    }
-    let sender = state.rooms.join(&room).map_err(|e| match e {
+    let grant = match state.auth.check_join(token.as_deref(), &room, &name) {
+        Ok(g) => g,
+        Err(e) => {
+            state.metrics.auth_failure("ws", e.reason());
+            tracing::info!(%room, reason = e.reason(), "join refused: {e}");
+            return Err(unauthorized(&e));
+        }
+    };
+    let name = grant.name.filter(|n| !n.trim().is_empty()).unwrap_or(name);
+    let participant = new_participant_id();
+    let member = Member { identity: grant.identity.clone(), name: name.clone() };
+    let sender = state.rooms.join_as(&room, &participant, member).map_err(|e| match e {
         JoinError::Draining => ServerMessage::error(ErrorCode::Draining, e.to_string()),
         JoinError::RoomFull(_) => ServerMessage::error(ErrorCode::RoomFull, e.to_string()),
     })?;
-    let participant = new_participant_id();
     let cmd = RoomCommand::Join { participant: participant.clone(), name, events: events_tx.clone() };
     if sender.send(cmd).await.is_err() {
-        state.rooms.leave(&room);
+        state.rooms.leave_as(&room, &sender, &participant);
         return Err(ServerMessage::error(ErrorCode::Internal, "room worker stopped"));
     }
-    tracing::info!(%room, %participant, "participant joined");
-    Ok(Joined { room, participant, sender })
+    tracing::info!(%room, %participant, identity = %grant.identity, "participant joined");
+    Ok(Joined { room, participant, sender, grants: grant.grants })
+}
+
+/// The `unauthorized` error: the message starts with the machine-readable reason.
+fn unauthorized(e: &AuthError) -> ServerMessage {
+    ServerMessage::error(ErrorCode::Unauthorized, format!("{}: {e}", e.reason()))
 }
 
 fn code_name(code: ErrorCode) -> &'static str {

@@ -1,9 +1,11 @@
 // Test harness for the SFU browser tests: starts the server binary, launches Chromium through
-// playwright-core, opens participants and polls for conditions.
+// playwright-core (and Firefox through puppeteer-core, WebDriver BiDi), opens participants and
+// polls for conditions.
 //
 // Environment:
 //   SFU_BIN        server binary (default <repo>/target/debug/sfu)
 //   CHROMIUM_PATH  Chromium/Chrome executable (default /usr/bin/chromium)
+//   FIREFOX_PATH   Firefox executable (default /usr/bin/firefox-esr)
 //   SFU_ARGS       extra server arguments, space separated (optional)
 //   RUST_LOG       passed to the server (default "info")
 //   SFU_TEST_LOG   "1": echo the server's stderr live (otherwise printed only on failure)
@@ -33,6 +35,68 @@ export const CHROMIUM_ARGS = [
   '--disable-component-update',
   '--disable-sync',
 ];
+
+export const DEFAULT_FIREFOX_PATH = '/usr/bin/firefox-esr';
+
+/**
+ * Firefox prefs (on top of puppeteer's own test profile, which already turns off most background
+ * traffic). Only loopback addresses may be contacted.
+ */
+export const FIREFOX_PREFS = {
+  // Fake camera (the size asked for, 1280x720 here) and microphone, no permission prompt.
+  'media.navigator.streams.fake': true,
+  'media.navigator.permission.disabled': true,
+  // Without a granted camera/microphone permission Firefox gathers ICE candidates on the
+  // default-route interface only (never loopback): "use only default local addresses: yes" in the
+  // nicer log. An actively capturing fake stream does not count, a default permission does.
+  'permissions.default.camera': 1,
+  'permissions.default.microphone': 1,
+  // Loopback host candidates, real addresses in the candidates (no mDNS names), UDP only.
+  // Firefox also gathers on the other interfaces (media.peerconnection.ice.force_interface has no
+  // effect in 153 ESR), but the server offers 127.0.0.1 only and Firefox pairs loopback with
+  // loopback only: every candidate pair is 127.0.0.1 -> 127.0.0.1.
+  'media.peerconnection.ice.loopback': true,
+  'media.peerconnection.ice.obfuscate_host_addresses': false,
+  'media.peerconnection.ice.tcp': false,
+  'media.peerconnection.use_document_iceservers': false,
+  'media.peerconnection.default_iceservers': '[]',
+  // Autoplay with sound.
+  'media.autoplay.default': 0,
+  'media.autoplay.blocking_policy': 0,
+  // Nothing but loopback: no proxy, no updates, telemetry, captive-portal or connectivity probes,
+  // push, DNS over HTTPS, prefetching, region lookups or remote settings.
+  'network.proxy.type': 0,
+  'network.trr.mode': 5,
+  'network.dns.disablePrefetch': true,
+  'network.prefetch-next': false,
+  'network.predictor.enabled': false,
+  'network.captive-portal-service.enabled': false,
+  'network.connectivity-service.enabled': false,
+  'app.update.enabled': false,
+  'app.update.auto': false,
+  'datareporting.policy.dataSubmissionEnabled': false,
+  'toolkit.telemetry.enabled': false,
+  'toolkit.telemetry.unified': false,
+  'toolkit.telemetry.server': '',
+  'browser.shell.checkDefaultBrowser': false,
+  'browser.region.update.enabled': false,
+  'browser.region.network.url': '',
+  'browser.safebrowsing.update.enabled': false,
+  // Remote Settings (firefox.settings.services.mozilla.com was still looked up in DNS): release
+  // builds honour this only with MOZ_REMOTE_SETTINGS_DEVTOOLS=1 in the environment, which
+  // launchFirefox() sets.
+  'services.settings.server': 'data:,#remote-settings-dummy/v1',
+  'dom.push.connection.enabled': false,
+  'extensions.blocklist.enabled': false,
+  'geo.provider.network.url': '',
+  'identity.fxaccounts.enabled': false,
+  'media.gmp-gmpopenh264.autoupdate': false,
+};
+
+/** The Firefox executable the tests use (FIREFOX_PATH, default /usr/bin/firefox-esr). */
+export function firefoxPath() {
+  return process.env.FIREFOX_PATH || DEFAULT_FIREFOX_PATH;
+}
 
 const STDERR_KEEP = 4 * 1024 * 1024; // bytes of server stderr kept in memory
 const LOG_TAIL_LINES = 300;
@@ -166,6 +230,8 @@ export async function startServer({
     stdout: () => stdout,
     stderrTail: (n = LOG_TAIL_LINES) => tailLines(stderr, n),
     exited: () => exited,
+    /** Resolves with {code, signal} once the process exited. */
+    exitPromise,
     async stop() {
       process.removeListener('exit', killOnExit);
       if (exited) return exited;
@@ -215,7 +281,8 @@ function installSignalExit() {
   if (signalExitInstalled) return;
   signalExitInstalled = true;
   for (const [sig, n] of [['SIGTERM', 15], ['SIGINT', 2], ['SIGHUP', 1]]) {
-    process.once(sig, () => process.exit(128 + n)); // runs the 'exit' handlers (ours, playwright's)
+    // Runs the 'exit' handlers (ours, playwright's, puppeteer's).
+    process.once(sig, () => process.exit(128 + n));
   }
 }
 
@@ -232,6 +299,34 @@ export async function launchBrowser() {
   });
 }
 
+/**
+ * One headless Firefox driven by puppeteer-core over WebDriver BiDi (Playwright's firefox needs
+ * its own patched build). puppeteer starts it on a fresh temporary profile holding FIREFOX_PREFS;
+ * give every participant its own `await browser.createBrowserContext()`. openParticipant() works
+ * with such a context: the puppeteer Page API used there (on, goto, evaluate) matches
+ * Playwright's. `extra`: more puppeteer launch options (e.g. `env` with MOZ_LOG for nICEr logs).
+ */
+export async function launchFirefox(extra = {}) {
+  const { default: puppeteer } = await import('puppeteer-core');
+  return puppeteer.launch({
+    browser: 'firefox',
+    protocol: 'webDriverBiDi',
+    executablePath: firefoxPath(),
+    headless: true,
+    extraPrefsFirefox: FIREFOX_PREFS,
+    defaultViewport: { width: 1280, height: 720 },
+    timeout: 30000,
+    protocolTimeout: 30000,
+    // The browser is killed on process exit in any case; installSignalExit() turns the signals
+    // into an exit.
+    handleSIGINT: false,
+    handleSIGTERM: false,
+    handleSIGHUP: false,
+    env: { ...process.env, MOZ_REMOTE_SETTINGS_DEVTOOLS: '1' },
+    ...extra,
+  });
+}
+
 const pageInfo = new WeakMap(); // page -> {name, room, participantId, logs}
 
 /** The participant id, name and console log of a page opened by openParticipant(). */
@@ -242,15 +337,18 @@ export function infoOf(page) {
 /**
  * Opens `baseUrl/?room=ROOM&name=NAME` in a new page of `browserContext` and returns the page once
  * `window.sfuDemo.joined` resolved. `infoOf(page).participantId` is the participant id.
+ * With `waitJoined: false` it returns as soon as the page loaded (for joins expected to fail).
  */
-export async function openParticipant(browserContext, baseUrl, room, name, { token, timeout = 20000 } = {}) {
+export async function openParticipant(browserContext, baseUrl, room, name, { token, timeout = 20000, waitJoined = true } = {}) {
   const url = new URL('/', baseUrl);
   url.searchParams.set('room', room);
   url.searchParams.set('name', name);
   if (token) url.searchParams.set('token', token);
-  try {
-    await browserContext.grantPermissions(['camera', 'microphone'], { origin: url.origin });
-  } catch (_) { /* the fake-ui flag grants them anyway */ }
+  if (typeof browserContext.grantPermissions === 'function') { // Playwright only
+    try {
+      await browserContext.grantPermissions(['camera', 'microphone'], { origin: url.origin });
+    } catch (_) { /* the fake-ui flag grants them anyway */ }
+  }
   const page = await browserContext.newPage();
   const info = { name, room, participantId: null, logs: [] };
   pageInfo.set(page, info);
@@ -262,6 +360,7 @@ export async function openParticipant(browserContext, baseUrl, room, name, { tok
   page.on('pageerror', (e) => log(`pageerror: ${e.message}`));
   page.on('crash', () => log('page crashed'));
   await page.goto(url.href, { timeout });
+  if (!waitJoined) return page;
   const joined = await withTimeout(
     page.evaluate(async () => {
       await window.sfuDemo.joined;

@@ -6,7 +6,7 @@ use super::track::{CachedPacket, Codec, SenderClock};
 use super::worker::Room;
 use crate::forward::h264;
 use crate::forward::munger::SeqOrigin;
-use crate::forward::selector::{Action, Layer};
+use crate::forward::selector::{Action, Layer, Wish};
 use crate::forward::vp8;
 use crate::udp::PeerKey;
 use bytes::BytesMut;
@@ -215,21 +215,25 @@ impl Room {
         let is_video = track.kind == TrackKind::Video;
         let clock_rate = track.rtc_codec.clock_rate;
         let mut want_keyframe: Option<Layer> = None;
+        // A muted track (admin API) is handled like a pause: nothing forwarded, and unmuting
+        // restarts at a keyframe.
+        let muted = self.admin.is_muted(&track.id);
 
         for p in self.participants.iter_mut() {
             let events = &p.events;
             let Some(dt) = p.downtracks.iter_mut().find(|d| d.track == track.id) else { continue };
-            if !self.peers.get(&p.subscriber).is_some_and(|peer| peer.connected) {
+            if !dt.negotiated || !self.peers.get(&p.subscriber).is_some_and(|peer| peer.connected) {
                 continue; // selection starts once media can flow, so the first packet is a keyframe
             }
             let action = if is_video {
-                dt.selector.update_target(&dt.wish, &track.activity, now);
+                let wish = Wish { paused: dt.wish.paused || muted, ..dt.wish };
+                dt.selector.update_target(&wish, &track.activity, now);
                 let a = dt.selector.on_packet(layer, keyframe);
                 if let Some(l) = dt.selector.wants_keyframe() {
                     want_keyframe = Some(want_keyframe.map_or(l, |w| w.max(l)));
                 }
                 a
-            } else if dt.wish.paused {
+            } else if dt.wish.paused || muted {
                 Action::Drop
             } else if dt.munger.last_out_seq().is_none() {
                 Action::Switch { from: None, to: layer }
@@ -238,7 +242,7 @@ impl Room {
             };
             match action {
                 Action::Drop => {
-                    if dt.selector.current() == Some(layer) {
+                    if dt.selector.current() == Some(layer) || !is_video {
                         dt.munger.drop_packet(seq);
                     }
                     continue;

@@ -2,6 +2,7 @@
 //! forwarding state. Signaling talks to it through [`RoomCommand`]s, the UDP reader through
 //! [`Datagram`]s.
 
+pub mod admin;
 pub mod forward;
 pub mod negotiate;
 pub mod participant;

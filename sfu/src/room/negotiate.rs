@@ -48,6 +48,7 @@ impl Room {
             subscriber,
             downtracks: Vec::new(),
             offer_outstanding: false,
+            offered_tracks: Vec::new(),
             renegotiate: false,
             offered_rids: Vec::new(),
         };
@@ -147,8 +148,14 @@ impl Room {
         self.dirty.push(key);
         let p = &mut self.participants[idx];
         p.offer_outstanding = false;
+        let offered = std::mem::take(&mut p.offered_tracks);
         for dt in &mut p.downtracks {
             dt.payload_type = None; // re-resolve against the new negotiation
+            // Media starts only once the client knows the track: earlier packets would be
+            // dropped by it, including the keyframe a switch starts on.
+            if offered.contains(&dt.track) {
+                dt.negotiated = true;
+            }
         }
         if std::mem::take(&mut p.renegotiate) {
             self.negotiate(idx, now);
@@ -347,6 +354,7 @@ impl Room {
             vp8: Vp8Munger::default(),
             last_in_ts: None,
             ts_offset: 0,
+            negotiated: false,
             announced: None,
         });
         self.plane.metrics.subscribed_tracks.inc();
@@ -377,6 +385,7 @@ impl Room {
                         tracks.insert(mid, TrackRef { participant: d.publisher.clone(), track: d.track.clone(), kind: d.kind });
                     }
                 }
+                p.offered_tracks = tracks.values().map(|t| t.track.clone()).collect();
                 p.offer_outstanding = true;
                 p.send(ServerMessage::Offer { sdp, tracks });
                 self.dirty.push(key);

@@ -21,6 +21,8 @@ pub struct Participant {
     pub downtracks: Vec<DownTrack>,
     /// A subscriber offer awaits its answer.
     pub offer_outstanding: bool,
+    /// Tracks named in the outstanding offer: negotiated once it is answered.
+    pub offered_tracks: Vec<String>,
     /// Tracks changed while an offer was outstanding: offer again after the answer.
     pub renegotiate: bool,
     /// Simulcast rids per mid from its latest publisher offer.

@@ -145,7 +145,8 @@ pub fn new_peer(
     } else {
         registry
     };
-    let registry = configure_rtcp_reports(registry);
+    let registry = configure_rtcp_reports(registry)
+        .with(rtc::interceptor::Slot::from(DeliverFeedback::SLOT), DeliverFeedback::default());
     configure_simulcast_extension_headers(&mut media)?;
     let registry = if role == Role::Publisher {
         configure_twcc_receiver_only(registry, &mut media)?
@@ -186,4 +187,71 @@ impl MediaAddr {
         }
         self.local
     }
+}
+
+/// Lets the RTCP the worker acts on (PLI, FIR, sender reports) reach `poll_read`: in `rtc` 0.21
+/// inbound RTCP ends at the interceptor chain's terminus unless an interceptor marks it with
+/// `Attribute::DeliverToApplication`. Marked packets still reach every other interceptor.
+#[derive(Default)]
+struct DeliverFeedback {
+    reads: std::collections::VecDeque<rtc::interceptor::TaggedPacket>,
+    writes: std::collections::VecDeque<rtc::interceptor::TaggedPacket>,
+}
+
+impl DeliverFeedback {
+    /// Application-most position in the chain.
+    const SLOT: usize = 14_000;
+}
+
+impl rtc::sansio::Protocol<rtc::interceptor::TaggedPacket, rtc::interceptor::TaggedPacket, ()> for DeliverFeedback {
+    type Rout = rtc::interceptor::TaggedPacket;
+    type Wout = rtc::interceptor::TaggedPacket;
+    type Eout = ();
+    type Error = rtc::shared::error::Error;
+    type Time = Instant;
+
+    fn handle_read(&mut self, mut msg: rtc::interceptor::TaggedPacket) -> Result<(), Self::Error> {
+        use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+        use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+        use rtc::rtcp::sender_report::SenderReport;
+        if let rtc::interceptor::Packet::Rtcp(pkts) = &msg.message.packet {
+            let wanted = pkts.iter().any(|p| {
+                let any = p.as_any();
+                any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>() || any.is::<SenderReport>()
+            });
+            if wanted {
+                msg.message.add(rtc::interceptor::Attribute::DeliverToApplication);
+            }
+        }
+        self.reads.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_read(&mut self) -> Option<Self::Rout> {
+        self.reads.pop_front()
+    }
+
+    fn handle_write(&mut self, msg: rtc::interceptor::TaggedPacket) -> Result<(), Self::Error> {
+        self.writes.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_write(&mut self) -> Option<Self::Wout> {
+        self.writes.pop_front()
+    }
+
+    fn handle_timeout(&mut self, _now: Instant) -> Result<(), Self::Error> {
+        Ok(())
+    }
+
+    fn poll_timeout(&mut self) -> Option<Instant> {
+        None
+    }
+}
+
+impl rtc::interceptor::Interceptor for DeliverFeedback {
+    fn bind_local_stream(&mut self, _info: &rtc::interceptor::StreamInfo) {}
+    fn unbind_local_stream(&mut self, _info: &rtc::interceptor::StreamInfo) {}
+    fn bind_remote_stream(&mut self, _info: &rtc::interceptor::StreamInfo) {}
+    fn unbind_remote_stream(&mut self, _info: &rtc::interceptor::StreamInfo) {}
 }

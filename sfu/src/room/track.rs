@@ -160,6 +160,8 @@ pub struct DownTrack {
     pub last_in_ts: Option<u64>,
     /// Outgoing minus source timestamp of the current source (constant between switches).
     pub ts_offset: u32,
+    /// The subscriber has answered an offer carrying this track: media may flow.
+    pub negotiated: bool,
     /// Layer last announced with `layer_changed`.
     pub announced: Option<Layer>,
 }

@@ -21,6 +21,9 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
+/// Reconnects after a drain deadline are spread over this many milliseconds.
+const EVACUATE_SPREAD_MS: u64 = 2000;
+
 /// Datagrams handled per wake-up before output is flushed.
 const BATCH: usize = 64;
 
@@ -34,6 +37,8 @@ pub struct Room {
     pub(super) peers: HashMap<PeerKey, Peer>,
     /// Connections with pending output.
     pub(super) dirty: Vec<PeerKey>,
+    /// Operator state: muted tracks, deleted room (see `admin.rs`).
+    pub(super) admin: super::admin::AdminState,
     events_buf: Vec<RTCPeerConnectionEvent>,
     reads_buf: Vec<TaggedRTCMessage>,
 }
@@ -48,6 +53,7 @@ impl Room {
             participants: Vec::new(),
             tracks: Vec::new(),
             peers: HashMap::new(),
+            admin: Default::default(),
             dirty: Vec::new(),
             events_buf: Vec::new(),
             reads_buf: Vec::new(),
@@ -215,7 +221,7 @@ impl Room {
 
     fn on_command(&mut self, cmd: RoomCommand, now: Instant) {
         match cmd {
-            RoomCommand::Join { participant, name, events } => self.join(participant, name, events, now),
+            RoomCommand::Join { participant, name, events } => self.admit(participant, name, events, now),
             RoomCommand::Leave { participant } => self.leave(&participant),
             RoomCommand::Offer { participant, sdp } => self.on_publisher_offer(&participant, sdp, now),
             RoomCommand::Answer { participant, sdp } => self.on_subscriber_answer(&participant, sdp, now),
@@ -225,9 +231,15 @@ impl Room {
             RoomCommand::Subscription { participant, track, request } => {
                 self.on_subscription(&participant, &track, request, now)
             }
+            cmd @ (RoomCommand::Participants { .. }
+            | RoomCommand::Remove { .. }
+            | RoomCommand::MuteTrack { .. }
+            | RoomCommand::Close { .. }) => self.on_admin_command(cmd, now),
             RoomCommand::Evacuate { reason } => {
+                // spread the reconnects so the next node is not hit by every client at once
                 for p in &self.participants {
-                    p.send(ServerMessage::Reconnect { reason: reason.clone(), delay_ms: 0 });
+                    let delay_ms = rand::random_range(0..EVACUATE_SPREAD_MS);
+                    p.send(ServerMessage::Reconnect { reason: reason.clone(), delay_ms });
                 }
             }
         }

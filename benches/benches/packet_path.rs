@@ -1,0 +1,137 @@
+//! Micro-benchmarks of the per-packet work of forwarding: selection + munging, VP8 descriptor
+//! rewrite, SRTP protect, and the UDP demux lookup. Run: `cargo bench -p sfu-benches`.
+
+use bytes::BytesMut;
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use rtc::crypto::providers::RingCrypto;
+use rtc::srtp::context::Context;
+use rtc::srtp::protection_profile::ProtectionProfile;
+use sfu::forward::munger::RtpMunger;
+use sfu::forward::selector::{Layer, LayerActivity, LayerSelector, Wish};
+use sfu::forward::seq::{SeqUnwrapper, TsUnwrapper};
+use sfu::forward::vp8::{self, Vp8Munger};
+use sfu::udp::{Datagram, Demux, PeerKey, Route};
+use std::hint::black_box;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// A 1100-byte VP8 packet: descriptor with 15-bit picture id, tl0picidx, then payload.
+fn vp8_packet(picture_id: u16, keyframe: bool) -> Vec<u8> {
+    let mut p = vec![0x90, 0xe0, 0x80 | (picture_id >> 8) as u8, picture_id as u8, 7, 0x20];
+    p.push(if keyframe { 0x10 } else { 0x11 }); // VP8 frame tag, P bit
+    p.resize(1100, 0xab);
+    p
+}
+
+fn munger_selector(c: &mut Criterion) {
+    let mut g = c.benchmark_group("forward");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("unwrap+select+munge per packet", |b| {
+        let t0 = Instant::now();
+        let mut activity = LayerActivity::default();
+        for l in Layer::ALL {
+            activity.on_packet(l, t0);
+        }
+        let mut selector = LayerSelector::default();
+        let wish = Wish { max_layer: Some(Layer::HIGH), ..Wish::default() };
+        let mut munger = RtpMunger::new(90_000, 1000, 5000);
+        let (mut su, mut tu) = (SeqUnwrapper::default(), TsUnwrapper::default());
+        selector.update_target(&wish, &activity, t0);
+        let first = selector.on_packet(Layer::HIGH, true);
+        assert!(matches!(first, sfu::forward::selector::Action::Switch { .. }));
+        munger.switch_source(su.unwrap(0), tu.unwrap(0), None, t0);
+        let mut seq: u16 = 0;
+        let mut ts: u32 = 0;
+        b.iter(|| {
+            seq = seq.wrapping_add(1);
+            ts = ts.wrapping_add(3000);
+            let now = t0 + Duration::from_micros(u64::from(seq));
+            activity.on_packet(Layer::HIGH, now);
+            selector.update_target(&wish, &activity, now);
+            let action = selector.on_packet(Layer::HIGH, false);
+            let out = munger.forward(su.unwrap(seq), tu.unwrap(ts), now);
+            black_box((action, out))
+        });
+    });
+    g.finish();
+}
+
+fn vp8_rewrite(c: &mut Criterion) {
+    let mut g = c.benchmark_group("vp8");
+    g.throughput(Throughput::Elements(1));
+    let pkt = vp8_packet(1234, false);
+    g.bench_function("parse+munge+rewrite 1100 B (with payload copy)", |b| {
+        let mut m = Vp8Munger::default();
+        b.iter(|| {
+            let desc = vp8::parse(black_box(&pkt)).expect("valid descriptor");
+            let rw = m.munge(&desc);
+            let mut out = BytesMut::from(&pkt[..]);
+            vp8::write(&mut out, &desc, &rw).expect("same length");
+            black_box(out)
+        });
+    });
+    g.finish();
+}
+
+fn srtp_protect(c: &mut Criterion) {
+    let mut g = c.benchmark_group("srtp");
+    g.throughput(Throughput::Elements(1));
+    for (name, profile) in [
+        ("AES128_CM_HMAC_SHA1_80", ProtectionProfile::Aes128CmHmacSha1_80),
+        ("AEAD_AES_128_GCM", ProtectionProfile::AeadAes128Gcm),
+    ] {
+        let key = vec![7u8; profile.key_len()];
+        let salt = vec![9u8; profile.salt_len()];
+        let mut ctx = Context::new(&key, &salt, profile, None, None, &RingCrypto).expect("valid key");
+        let mut header = rtc::rtp::Header { version: 2, payload_type: 96, ssrc: 0x1234, ..Default::default() };
+        let mut plain = vec![0u8; 12];
+        plain.resize(1200, 0x55);
+        g.bench_with_input(BenchmarkId::new("protect 1200 B", name), &profile, |b, _| {
+            b.iter(|| {
+                header.sequence_number = header.sequence_number.wrapping_add(1);
+                plain[2..4].copy_from_slice(&header.sequence_number.to_be_bytes());
+                black_box(ctx.encrypt_rtp_with_header(&plain, &header).expect("protect"))
+            });
+        });
+    }
+    g.finish();
+}
+
+fn demux_lookup(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+    let _guard = rt.enter();
+    let demux = Demux::default();
+    let (tx, _rx) = tokio::sync::mpsc::channel::<Datagram>(1);
+    let peers = 1000u16;
+    let addr = |i: u16| SocketAddr::from(([127, 0, 0, 1], 20_000 + i));
+    for i in 0..peers {
+        let ufrag = format!("ufrag{i:05}");
+        demux.register(Route { room: tx.clone(), peer: PeerKey(u64::from(i)), ufrag: ufrag.clone() });
+        // learn the address from a STUN binding request carrying USERNAME "ufragNNNNN:x"
+        let user = format!("{ufrag}:x");
+        let mut stun = vec![0x00, 0x01, 0, 0, 0x21, 0x12, 0xa4, 0x42];
+        stun.extend_from_slice(&[1; 12]);
+        stun.extend_from_slice(&[0x00, 0x06, 0, user.len() as u8]);
+        stun.extend_from_slice(user.as_bytes());
+        while stun.len() % 4 != 0 {
+            stun.push(0);
+        }
+        let body = (stun.len() - 20) as u16;
+        stun[2..4].copy_from_slice(&body.to_be_bytes());
+        demux.route(&stun, addr(i)).expect("registered ufrag routes");
+    }
+    let rtp = vp8_packet(1, false);
+    let mut g = c.benchmark_group("udp");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("demux lookup, 1000 peers", |b| {
+        let mut i = 0u16;
+        b.iter(|| {
+            i = (i + 1) % peers;
+            black_box(demux.route(&rtp, addr(i)).map(|r| r.peer))
+        });
+    });
+    g.finish();
+}
+
+criterion_group!(benches, munger_selector, vp8_rewrite, srtp_protect, demux_lookup);
+criterion_main!(benches);

@@ -1,0 +1,476 @@
+//! The engine task: waits for a command, a datagram on any socket, or the earliest timer (a
+//! connection's `poll_timeout` or a publisher's next frame); hands the input to the `rtc`
+//! connection; then drains every connection it touched: datagrams go out on the connection's
+//! socket, events and media come back into the publisher/subscriber logic.
+
+use crate::engine::{ClientId, Command, EngineOptions, PcId};
+use crate::error::ClientError;
+use crate::event::{Event, Role};
+use crate::peer;
+use crate::probe::WallClock;
+use crate::publisher::{PublishOptions, Publisher};
+use crate::signal::Outbound;
+use crate::socket::{Closer, PeerSocket, Received};
+use crate::stats::ClientStats;
+use crate::subscriber::Subscriber;
+use futures::stream::SelectAll;
+use futures::{FutureExt, StreamExt};
+use rtc::peer_connection::RTCPeerConnection;
+use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
+use rtc::peer_connection::message::RTCMessage;
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::peer_connection::state::RTCPeerConnectionState;
+use rtc::sansio::Protocol;
+use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use signaling::protocol::{ClientMessage, TrackRef};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, watch};
+
+/// Datagrams handled per wake-up before output is flushed.
+const BATCH: usize = 64;
+
+enum Side {
+    Publisher(Box<Publisher>),
+    Subscriber(Box<Subscriber>),
+}
+
+/// One peer connection and its socket.
+struct Pc {
+    client: ClientId,
+    role: Role,
+    conn: RTCPeerConnection,
+    socket: Arc<UdpSocket>,
+    local: SocketAddr,
+    remote: Option<SocketAddr>,
+    side: Side,
+    events: mpsc::UnboundedSender<Event>,
+    /// Earliest `Timer::Pc` queued for it.
+    armed: Option<Instant>,
+    /// Earliest `Timer::Media` queued for it.
+    media_armed: Option<Instant>,
+    dirty: bool,
+    stats_dirty: bool,
+    _closer: Closer,
+}
+
+struct ClientState {
+    local_ip: IpAddr,
+    outbound: mpsc::UnboundedSender<Outbound>,
+    events: mpsc::UnboundedSender<Event>,
+    stats: watch::Sender<ClientStats>,
+    publisher: Option<PcId>,
+    subscriber: Option<PcId>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    Pc(PcId),
+    Media(PcId),
+    Stats,
+}
+
+/// State of the engine task.
+pub(crate) struct Driver {
+    opts: EngineOptions,
+    clients: HashMap<ClientId, ClientState>,
+    pcs: HashMap<PcId, Pc>,
+    sockets: SelectAll<PeerSocket>,
+    timers: BinaryHeap<Reverse<(Instant, Timer)>>,
+    dirty: Vec<PcId>,
+    next_pc: u64,
+    clock: WallClock,
+}
+
+impl Driver {
+    pub(crate) fn new(opts: EngineOptions) -> Self {
+        Driver {
+            opts,
+            clients: HashMap::new(),
+            pcs: HashMap::new(),
+            sockets: SelectAll::new(),
+            timers: BinaryHeap::new(),
+            dirty: Vec::new(),
+            next_pc: 1,
+            clock: WallClock::new(),
+        }
+    }
+
+    /// Runs until every engine handle is dropped.
+    pub(crate) async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        let far = || Instant::now() + Duration::from_secs(3600);
+        let mut sleep_at = far();
+        let sleep = tokio::time::sleep_until(sleep_at.into());
+        tokio::pin!(sleep);
+        self.timers.push(Reverse((Instant::now() + self.opts.stats_interval, Timer::Stats)));
+        loop {
+            let next = self.timers.peek().map(|Reverse((t, _))| *t).unwrap_or_else(far);
+            if next != sleep_at {
+                sleep.as_mut().reset(next.into());
+                sleep_at = next;
+            }
+            tokio::select! {
+                cmd = commands.recv() => match cmd {
+                    Some(cmd) => self.on_command(cmd, Instant::now()),
+                    None => break,
+                },
+                Some(rx) = self.sockets.next(), if !self.sockets.is_empty() => {
+                    let now = Instant::now();
+                    self.on_datagram(rx, now);
+                    for _ in 0..BATCH {
+                        match self.sockets.next().now_or_never() {
+                            Some(Some(rx)) => self.on_datagram(rx, now),
+                            _ => break,
+                        }
+                    }
+                }
+                () = &mut sleep => self.on_timers(Instant::now()),
+            }
+            self.flush();
+        }
+        let ids: Vec<PcId> = self.pcs.keys().copied().collect();
+        for id in ids {
+            self.close_pc(id);
+        }
+    }
+
+    fn mark(&mut self, id: PcId) {
+        if let Some(pc) = self.pcs.get_mut(&id)
+            && !pc.dirty
+        {
+            pc.dirty = true;
+            self.dirty.push(id);
+        }
+    }
+
+    fn on_datagram(&mut self, rx: Received, now: Instant) {
+        let Some(pc) = self.pcs.get_mut(&rx.pc) else { return };
+        let msg = TaggedBytesMut {
+            now,
+            transport: TransportContext {
+                local_addr: pc.local,
+                peer_addr: rx.from,
+                ecn: None,
+                transport_protocol: TransportProtocol::UDP,
+            },
+            message: rx.data,
+        };
+        if let Err(e) = pc.conn.handle_read(msg) {
+            tracing::trace!(error = %e, "datagram rejected");
+        }
+        self.mark(rx.pc);
+    }
+
+    fn on_timers(&mut self, now: Instant) {
+        while let Some(Reverse((at, timer))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            match timer {
+                Timer::Pc(id) => {
+                    let Some(pc) = self.pcs.get_mut(&id) else { continue };
+                    if pc.armed != Some(at) {
+                        continue; // superseded by an earlier one
+                    }
+                    pc.armed = None;
+                    tracing::trace!(pc = id.0, late_us = now.duration_since(at).as_micros() as u64, "handle_timeout");
+                    if let Err(e) = pc.conn.handle_timeout(now) {
+                        tracing::debug!(error = %e, "handle_timeout");
+                    }
+                    self.mark(id);
+                }
+                Timer::Media(id) => {
+                    let Some(pc) = self.pcs.get_mut(&id) else { continue };
+                    if pc.media_armed != Some(at) {
+                        continue;
+                    }
+                    pc.media_armed = None;
+                    if let Side::Publisher(p) = &mut pc.side {
+                        p.on_timer(&mut pc.conn, now, &self.clock);
+                        pc.stats_dirty = true;
+                    }
+                    self.mark(id);
+                }
+                Timer::Stats => {
+                    self.publish_stats();
+                    self.timers.push(Reverse((now + self.opts.stats_interval, Timer::Stats)));
+                }
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        while let Some(id) = self.dirty.pop() {
+            self.drain(id);
+        }
+    }
+
+    /// Processes a connection's events and media, sends its datagrams, re-arms its timers.
+    fn drain(&mut self, id: PcId) {
+        let Some(pc) = self.pcs.get_mut(&id) else { return };
+        pc.dirty = false;
+        let now = Instant::now();
+        while let Some(ev) = pc.conn.poll_event() {
+            pc.on_event(ev, now);
+        }
+        while let Some(msg) = pc.conn.poll_read() {
+            match (&mut pc.side, msg.message) {
+                (Side::Subscriber(s), RTCMessage::RtpPacket(track, pkt)) => {
+                    s.on_rtp(&track, &pkt, msg.now, self.clock.micros(msg.now));
+                    pc.stats_dirty = true;
+                }
+                (Side::Publisher(p), RTCMessage::RtcpPacket(_, pkts)) => {
+                    p.on_rtcp(&pkts);
+                    pc.stats_dirty = true;
+                }
+                _ => {}
+            }
+        }
+        if let Side::Subscriber(s) = &mut pc.side {
+            s.send_plis(&mut pc.conn, now);
+        }
+        while let Some(out) = pc.conn.poll_write() {
+            pc.remote = Some(out.transport.peer_addr);
+            match pc.socket.try_send_to(&out.message, out.transport.peer_addr) {
+                Ok(_) => {}
+                Err(e) => tracing::debug!(error = %e, to = %out.transport.peer_addr, "send failed"),
+            }
+        }
+        let next = pc.conn.poll_timeout();
+        tracing::trace!(pc = id.0, in_ms = ?next.map(|t| t.saturating_duration_since(now).as_millis()), "poll_timeout");
+        if let Some(t) = next
+            && pc.armed.is_none_or(|a| t < a)
+        {
+            pc.armed = Some(t);
+            self.timers.push(Reverse((t, Timer::Pc(id))));
+        }
+        let media = match &pc.side {
+            Side::Publisher(p) => p.next_due(),
+            Side::Subscriber(_) => None,
+        };
+        if let Some(t) = media
+            && pc.media_armed.is_none_or(|a| t < a)
+        {
+            pc.media_armed = Some(t);
+            self.timers.push(Reverse((t, Timer::Media(id))));
+        }
+    }
+
+    fn publish_stats(&mut self) {
+        for (id, c) in &self.clients {
+            let mut dirty = false;
+            for pc in [c.publisher, c.subscriber].into_iter().flatten() {
+                if let Some(pc) = self.pcs.get_mut(&pc) {
+                    dirty |= std::mem::take(&mut pc.stats_dirty);
+                }
+            }
+            if dirty && c.stats.receiver_count() > 0 {
+                let snapshot = self.snapshot(*id);
+                c.stats.send_replace(snapshot);
+            }
+        }
+    }
+
+    fn snapshot(&self, id: ClientId) -> ClientStats {
+        let mut s = ClientStats::default();
+        let Some(c) = self.clients.get(&id) else { return s };
+        for pc in [c.publisher, c.subscriber].into_iter().flatten().filter_map(|p| self.pcs.get(&p)) {
+            match &pc.side {
+                Side::Publisher(p) => s.publisher = Some(p.stats.clone()),
+                Side::Subscriber(sub) => s.tracks = sub.tracks.iter().map(|t| t.stats.clone()).collect(),
+            }
+        }
+        s
+    }
+
+    fn on_command(&mut self, cmd: Command, now: Instant) {
+        match cmd {
+            Command::AddClient { id, local_ip, outbound, events, stats } => {
+                let state = ClientState { local_ip, outbound, events, stats, publisher: None, subscriber: None };
+                self.clients.insert(id, state);
+            }
+            Command::Publish { id, opts, reply } => {
+                let _ = reply.send(self.publish(id, opts, now));
+            }
+            Command::PublisherAnswer { id, sdp } => self.on_publisher_answer(id, sdp, now),
+            Command::SubscriberOffer { id, sdp, tracks } => self.on_subscriber_offer(id, sdp, tracks, now),
+            Command::Stats { id, reply } => {
+                let _ = reply.send(self.snapshot(id));
+            }
+            Command::Inject { id, role, datagrams, reply } => {
+                let _ = reply.send(self.inject(id, role, &datagrams));
+            }
+            Command::RemoveClient { id } => {
+                if let Some(c) = self.clients.remove(&id) {
+                    for pc in [c.publisher, c.subscriber].into_iter().flatten() {
+                        self.close_pc(pc);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Creates a connection with its own socket for `client`.
+    /// A publisher connection is built with the tracks of `publish`.
+    fn new_pc(&mut self, client: ClientId, publish: Option<PublishOptions>, now: Instant) -> Result<PcId, ClientError> {
+        let c = self.clients.get(&client).ok_or(ClientError::Closed)?;
+        let std_socket = std::net::UdpSocket::bind(SocketAddr::new(c.local_ip, 0))?;
+        std_socket.set_nonblocking(true)?;
+        let socket = Arc::new(UdpSocket::from_std(std_socket)?);
+        let local = socket.local_addr()?;
+        let mut conn = peer::new_connection(local, now)?;
+        let (role, side) = match publish {
+            Some(opts) => (Role::Publisher, Side::Publisher(Box::new(Publisher::new(&mut conn, opts)?))),
+            None => (Role::Subscriber, Side::Subscriber(Box::default())),
+        };
+        let id = PcId(self.next_pc);
+        self.next_pc += 1;
+        let (stream, closer) = PeerSocket::new(id, socket.clone());
+        self.sockets.push(stream);
+        let pc = Pc {
+            client,
+            role,
+            conn,
+            socket,
+            local,
+            remote: None,
+            side,
+            events: c.events.clone(),
+            armed: None,
+            media_armed: None,
+            dirty: false,
+            stats_dirty: false,
+            _closer: closer,
+        };
+        self.pcs.insert(id, pc);
+        Ok(id)
+    }
+
+    fn publish(&mut self, client: ClientId, opts: PublishOptions, now: Instant) -> Result<(), ClientError> {
+        let c = self.clients.get(&client).ok_or(ClientError::Closed)?;
+        if c.publisher.is_some() {
+            return Err(ClientError::Protocol("already publishing".into()));
+        }
+        let id = self.new_pc(client, Some(opts), now)?;
+        let pc = self.pcs.get_mut(&id).expect("just inserted");
+        let result = (|| {
+            let offer = pc.conn.create_offer(None)?;
+            pc.conn.set_local_description(now, offer)?;
+            pc.conn.local_description().map(|d| d.sdp).ok_or(rtc::shared::error::Error::ErrPeerConnLocalDescriptionNil)
+        })();
+        match result {
+            Ok(sdp) => {
+                let c = self.clients.get_mut(&client).expect("checked above");
+                c.publisher = Some(id);
+                c.outbound.send(Outbound::Message(ClientMessage::Offer { sdp })).map_err(|_| ClientError::Closed)?;
+                self.mark(id);
+                Ok(())
+            }
+            Err(e) => {
+                self.close_pc(id);
+                Err(e.into())
+            }
+        }
+    }
+
+    fn on_publisher_answer(&mut self, client: ClientId, sdp: String, now: Instant) {
+        let Some(id) = self.clients.get(&client).and_then(|c| c.publisher) else { return };
+        let Some(pc) = self.pcs.get_mut(&id) else { return };
+        let result = RTCSessionDescription::answer(sdp).and_then(|d| pc.conn.set_remote_description(now, d));
+        let event = match result {
+            Ok(()) => Event::Negotiated { role: Role::Publisher, tracks: BTreeMap::new() },
+            Err(e) => Event::NegotiationFailed { role: Role::Publisher, error: e.to_string() },
+        };
+        let _ = pc.events.send(event);
+        self.mark(id);
+    }
+
+    fn on_subscriber_offer(&mut self, client: ClientId, sdp: String, tracks: BTreeMap<String, TrackRef>, now: Instant) {
+        let Some(existing) = self.clients.get(&client).map(|c| c.subscriber) else { return };
+        let id = match existing {
+            Some(id) => id,
+            None => match self.new_pc(client, None, now) {
+                Ok(id) => {
+                    self.clients.get_mut(&client).expect("checked above").subscriber = Some(id);
+                    id
+                }
+                Err(e) => {
+                    if let Some(c) = self.clients.get(&client) {
+                        let _ = c.events.send(Event::NegotiationFailed { role: Role::Subscriber, error: e.to_string() });
+                    }
+                    return;
+                }
+            },
+        };
+        let c = self.clients.get(&client).expect("checked above");
+        let Some(pc) = self.pcs.get_mut(&id) else { return };
+        let Side::Subscriber(sub) = &mut pc.side else { return };
+        match sub.on_offer(&mut pc.conn, sdp, tracks.clone(), now) {
+            Ok(answer) => {
+                let _ = c.outbound.send(Outbound::Message(ClientMessage::Answer { sdp: answer }));
+                let _ = pc.events.send(Event::Negotiated { role: Role::Subscriber, tracks });
+            }
+            Err(e) => {
+                let _ = pc.events.send(Event::NegotiationFailed { role: Role::Subscriber, error: e.to_string() });
+            }
+        }
+        self.mark(id);
+    }
+
+    fn inject(&mut self, client: ClientId, role: Role, datagrams: &[Vec<u8>]) -> Result<(), ClientError> {
+        let c = self.clients.get(&client).ok_or(ClientError::Closed)?;
+        let id = match role {
+            Role::Publisher => c.publisher,
+            Role::Subscriber => c.subscriber,
+        };
+        let pc = id.and_then(|id| self.pcs.get(&id)).ok_or(ClientError::NoConnection(role))?;
+        let to = pc.remote.ok_or(ClientError::NoConnection(role))?;
+        for d in datagrams {
+            pc.socket.try_send_to(d, to)?;
+        }
+        Ok(())
+    }
+
+    fn close_pc(&mut self, id: PcId) {
+        if let Some(mut pc) = self.pcs.remove(&id) {
+            let _ = pc.conn.close();
+            while let Some(out) = pc.conn.poll_write() {
+                let _ = pc.socket.try_send_to(&out.message, out.transport.peer_addr);
+            }
+            tracing::debug!(client = pc.client, role = ?pc.role, "peer connection closed");
+        }
+    }
+}
+
+impl Pc {
+    fn on_event(&mut self, ev: RTCPeerConnectionEvent, now: Instant) {
+        match ev {
+            RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) => {
+                tracing::debug!(client = self.client, role = ?self.role, %state, "connection state");
+                match state {
+                    RTCPeerConnectionState::Connected => {
+                        if let Side::Publisher(p) = &mut self.side {
+                            p.start(now);
+                        }
+                        let _ = self.events.send(Event::Connected(self.role));
+                    }
+                    RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed | RTCPeerConnectionState::Disconnected => {
+                        let _ = self.events.send(Event::Disconnected(self.role));
+                    }
+                    _ => {}
+                }
+            }
+            RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) => {
+                if let Side::Subscriber(s) = &mut self.side {
+                    s.on_track_open(&mut self.conn, &init);
+                }
+            }
+            _ => {}
+        }
+    }
+}

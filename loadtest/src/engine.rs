@@ -1,0 +1,83 @@
+//! The engine: ONE task that owns every peer connection of many clients, their UDP sockets
+//! and their timers, like the server's room worker. This is its handle and command set; the
+//! task itself is in the private `driver` module.
+
+use crate::error::ClientError;
+use crate::event::Role;
+use crate::publisher::PublishOptions;
+use crate::signal::Outbound;
+use crate::stats::ClientStats;
+use signaling::protocol::TrackRef;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// Identifies a client inside an engine.
+pub type ClientId = u64;
+
+/// Identifies a peer connection inside an engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PcId(pub u64);
+
+/// Engine settings.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// How often clients' published stats snapshots are refreshed.
+    pub stats_interval: Duration,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions { stats_interval: Duration::from_millis(50) }
+    }
+}
+
+/// Requests to the engine task.
+pub(crate) enum Command {
+    AddClient {
+        id: ClientId,
+        local_ip: IpAddr,
+        outbound: mpsc::UnboundedSender<Outbound>,
+        events: mpsc::UnboundedSender<crate::event::Event>,
+        stats: watch::Sender<ClientStats>,
+    },
+    Publish { id: ClientId, opts: PublishOptions, reply: oneshot::Sender<Result<(), ClientError>> },
+    PublisherAnswer { id: ClientId, sdp: String },
+    SubscriberOffer { id: ClientId, sdp: String, tracks: BTreeMap<String, TrackRef> },
+    Stats { id: ClientId, reply: oneshot::Sender<ClientStats> },
+    Inject { id: ClientId, role: Role, datagrams: Vec<Vec<u8>>, reply: oneshot::Sender<Result<(), ClientError>> },
+    RemoveClient { id: ClientId },
+}
+
+/// Handle of an engine task; clone it to put many clients on one task. The task ends when
+/// every handle (and every client using it) is dropped.
+#[derive(Clone)]
+pub struct Engine {
+    tx: mpsc::UnboundedSender<Command>,
+    next_client: Arc<AtomicU64>,
+}
+
+impl Engine {
+    /// Spawns an engine task on the current tokio runtime.
+    pub fn spawn() -> Engine {
+        Engine::spawn_with(EngineOptions::default())
+    }
+
+    /// Spawns an engine task with `opts`.
+    pub fn spawn_with(opts: EngineOptions) -> Engine {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(crate::driver::Driver::new(opts).run(rx));
+        Engine { tx, next_client: Arc::new(AtomicU64::new(1)) }
+    }
+
+    pub(crate) fn new_client_id(&self) -> ClientId {
+        self.next_client.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn send(&self, cmd: Command) -> Result<(), ClientError> {
+        self.tx.send(cmd).map_err(|_| ClientError::EngineGone)
+    }
+}

@@ -1,0 +1,306 @@
+//! The publisher connection: offers an Opus track and a VP8 track with simulcast encodings
+//! (rids q, h, f), then sends synthetic media on a schedule and answers keyframe requests.
+
+use crate::peer::{self, MID_URI, RID_URI};
+use crate::probe::WallClock;
+use crate::stats::PublisherStats;
+use crate::synth::{AUDIO_PTIME, AudioStream, LayerSpec, SIMULCAST_LAYERS, SynthPacket, VideoLayer};
+use bytes::{Bytes, BytesMut};
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::RTCPeerConnection;
+use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::receiver_report::ReceiverReport;
+use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
+use rtc::rtp_transceiver::RTCRtpSenderId;
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind};
+use std::time::{Duration, Instant};
+
+/// What a client publishes.
+#[derive(Debug, Clone)]
+pub struct PublishOptions {
+    /// Publish an Opus-sized audio track.
+    pub audio: bool,
+    /// Video layers, lowest first (empty: no video). One layer is sent without simulcast.
+    pub layers: Vec<LayerSpec>,
+    /// Video frames per second.
+    pub fps: u32,
+    /// Time between periodic keyframes (a PLI or FIR also triggers one).
+    pub keyframe_interval: Duration,
+    /// Audio payload size in bytes.
+    pub audio_payload: usize,
+}
+
+impl Default for PublishOptions {
+    /// Audio plus q/h/f simulcast at 25 fps, a keyframe every 10 s.
+    fn default() -> Self {
+        PublishOptions {
+            audio: true,
+            layers: SIMULCAST_LAYERS.to_vec(),
+            fps: 25,
+            keyframe_interval: Duration::from_secs(10),
+            audio_payload: 80,
+        }
+    }
+}
+
+/// Payload type, header extension ids and mid of a sender, known once negotiated.
+#[derive(Debug, Clone, Default)]
+struct Negotiated {
+    pt: u8,
+    mid_ext: Option<u8>,
+    rid_ext: Option<u8>,
+    mid: Bytes,
+}
+
+struct Out<S> {
+    sender: RTCRtpSenderId,
+    negotiated: Option<Negotiated>,
+    streams: Vec<S>,
+    /// SSRC per stream.
+    ssrcs: Vec<u32>,
+    /// Per stream: keep sending mid/rid extensions until a receiver report acknowledges it.
+    announce: Vec<bool>,
+    rids: Vec<Bytes>,
+}
+
+/// Synthetic media on one publisher connection.
+pub struct Publisher {
+    opts: PublishOptions,
+    audio: Option<Out<AudioStream>>,
+    video: Option<Out<VideoLayer>>,
+    started: Option<Instant>,
+    audio_next: u64,
+    video_next: u64,
+    arena: BytesMut,
+    packets: Vec<SynthPacket>,
+    /// What was sent.
+    pub stats: PublisherStats,
+}
+
+fn fresh_ssrc() -> u32 {
+    rand::random::<u32>() | 1
+}
+
+impl Publisher {
+    /// Adds the tracks of `opts` to `pc` (before its offer is created).
+    pub fn new(pc: &mut RTCPeerConnection, opts: PublishOptions) -> Result<Self, rtc::shared::error::Error> {
+        let mut stats = PublisherStats::default();
+        let stream_id = format!("loadtest-{:08x}", rand::random::<u32>());
+        let audio = if opts.audio {
+            let ssrc = fresh_ssrc();
+            stats.audio_ssrc = ssrc;
+            let enc = RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
+                active: true,
+                codec: peer::opus(),
+                ..Default::default()
+            };
+            let track = MediaStreamTrack::new(stream_id.clone(), "audio".into(), "audio".into(), RtpCodecKind::Audio, vec![enc]);
+            let sender = pc.add_track(track)?;
+            Some(Out {
+                sender,
+                negotiated: None,
+                streams: vec![AudioStream::new(ssrc, opts.audio_payload)],
+                ssrcs: vec![ssrc],
+                announce: vec![true],
+                rids: vec![Bytes::new()],
+            })
+        } else {
+            None
+        };
+        let video = if opts.layers.is_empty() {
+            None
+        } else {
+            let simulcast = opts.layers.len() > 1;
+            let mut encodings = Vec::new();
+            let mut layers = Vec::new();
+            let mut rids = Vec::new();
+            for (i, spec) in opts.layers.iter().take(3).enumerate() {
+                let ssrc = fresh_ssrc();
+                stats.video_ssrcs[i] = ssrc;
+                let rid = if simulcast { spec.rid.to_owned() } else { String::new() };
+                rids.push(Bytes::from(rid.clone()));
+                encodings.push(RTCRtpEncodingParameters {
+                    rtp_coding_parameters: RTCRtpCodingParameters { rid, ssrc: Some(ssrc), ..Default::default() },
+                    active: true,
+                    codec: peer::vp8(),
+                    max_bitrate: spec.bitrate,
+                    ..Default::default()
+                });
+                layers.push(VideoLayer::new(i as u8, *spec, ssrc));
+            }
+            let track = MediaStreamTrack::new(stream_id, "video".into(), "video".into(), RtpCodecKind::Video, encodings);
+            let sender = pc.add_track(track)?;
+            let n = layers.len();
+            let ssrcs = layers.iter().map(|l| l.ssrc).collect();
+            Some(Out { sender, negotiated: None, streams: layers, ssrcs, announce: vec![true; n], rids })
+        };
+        Ok(Publisher {
+            opts,
+            audio,
+            video,
+            started: None,
+            audio_next: 0,
+            video_next: 0,
+            arena: BytesMut::new(),
+            packets: Vec::new(),
+            stats,
+        })
+    }
+
+    /// Starts the media clock (the connection is up).
+    pub fn start(&mut self, now: Instant) {
+        self.started.get_or_insert(now);
+    }
+
+    fn frame_interval(&self) -> Duration {
+        Duration::from_secs(1) / self.opts.fps.max(1)
+    }
+
+    /// When media is next due, once started.
+    pub fn next_due(&self) -> Option<Instant> {
+        let start = self.started?;
+        let audio = self.audio.as_ref().map(|_| start + AUDIO_PTIME * self.audio_next as u32);
+        let video = self.video.as_ref().map(|_| start + self.frame_interval() * self.video_next as u32);
+        match (audio, video) {
+            (Some(a), Some(v)) => Some(a.min(v)),
+            (a, v) => a.or(v),
+        }
+    }
+
+    /// Sends every audio packet and video frame due at `now`; a driver more than two packet
+    /// times late skips ahead instead of bursting.
+    pub fn on_timer(&mut self, pc: &mut RTCPeerConnection, now: Instant, clock: &WallClock) {
+        let Some(start) = self.started else { return };
+        let sent_us = clock.micros(now);
+        if let Some(mut audio) = self.audio.take() {
+            while start + AUDIO_PTIME * self.audio_next as u32 <= now {
+                let due = start + AUDIO_PTIME * self.audio_next as u32;
+                self.audio_next += 1;
+                if now.saturating_duration_since(due) > AUDIO_PTIME * 2 {
+                    self.stats.skipped += 1;
+                    continue;
+                }
+                audio.streams[0].packet(sent_us, &mut self.arena, &mut self.packets);
+                self.stats.audio_packets += self.send(pc, &mut audio, now);
+            }
+            self.audio = Some(audio);
+        }
+        if let Some(mut video) = self.video.take() {
+            let interval = self.frame_interval();
+            while start + interval * self.video_next as u32 <= now {
+                let capture = interval * self.video_next as u32;
+                self.video_next += 1;
+                if now.saturating_duration_since(start + capture) > interval * 2 {
+                    self.stats.skipped += 1;
+                    continue;
+                }
+                for i in 0..video.streams.len() {
+                    let layer = &mut video.streams[i];
+                    let key = layer.frame(capture, self.opts.fps, sent_us, now, self.opts.keyframe_interval, &mut self.arena, &mut self.packets);
+                    self.stats.frames[i] += 1;
+                    self.stats.keyframes[i] += u64::from(key);
+                }
+                self.stats.video_packets += self.send(pc, &mut video, now);
+            }
+            self.video = Some(video);
+        }
+    }
+
+    /// Writes the queued packets on `out`'s sender; returns how many were accepted.
+    fn send<S>(&mut self, pc: &mut RTCPeerConnection, out: &mut Out<S>, now: Instant) -> u64 {
+        if out.negotiated.is_none() {
+            out.negotiated = negotiated(pc, out.sender);
+        }
+        let Some(n) = out.negotiated.clone() else {
+            self.stats.write_errors += self.packets.len() as u64;
+            self.packets.clear();
+            return 0;
+        };
+        let Some(mut sender) = pc.rtp_sender(out.sender) else { return 0 };
+        let mut sent = 0;
+        for p in self.packets.drain(..) {
+            let mut header = rtc::rtp::header::Header {
+                version: 2,
+                marker: p.marker,
+                payload_type: n.pt,
+                sequence_number: p.seq,
+                timestamp: p.ts,
+                ssrc: p.ssrc,
+                ..Default::default()
+            };
+            let idx = out.ssrcs.iter().position(|s| *s == p.ssrc).unwrap_or(0);
+            if out.announce.get(idx).copied().unwrap_or(false) {
+                if let Some(id) = n.mid_ext {
+                    let _ = header.set_extension(id, n.mid.clone());
+                }
+                if let (Some(id), Some(rid)) = (n.rid_ext, out.rids.get(idx).filter(|r| !r.is_empty())) {
+                    let _ = header.set_extension(id, rid.clone());
+                }
+            }
+            match sender.write_rtp(now, rtc::rtp::Packet { header, payload: p.payload }) {
+                Ok(()) => sent += 1,
+                Err(e) => {
+                    self.stats.write_errors += 1;
+                    tracing::trace!(error = %e, "write_rtp");
+                }
+            }
+        }
+        sent
+    }
+
+    /// Handles RTCP from the server: keyframe requests, NACKs, receiver reports.
+    pub fn on_rtcp(&mut self, pkts: &[Box<dyn rtc::rtcp::Packet>]) {
+        for p in pkts {
+            tracing::trace!(?p, "publisher rtcp");
+            let any = p.as_any();
+            if let Some(pli) = any.downcast_ref::<PictureLossIndication>() {
+                self.keyframe_request(pli.media_ssrc);
+            } else if let Some(fir) = any.downcast_ref::<FullIntraRequest>() {
+                for e in &fir.fir {
+                    self.keyframe_request(e.ssrc);
+                }
+            } else if any.is::<TransportLayerNack>() {
+                self.stats.nacks += 1;
+            } else if let Some(rr) = any.downcast_ref::<ReceiverReport>() {
+                for r in &rr.reports {
+                    if let Some(a) = self.audio.as_mut() {
+                        a.acknowledge(r.ssrc);
+                    }
+                    if let Some(v) = self.video.as_mut() {
+                        v.acknowledge(r.ssrc);
+                    }
+                }
+            }
+        }
+    }
+
+    fn keyframe_request(&mut self, ssrc: u32) {
+        let Some(video) = self.video.as_mut() else { return };
+        if let Some(layer) = video.streams.iter_mut().find(|l| l.ssrc == ssrc) {
+            layer.request_keyframe();
+            self.stats.keyframe_requests[layer.index as usize] += 1;
+        }
+    }
+}
+
+impl<S> Out<S> {
+    /// A receiver report for `ssrc` arrived: the receiver knows the stream, stop announcing it.
+    fn acknowledge(&mut self, ssrc: u32) {
+        if let Some(i) = self.ssrcs.iter().position(|s| *s == ssrc) {
+            self.announce[i] = false;
+        }
+    }
+}
+
+fn negotiated(pc: &mut RTCPeerConnection, id: RTCRtpSenderId) -> Option<Negotiated> {
+    let mid = pc.rtp_transceiver(id.into()).and_then(|t| t.mid().clone())?;
+    let mut sender = pc.rtp_sender(id)?;
+    let params = sender.get_parameters();
+    let pt = params.rtp_parameters.codecs.first()?.payload_type;
+    let ext = |uri: &str| {
+        params.rtp_parameters.header_extensions.iter().find(|e| e.uri == uri).map(|e| e.id as u8)
+    };
+    Some(Negotiated { pt, mid_ext: ext(MID_URI), rid_ext: ext(RID_URI), mid: Bytes::from(mid) })
+}

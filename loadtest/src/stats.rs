@@ -1,0 +1,271 @@
+//! Counters a client exposes: what it sent as a publisher and, per received track, what
+//! arrived and how healthy the stream was. Plain data, cheap to copy with `clone_from`.
+
+use signaling::protocol::TrackKind;
+
+/// Everything one client measured so far.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClientStats {
+    /// The publisher side, once it published.
+    pub publisher: Option<PublisherStats>,
+    /// One entry per received track, in the order they first arrived.
+    pub tracks: Vec<TrackStats>,
+}
+
+impl ClientStats {
+    /// Stats of the received track `id`.
+    pub fn track(&self, id: &str) -> Option<&TrackStats> {
+        self.tracks.iter().find(|t| t.track == id)
+    }
+
+    /// Stats of the first received track of `kind`.
+    pub fn first_of(&self, kind: TrackKind) -> Option<&TrackStats> {
+        self.tracks.iter().find(|t| t.kind == kind)
+    }
+}
+
+/// What the publisher connection sent and heard back.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PublisherStats {
+    /// Audio packets written.
+    pub audio_packets: u64,
+    /// Video packets written, all layers.
+    pub video_packets: u64,
+    /// Video frames per layer (q, h, f).
+    pub frames: [u64; 3],
+    /// Keyframes per layer (q, h, f).
+    pub keyframes: [u64; 3],
+    /// PLI and FIR messages received, per layer.
+    pub keyframe_requests: [u64; 3],
+    /// NACK messages received.
+    pub nacks: u64,
+    /// Frames or audio packets skipped because the driver fell behind.
+    pub skipped: u64,
+    /// Packets `write_rtp` refused.
+    pub write_errors: u64,
+    /// SSRCs per layer (q, h, f).
+    pub video_ssrcs: [u32; 3],
+    /// SSRC of the audio stream.
+    pub audio_ssrc: u32,
+}
+
+/// A switch of the simulcast layer a subscriber receives, as seen in the packets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LayerSwitch {
+    /// Layer before (None for the first packet).
+    pub from: Option<u8>,
+    /// Layer after.
+    pub to: u8,
+    /// The first packet of the new layer starts a keyframe.
+    pub at_keyframe: bool,
+    /// Sequence number of that packet minus the previous one's (1 when continuous).
+    pub seq_delta: i64,
+    /// Picture id of that packet minus the previous one's, mod 2^15 (1 when continuous).
+    pub picture_delta: Option<u16>,
+    /// RTP timestamp of that packet minus the previous one's (as a signed 32-bit difference).
+    pub ts_delta: i64,
+}
+
+/// Reception of one track.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrackStats {
+    /// Track id (`TR_...`).
+    pub track: String,
+    /// Publishing participant.
+    pub participant: String,
+    /// Audio or video.
+    pub kind: TrackKind,
+    /// Subscriber-connection mid it arrived on.
+    pub mid: String,
+    /// Packets received (duplicates included).
+    pub packets: u64,
+    /// Payload bytes received.
+    pub bytes: u64,
+    /// Video packets received before the first keyframe (not analyzed).
+    pub before_keyframe: u64,
+    /// Sequence numbers skipped and never filled in (loss).
+    pub lost: u64,
+    /// Packets whose sequence number had already been received.
+    pub duplicates: u64,
+    /// Packets older than the newest one received (late, reordered or retransmitted).
+    pub out_of_order: u64,
+    /// In-order packets whose timestamp went backwards.
+    pub ts_backwards: u64,
+    /// Keyframes received.
+    pub keyframes: u64,
+    /// Keyframes with an invalid frame header.
+    pub bad_keyframes: u64,
+    /// Width and height of the last keyframe.
+    pub size: Option<(u16, u16)>,
+    /// Distinct consecutive keyframe widths, oldest first (at most 64).
+    pub widths: Vec<u16>,
+    /// Video frames started.
+    pub frames: u64,
+    /// Frames that ended without their marker packet (a new frame began first).
+    pub incomplete_frames: u64,
+    /// Consecutive pictures whose picture id did not increase by exactly one.
+    pub picture_id_jumps: u64,
+    /// Packets whose payload could not be parsed.
+    pub malformed: u64,
+    /// Layer of the newest packet (from its probe).
+    pub layer: Option<u8>,
+    /// Layer switches seen, oldest first (at most 64).
+    pub switches: Vec<LayerSwitch>,
+    /// End-to-end latency of packets carrying a send time.
+    pub latency: Histogram,
+    /// Newest send time (UNIX microseconds) received.
+    pub newest_sent_us: u64,
+    /// Interarrival jitter (RFC 3550), milliseconds.
+    pub jitter_ms: f64,
+    /// Keyframe requests (PLI) sent for this track.
+    pub plis_sent: u64,
+    /// Inter-arrival gaps (every received packet counts), see [`crate::gaps`].
+    pub arrivals: crate::gaps::ArrivalGaps,
+}
+
+impl TrackStats {
+    /// Empty stats of a track.
+    pub fn new(track: &str, participant: &str, kind: TrackKind, mid: &str) -> Self {
+        TrackStats {
+            track: track.to_owned(),
+            participant: participant.to_owned(),
+            kind,
+            mid: mid.to_owned(),
+            packets: 0,
+            bytes: 0,
+            before_keyframe: 0,
+            lost: 0,
+            duplicates: 0,
+            out_of_order: 0,
+            ts_backwards: 0,
+            keyframes: 0,
+            bad_keyframes: 0,
+            size: None,
+            widths: Vec::new(),
+            frames: 0,
+            incomplete_frames: 0,
+            picture_id_jumps: 0,
+            malformed: 0,
+            layer: None,
+            switches: Vec::new(),
+            latency: Histogram::default(),
+            newest_sent_us: 0,
+            jitter_ms: 0.0,
+            plis_sent: 0,
+            arrivals: crate::gaps::ArrivalGaps::default(),
+        }
+    }
+
+    /// Width of the last keyframe.
+    pub fn width(&self) -> Option<u16> {
+        self.size.map(|(w, _)| w)
+    }
+}
+
+/// Sub-buckets per power of two.
+const SUB: usize = 8;
+/// Powers of two covered (values up to 2^40).
+const POWERS: usize = 40;
+
+/// A log-linear histogram of microsecond values: fixed size, no allocation when recording.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Histogram {
+    buckets: Box<[u32; SUB * POWERS]>,
+    /// Values recorded.
+    pub count: u64,
+    /// Sum of values.
+    pub sum: u64,
+    /// Smallest value.
+    pub min: u64,
+    /// Largest value.
+    pub max: u64,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram { buckets: Box::new([0; SUB * POWERS]), count: 0, sum: 0, min: u64::MAX, max: 0 }
+    }
+}
+
+fn bucket_of(v: u64) -> usize {
+    if v < SUB as u64 {
+        return v as usize;
+    }
+    let power = 63 - v.leading_zeros() as usize; // >= 3
+    let sub = ((v >> (power - 3)) & (SUB as u64 - 1)) as usize;
+    ((power - 2) * SUB + sub).min(SUB * POWERS - 1)
+}
+
+fn bucket_high(b: usize) -> u64 {
+    if b < SUB {
+        return b as u64;
+    }
+    let power = b / SUB + 2;
+    let sub = (b % SUB) as u64;
+    ((SUB as u64 + sub + 1) << (power - 3)) - 1
+}
+
+impl Histogram {
+    /// Records one value.
+    pub fn record(&mut self, v: u64) {
+        self.buckets[bucket_of(v)] += 1;
+        self.count += 1;
+        self.sum = self.sum.saturating_add(v);
+        self.min = self.min.min(v);
+        self.max = self.max.max(v);
+    }
+
+    /// Mean of the recorded values.
+    pub fn mean(&self) -> Option<f64> {
+        (self.count > 0).then(|| self.sum as f64 / self.count as f64)
+    }
+
+    /// An upper bound (within 12.5%) of the `q` quantile (0.0-1.0).
+    pub fn quantile(&self, q: f64) -> Option<u64> {
+        if self.count == 0 {
+            return None;
+        }
+        let rank = ((q.clamp(0.0, 1.0) * self.count as f64).ceil() as u64).max(1);
+        let mut seen = 0u64;
+        for (b, n) in self.buckets.iter().enumerate() {
+            seen += u64::from(*n);
+            if seen >= rank {
+                return Some(bucket_high(b).min(self.max));
+            }
+        }
+        Some(self.max)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_ordered_and_tight() {
+        let mut last = 0;
+        for v in [0u64, 1, 7, 8, 9, 15, 16, 17, 100, 1000, 12345, 1 << 30, u64::MAX / 2] {
+            let b = bucket_of(v);
+            assert!(b >= last, "{v}");
+            last = b;
+            if b < SUB * POWERS - 1 {
+                assert!(bucket_high(b) >= v, "{v} above its bucket");
+                assert!(bucket_high(b) <= v + v / 8, "{v} bucket too wide");
+            }
+        }
+    }
+
+    #[test]
+    fn quantiles() {
+        let mut h = Histogram::default();
+        assert_eq!(h.quantile(0.5), None);
+        for v in 1..=1000u64 {
+            h.record(v);
+        }
+        assert_eq!((h.min, h.max, h.count), (1, 1000, 1000));
+        let p50 = h.quantile(0.5).unwrap();
+        assert!((500..=563).contains(&p50), "{p50}");
+        assert_eq!(h.quantile(1.0), Some(1000));
+        assert!((h.mean().unwrap() - 500.5).abs() < 1e-9);
+    }
+}

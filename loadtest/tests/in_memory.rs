@@ -1,0 +1,97 @@
+//! The publisher against a plain `rtc` receiver, wired in memory with a virtual clock: media
+//! flows, RTCP reports reach both sides, and a PLI turns the next frame into a keyframe.
+
+use loadtest::probe::WallClock;
+use loadtest::publisher::{PublishOptions, Publisher};
+use rtc::peer_connection::RTCPeerConnection;
+use rtc::peer_connection::event::RTCPeerConnectionEvent;
+use rtc::peer_connection::message::RTCMessage;
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::peer_connection::state::RTCPeerConnectionState;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::sansio::Protocol;
+use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+fn deliver(to: &mut RTCPeerConnection, from: SocketAddr, local: SocketAddr, now: Instant, data: bytes::BytesMut) {
+    let transport = TransportContext { local_addr: local, peer_addr: from, ecn: None, transport_protocol: TransportProtocol::UDP };
+    to.handle_read(TaggedBytesMut { now, transport, message: data }).expect("handle_read");
+}
+
+#[test]
+fn publisher_media_reports_and_keyframe_on_pli() {
+    let a_addr: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+    let b_addr: SocketAddr = "127.0.0.1:40001".parse().unwrap();
+    let t0 = Instant::now();
+    let mut a = loadtest::peer::new_connection(a_addr, t0).unwrap();
+    let mut b = loadtest::peer::new_connection(b_addr, t0).unwrap();
+    let opts = PublishOptions { keyframe_interval: Duration::from_secs(100), ..Default::default() };
+    let mut publisher = Publisher::new(&mut a, opts).unwrap();
+    let offer = a.create_offer(None).unwrap();
+    a.set_local_description(t0, offer).unwrap();
+    let sdp = a.local_description().unwrap().sdp;
+    assert!(sdp.contains("a=simulcast:send q;h;f"), "{sdp}");
+    b.set_remote_description(t0, RTCSessionDescription::offer(sdp).unwrap()).unwrap();
+    let answer = b.create_answer(None).unwrap();
+    b.set_local_description(t0, answer).unwrap();
+    let sdp = b.local_description().unwrap().sdp;
+    a.set_remote_description(t0, RTCSessionDescription::answer(sdp).unwrap()).unwrap();
+
+    let clock = WallClock::new();
+    let (mut rtcp_at_a, mut rtcp_at_b, mut rtp_at_b) = (0, 0, 0);
+    let mut pli_sent = false;
+    let mut now = t0;
+    while now < t0 + Duration::from_secs(4) {
+        let mut moved = true;
+        while moved {
+            moved = false;
+            while let Some(out) = a.poll_write() {
+                moved = true;
+                deliver(&mut b, a_addr, b_addr, now, out.message);
+            }
+            while let Some(out) = b.poll_write() {
+                moved = true;
+                deliver(&mut a, b_addr, a_addr, now, out.message);
+            }
+            while let Some(e) = a.poll_event() {
+                if let RTCPeerConnectionEvent::OnConnectionStateChangeEvent(RTCPeerConnectionState::Connected) = e {
+                    publisher.start(now);
+                }
+            }
+            while b.poll_event().is_some() {}
+            while let Some(m) = a.poll_read() {
+                if let RTCMessage::RtcpPacket(_, p) = m.message {
+                    rtcp_at_a += 1;
+                    publisher.on_rtcp(&p);
+                }
+            }
+            while let Some(m) = b.poll_read() {
+                match m.message {
+                    RTCMessage::RtcpPacket(..) => rtcp_at_b += 1,
+                    RTCMessage::RtpPacket(..) => rtp_at_b += 1,
+                    _ => {}
+                }
+            }
+        }
+        now += Duration::from_millis(10);
+        if !pli_sent && now > t0 + Duration::from_secs(2) {
+            pli_sent = true;
+            let receiver = b.get_receivers().last().expect("a receiver");
+            let pli = PictureLossIndication { sender_ssrc: 0, media_ssrc: publisher.stats.video_ssrcs[1] };
+            b.rtp_receiver(receiver).unwrap().write_rtcp(now, vec![Box::new(pli)]).unwrap();
+        }
+        a.handle_timeout(now).unwrap();
+        b.handle_timeout(now).unwrap();
+        publisher.on_timer(&mut a, now, &clock);
+    }
+    let s = &publisher.stats;
+    assert!(s.frames.iter().all(|f| *f >= 95), "25 fps for ~4 s: {s:?}");
+    assert!(s.audio_packets >= 190, "50 packets/s: {s:?}");
+    assert_eq!(s.write_errors, 0);
+    assert!(rtp_at_b as u64 >= s.audio_packets + s.video_packets - 5, "{rtp_at_b} {s:?}");
+    assert!(rtcp_at_b > 0, "sender reports reach the receiver");
+    assert!(rtcp_at_a > 0, "receiver reports and the PLI reach the publisher");
+    assert_eq!(s.keyframe_requests, [0, 1, 0], "the PLI names layer h");
+    assert_eq!(s.keyframes, [1, 2, 1], "layer h answered the PLI with a keyframe");
+}

@@ -1,0 +1,124 @@
+//! Operator commands of the room worker (from the REST API): describe the participants,
+//! remove one, mute a published track, close the room.
+
+use super::worker::Room;
+use crate::forward::selector::Layer;
+use signaling::protocol::{ServerMessage, TrackKind};
+use signaling::room::{EventSender, ParticipantDetail, RoomCommand, TrackDetail};
+use std::collections::HashSet;
+use std::time::Instant;
+
+/// What operators changed in a room.
+#[derive(Debug, Default)]
+pub struct AdminState {
+    /// Published tracks an operator muted: not forwarded while here.
+    pub muted: HashSet<String>,
+    /// Set when the room was deleted: later joins are told `removed`.
+    pub closed: Option<String>,
+}
+
+impl AdminState {
+    /// True if an operator muted `track` (cheap when nothing is muted).
+    pub fn is_muted(&self, track: &str) -> bool {
+        !self.muted.is_empty() && self.muted.contains(track)
+    }
+}
+
+impl Room {
+    /// Handles [`RoomCommand::Participants`], [`RoomCommand::Remove`],
+    /// [`RoomCommand::MuteTrack`] and [`RoomCommand::Close`].
+    pub(super) fn on_admin_command(&mut self, cmd: RoomCommand, now: Instant) {
+        match cmd {
+            RoomCommand::Participants { reply } => {
+                let _ = reply.send(self.participant_details());
+            }
+            RoomCommand::Remove { participant, reason, reply } => {
+                let _ = reply.send(self.remove_participant(&participant, reason));
+            }
+            RoomCommand::MuteTrack { participant, track, muted, reply } => {
+                let _ = reply.send(self.set_track_muted(&participant, &track, muted, now));
+            }
+            RoomCommand::Close { reason } => self.close_room(reason),
+            other => tracing::error!(room = %self.name, command = ?other, "not an operator command"),
+        }
+    }
+
+    /// A join, unless the room was deleted; the newcomer learns which tracks are muted.
+    pub(super) fn admit(&mut self, participant: String, name: String, events: EventSender, now: Instant) {
+        if let Some(reason) = &self.admin.closed {
+            let _ = events.try_send(ServerMessage::Removed { reason: reason.clone() });
+            return;
+        }
+        let id = participant.clone();
+        self.join(participant, name, events, now);
+        let Some(idx) = self.participant_index(&id) else { return };
+        for t in self.tracks.iter().filter(|t| self.admin.is_muted(&t.id)) {
+            self.participants[idx].send(ServerMessage::TrackMuted {
+                participant: t.publisher.clone(),
+                track: t.id.clone(),
+                muted: true,
+            });
+        }
+    }
+
+    fn track_detail(&self, idx: usize) -> TrackDetail {
+        let t = &self.tracks[idx];
+        TrackDetail { id: t.id.clone(), kind: t.kind, layers: t.rids.clone(), muted: self.admin.is_muted(&t.id) }
+    }
+
+    fn participant_details(&self) -> Vec<ParticipantDetail> {
+        self.participants
+            .iter()
+            .map(|p| ParticipantDetail {
+                id: p.id.clone(),
+                identity: None,
+                name: p.name.clone(),
+                tracks: (0..self.tracks.len())
+                    .filter(|&i| self.tracks[i].publisher == p.id)
+                    .map(|i| self.track_detail(i))
+                    .collect(),
+            })
+            .collect()
+    }
+
+    fn remove_participant(&mut self, id: &str, reason: String) -> bool {
+        let Some(idx) = self.participant_index(id) else { return false };
+        self.participants[idx].send(ServerMessage::Removed { reason: reason.clone() });
+        self.leave(id);
+        tracing::info!(room = %self.name, participant = %id, %reason, "participant removed by an operator");
+        true
+    }
+
+    fn set_track_muted(&mut self, publisher: &str, track: &str, muted: bool, now: Instant) -> Option<TrackDetail> {
+        let idx = self.tracks.iter().position(|t| t.id == track && t.publisher == publisher)?;
+        let live: HashSet<&str> = self.tracks.iter().map(|t| t.id.as_str()).collect();
+        self.admin.muted.retain(|id| live.contains(id.as_str()));
+        let changed = if muted { self.admin.muted.insert(track.to_string()) } else { self.admin.muted.remove(track) };
+        if changed {
+            tracing::info!(room = %self.name, participant = %publisher, %track, muted, "track mute changed by an operator");
+            let msg = ServerMessage::TrackMuted { participant: publisher.to_string(), track: track.to_string(), muted };
+            for p in &self.participants {
+                p.send(msg.clone());
+            }
+            if !muted && self.tracks[idx].kind == TrackKind::Video {
+                // subscribers' decoders restart at a keyframe
+                for layer in Layer::ALL {
+                    self.request_keyframe(track, layer, now);
+                }
+            }
+        }
+        Some(self.track_detail(idx))
+    }
+
+    fn close_room(&mut self, reason: String) {
+        let ids: Vec<String> = self.participants.iter().map(|p| p.id.clone()).collect();
+        for p in &self.participants {
+            p.send(ServerMessage::Removed { reason: reason.clone() });
+        }
+        for id in &ids {
+            self.leave(id);
+        }
+        tracing::info!(room = %self.name, participants = ids.len(), %reason, "room closed by an operator");
+        self.admin.closed = Some(reason);
+    }
+}

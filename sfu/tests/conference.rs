@@ -1,0 +1,69 @@
+//! One publisher, two subscribers over real UDP/DTLS/SRTP on loopback: both receive audio and
+//! video intact, each at the simulcast layer it asked for.
+
+mod common;
+
+use common::{Harness, STEP, remote_tracks, track_of, wait_layer_changed};
+use loadtest::{ClientStats, TrackStats};
+use signaling::protocol::TrackKind;
+
+/// Checks a received track's stream health.
+fn assert_clean(who: &str, t: &TrackStats) {
+    assert_eq!(t.lost, 0, "{who} {}: lost packets: {t:?}", t.track);
+    assert_eq!(t.duplicates, 0, "{who} {}: duplicates", t.track);
+    assert_eq!(t.out_of_order, 0, "{who} {}: out of order", t.track);
+    assert_eq!(t.ts_backwards, 0, "{who} {}: timestamps went backwards", t.track);
+    assert_eq!(t.malformed, 0, "{who} {}: malformed payloads", t.track);
+    assert!(t.latency.count > 0 && t.latency.max < 500_000, "{who} {}: latency {:?}", t.track, t.latency);
+    if t.kind == TrackKind::Video {
+        assert_eq!(t.picture_id_jumps, 0, "{who} {}: picture ids not continuous", t.track);
+        assert_eq!(t.bad_keyframes, 0, "{who} {}: invalid keyframe headers", t.track);
+        assert!(t.keyframes >= 1);
+        for s in &t.switches {
+            assert!(s.at_keyframe, "{who}: switch not at a keyframe: {s:?}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_publisher_two_subscribers() {
+    let h = Harness::start().await;
+    let publisher = h.publisher("conf", "pub").await;
+    let mut low = h.join("conf", "low").await;
+    let mut full = h.join("conf", "full").await;
+
+    let tracks = remote_tracks(&mut low, 2).await;
+    let video = track_of(&tracks, TrackKind::Video);
+    let audio = track_of(&tracks, TrackKind::Audio);
+    assert_eq!(tracks.iter().find(|t| t.id == video).unwrap().layers, ["q", "h", "f"]);
+    remote_tracks(&mut full, 2).await;
+    low.set_layer(&video, Some("q")).unwrap();
+    full.set_layer(&video, Some("f")).unwrap();
+    wait_layer_changed(&mut low, &video, "q").await.unwrap();
+    wait_layer_changed(&mut full, &video, "f").await.unwrap();
+
+    // two seconds of media at the requested layers
+    let enough = |width: u16| {
+        let (video, audio) = (video.clone(), audio.clone());
+        move |s: &ClientStats| {
+            let v = s.track(&video);
+            let a = s.track(&audio);
+            v.is_some_and(|v| v.width() == Some(width) && v.layer.is_some() && v.frames >= 50)
+                && a.is_some_and(|a| a.packets >= 100)
+        }
+    };
+    let low_stats = low.wait_stats(STEP, "q video and audio", enough(320)).await.unwrap();
+    let full_stats = full.wait_stats(STEP, "f video and audio", enough(1280)).await.unwrap();
+
+    for (who, s, layer) in [("low", &low_stats, 0u8), ("full", &full_stats, 2u8)] {
+        let v = s.track(&video).unwrap();
+        let a = s.track(&audio).unwrap();
+        assert_eq!(v.layer, Some(layer), "{who} receives the layer it asked for");
+        assert_clean(who, v);
+        assert_clean(who, a);
+        assert_eq!(a.kind, TrackKind::Audio);
+    }
+    let p = publisher.stats().await.unwrap().publisher.unwrap();
+    assert!(p.frames.iter().all(|f| *f >= 50) && p.audio_packets >= 100, "{p:?}");
+    assert_eq!(p.write_errors, 0);
+}

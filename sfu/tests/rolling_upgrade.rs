@@ -1,0 +1,401 @@
+//! Rolling upgrade, played on loopback with the real binary twice and headless `loadtest`
+//! clients: node A serves a conference (1 publisher, 2 subscribers, room "upgrade-a"); node B
+//! (the new version) starts; a tiny load balancer places rooms on the first node whose
+//! `/readyz` is 200; A is drained through the API; the new room "after-drain" lands on B and
+//! works there; A's conference goes on undisturbed (no loss, no arrival gap over 250 ms during
+//! the drain window) until its participants leave, and then A exits 0.
+//!
+//! Prints `ROLLING_UPGRADE interruptions=<n> max_gap_ms=<x> loss=<pkts> exit_after_empty_ms=<y>`
+//! (run with `--nocapture`, or `scripts/rolling-upgrade.sh`).
+
+use loadtest::{Client, ClientError, ClientStats, Engine, Event, JoinOptions, Role};
+use signaling::protocol::{ErrorCode, ServerMessage, TrackInfo, TrackKind};
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// Bound for one step (start, connect, first keyframe, ...), generous for a loaded 2-core machine.
+const STEP: Duration = Duration::from_secs(20);
+/// How long A's conference is observed after the drain started (B's room is set up meanwhile).
+const DRAIN_WINDOW: Duration = Duration::from_secs(8);
+/// A gap in arrivals longer than this is a media interruption.
+const MAX_GAP: Duration = Duration::from_millis(250);
+/// A drained, empty node must be gone within this.
+const EXIT_WITHIN: Duration = Duration::from_secs(10);
+const BIN: &str = env!("CARGO_BIN_EXE_sfu");
+
+/// One `sfu` process.
+struct Node {
+    name: &'static str,
+    child: Child,
+    http: SocketAddr,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Node {
+    /// Starts `sfu --dev` on loopback ports and waits for its `SFU_READY http=... udp=...` line.
+    async fn start(name: &'static str) -> Node {
+        let mut cmd = Command::new(BIN);
+        for var in ["SFU_DEV", "SFU_KEYS", "SFU_HTTP", "SFU_UDP", "SFU_DRAIN_DEADLINE", "SFU_DRAIN_ADMIT", "SFU_MAX_PARTICIPANTS"] {
+            cmd.env_remove(var);
+        }
+        let mut child = cmd
+            .args(["--dev", "--http", "127.0.0.1:0", "--udp", "127.0.0.1:0"])
+            .env("SFU_LOG", "info,rtc_dtls=error")
+            .env("RUST_BACKTRACE", "0")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn sfu");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        collect(child.stderr.take().unwrap(), log.clone());
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let ready = tokio::time::timeout(STEP, async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(rest) = line.strip_prefix("SFU_READY ") {
+                    let field = |k: &str| rest.split_whitespace().find_map(|kv| kv.strip_prefix(k)).map(str::to_owned);
+                    let http: SocketAddr = field("http=").expect("http=").parse().expect("http address");
+                    let udp: SocketAddr = field("udp=").expect("udp=").parse().expect("udp address");
+                    return Some((http, udp));
+                }
+            }
+            None
+        });
+        let (http, udp) = ready.await.expect("SFU_READY in time").expect("sfu exited before SFU_READY");
+        // keep draining stdout so that a late print never hits a closed pipe
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        eprintln!("node {name}: http={http} udp={udp}");
+        Node { name, child, http, log }
+    }
+
+    fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.http)
+    }
+
+    fn log_tail(&self, n: usize) -> String {
+        let log = self.log.lock().unwrap();
+        log[log.len().saturating_sub(n)..].join("\n")
+    }
+
+    fn sigterm(&self) {
+        let pid = self.child.id().expect("running") as libc::pid_t;
+        // SAFETY: signals our own child process.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    }
+}
+
+fn collect(stream: impl AsyncRead + Unpin + Send + 'static, log: Arc<Mutex<Vec<String>>>) {
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stream).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let mut log = log.lock().unwrap();
+            if log.len() > 5000 {
+                log.drain(..1000);
+            }
+            log.push(line);
+        }
+    });
+}
+
+/// Prints the nodes' logs if the test fails.
+struct LogsOnPanic(Vec<(&'static str, Arc<Mutex<Vec<String>>>)>);
+
+impl Drop for LogsOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for (name, log) in &self.0 {
+                let log = log.lock().unwrap();
+                eprintln!("--- node {name} log (last 150 lines) ---\n{}", log[log.len().saturating_sub(150)..].join("\n"));
+            }
+        }
+    }
+}
+
+/// One HTTP/1.0 request; `None` when the node does not answer (gone, refusing connections).
+async fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -> Option<(u16, String)> {
+    let exchange = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+        let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+        let req = format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\n\r\n");
+        s.write_all(req.as_bytes()).await.ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).await.ok()?;
+        let (head, body) = text.split_once("\r\n\r\n")?;
+        let status = head.split_whitespace().nth(1)?.parse().ok()?;
+        Some((status, body.to_string()))
+    };
+    tokio::time::timeout(Duration::from_secs(5), exchange).await.ok().flatten()
+}
+
+/// The load balancer: the first node of the pool whose `/readyz` answers 200.
+async fn pick(pool: &[SocketAddr]) -> Option<SocketAddr> {
+    for &node in pool {
+        if http(node, "GET", "/readyz", None).await.is_some_and(|(s, _)| s == 200) {
+            return Some(node);
+        }
+    }
+    None
+}
+
+/// Polls the load balancer until it places new rooms on `want` (readiness is polled across
+/// processes: there is no event to wait on).
+async fn wait_pick(pool: &[SocketAddr], want: SocketAddr) {
+    let deadline = Instant::now() + STEP;
+    loop {
+        let got = pick(pool).await;
+        if got == Some(want) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the load balancer never picked {want} (last pick {got:?})");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn now_us() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_micros() as u64
+}
+
+async fn join(url: &str, room: &str, name: &str, engine: &Engine) -> Client {
+    let opts = JoinOptions { timeout: STEP, ..JoinOptions::on(engine) };
+    Client::join(url, room, name, opts).await.unwrap_or_else(|e| panic!("{name} joins {room} at {url}: {e}"))
+}
+
+async fn publisher(url: &str, room: &str, name: &str, engine: &Engine) -> Client {
+    let mut c = join(url, room, name, engine).await;
+    c.publish().await.expect("publish");
+    c.wait_connected(Role::Publisher, STEP).await.expect("publisher connects");
+    c
+}
+
+/// Waits until `client` knows `n` remote tracks.
+async fn remote_tracks(client: &mut Client, n: usize) -> Vec<TrackInfo> {
+    let mut tracks: Vec<TrackInfo> = client.participants_at_join().iter().flat_map(|p| p.tracks.iter().cloned()).collect();
+    while tracks.len() < n {
+        let t = client
+            .wait_event(STEP, "track_published", |e| match e {
+                Event::Server(ServerMessage::TrackPublished { track, .. }) => Some(track.clone()),
+                _ => None,
+            })
+            .await
+            .expect("track published");
+        if !tracks.iter().any(|x| x.id == t.id) {
+            tracks.push(t);
+        }
+    }
+    tracks
+}
+
+fn track_of(tracks: &[TrackInfo], kind: TrackKind) -> String {
+    tracks.iter().find(|t| t.kind == kind).map(|t| t.id.clone()).expect("track of kind")
+}
+
+/// Asks for `layer` of `video` and waits until the stream carries it (at a keyframe of the
+/// expected width) and has flowed a while.
+async fn settle(client: &mut Client, video: &str, audio: &str, layer: &str, width: u16) {
+    client.set_layer(video, Some(layer)).unwrap();
+    client
+        .wait_event(STEP, &format!("layer_changed {layer}"), |e| match e {
+            Event::Server(ServerMessage::LayerChanged { track, layer: Some(l) }) if track == video && l == layer => Some(()),
+            _ => None,
+        })
+        .await
+        .expect("layer changed");
+    let (v, a) = (video.to_owned(), audio.to_owned());
+    let frames_then = client.stats().await.unwrap().track(video).map_or(0, |t| t.frames);
+    client
+        .wait_stats(STEP, &format!("{layer} video at width {width} and audio"), move |s: &ClientStats| {
+            s.track(&v).is_some_and(|t| t.width() == Some(width) && t.frames >= frames_then + 25)
+                && s.track(&a).is_some_and(|t| t.packets >= 50)
+        })
+        .await
+        .expect("media flows");
+}
+
+/// What one subscriber's tracks did during the window.
+#[derive(Debug, Default)]
+struct Window {
+    loss: u64,
+    max_gap_us: u64,
+    interruptions: usize,
+    packets: u64,
+    detail: Vec<String>,
+}
+
+fn measure(who: &str, before: &ClientStats, after: &ClientStats, from_us: u64, to_us: u64, w: &mut Window) {
+    assert_eq!(after.tracks.len(), 2, "{who} receives audio and video: {after:?}");
+    for t in &after.tracks {
+        let b = before.track(&t.track).expect("track known before the drain");
+        let gap = t.arrivals.max_gap_between(from_us, to_us).expect("window kept");
+        let long = t.arrivals.gaps_over(from_us, to_us, MAX_GAP.as_micros() as u64).expect("window kept");
+        let notable: Vec<String> = t.arrivals.gaps_over(from_us, to_us, 0).expect("window kept").iter()
+            .map(|g| format!("{:.0} ms at +{:.0} ms", g.gap_us as f64 / 1000.0, (g.end_us - from_us) as f64 / 1000.0))
+            .collect();
+        let lost = t.lost.saturating_sub(b.lost);
+        w.loss += lost;
+        w.max_gap_us = w.max_gap_us.max(gap);
+        w.interruptions += long.len();
+        w.packets += t.packets - b.packets;
+        w.detail.push(format!(
+            "{who} {:?}: {} packets, lost {lost}, max gap {:.1} ms, gaps >= 100 ms {notable:?}, dup {}, ooo {}, jitter {:.1} ms",
+            t.kind,
+            t.packets - b.packets,
+            gap as f64 / 1000.0,
+            t.duplicates - b.duplicates,
+            t.out_of_order - b.out_of_order,
+            t.jitter_ms
+        ));
+    }
+}
+
+/// Events that would mean the conference was disturbed.
+fn disturbing(e: &Event) -> bool {
+    matches!(
+        e,
+        Event::Server(
+            ServerMessage::Reconnect { .. } | ServerMessage::Removed { .. } | ServerMessage::ParticipantLeft { .. } | ServerMessage::Error { .. }
+        ) | Event::Disconnected(_)
+            | Event::SignalingClosed
+    )
+}
+
+async fn admin_token() -> String {
+    let out = Command::new(BIN).args(["token", "--dev", "--identity", "ops", "--admin"]).output().await.expect("sfu token");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_upgrade_keeps_calls_running_and_the_old_node_exits_zero() {
+    let t0 = Instant::now();
+    let mut a = Node::start("A").await;
+    let mut pool = vec![a.http];
+    let mut guard = LogsOnPanic(vec![(a.name, a.log.clone())]);
+
+    // Node A serves a conference placed by the load balancer.
+    assert_eq!(pick(&pool).await, Some(a.http), "A is ready");
+    let engine_a = Engine::spawn();
+    let url_a = a.ws_url();
+    let pub_a = publisher(&url_a, "upgrade-a", "pub", &engine_a).await;
+    let mut low = join(&url_a, "upgrade-a", "low", &engine_a).await;
+    let mut high = join(&url_a, "upgrade-a", "high", &engine_a).await;
+    let tracks = remote_tracks(&mut low, 2).await;
+    remote_tracks(&mut high, 2).await;
+    let (video, audio) = (track_of(&tracks, TrackKind::Video), track_of(&tracks, TrackKind::Audio));
+    settle(&mut low, &video, &audio, "q", 320).await;
+    settle(&mut high, &video, &audio, "f", 1280).await;
+    eprintln!("conference on A running after {:?}", t0.elapsed());
+
+    // Node B, the new version, starts and joins the pool (A stays first while it is ready).
+    let b = Node::start("B").await;
+    pool.push(b.http);
+    guard.0.push((b.name, b.log.clone()));
+    assert_eq!(pick(&pool).await, Some(a.http));
+
+    // Drain A through the API.
+    let admin = admin_token().await;
+    let stats_before = (low.stats().await.unwrap(), high.stats().await.unwrap());
+    low.pending_events();
+    high.pending_events();
+    let (disturbed_low, disturbed_high) = (low.pending_events().len(), high.pending_events().len());
+    let from_us = now_us();
+    let drain_started = Instant::now();
+    let (status, body) = http(a.http, "POST", "/api/node/drain", Some(&admin)).await.expect("A answers the drain call");
+    assert_eq!(status, 202, "{body}");
+    let node: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((node["state"].as_str(), node["participants"].as_u64()), (Some("draining"), Some(3)), "{node}");
+    assert_eq!(http(a.http, "GET", "/healthz", None).await.map(|r| r.0), Some(200), "a draining node stays live");
+
+    // New rooms: the balancer now picks B; A itself refuses them.
+    wait_pick(&pool, b.http).await;
+    let lb_switch = drain_started.elapsed();
+    match Client::join(&url_a, "after-drain", "probe", JoinOptions { timeout: STEP, ..JoinOptions::on(&engine_a) }).await {
+        Err(ClientError::Rejected { code: ErrorCode::Draining, .. }) => {}
+        Err(e) => panic!("A must refuse a new room with `draining`, got {e}"),
+        Ok(_) => panic!("A must refuse a new room while draining"),
+    }
+    let placed = pick(&pool).await.expect("a ready node");
+    assert_eq!(placed, b.http, "the new room goes to B");
+    let url_b = format!("ws://{placed}/ws");
+    let engine_b = Engine::spawn();
+    let pub_b = publisher(&url_b, "after-drain", "pub", &engine_b).await;
+    let mut sub_b = join(&url_b, "after-drain", "sub", &engine_b).await;
+    let tracks_b = remote_tracks(&mut sub_b, 2).await;
+    let (video_b, audio_b) = (track_of(&tracks_b, TrackKind::Video), track_of(&tracks_b, TrackKind::Audio));
+    let sb = sub_b
+        .wait_stats(STEP, "media of the new room on B", |s| {
+            s.track(&video_b).is_some_and(|t| t.frames >= 25 && t.keyframes >= 1)
+                && s.track(&audio_b).is_some_and(|t| t.packets >= 50)
+        })
+        .await
+        .expect("media flows on B");
+    for t in &sb.tracks {
+        assert_eq!((t.lost, t.malformed, t.bad_keyframes), (0, 0, 0), "new room on B: {t:?}");
+    }
+    let b_room_ready = drain_started.elapsed();
+    eprintln!("LB on B after {lb_switch:?}; the room on B has media {b_room_ready:?} after the drain started");
+
+    // A's conference keeps going through the drain window (a bounded observation).
+    tokio::time::sleep_until((drain_started + DRAIN_WINDOW).into()).await;
+    let to_us = now_us();
+    let stats_after = (low.stats().await.unwrap(), high.stats().await.unwrap());
+    let mut w = Window::default();
+    measure("low", &stats_before.0, &stats_after.0, from_us, to_us, &mut w);
+    measure("high", &stats_before.1, &stats_after.1, from_us, to_us, &mut w);
+    for line in &w.detail {
+        eprintln!("  {line}");
+    }
+    for (who, c, seen) in [("low", &mut low, disturbed_low), ("high", &mut high, disturbed_high)] {
+        let events: Vec<Event> = c.pending_events().into_iter().skip(seen).filter(disturbing).collect();
+        assert!(events.is_empty(), "{who} was disturbed during the drain: {events:?}");
+    }
+    let p = pub_a.stats().await.unwrap().publisher.unwrap();
+    assert_eq!(p.write_errors, 0, "publisher on A: {p:?}");
+    assert!(a.child.try_wait().unwrap().is_none(), "A keeps running while its conference lasts");
+    let window_ms = (to_us - from_us) / 1000;
+    assert!(w.packets > 0, "media flowed during the window");
+
+    // The conference ends: A exits 0 once it is empty.
+    pub_a.leave(STEP).await.expect("publisher leaves");
+    high.leave(STEP).await.expect("high leaves");
+    let last_leave = Instant::now();
+    low.leave(STEP).await.expect("low leaves");
+    let status = tokio::time::timeout(EXIT_WITHIN, a.child.wait())
+        .await
+        .unwrap_or_else(|_| panic!("A did not exit within {EXIT_WITHIN:?} of its last participant leaving:\n{}", a.log_tail(40)))
+        .unwrap();
+    let exit_after_empty = last_leave.elapsed();
+    assert_eq!(status.code(), Some(0), "A's exit status {status:?}");
+
+    // Only now the measured figures are asserted (so that a failure shows all of them).
+    let summary = format!(
+        "ROLLING_UPGRADE interruptions={} max_gap_ms={:.1} loss={} exit_after_empty_ms={}",
+        w.interruptions,
+        w.max_gap_us as f64 / 1000.0,
+        w.loss,
+        exit_after_empty.as_millis()
+    );
+    println!("{summary}");
+    println!(
+        "ROLLING_UPGRADE_DETAIL window_ms={window_ms} packets={} lb_on_b_ms={} b_room_media_ms={} total_s={:.1}",
+        w.packets,
+        lb_switch.as_millis(),
+        b_room_ready.as_millis(),
+        t0.elapsed().as_secs_f64()
+    );
+    assert_eq!(w.loss, 0, "A's conference lost packets during the drain: {:#?}", w.detail);
+    assert!(w.max_gap_us <= MAX_GAP.as_micros() as u64, "A's conference had a gap over {MAX_GAP:?}: {:#?}", w.detail);
+    assert_eq!(w.interruptions, 0);
+
+    // B's room ends too; B (drained by SIGTERM, as Kubernetes does) exits 0 at once.
+    pub_b.leave(STEP).await.expect("leave B");
+    sub_b.leave(STEP).await.expect("leave B");
+    let mut b = b;
+    b.sigterm();
+    let status = tokio::time::timeout(EXIT_WITHIN, b.child.wait()).await.expect("B exits").unwrap();
+    assert_eq!(status.code(), Some(0), "B's exit status");
+    drop(guard);
+}
