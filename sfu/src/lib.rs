@@ -10,4 +10,5 @@ pub mod forward;
 pub mod metrics;
 pub mod room;
 pub mod server;
+pub mod telemetry;
 pub mod udp;

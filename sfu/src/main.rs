@@ -54,10 +54,7 @@ fn mint(args: &TokenArgs) -> anyhow::Result<String> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&config.log)?)
-        .with_writer(std::io::stderr)
-        .init();
+    sfu::telemetry::init(&config.log)?;
     if config.dev {
         tracing::warn!(
             "development mode: joins need no token, the public key devkey:devsecret is accepted and \

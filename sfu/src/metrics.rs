@@ -83,6 +83,10 @@ impl MediaMetrics {
             Box::new(m.subscribed_tracks.clone()),
             Box::new(m.forward_delay.clone()),
         ];
+        // process-wide: fed by the tracing layer in `telemetry`
+        registry
+            .register(Box::new(crate::telemetry::RTC_REJECTED.clone()))
+            .expect("metric registered once per registry");
         for collector in all {
             registry.register(collector).expect("metric registered once");
         }

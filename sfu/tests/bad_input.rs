@@ -24,6 +24,12 @@ async fn conference(h: &Harness, room: &str) -> (Client, Client, String, String)
     (publisher, sub, video, audio)
 }
 
+/// `sfu_rtc_rejected_packets_total{stage}` from a metrics text (0 when absent).
+fn rtc_rejected_metric(metrics: &str, stage: &str) -> u64 {
+    let key = format!("sfu_rtc_rejected_packets_total{{stage=\"{stage}\"}} ");
+    metrics.lines().find_map(|l| l.strip_prefix(&key)).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+}
+
 fn unix_us() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_micros() as u64
 }
@@ -131,6 +137,7 @@ async fn srtp_junk_from_a_publishers_address_is_dropped() {
     let (publisher, mut sub, video, audio) = conference(&h, "spoof").await;
     let p = publisher.stats().await.unwrap().publisher.unwrap();
     let in0 = h.server.media_metrics.udp_in_packets.get();
+    let srtp0 = rtc_rejected_metric(&h.metrics().await, "srtp");
     let mut junk_packets = Vec::new();
     for (i, ssrc) in p.video_ssrcs.iter().chain([&p.audio_ssrc]).enumerate() {
         for k in 0..5u16 {
@@ -154,10 +161,11 @@ async fn srtp_junk_from_a_publishers_address_is_dropped() {
     publisher.inject_datagrams(Role::Publisher, junk_packets).await.unwrap();
     let sent_at = unix_us();
     assert_flowing_after(&mut sub, &video, &audio, sent_at, 0).await;
-    // They reached the server from the publisher's address; none was forwarded or broke SRTP.
-    // Not asserted: a per-reason drop count. `rtc` swallows SRTP authentication failures inside
-    // `handle_read` (logged, returns Ok), so the worker's "rejected_by_peer" count stays 0.
+    // They reached the server from the publisher's address; none was forwarded or broke SRTP,
+    // and each was counted as rejected by SRTP (authentication or replay).
     assert!(h.server.media_metrics.udp_in_packets.get() - in0 >= n);
+    let rejected = rtc_rejected_metric(&h.metrics().await, "srtp");
+    assert!(rejected >= srtp0 + n, "sfu_rtc_rejected_packets_total{{stage=\"srtp\"}}: {srtp0} -> {rejected}, {n} junk packets sent");
     assert_flowing_after(&mut sub, &video, &audio, sent_at, 1_000_000).await;
     let p2 = publisher.stats().await.unwrap().publisher.unwrap();
     assert!(p2.frames[0] > p.frames[0] && p2.write_errors == 0, "the publisher connection survived: {p2:?}");

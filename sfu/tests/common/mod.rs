@@ -4,6 +4,9 @@
 #![allow(dead_code)]
 
 use clap::Parser;
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 use loadtest::{Client, ClientError, Engine, Event, JoinOptions, Role};
 use signaling::protocol::{ServerMessage, TrackInfo, TrackKind};
 use std::net::SocketAddr;
@@ -23,12 +26,12 @@ pub struct Harness {
 impl Harness {
     /// Starts a dev-mode server on loopback ports and an engine.
     pub async fn start() -> Harness {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_env("TEST_LOG")
-                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,rtc_dtls=error")),
-            )
-            .with_test_writer()
+        // As the binary does: logs, plus the counter of packets `rtc` rejects internally.
+        let filter = tracing_subscriber::EnvFilter::try_from_env("TEST_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,rtc_dtls=error"));
+        let _ = tracing_subscriber::registry()
+            .with(tracing_subscriber::fmt::layer().with_test_writer().with_filter(filter))
+            .with(sfu::telemetry::RejectLayer.with_filter(sfu::telemetry::reject_filter()))
             .try_init();
         let config = sfu::config::Config::parse_from(["sfu", "--dev", "--http", "127.0.0.1:0", "--udp", "127.0.0.1:0"]);
         let server = sfu::server::start(&config).await.expect("server starts");
