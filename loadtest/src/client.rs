@@ -163,6 +163,13 @@ impl Client {
         rx.await.map_err(|_| ClientError::EngineGone)
     }
 
+    /// The periodically published stats (refreshed every [`crate::EngineOptions::stats_interval`]
+    /// while something changed), as a receiver of its own: a load scenario can watch them
+    /// while it waits for events.
+    pub fn stats_watch(&self) -> watch::Receiver<ClientStats> {
+        self.stats.clone()
+    }
+
     /// Waits (at most `timeout`) until the periodically published stats satisfy `pred`.
     pub async fn wait_stats(
         &mut self,

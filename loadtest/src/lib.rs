@@ -28,6 +28,7 @@ pub mod feedback;
 pub mod gaps;
 pub mod peer;
 pub mod probe;
+pub mod procstat;
 pub mod publisher;
 pub mod recv;
 pub mod signal;

@@ -205,6 +205,10 @@ fn bucket_high(b: usize) -> u64 {
     ((SUB as u64 + sub + 1) << (power - 3)) - 1
 }
 
+fn bucket_low(b: usize) -> u64 {
+    if b == 0 { 0 } else { bucket_high(b - 1) + 1 }
+}
+
 impl Histogram {
     /// Records one value.
     pub fn record(&mut self, v: u64) {
@@ -213,6 +217,34 @@ impl Histogram {
         self.sum = self.sum.saturating_add(v);
         self.min = self.min.min(v);
         self.max = self.max.max(v);
+    }
+
+    /// Adds every value recorded in `other` (for totals over many tracks).
+    pub fn merge(&mut self, other: &Histogram) {
+        for (a, b) in self.buckets.iter_mut().zip(other.buckets.iter()) {
+            *a += *b;
+        }
+        self.count += other.count;
+        self.sum = self.sum.saturating_add(other.sum);
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
+    }
+
+    /// The values recorded after `earlier`, an older snapshot of this same histogram (for a
+    /// measurement window). Counts and sum are exact; min and max are bucket bounds.
+    pub fn since(&self, earlier: &Histogram) -> Histogram {
+        let mut h = Histogram::default();
+        for (i, (now, before)) in self.buckets.iter().zip(earlier.buckets.iter()).enumerate() {
+            let n = now.saturating_sub(*before);
+            h.buckets[i] = n;
+            if n > 0 {
+                h.min = h.min.min(bucket_low(i));
+                h.max = h.max.max(bucket_high(i).min(self.max));
+            }
+        }
+        h.count = self.count.saturating_sub(earlier.count);
+        h.sum = self.sum.saturating_sub(earlier.sum);
+        h
     }
 
     /// Mean of the recorded values.
@@ -267,5 +299,30 @@ mod tests {
         assert!((500..=563).contains(&p50), "{p50}");
         assert_eq!(h.quantile(1.0), Some(1000));
         assert!((h.mean().unwrap() - 500.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn merge_and_window() {
+        let mut a = Histogram::default();
+        let mut b = Histogram::default();
+        for v in 1..=100u64 {
+            a.record(v);
+            b.record(v * 1000);
+        }
+        let before = a.clone();
+        for v in 0..100u64 {
+            a.record(5000 + v);
+        }
+        let w = a.since(&before);
+        assert_eq!((w.count, w.sum), (100, (5000..5100).sum::<u64>()));
+        assert!(w.min <= 5000 && w.min >= 4096, "{}", w.min);
+        assert_eq!(w.max, 5099);
+        let p50 = w.quantile(0.5).unwrap();
+        assert!((5000..=5100).contains(&p50) || (4900..5700).contains(&p50), "{p50}");
+        let mut total = Histogram::default();
+        total.merge(&before);
+        total.merge(&b);
+        assert_eq!((total.count, total.min, total.max), (200, 1, 100_000));
+        assert!(total.quantile(0.25).unwrap() <= 56);
     }
 }

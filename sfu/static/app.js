@@ -63,6 +63,7 @@
     room: params.get('room'),
     name: params.get('name'),
     token: params.get('token') || undefined,
+    codec: (params.get('codec') || 'vp8').toLowerCase(),
   };
 
   const el = (id) => document.getElementById(id);
@@ -436,15 +437,17 @@
     }
   }
 
+  // Publishes VP8 unless the URL asks for another codec (`?codec=h264`).
   function preferVp8(transceiver) {
     if (typeof transceiver.setCodecPreferences !== 'function') return;
     try {
       const caps = (window.RTCRtpReceiver && RTCRtpReceiver.getCapabilities && RTCRtpReceiver.getCapabilities('video'))
         || (window.RTCRtpSender && RTCRtpSender.getCapabilities && RTCRtpSender.getCapabilities('video'));
       if (!caps || !caps.codecs) return;
-      const isVp8 = (c) => c.mimeType.toLowerCase() === 'video/vp8';
-      const codecs = caps.codecs.filter(isVp8).concat(caps.codecs.filter((c) => !isVp8(c)));
-      if (codecs.some(isVp8)) transceiver.setCodecPreferences(codecs);
+      const wanted = 'video/' + cfg.codec;
+      const isWanted = (c) => c.mimeType.toLowerCase() === wanted;
+      const codecs = caps.codecs.filter(isWanted).concat(caps.codecs.filter((c) => !isWanted(c)));
+      if (codecs.some(isWanted)) transceiver.setCodecPreferences(codecs);
     } catch (err) {
       console.warn('setCodecPreferences failed, using the default codec order', err);
     }

@@ -2,16 +2,24 @@
 //! clients: node A serves a conference (1 publisher, 2 subscribers, room "upgrade-a"); node B
 //! (the new version) starts; a tiny load balancer places rooms on the first node whose
 //! `/readyz` is 200; A is drained through the API; the new room "after-drain" lands on B and
-//! works there; A's conference goes on undisturbed (no loss, no arrival gap over 250 ms during
-//! the drain window) until its participants leave, and then A exits 0.
+//! works there; A's conference goes on undisturbed through an 8 s drain window (no loss, no
+//! participant event, no arrival gap over 250 ms on any track) until its participants leave,
+//! and then A exits 0 (the time from the last leave to the exit is measured).
+//!
+//! Gaps are measured by the clients in this process. On a loaded machine the process itself can
+//! go unscheduled for a few hundred ms, which looks like a media gap but is the instrument
+//! being down: a 5 ms ticker thread records such stalls, and the part of a gap they cover does
+//! not count against the 250 ms (the raw largest gap is reported as `max_gap_ms` regardless).
 //!
 //! Prints `ROLLING_UPGRADE interruptions=<n> max_gap_ms=<x> loss=<pkts> exit_after_empty_ms=<y>`
-//! (run with `--nocapture`, or `scripts/rolling-upgrade.sh`).
+//! and a `ROLLING_UPGRADE_DETAIL ...` line (run with `--nocapture`, or
+//! `scripts/rolling-upgrade.sh`).
 
 use loadtest::{Client, ClientError, ClientStats, Engine, Event, JoinOptions, Role};
 use signaling::protocol::{ErrorCode, ServerMessage, TrackInfo, TrackKind};
 use std::net::SocketAddr;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -21,7 +29,8 @@ use tokio::process::{Child, Command};
 const STEP: Duration = Duration::from_secs(20);
 /// How long A's conference is observed after the drain started (B's room is set up meanwhile).
 const DRAIN_WINDOW: Duration = Duration::from_secs(8);
-/// A gap in arrivals longer than this is a media interruption.
+/// A gap in arrivals longer than this (stalls of the test process taken out) is a media
+/// interruption.
 const MAX_GAP: Duration = Duration::from_millis(250);
 /// A drained, empty node must be gone within this.
 const EXIT_WITHIN: Duration = Duration::from_secs(10);
@@ -155,6 +164,25 @@ async fn wait_pick(pool: &[SocketAddr], want: SocketAddr) {
     }
 }
 
+/// Spans (start_us, end_us) during which a thread of this process that wanted to run every
+/// 5 ms could not: the test process (and so the clients measuring) was not scheduled.
+fn hiccup_meter(stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Vec<(u64, u64)>> {
+    std::thread::spawn(move || {
+        let mut stalls = Vec::new();
+        let tick = Duration::from_millis(5);
+        while !stop.load(Ordering::Relaxed) {
+            let before = Instant::now();
+            std::thread::sleep(tick);
+            let late = before.elapsed().saturating_sub(tick);
+            if late >= Duration::from_millis(30) {
+                let end = now_us();
+                stalls.push((end - late.as_micros() as u64, end));
+            }
+        }
+        stalls
+    })
+}
+
 fn now_us() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_micros() as u64
 }
@@ -215,38 +243,76 @@ async fn settle(client: &mut Client, video: &str, audio: &str, layer: &str, widt
         .expect("media flows");
 }
 
-/// What one subscriber's tracks did during the window.
+/// What A's subscribers received during the drain window.
 #[derive(Debug, Default)]
 struct Window {
+    /// Packets lost (sequence numbers never received), all tracks.
     loss: u64,
+    /// Largest inter-arrival gap on any track, raw.
     max_gap_us: u64,
-    interruptions: usize,
+    /// Largest gap once the spans when the test process itself was not scheduled are taken out.
+    max_unexplained_us: u64,
+    /// Gap spans over [`MAX_GAP`] (after taking out the test process's stalls), merged across tracks.
+    interruptions: Vec<(u64, u64)>,
     packets: u64,
     detail: Vec<String>,
 }
 
-fn measure(who: &str, before: &ClientStats, after: &ClientStats, from_us: u64, to_us: u64, w: &mut Window) {
+/// Microseconds of `[start, end]` covered by `spans` (sorted, non-overlapping).
+fn covered(spans: &[(u64, u64)], start: u64, end: u64) -> u64 {
+    spans.iter().map(|&(s, e)| e.min(end).saturating_sub(s.max(start))).sum()
+}
+
+/// Merges overlapping spans.
+fn merge(mut spans: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
+    spans.sort_unstable();
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    for (s, e) in spans {
+        match out.last_mut() {
+            Some(last) if s <= last.1 => last.1 = last.1.max(e),
+            _ => out.push((s, e)),
+        }
+    }
+    out
+}
+
+/// Adds one subscriber's tracks over `[from_us, to_us]` to `w`; `stalls` are the test process's
+/// own stalls (merged).
+fn measure(who: &str, before: &ClientStats, after: &ClientStats, from_us: u64, to_us: u64, stalls: &[(u64, u64)], w: &mut Window) {
     assert_eq!(after.tracks.len(), 2, "{who} receives audio and video: {after:?}");
+    let rel = |us: u64| (us as f64 - from_us as f64) / 1000.0;
     for t in &after.tracks {
         let b = before.track(&t.track).expect("track known before the drain");
         let gap = t.arrivals.max_gap_between(from_us, to_us).expect("window kept");
-        let long = t.arrivals.gaps_over(from_us, to_us, MAX_GAP.as_micros() as u64).expect("window kept");
-        let notable: Vec<String> = t.arrivals.gaps_over(from_us, to_us, 0).expect("window kept").iter()
-            .map(|g| format!("{:.0} ms at +{:.0} ms", g.gap_us as f64 / 1000.0, (g.end_us - from_us) as f64 / 1000.0))
-            .collect();
+        let mut notable = Vec::new();
+        for g in t.arrivals.gaps_over(from_us, to_us, loadtest::gaps::LONG_GAP_US).expect("window kept") {
+            let start = g.end_us - g.gap_us;
+            let unexplained = g.gap_us - covered(stalls, start, g.end_us);
+            w.max_unexplained_us = w.max_unexplained_us.max(unexplained);
+            if unexplained > MAX_GAP.as_micros() as u64 {
+                w.interruptions.push((start, g.end_us));
+            }
+            notable.push(format!(
+                "{:.0} ms (unexplained {:.0}) ending +{:.0} ms",
+                g.gap_us as f64 / 1000.0,
+                unexplained as f64 / 1000.0,
+                rel(g.end_us)
+            ));
+        }
+        if gap < loadtest::gaps::LONG_GAP_US {
+            w.max_unexplained_us = w.max_unexplained_us.max(gap);
+        }
         let lost = t.lost.saturating_sub(b.lost);
         w.loss += lost;
         w.max_gap_us = w.max_gap_us.max(gap);
-        w.interruptions += long.len();
         w.packets += t.packets - b.packets;
         w.detail.push(format!(
-            "{who} {:?}: {} packets, lost {lost}, max gap {:.1} ms, gaps >= 100 ms {notable:?}, dup {}, ooo {}, jitter {:.1} ms",
+            "{who} {:?}: {} packets, lost {lost}, dup {}, out of order {}, max gap {:.1} ms, gaps >= 100 ms {notable:?}",
             t.kind,
             t.packets - b.packets,
-            gap as f64 / 1000.0,
             t.duplicates - b.duplicates,
             t.out_of_order - b.out_of_order,
-            t.jitter_ms
+            gap as f64 / 1000.0,
         ));
     }
 }
@@ -256,7 +322,10 @@ fn disturbing(e: &Event) -> bool {
     matches!(
         e,
         Event::Server(
-            ServerMessage::Reconnect { .. } | ServerMessage::Removed { .. } | ServerMessage::ParticipantLeft { .. } | ServerMessage::Error { .. }
+            ServerMessage::Reconnect { .. }
+                | ServerMessage::Removed { .. }
+                | ServerMessage::ParticipantLeft { .. }
+                | ServerMessage::Error { .. }
         ) | Event::Disconnected(_)
             | Event::SignalingClosed
     )
@@ -271,6 +340,8 @@ async fn admin_token() -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rolling_upgrade_keeps_calls_running_and_the_old_node_exits_zero() {
     let t0 = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let meter = hiccup_meter(stop.clone());
     let mut a = Node::start("A").await;
     let mut pool = vec![a.http];
     let mut guard = LogsOnPanic(vec![(a.name, a.log.clone())]);
@@ -327,8 +398,7 @@ async fn rolling_upgrade_keeps_calls_running_and_the_old_node_exits_zero() {
     let (video_b, audio_b) = (track_of(&tracks_b, TrackKind::Video), track_of(&tracks_b, TrackKind::Audio));
     let sb = sub_b
         .wait_stats(STEP, "media of the new room on B", |s| {
-            s.track(&video_b).is_some_and(|t| t.frames >= 25 && t.keyframes >= 1)
-                && s.track(&audio_b).is_some_and(|t| t.packets >= 50)
+            s.track(&video_b).is_some_and(|t| t.frames >= 25 && t.keyframes >= 1) && s.track(&audio_b).is_some_and(|t| t.packets >= 50)
         })
         .await
         .expect("media flows on B");
@@ -342,15 +412,29 @@ async fn rolling_upgrade_keeps_calls_running_and_the_old_node_exits_zero() {
     tokio::time::sleep_until((drain_started + DRAIN_WINDOW).into()).await;
     let to_us = now_us();
     let stats_after = (low.stats().await.unwrap(), high.stats().await.unwrap());
+    stop.store(true, Ordering::Relaxed);
+    let stalls = merge(meter.join().unwrap().into_iter().filter(|&(s, e)| e >= from_us && s <= to_us).collect());
+    let stall_ms = covered(&stalls, from_us, to_us) / 1000;
     let mut w = Window::default();
-    measure("low", &stats_before.0, &stats_after.0, from_us, to_us, &mut w);
-    measure("high", &stats_before.1, &stats_after.1, from_us, to_us, &mut w);
+    measure("low", &stats_before.0, &stats_after.0, from_us, to_us, &stalls, &mut w);
+    measure("high", &stats_before.1, &stats_after.1, from_us, to_us, &stalls, &mut w);
+    let interruptions = merge(w.interruptions.clone());
     for line in &w.detail {
         eprintln!("  {line}");
     }
+    let rel = |us: u64| (us as f64 - from_us as f64) / 1000.0;
+    eprintln!(
+        "  test-process stalls >= 30 ms: {:?}",
+        stalls.iter().map(|&(s, e)| format!("{:.0} ms ending +{:.0} ms", (e - s) as f64 / 1000.0, rel(e))).collect::<Vec<_>>()
+    );
     for (who, c, seen) in [("low", &mut low, disturbed_low), ("high", &mut high, disturbed_high)] {
         let events: Vec<Event> = c.pending_events().into_iter().skip(seen).filter(disturbing).collect();
         assert!(events.is_empty(), "{who} was disturbed during the drain: {events:?}");
+        let s = if who == "low" { &stats_after.0 } else { &stats_after.1 };
+        for t in &s.tracks {
+            let last = to_us.saturating_sub(t.arrivals.last_us);
+            assert!(last < 1_000_000, "{who}'s {:?} stopped {last} us before the end of the window", t.kind);
+        }
     }
     let p = pub_a.stats().await.unwrap().publisher.unwrap();
     assert_eq!(p.write_errors, 0, "publisher on A: {p:?}");
@@ -371,24 +455,29 @@ async fn rolling_upgrade_keeps_calls_running_and_the_old_node_exits_zero() {
     assert_eq!(status.code(), Some(0), "A's exit status {status:?}");
 
     // Only now the measured figures are asserted (so that a failure shows all of them).
-    let summary = format!(
+    println!(
         "ROLLING_UPGRADE interruptions={} max_gap_ms={:.1} loss={} exit_after_empty_ms={}",
-        w.interruptions,
+        interruptions.len(),
         w.max_gap_us as f64 / 1000.0,
         w.loss,
         exit_after_empty.as_millis()
     );
-    println!("{summary}");
     println!(
-        "ROLLING_UPGRADE_DETAIL window_ms={window_ms} packets={} lb_on_b_ms={} b_room_media_ms={} total_s={:.1}",
+        "ROLLING_UPGRADE_DETAIL window_ms={window_ms} packets={} max_gap_without_client_stalls_ms={:.1} client_stall_ms={stall_ms} \
+         lb_on_b_ms={} b_room_media_ms={} total_s={:.1}",
         w.packets,
+        w.max_unexplained_us as f64 / 1000.0,
         lb_switch.as_millis(),
         b_room_ready.as_millis(),
         t0.elapsed().as_secs_f64()
     );
     assert_eq!(w.loss, 0, "A's conference lost packets during the drain: {:#?}", w.detail);
-    assert!(w.max_gap_us <= MAX_GAP.as_micros() as u64, "A's conference had a gap over {MAX_GAP:?}: {:#?}", w.detail);
-    assert_eq!(w.interruptions, 0);
+    assert!(
+        interruptions.is_empty(),
+        "A's conference had {} gap(s) over {MAX_GAP:?} not explained by the test process's own stalls: {:#?}",
+        interruptions.len(),
+        w.detail
+    );
 
     // B's room ends too; B (drained by SIGTERM, as Kubernetes does) exits 0 at once.
     pub_b.leave(STEP).await.expect("leave B");

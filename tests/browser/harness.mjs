@@ -339,10 +339,11 @@ export function infoOf(page) {
  * `window.sfuDemo.joined` resolved. `infoOf(page).participantId` is the participant id.
  * With `waitJoined: false` it returns as soon as the page loaded (for joins expected to fail).
  */
-export async function openParticipant(browserContext, baseUrl, room, name, { token, timeout = 20000, waitJoined = true } = {}) {
+export async function openParticipant(browserContext, baseUrl, room, name, { token, timeout = 20000, waitJoined = true, params = {} } = {}) {
   const url = new URL('/', baseUrl);
   url.searchParams.set('room', room);
   url.searchParams.set('name', name);
+  for (const [k, v] of Object.entries(params)) url.searchParams.set(k, v); // e.g. {codec: 'h264'}
   if (token) url.searchParams.set('token', token);
   if (typeof browserContext.grantPermissions === 'function') { // Playwright only
     try {

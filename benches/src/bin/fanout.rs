@@ -1,0 +1,131 @@
+//! Fan-out macro benchmark: the real `sfu` binary forwarding one publisher to N subscribers.
+//!
+//! ```sh
+//! cargo build --release --bin sfu && cargo run --release -p sfu-benches --bin fanout -- --fanout 10,100,500 --layer q
+//! ```
+//!
+//! For each N: a fresh room, one publisher (audio + q/h/f VP8 simulcast), N subscribers on
+//! this process's engine(s) asking for `--layer`; once they all receive it, a `--window`
+//! measures the server's CPU per forwarded packet, loss, latency, forwarding delay and RSS.
+//! Prints a markdown table and a final JSON line. The server is `$SFU_BIN` (default
+//! `target/release/sfu`), started with `--log warn` unless `--sfu-log` says otherwise.
+
+use clap::Parser;
+use loadtest::{Engine, EngineOptions};
+use sfu_benches::fanout::{self, Options, Perf, Point};
+use sfu_benches::sfu_process::{SfuProcess, default_binary};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Fan-out macro benchmark of the SFU's forwarding path.
+#[derive(Debug, Parser)]
+struct Args {
+    /// Subscriber counts to measure, in order.
+    #[arg(long, value_delimiter = ',', default_value = "10,100,500")]
+    fanout: Vec<usize>,
+    /// Layer subscribers ask for. `q` (150 kb/s, ~25 video + 50 audio packets/s per
+    /// subscriber) keeps 500 subscribers within what one load-generating core can receive;
+    /// `f` (1.5 Mb/s) saturates this 2-core machine well before 500.
+    #[arg(long, default_value = "q", value_parser = ["q", "h", "f"])]
+    layer: String,
+    /// Measured window per point.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    window: Duration,
+    /// Wait after every subscriber receives, before the window.
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    settle: Duration,
+    /// Longest wait for every subscriber to receive its layer.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    ready_timeout: Duration,
+    /// Subscribers joining at once.
+    #[arg(long, default_value_t = 25)]
+    join_concurrency: usize,
+    /// Engine tasks for the clients.
+    #[arg(long, default_value_t = 1)]
+    engines: usize,
+    /// Runtime worker threads of this process (1: single-threaded, ~1 core of load).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Server binary (default: $SFU_BIN, else target/release/sfu).
+    #[arg(long)]
+    sfu_bin: Option<PathBuf>,
+    /// Server log filter.
+    #[arg(long, default_value = "warn")]
+    sfu_log: String,
+    /// Where the server's log goes.
+    #[arg(long, default_value = "target/fanout-sfu.log")]
+    sfu_log_file: PathBuf,
+    /// Profile the window of the LAST point with `perf record` into this file.
+    #[arg(long)]
+    perf: Option<PathBuf>,
+    /// Arguments of `perf record` (with --perf).
+    #[arg(long, default_value = "-F 499 --call-graph dwarf,16384", allow_hyphen_values = true)]
+    perf_args: String,
+}
+
+fn machine() -> String {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| c.lines().find_map(|l| l.strip_prefix("model name").map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())))
+        .unwrap_or_default();
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    format!("{cpus} CPUs ({model}), loadavg {}", load.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+}
+
+async fn run(args: Args) -> anyhow::Result<Vec<Point>> {
+    let binary = args.sfu_bin.clone().unwrap_or_else(default_binary);
+    let extra = vec!["--log".to_owned(), args.sfu_log.clone(), "--max-participants".to_owned(), "100000".to_owned()];
+    let server = SfuProcess::start(&binary, &extra, &args.sfu_log_file).await?;
+    eprintln!("# server {} pid {} http {} udp {}; {}", binary.display(), server.pid, server.http, server.udp, machine());
+    let engines: Vec<Engine> =
+        (0..args.engines.max(1)).map(|_| Engine::spawn_with(EngineOptions { stats_interval: Duration::from_millis(500) })).collect();
+    let opts = Options {
+        layer: args.layer.clone(),
+        window: args.window,
+        settle: args.settle,
+        ready_timeout: args.ready_timeout,
+        join_concurrency: args.join_concurrency,
+    };
+    let perf = args.perf.as_ref().map(|output| Perf {
+        output: output.clone(),
+        args: args.perf_args.split_whitespace().map(str::to_owned).collect(),
+    });
+    let mut points = Vec::new();
+    let last = args.fanout.len().saturating_sub(1);
+    for (i, &n) in args.fanout.iter().enumerate() {
+        eprintln!("# N={n}: joining, waiting for layer {}, then measuring {:?}", args.layer, args.window);
+        let profile = if i == last { perf.as_ref() } else { None };
+        match fanout::run_point(&server, &engines, n, &opts, profile).await {
+            Ok(p) => {
+                eprintln!("# N={n}: {}", serde_json::to_string(&p)?);
+                points.push(p);
+            }
+            Err(e) => eprintln!("# N={n}: failed: {e:#}"),
+        }
+    }
+    drop(engines);
+    server.stop(Duration::from_secs(5)).await;
+    Ok(points)
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    anyhow::ensure!(!args.fanout.is_empty(), "--fanout needs at least one N");
+    let mut builder = if args.threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(args.threads);
+        b
+    };
+    let runtime = builder.enable_all().build()?;
+    let layer = args.layer.clone();
+    let window = args.window;
+    let points = runtime.block_on(run(args))?;
+    println!("{}", fanout::markdown(&points));
+    let json = serde_json::json!({ "bench": "fanout", "layer": layer, "window_s": window.as_secs_f64(), "machine": machine(), "points": points });
+    println!("{json}");
+    anyhow::ensure!(!points.is_empty(), "no point measured");
+    Ok(())
+}

@@ -1,0 +1,271 @@
+//! One point of the fan-out macro benchmark: one publisher (audio + q/h/f VP8 simulcast) and
+//! N subscribers asking for one layer, in a fresh room of a real `sfu` process; once every
+//! subscriber receives, a fixed window measures the server's CPU time (`/proc/PID/stat`),
+//! its forwarded packets (`/metrics`), the subscribers' loss and latency and the server's RSS.
+
+use crate::prom;
+use crate::sfu_process::SfuProcess;
+use futures::StreamExt;
+use loadtest::{Client, ClientStats, Engine, Event, Histogram, JoinOptions, Role, procstat};
+use signaling::protocol::TrackKind;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Time allowed for one connection step (join, publish, connect).
+const STEP: Duration = Duration::from_secs(20);
+
+/// How a point is measured.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Layer subscribers ask for (`q`, `h`, `f`).
+    pub layer: String,
+    /// Length of the measured window.
+    pub window: Duration,
+    /// Wait between "every subscriber receives" and the window.
+    pub settle: Duration,
+    /// Longest wait for every subscriber to receive its layer.
+    pub ready_timeout: Duration,
+    /// Subscribers joining at once.
+    pub join_concurrency: usize,
+}
+
+/// What one point measured.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Point {
+    /// Subscribers asked for.
+    pub n: usize,
+    /// Subscribers that joined and connected.
+    pub connected: usize,
+    /// Subscribers receiving audio and the requested video layer when the window started.
+    pub ready: usize,
+    /// Window length, seconds.
+    pub window_s: f64,
+    /// `sfu_rtp_forwarded_packets_total` increase per second.
+    pub forwarded_pps: f64,
+    /// `sfu_udp_out_packets_total` increase per second (forwarded + RTCP + ICE).
+    pub udp_out_pps: f64,
+    /// `sfu_rtp_in_packets_total` increase per second (from the publisher).
+    pub rtp_in_pps: f64,
+    /// Server CPU (user + system) over the window, percent of one core.
+    pub server_cpu_pct: f64,
+    /// Server CPU microseconds per forwarded packet.
+    pub us_per_forwarded: f64,
+    /// Forwarded packets per second one core would carry at that cost.
+    pub forwarded_pps_per_core: f64,
+    /// Loss seen by the subscribers in the window, percent.
+    pub loss_pct: f64,
+    /// Subscribers' end-to-end latency p50 / p99, milliseconds.
+    pub latency_p50_ms: Option<f64>,
+    /// p99 of the same.
+    pub latency_p99_ms: Option<f64>,
+    /// `sfu_forward_delay_seconds` p50 / p99 over the window, microseconds.
+    pub forward_delay_p50_us: Option<f64>,
+    /// p99 of the same.
+    pub forward_delay_p99_us: Option<f64>,
+    /// Server VmRSS at the end of the window, bytes.
+    pub rss_bytes: u64,
+    /// `sfu_subscribed_tracks` (audio + video) during the window.
+    pub subscribed_tracks: u64,
+    /// RSS growth since before the room existed, per subscribed track, KiB.
+    pub rss_kib_per_track: Option<f64>,
+    /// CPU of this (load generating) process over the window, percent of one core.
+    pub loadgen_cpu_pct: f64,
+}
+
+/// Where the window of this point is profiled with `perf record`.
+#[derive(Debug, Clone)]
+pub struct Perf {
+    /// Output file.
+    pub output: PathBuf,
+    /// Extra `perf record` arguments (e.g. `--call-graph dwarf`).
+    pub args: Vec<String>,
+}
+
+async fn join_subscriber(url: String, room: String, i: usize, engine: Engine, layer: String) -> Option<Client> {
+    let mut c = Client::join(&url, &room, &format!("sub-{i}"), JoinOptions { timeout: STEP, ..JoinOptions::on(&engine) }).await.ok()?;
+    let tracks = c
+        .wait_event(STEP, "subscriber offer", |e| match e {
+            Event::Negotiated { role: Role::Subscriber, tracks } => Some(tracks.clone()),
+            _ => None,
+        })
+        .await
+        .ok()?;
+    for t in tracks.values().filter(|t| t.kind == TrackKind::Video) {
+        c.set_layer(&t.track, Some(&layer)).ok()?;
+    }
+    c.wait_connected(Role::Subscriber, STEP).await.ok()?;
+    Some(c)
+}
+
+fn receives(s: &ClientStats, layer: u8) -> bool {
+    let video = s.tracks.iter().any(|t| t.kind == TrackKind::Video && t.layer == Some(layer) && t.packets > 0);
+    let audio = s.tracks.iter().any(|t| t.kind == TrackKind::Audio && t.packets > 0);
+    video && audio
+}
+
+async fn snapshot(clients: &[Client]) -> Vec<ClientStats> {
+    let mut out = Vec::with_capacity(clients.len());
+    for c in clients {
+        out.push(c.stats().await.unwrap_or_default());
+    }
+    out
+}
+
+/// Packets received, lost and latency of `after` minus `before`, over every client and track.
+fn window_stats(before: &[ClientStats], after: &[ClientStats]) -> (u64, u64, Histogram) {
+    let (mut received, mut lost, mut latency) = (0, 0, Histogram::default());
+    for (b, a) in before.iter().zip(after) {
+        for t in &a.tracks {
+            match b.track(&t.track) {
+                Some(old) => {
+                    received += t.packets.saturating_sub(old.packets);
+                    lost += t.lost.saturating_sub(old.lost);
+                    latency.merge(&t.latency.since(&old.latency));
+                }
+                None => {
+                    received += t.packets;
+                    lost += t.lost;
+                    latency.merge(&t.latency);
+                }
+            }
+        }
+    }
+    (received, lost, latency)
+}
+
+/// Waits (at most `within`) until the server has no published or subscribed track left.
+async fn wait_room_gone(server: &SfuProcess, within: Duration) {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Ok(m) = prom::scrape(server.http).await
+            && prom::value(&m, "sfu_subscribed_tracks") == 0.0
+            && prom::value(&m, "sfu_published_tracks") == 0.0
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Measures one fan-out point (see the module doc); clients are spread over `engines`.
+pub async fn run_point(server: &SfuProcess, engines: &[Engine], n: usize, opts: &Options, perf: Option<&Perf>) -> anyhow::Result<Point> {
+    let layer_index = ["q", "h", "f"].iter().position(|l| *l == opts.layer).ok_or_else(|| anyhow::anyhow!("layer must be q, h or f"))? as u8;
+    let url = format!("ws://{}/ws", server.http);
+    let room = format!("fanout-{n}");
+    let rss_before = procstat::sample(Some(server.pid))?.rss_bytes;
+
+    let mut publisher = Client::join(&url, &room, "publisher", JoinOptions::on(&engines[0])).await?;
+    publisher.publish().await?;
+    publisher.wait_connected(Role::Publisher, STEP).await?;
+    let subs: Vec<Client> = futures::stream::iter(0..n)
+        .map(|i| join_subscriber(url.clone(), room.clone(), i, engines[i % engines.len()].clone(), opts.layer.clone()))
+        .buffer_unordered(opts.join_concurrency.max(1))
+        .filter_map(|c| async move { c })
+        .collect()
+        .await;
+    let connected = subs.len();
+    let ready_by = Instant::now() + opts.ready_timeout;
+    let mut ready = 0;
+    while Instant::now() < ready_by {
+        ready = snapshot(&subs).await.iter().filter(|s| receives(s, layer_index)).count();
+        if ready == connected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    tokio::time::sleep(opts.settle).await;
+
+    let s0 = snapshot(&subs).await;
+    let m0 = prom::scrape(server.http).await?;
+    let (p0, me0, t0) = (procstat::sample(Some(server.pid))?, procstat::sample(None)?, Instant::now());
+    let recorder = match perf {
+        Some(p) => Some(
+            tokio::process::Command::new("perf")
+                .arg("record")
+                .args(&p.args)
+                .arg("-p")
+                .arg(server.pid.to_string())
+                .arg("-o")
+                .arg(&p.output)
+                .args(["--", "sleep", &opts.window.as_secs_f64().to_string()])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()?,
+        ),
+        None => None,
+    };
+    tokio::time::sleep(opts.window).await;
+    let (p1, me1, elapsed) = (procstat::sample(Some(server.pid))?, procstat::sample(None)?, t0.elapsed().as_secs_f64());
+    let m1 = prom::scrape(server.http).await?;
+    let s1 = snapshot(&subs).await;
+    if let Some(mut r) = recorder {
+        let _ = r.wait().await;
+    }
+
+    let rate = |name: &str| (prom::value(&m1, name) - prom::value(&m0, name)) / elapsed;
+    let forwarded = prom::value(&m1, "sfu_rtp_forwarded_packets_total") - prom::value(&m0, "sfu_rtp_forwarded_packets_total");
+    let cpu_s = p1.cpu_s() - p0.cpu_s();
+    let us_per = if forwarded > 0.0 { cpu_s * 1e6 / forwarded } else { f64::NAN };
+    let (received, lost, latency) = window_stats(&s0, &s1);
+    let delay = prom::delta(&prom::buckets(&m0, "sfu_forward_delay_seconds"), &prom::buckets(&m1, "sfu_forward_delay_seconds"));
+    let subscribed_tracks = prom::value(&m1, "sfu_subscribed_tracks") as u64;
+    let grown = p1.rss_bytes.saturating_sub(rss_before) as f64;
+    let point = Point {
+        n,
+        connected,
+        ready,
+        window_s: elapsed,
+        forwarded_pps: forwarded / elapsed,
+        udp_out_pps: rate("sfu_udp_out_packets_total"),
+        rtp_in_pps: rate("sfu_rtp_in_packets_total"),
+        server_cpu_pct: 100.0 * cpu_s / elapsed,
+        us_per_forwarded: us_per,
+        forwarded_pps_per_core: 1e6 / us_per,
+        loss_pct: if received + lost > 0 { 100.0 * lost as f64 / (received + lost) as f64 } else { 0.0 },
+        latency_p50_ms: latency.quantile(0.5).map(|v| v as f64 / 1000.0),
+        latency_p99_ms: latency.quantile(0.99).map(|v| v as f64 / 1000.0),
+        forward_delay_p50_us: prom::quantile(&delay, 0.5).map(|v| v * 1e6),
+        forward_delay_p99_us: prom::quantile(&delay, 0.99).map(|v| v * 1e6),
+        rss_bytes: p1.rss_bytes,
+        subscribed_tracks,
+        rss_kib_per_track: (subscribed_tracks > 0).then(|| grown / subscribed_tracks as f64 / 1024.0),
+        loadgen_cpu_pct: 100.0 * (me1.cpu_s() - me0.cpu_s()) / elapsed,
+    };
+    drop(subs);
+    drop(publisher);
+    wait_room_gone(server, Duration::from_secs(10)).await;
+    Ok(point)
+}
+
+fn opt(v: Option<f64>, digits: usize) -> String {
+    v.map_or_else(|| "-".into(), |v| format!("{v:.digits$}"))
+}
+
+/// The points as a markdown table.
+pub fn markdown(points: &[Point]) -> String {
+    let mut s = String::from(
+        "| N | ready | fwd pkt/s | server CPU | µs/fwd pkt | fwd pkt/s/core | udp out/s | loss % | p99 ms | fwd delay p50/p99 µs | RSS MiB | KiB/track | loadgen CPU |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for p in points {
+        s.push_str(&format!(
+            "| {} | {}/{} | {:.0} | {:.1}% | {:.2} | {:.0} | {:.0} | {:.3} | {} | {}/{} | {:.1} | {} | {:.0}% |\n",
+            p.n,
+            p.ready,
+            p.n,
+            p.forwarded_pps,
+            p.server_cpu_pct,
+            p.us_per_forwarded,
+            p.forwarded_pps_per_core,
+            p.udp_out_pps,
+            p.loss_pct,
+            opt(p.latency_p99_ms, 1),
+            opt(p.forward_delay_p50_us, 0),
+            opt(p.forward_delay_p99_us, 0),
+            p.rss_bytes as f64 / (1024.0 * 1024.0),
+            opt(p.rss_kib_per_track, 1),
+            p.loadgen_cpu_pct,
+        ));
+    }
+    s
+}
