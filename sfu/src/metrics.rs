@@ -14,6 +14,8 @@ pub struct MediaMetrics {
     pub udp_out_packets: IntCounter,
     /// Bytes written to the media port.
     pub udp_out_bytes: IntCounter,
+    /// Send system calls on the media port (sendmmsg batches several datagrams).
+    pub udp_send_calls: IntCounter,
     /// RTP packets received from publishers.
     pub rtp_in_packets: IntCounter,
     /// RTP packets forwarded to subscribers.
@@ -45,6 +47,7 @@ impl MediaMetrics {
             udp_in_bytes: c("sfu_udp_in_bytes_total", "Bytes read from the media port"),
             udp_out_packets: c("sfu_udp_out_packets_total", "Datagrams sent on the media port"),
             udp_out_bytes: c("sfu_udp_out_bytes_total", "Bytes sent on the media port"),
+            udp_send_calls: c("sfu_udp_send_calls_total", "Send system calls on the media port"),
             rtp_in_packets: c("sfu_rtp_in_packets_total", "RTP packets received from publishers"),
             rtp_forwarded: c("sfu_rtp_forwarded_packets_total", "RTP packets forwarded to subscribers"),
             rtp_retransmitted: c("sfu_rtp_retransmitted_packets_total", "Packets resent to subscribers after a NACK"),
@@ -72,6 +75,7 @@ impl MediaMetrics {
             Box::new(m.udp_in_bytes.clone()),
             Box::new(m.udp_out_packets.clone()),
             Box::new(m.udp_out_bytes.clone()),
+            Box::new(m.udp_send_calls.clone()),
             Box::new(m.rtp_in_packets.clone()),
             Box::new(m.rtp_forwarded.clone()),
             Box::new(m.rtp_retransmitted.clone()),
@@ -96,6 +100,11 @@ impl MediaMetrics {
     /// Counts a dropped packet.
     pub fn count_drop(&self, reason: &str) {
         self.drops.with_label_values(&[reason]).inc();
+    }
+
+    /// Counts `n` dropped packets.
+    pub fn count_drop_n(&self, reason: &str, n: u64) {
+        self.drops.with_label_values(&[reason]).inc_by(n);
     }
 
     /// Dropped packets so far for `reason`.

@@ -8,7 +8,7 @@ use super::MediaPlane;
 use super::participant::Participant;
 use super::peer::{self, Peer, Role};
 use super::track::PublishedTrack;
-use crate::udp::{Datagram, PeerKey, Route};
+use crate::udp::{Datagram, PeerKey, Route, SendBatch};
 use rtc::peer_connection::event::RTCPeerConnectionEvent;
 use rtc::peer_connection::state::RTCPeerConnectionState;
 use rtc::peer_connection::message::TaggedRTCMessage;
@@ -37,6 +37,8 @@ pub struct Room {
     pub(super) peers: HashMap<PeerKey, Peer>,
     /// Connections with pending output.
     pub(super) dirty: Vec<PeerKey>,
+    /// Datagrams produced since the last flush.
+    sends: SendBatch,
     /// Operator state: muted tracks, deleted room (see `admin.rs`).
     pub(super) admin: super::admin::AdminState,
     events_buf: Vec<RTCPeerConnectionEvent>,
@@ -55,6 +57,7 @@ impl Room {
             peers: HashMap::new(),
             admin: Default::default(),
             dirty: Vec::new(),
+            sends: SendBatch::default(),
             events_buf: Vec::new(),
             reads_buf: Vec::new(),
         }
@@ -129,28 +132,29 @@ impl Room {
         self.dirty.push(dg.peer);
     }
 
-    /// Drains every connection with pending output, including output caused by draining.
+    /// Drains every connection with pending output, including output caused by draining, then
+    /// sends all of it in batches.
     pub(super) fn flush(&mut self) {
         while let Some(key) = self.dirty.pop() {
             self.drain_peer(key);
+        }
+        let f = self.sends.flush(&self.plane.socket);
+        let metrics = &self.plane.metrics;
+        metrics.udp_out_packets.inc_by(f.sent);
+        metrics.udp_out_bytes.inc_by(f.bytes);
+        metrics.udp_send_calls.inc_by(f.syscalls);
+        if f.would_block > 0 {
+            metrics.count_drop_n("send_would_block", f.would_block);
+        }
+        if f.errors > 0 {
+            metrics.count_drop_n("send_error", f.errors);
         }
     }
 
     fn drain_peer(&mut self, key: PeerKey) {
         let Some(peer) = self.peers.get_mut(&key) else { return };
-        let metrics = &self.plane.metrics;
         while let Some(out) = peer.pc.poll_write() {
-            match self.plane.socket.try_send_to(&out.message, out.transport.peer_addr) {
-                Ok(n) => {
-                    metrics.udp_out_packets.inc();
-                    metrics.udp_out_bytes.inc_by(n as u64);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => metrics.count_drop("send_would_block"),
-                Err(e) => {
-                    metrics.count_drop("send_error");
-                    tracing::debug!(error = %e, to = %out.transport.peer_addr, "send failed");
-                }
-            }
+            self.sends.push(out.message, out.transport.peer_addr);
         }
         let mut events = std::mem::take(&mut self.events_buf);
         let mut reads = std::mem::take(&mut self.reads_buf);
@@ -214,7 +218,7 @@ impl Room {
             self.plane.demux.unregister(&peer.ufrag);
             let _ = peer.pc.close();
             while let Some(out) = peer.pc.poll_write() {
-                let _ = self.plane.socket.try_send_to(&out.message, out.transport.peer_addr);
+                self.sends.push(out.message, out.transport.peer_addr);
             }
         }
     }
