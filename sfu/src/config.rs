@@ -90,6 +90,10 @@ pub struct Config {
     /// Participant limit of a room.
     #[arg(long, env = "SFU_MAX_PARTICIPANTS", default_value_t = 100)]
     pub max_participants: usize,
+    /// Datagrams per send system call (sendmmsg, 1-64); 1 sends each datagram on its own, as a
+    /// baseline for benchmarks.
+    #[arg(long, env = "SFU_SEND_BATCH", default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub send_batch: u16,
     /// Log filter (tracing EnvFilter syntax).
     #[arg(long, env = "SFU_LOG", default_value = "info,rtc=warn,rtc_ice=warn,rtc::peer_connection::handler=error,rtc_dtls=error,rtc_srtp=error")]
     pub log: String,

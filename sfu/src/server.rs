@@ -56,6 +56,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Server> {
         metrics: media_metrics.clone(),
         addr,
         next_key: Arc::new(AtomicU64::new(1)),
+        send_batch: usize::from(config.send_batch),
     };
     tokio::spawn(reader::run(socket, demux, media_metrics.clone()));
 

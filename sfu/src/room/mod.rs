@@ -38,6 +38,8 @@ pub struct MediaPlane {
     pub addr: MediaAddr,
     /// Source of unique peer keys.
     pub next_key: Arc<AtomicU64>,
+    /// Datagrams per send system call.
+    pub send_batch: usize,
 }
 
 impl RoomFactory for MediaPlane {

@@ -48,6 +48,7 @@ pub struct Room {
 impl Room {
     /// A room with no participants.
     pub fn new(name: String, plane: MediaPlane, datagrams: mpsc::Sender<Datagram>) -> Self {
+        let send_batch = plane.send_batch;
         Room {
             name,
             plane,
@@ -57,7 +58,7 @@ impl Room {
             peers: HashMap::new(),
             admin: Default::default(),
             dirty: Vec::new(),
-            sends: SendBatch::default(),
+            sends: SendBatch::new(send_batch),
             events_buf: Vec::new(),
             reads_buf: Vec::new(),
         }

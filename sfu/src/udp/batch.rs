@@ -5,8 +5,8 @@ use bytes::BytesMut;
 use std::net::SocketAddr;
 use tokio::net::UdpSocket;
 
-/// Datagrams per `sendmmsg` call.
-const CHUNK: usize = 64;
+/// Most datagrams per `sendmmsg` call.
+pub const MAX_CHUNK: usize = 64;
 
 /// Outcome of one flush, for metrics.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -24,12 +24,23 @@ pub struct Flushed {
 }
 
 /// Datagrams waiting to be sent; the buffers are reused from flush to flush.
-#[derive(Default)]
 pub struct SendBatch {
     queue: Vec<(BytesMut, SocketAddr)>,
+    chunk: usize,
+}
+
+impl Default for SendBatch {
+    fn default() -> Self {
+        Self::new(MAX_CHUNK)
+    }
 }
 
 impl SendBatch {
+    /// A batch sending up to `chunk` datagrams per system call (clamped to 1..=[`MAX_CHUNK`]).
+    pub fn new(chunk: usize) -> Self {
+        SendBatch { queue: Vec::new(), chunk: chunk.clamp(1, MAX_CHUNK) }
+    }
+
     /// Queues a datagram.
     pub fn push(&mut self, data: BytesMut, to: SocketAddr) {
         self.queue.push((data, to));
@@ -58,7 +69,7 @@ impl SendBatch {
             let fd = socket.as_raw_fd();
             let mut start = 0;
             while start < self.queue.len() {
-                let end = (start + CHUNK).min(self.queue.len());
+                let end = (start + self.chunk).min(self.queue.len());
                 match send_chunk(fd, &self.queue[start..end], &mut out) {
                     ChunkResult::Sent(n) => start += n,
                     ChunkResult::WouldBlock => {
@@ -99,14 +110,14 @@ enum ChunkResult {
     Failed,
 }
 
-/// One `sendmmsg` for up to [`CHUNK`] datagrams.
+/// One `sendmmsg` for up to [`MAX_CHUNK`] datagrams.
 #[cfg(target_os = "linux")]
 fn send_chunk(fd: std::os::fd::RawFd, items: &[(BytesMut, SocketAddr)], out: &mut Flushed) -> ChunkResult {
-    debug_assert!(!items.is_empty() && items.len() <= CHUNK);
+    debug_assert!(!items.is_empty() && items.len() <= MAX_CHUNK);
     // SAFETY: all-zero is a valid value for these plain C structs.
-    let mut addrs: [libc::sockaddr_storage; CHUNK] = unsafe { std::mem::zeroed() };
-    let mut iovs: [libc::iovec; CHUNK] = unsafe { std::mem::zeroed() };
-    let mut msgs: [libc::mmsghdr; CHUNK] = unsafe { std::mem::zeroed() };
+    let mut addrs: [libc::sockaddr_storage; MAX_CHUNK] = unsafe { std::mem::zeroed() };
+    let mut iovs: [libc::iovec; MAX_CHUNK] = unsafe { std::mem::zeroed() };
+    let mut msgs: [libc::mmsghdr; MAX_CHUNK] = unsafe { std::mem::zeroed() };
     for (i, (data, to)) in items.iter().enumerate() {
         let len = write_sockaddr(to, &mut addrs[i]);
         iovs[i] = libc::iovec { iov_base: data.as_ptr() as *mut libc::c_void, iov_len: data.len() };
@@ -187,6 +198,10 @@ mod tests {
         let f = batch.flush(&tx);
         assert_eq!((f.sent, f.would_block, f.errors), (150, 0, 0));
         assert_eq!(f.syscalls, 3, "150 datagrams in chunks of 64");
+        let mut single = SendBatch::new(1);
+        single.push(BytesMut::from(&b"x"[..]), a);
+        single.push(BytesMut::from(&b"y"[..]), b);
+        assert_eq!(single.flush(&tx).syscalls, 2, "chunk 1: one call per datagram");
         assert!(batch.is_empty());
         let mut buf = [0u8; 2048];
         for (sock, parity) in [(&rx_a, 0u32), (&rx_b, 1)] {
