@@ -302,15 +302,17 @@ impl Room {
                     }
                 }
             };
-            let mut header = pkt.header.clone();
-            header.ssrc = dt.ssrc;
-            header.payload_type = pt;
-            header.sequence_number = out_seq;
-            header.timestamp = out_ts;
-            header.extension = false;
-            header.extensions.clear();
-            header.extensions_padding = 0;
-            header.padding = false;
+            // A fresh header: no CSRCs and no header extensions (their ids are the publisher
+            // connection's), so nothing is cloned or allocated per subscriber.
+            let header = rtc::rtp::Header {
+                version: 2,
+                marker: pkt.header.marker,
+                payload_type: pt,
+                sequence_number: out_seq,
+                timestamp: out_ts,
+                ssrc: dt.ssrc,
+                ..Default::default()
+            };
             let payload = match &desc {
                 Some(d) => {
                     let rw = dt.vp8.munge(d);
