@@ -32,6 +32,8 @@ pub struct Options {
 /// What one point measured.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Point {
+    /// Which server binary (and extra flags) was measured.
+    pub server: String,
     /// Subscribers asked for.
     pub n: usize,
     /// Subscribers that joined and connected.
@@ -211,6 +213,7 @@ pub async fn run_point(server: &SfuProcess, engines: &[Engine], n: usize, opts: 
     let subscribed_tracks = prom::value(&m1, "sfu_subscribed_tracks") as u64;
     let grown = p1.rss_bytes.saturating_sub(rss_before) as f64;
     let point = Point {
+        server: String::new(),
         n,
         connected,
         ready,
@@ -244,12 +247,13 @@ fn opt(v: Option<f64>, digits: usize) -> String {
 /// The points as a markdown table.
 pub fn markdown(points: &[Point]) -> String {
     let mut s = String::from(
-        "| N | ready | fwd pkt/s | server CPU | µs/fwd pkt | fwd pkt/s/core | udp out/s | loss % | p99 ms | fwd delay p50/p99 µs | RSS MiB | KiB/track | loadgen CPU |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| server | N | ready | fwd pkt/s | server CPU | µs/fwd pkt | fwd pkt/s/core | udp out/s | loss % | p99 ms | fwd delay p50/p99 µs | RSS MiB | KiB/track | loadgen CPU |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for p in points {
         s.push_str(&format!(
-            "| {} | {}/{} | {:.0} | {:.1}% | {:.2} | {:.0} | {:.0} | {:.3} | {} | {}/{} | {:.1} | {} | {:.0}% |\n",
+            "| {} | {} | {}/{} | {:.0} | {:.1}% | {:.2} | {:.0} | {:.0} | {:.3} | {} | {}/{} | {:.1} | {} | {:.0}% |\n",
+            p.server,
             p.n,
             p.ready,
             p.n,

@@ -3,7 +3,7 @@
 //! connection; then drains every connection it touched: datagrams go out on the connection's
 //! socket, events and media come back into the publisher/subscriber logic.
 
-use crate::engine::{ClientId, Command, EngineOptions, PcId};
+use crate::engine::{ClientId, Command, EngineOptions, IdMap, PcId};
 use crate::error::ClientError;
 use crate::event::{Event, Role};
 use crate::peer;
@@ -24,7 +24,7 @@ use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use signaling::protocol::{ClientMessage, TrackRef};
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -77,8 +77,8 @@ enum Timer {
 /// State of the engine task.
 pub(crate) struct Driver {
     opts: EngineOptions,
-    clients: HashMap<ClientId, ClientState>,
-    pcs: HashMap<PcId, Pc>,
+    clients: IdMap<ClientId, ClientState>,
+    pcs: IdMap<PcId, Pc>,
     sockets: SelectAll<PeerSocket>,
     timers: BinaryHeap<Reverse<(Instant, Timer)>>,
     dirty: Vec<PcId>,
@@ -90,8 +90,8 @@ impl Driver {
     pub(crate) fn new(opts: EngineOptions) -> Self {
         Driver {
             opts,
-            clients: HashMap::new(),
-            pcs: HashMap::new(),
+            clients: IdMap::default(),
+            pcs: IdMap::default(),
             sockets: SelectAll::new(),
             timers: BinaryHeap::new(),
             dirty: Vec::new(),
@@ -323,10 +323,11 @@ impl Driver {
         std_socket.set_nonblocking(true)?;
         let socket = Arc::new(UdpSocket::from_std(std_socket)?);
         let local = socket.local_addr()?;
-        let mut conn = peer::new_connection(local, now)?;
-        let (role, side) = match publish {
-            Some(opts) => (Role::Publisher, Side::Publisher(Box::new(Publisher::new(&mut conn, opts)?))),
-            None => (Role::Subscriber, Side::Subscriber(Box::default())),
+        let role = if publish.is_some() { Role::Publisher } else { Role::Subscriber };
+        let mut conn = peer::new_connection_for(local, role, now)?;
+        let side = match publish {
+            Some(opts) => Side::Publisher(Box::new(Publisher::new(&mut conn, opts)?)),
+            None => Side::Subscriber(Box::default()),
         };
         let id = PcId(self.next_pc);
         self.next_pc += 1;

@@ -8,7 +8,8 @@ use crate::publisher::PublishOptions;
 use crate::signal::Outbound;
 use crate::stats::ClientStats;
 use signaling::protocol::TrackRef;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,6 +22,30 @@ pub type ClientId = u64;
 /// Identifies a peer connection inside an engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PcId(pub u64);
+
+/// Hasher of the engine's maps, keyed by small sequential ids: one multiplication instead of
+/// SipHash (the connection map is looked up several times per datagram).
+#[derive(Default)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8 | u64::from(*b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        // Fibonacci hashing: spreads sequential ids over the high bits hashbrown uses too
+        self.0 = (self.0 ^ v).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+pub(crate) type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
 
 /// Engine settings.
 #[derive(Debug, Clone)]
@@ -79,5 +104,21 @@ impl Engine {
 
     pub(crate) fn send(&self, cmd: Command) -> Result<(), ClientError> {
         self.tx.send(cmd).map_err(|_| ClientError::EngineGone)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::hash::BuildHasher;
+
+    #[test]
+    fn id_hashes_spread_sequential_ids() {
+        let b = BuildHasherDefault::<IdHasher>::default();
+        let hashes: std::collections::HashSet<u64> = (1..=1000u64).map(|i| b.hash_one(PcId(i))).collect();
+        assert_eq!(hashes.len(), 1000);
+        // hashbrown takes its control byte from the top 7 bits: they must vary too
+        let tops: std::collections::HashSet<u64> = hashes.iter().map(|h| h >> 57).collect();
+        assert!(tops.len() > 64, "{}", tops.len());
     }
 }

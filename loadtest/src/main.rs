@@ -97,12 +97,12 @@ async fn run(scenario: Scenario) -> Summary {
 async fn measure_window(t: Timeline, mut stop: watch::Receiver<bool>) -> (Duration, f64) {
     tokio::select! {
         _ = sleep_until(t.window) => {}
-        _ = stop.wait_for(|s| *s) => return (Duration::ZERO, 0.0),
+        _ = scenario::stopped(&mut stop) => return (Duration::ZERO, 0.0),
     }
     let (start, cpu0) = (Instant::now(), cpu_now());
     tokio::select! {
         _ = sleep_until(t.end) => {}
-        _ = stop.wait_for(|s| *s) => {}
+        _ = scenario::stopped(&mut stop) => {}
     }
     (start.elapsed(), cpu_now() - cpu0)
 }

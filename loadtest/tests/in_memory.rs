@@ -95,3 +95,69 @@ fn publisher_media_reports_and_keyframe_on_pli() {
     assert_eq!(s.keyframe_requests, [0, 1, 0], "the PLI names layer h");
     assert_eq!(s.keyframes, [1, 2, 1], "layer h answered the PLI with a keyframe");
 }
+
+/// A receiver built as the engine builds subscriber connections (only the NACK generator and
+/// receiver reports) asks for a lost packet again: the publisher sees a NACK.
+#[test]
+fn lean_subscriber_connection_nacks_a_lost_packet() {
+    let a_addr: SocketAddr = "127.0.0.1:40002".parse().unwrap();
+    let b_addr: SocketAddr = "127.0.0.1:40003".parse().unwrap();
+    let t0 = Instant::now();
+    let mut a = loadtest::peer::new_connection_for(a_addr, loadtest::Role::Publisher, t0).unwrap();
+    let mut b = loadtest::peer::new_connection_for(b_addr, loadtest::Role::Subscriber, t0).unwrap();
+    let opts = PublishOptions { audio: false, keyframe_interval: Duration::from_secs(100), ..Default::default() };
+    let mut publisher = Publisher::new(&mut a, opts).unwrap();
+    let offer = a.create_offer(None).unwrap();
+    a.set_local_description(t0, offer).unwrap();
+    let sdp = a.local_description().unwrap().sdp;
+    b.set_remote_description(t0, RTCSessionDescription::offer(sdp).unwrap()).unwrap();
+    let answer = b.create_answer(None).unwrap();
+    b.set_local_description(t0, answer).unwrap();
+    let sdp = b.local_description().unwrap().sdp;
+    a.set_remote_description(t0, RTCSessionDescription::answer(sdp).unwrap()).unwrap();
+
+    let clock = WallClock::new();
+    let (mut rtp_seen, mut dropped) = (0u32, false);
+    let mut now = t0;
+    while now < t0 + Duration::from_secs(3) {
+        let mut moved = true;
+        while moved {
+            moved = false;
+            while let Some(out) = a.poll_write() {
+                moved = true;
+                let d = &out.message;
+                let rtp = d.len() > 12 && d[0] >> 6 == 2 && !(192..=223).contains(&d[1]);
+                if rtp && publisher.stats.video_packets > 0 {
+                    rtp_seen += 1;
+                    if rtp_seen == 60 && !dropped {
+                        dropped = true;
+                        continue; // lost on the way
+                    }
+                }
+                deliver(&mut b, a_addr, b_addr, now, out.message);
+            }
+            while let Some(out) = b.poll_write() {
+                moved = true;
+                deliver(&mut a, b_addr, a_addr, now, out.message);
+            }
+            while let Some(e) = a.poll_event() {
+                if let RTCPeerConnectionEvent::OnConnectionStateChangeEvent(RTCPeerConnectionState::Connected) = e {
+                    publisher.start(now);
+                }
+            }
+            while b.poll_event().is_some() {}
+            while let Some(m) = a.poll_read() {
+                if let RTCMessage::RtcpPacket(_, p) = m.message {
+                    publisher.on_rtcp(&p);
+                }
+            }
+            while b.poll_read().is_some() {}
+        }
+        now += Duration::from_millis(10);
+        a.handle_timeout(now).unwrap();
+        b.handle_timeout(now).unwrap();
+        publisher.on_timer(&mut a, now, &clock);
+    }
+    assert!(dropped, "a video packet was dropped ({rtp_seen} seen)");
+    assert!(publisher.stats.nacks > 0, "the subscriber connection NACKed the lost packet: {:?}", publisher.stats);
+}

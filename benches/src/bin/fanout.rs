@@ -14,7 +14,7 @@ use clap::Parser;
 use loadtest::{Engine, EngineOptions};
 use sfu_benches::fanout::{self, Options, Perf, Point};
 use sfu_benches::sfu_process::{SfuProcess, default_binary};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Fan-out macro benchmark of the SFU's forwarding path.
@@ -46,9 +46,13 @@ struct Args {
     /// Runtime worker threads of this process (1: single-threaded, ~1 core of load).
     #[arg(long, default_value_t = 1)]
     threads: usize,
-    /// Server binary (default: $SFU_BIN, else target/release/sfu).
+    /// Server binary (default: $SFU_BIN, else target/release/sfu). Repeat it to compare
+    /// binaries in one run (e.g. a baseline build and the current one): each gets every N.
     #[arg(long)]
-    sfu_bin: Option<PathBuf>,
+    sfu_bin: Vec<PathBuf>,
+    /// Extra server flags, split at spaces (e.g. "--send-batch 1").
+    #[arg(long, default_value = "", allow_hyphen_values = true)]
+    sfu_args: String,
     /// Server log filter.
     #[arg(long, default_value = "warn")]
     sfu_log: String,
@@ -74,9 +78,21 @@ fn machine() -> String {
 }
 
 async fn run(args: Args) -> anyhow::Result<Vec<Point>> {
-    let binary = args.sfu_bin.clone().unwrap_or_else(default_binary);
-    let extra = vec!["--log".to_owned(), args.sfu_log.clone(), "--max-participants".to_owned(), "100000".to_owned()];
-    let server = SfuProcess::start(&binary, &extra, &args.sfu_log_file).await?;
+    let binaries = if args.sfu_bin.is_empty() { vec![default_binary()] } else { args.sfu_bin.clone() };
+    let mut points = Vec::new();
+    for binary in &binaries {
+        points.extend(run_server(&args, binary).await?);
+    }
+    Ok(points)
+}
+
+/// Every N against one server binary.
+async fn run_server(args: &Args, binary: &Path) -> anyhow::Result<Vec<Point>> {
+    let mut extra = vec!["--log".to_owned(), args.sfu_log.clone(), "--max-participants".to_owned(), "100000".to_owned()];
+    extra.extend(args.sfu_args.split_whitespace().map(str::to_owned));
+    let label = binary.file_name().map_or_else(String::new, |f| f.to_string_lossy().into_owned())
+        + &if args.sfu_args.trim().is_empty() { String::new() } else { format!(" {}", args.sfu_args.trim()) };
+    let server = SfuProcess::start(binary, &extra, &args.sfu_log_file).await?;
     eprintln!("# server {} pid {} http {} udp {}; {}", binary.display(), server.pid, server.http, server.udp, machine());
     let engines: Vec<Engine> =
         (0..args.engines.max(1)).map(|_| Engine::spawn_with(EngineOptions { stats_interval: Duration::from_millis(500) })).collect();
@@ -97,7 +113,8 @@ async fn run(args: Args) -> anyhow::Result<Vec<Point>> {
         eprintln!("# N={n}: joining, waiting for layer {}, then measuring {:?}", args.layer, args.window);
         let profile = if i == last { perf.as_ref() } else { None };
         match fanout::run_point(&server, &engines, n, &opts, profile).await {
-            Ok(p) => {
+            Ok(mut p) => {
+                p.server = label.clone();
                 eprintln!("# N={n}: {}", serde_json::to_string(&p)?);
                 points.push(p);
             }

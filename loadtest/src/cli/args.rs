@@ -146,7 +146,7 @@ impl Common {
                 return Err(format!("{name} must be between 0 and 100"));
             }
         }
-        if self.max_p99_latency_ms.is_some_and(|v| !(v >= 0.0)) {
+        if self.max_p99_latency_ms.is_some_and(|v| v.is_nan() || v < 0.0) {
             return Err("--max-p99-latency-ms must be 0 or more".into());
         }
         if !signaling::protocol::valid_room_name(&format!("{}-0", self.room_prefix)) {

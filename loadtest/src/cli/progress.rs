@@ -61,7 +61,7 @@ pub async fn run(shared: Arc<Shared>, enabled: bool) {
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = stop.wait_for(|s| *s) => break,
+            _ = super::scenario::stopped(&mut stop) => break,
         }
         let now = Instant::now();
         if now >= t.end {

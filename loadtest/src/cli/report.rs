@@ -265,7 +265,7 @@ impl Summary {
             ("keyframes", format!("{} ({} bad), {} malformed packets", self.keyframes, self.bad_keyframes, self.malformed)),
             ("published", format!("{} packets", self.published_packets)),
             ("connect time", format!("p50 {}, max {}", self.connect_ms.quantile(0.5).map_or_else(na, |v| format!("{v} ms")),
-                (self.connect_ms.count > 0).then(|| format!("{} ms", self.connect_ms.max)).unwrap_or_else(na))),
+                if self.connect_ms.count > 0 { format!("{} ms", self.connect_ms.max) } else { na() })),
             ("loadtest cpu", format!("{:.2} s in window ({:.0}% of a core), {:.2} s total, {} us/packet, ~{} subscribers/core",
                 self.cpu.window_s, pct(self.cpu.window_s, self.duration_s), self.cpu.total_s,
                 self.cpu_us_per_packet().map_or_else(na, |v| format!("{v:.1}")),

@@ -84,9 +84,7 @@ pub struct Slot {
     pub lost: AtomicU64,
 }
 
-/// [`Slot::state`] values.
-pub const JOINING: u64 = 0;
-/// Every expected connection is up.
+/// [`Slot::state`] of a client whose expected connections are all up (0: still joining).
 pub const CONNECTED: u64 = 1;
 /// Join refused or a connection failed.
 pub const FAILED: u64 = 2;
@@ -145,6 +143,13 @@ pub struct Shared {
     pub timeline: Timeline,
     /// Turns true when the run must stop early (Ctrl-C).
     pub stop: watch::Receiver<bool>,
+}
+
+/// Completes once the run is told to stop (never, if the stop sender is gone).
+pub async fn stopped(stop: &mut watch::Receiver<bool>) {
+    if stop.wait_for(|s| *s).await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 /// Spawns the engines and one task per client; returns their outcomes in plan order.
@@ -222,13 +227,13 @@ async fn run_client(shared: Arc<Shared>, i: usize, spec: JoinSpec, engine: Engin
     let mut out = Outcome { spec: Some(spec.clone()), ..Default::default() };
     tokio::select! {
         _ = sleep_until(join_at) => {}
-        _ = stop.wait_for(|s| *s) => return out,
+        _ = stopped(&mut stop) => return out,
     }
     let started = Instant::now();
     let joined = tokio::select! {
         r = join(&shared, &spec, engine) => r,
         _ = sleep_until(t.end) => Err("join did not finish before the end of the run".into()),
-        _ = stop.wait_for(|s| *s) => Err("stopped while joining".into()),
+        _ = stopped(&mut stop) => Err("stopped while joining".into()),
     };
     let mut client = match joined {
         Ok(c) => c,
@@ -248,7 +253,7 @@ async fn run_client(shared: Arc<Shared>, i: usize, spec: JoinSpec, engine: Engin
         tokio::select! {
             biased;
             _ = sleep_until(t.end) => break,
-            _ = stop.wait_for(|s| *s) => break,
+            _ = stopped(&mut stop) => break,
             _ = sleep_until(t.window), if !window_taken => {
                 window_taken = true;
                 out.window_start = client.stats().await.ok();
