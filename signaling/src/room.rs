@@ -28,6 +28,8 @@ pub enum RoomCommand {
         name: String,
         /// Where to send its server messages.
         events: EventSender,
+        /// May receive the room's media (the token's subscribe grant).
+        subscribe: bool,
     },
     /// A participant left (socket closed or `leave`).
     Leave {

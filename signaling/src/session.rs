@@ -184,7 +184,12 @@ async fn join(
         JoinError::Draining => ServerMessage::error(ErrorCode::Draining, e.to_string()),
         JoinError::RoomFull(_) => ServerMessage::error(ErrorCode::RoomFull, e.to_string()),
     })?;
-    let cmd = RoomCommand::Join { participant: participant.clone(), name, events: events_tx.clone() };
+    let cmd = RoomCommand::Join {
+        participant: participant.clone(),
+        name,
+        events: events_tx.clone(),
+        subscribe: grant.grants.subscribe,
+    };
     if sender.send(cmd).await.is_err() {
         state.rooms.leave_as(&room, &sender, &participant);
         return Err(ServerMessage::error(ErrorCode::Internal, "room worker stopped"));

@@ -44,13 +44,13 @@ impl Room {
     }
 
     /// A join, unless the room was deleted; the newcomer learns which tracks are muted.
-    pub(super) fn admit(&mut self, participant: String, name: String, events: EventSender, now: Instant) {
+    pub(super) fn admit(&mut self, participant: String, name: String, events: EventSender, subscribe: bool, now: Instant) {
         if let Some(reason) = &self.admin.closed {
             let _ = events.try_send(ServerMessage::Removed { reason: reason.clone() });
             return;
         }
         let id = participant.clone();
-        self.join(participant, name, events, now);
+        self.join(participant, name, events, subscribe, now);
         let Some(idx) = self.participant_index(&id) else { return };
         for t in self.tracks.iter().filter(|t| self.admin.is_muted(&t.id)) {
             self.participants[idx].send(ServerMessage::TrackMuted {

@@ -31,7 +31,7 @@ fn new_track_id() -> String {
 }
 
 impl Room {
-    pub(super) fn join(&mut self, id: String, name: String, events: EventSender, now: Instant) {
+    pub(super) fn join(&mut self, id: String, name: String, events: EventSender, subscribe: bool, now: Instant) {
         let subscriber = match self.add_peer(&id, Role::Subscriber, now) {
             Ok(k) => k,
             Err(e) => {
@@ -51,6 +51,7 @@ impl Room {
             offered_tracks: Vec::new(),
             renegotiate: false,
             offered_rids: Vec::new(),
+            subscribe,
         };
         let others = self.participants.iter().map(|p| p.info(self.track_infos(&p.id))).collect();
         participant.send(ServerMessage::Joined {
@@ -316,7 +317,7 @@ impl Room {
     pub(super) fn add_downtrack(&mut self, sidx: usize, tidx: usize) {
         let track = &self.tracks[tidx];
         let p = &mut self.participants[sidx];
-        if p.id == track.publisher || p.downtracks.iter().any(|d| d.track == track.id) {
+        if !p.subscribe || p.id == track.publisher || p.downtracks.iter().any(|d| d.track == track.id) {
             return;
         }
         let Some(peer) = self.peers.get_mut(&p.subscriber) else { return };

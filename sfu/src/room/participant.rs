@@ -25,6 +25,8 @@ pub struct Participant {
     pub offered_tracks: Vec<String>,
     /// Tracks changed while an offer was outstanding: offer again after the answer.
     pub renegotiate: bool,
+    /// May receive media (token's subscribe grant); without it, it still sees who is here.
+    pub subscribe: bool,
     /// Simulcast rids per mid from its latest publisher offer.
     pub offered_rids: Vec<(String, Vec<String>)>,
 }

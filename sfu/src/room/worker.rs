@@ -226,7 +226,9 @@ impl Room {
 
     fn on_command(&mut self, cmd: RoomCommand, now: Instant) {
         match cmd {
-            RoomCommand::Join { participant, name, events } => self.admit(participant, name, events, now),
+            RoomCommand::Join { participant, name, events, subscribe } => {
+                self.admit(participant, name, events, subscribe, now)
+            }
             RoomCommand::Leave { participant } => self.leave(&participant),
             RoomCommand::Offer { participant, sdp } => self.on_publisher_offer(&participant, sdp, now),
             RoomCommand::Answer { participant, sdp } => self.on_subscriber_answer(&participant, sdp, now),

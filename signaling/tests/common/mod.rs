@@ -60,7 +60,7 @@ impl RoomFactory for FakePlane {
             let mut closed = false;
             while let Some(cmd) = rx.recv().await {
                 match cmd {
-                    RoomCommand::Join { participant, name, events } => {
+                    RoomCommand::Join { participant, name, events, .. } => {
                         if closed {
                             let _ = events.try_send(ServerMessage::Removed { reason: "closed".into() });
                             continue;
@@ -221,7 +221,7 @@ pub async fn fake_join(state: &AppState, room: &str, participant: &str, identity
     let (tx, mut rx) = mpsc::channel(16);
     let member = signaling::room::Member { identity: identity.into(), name: identity.into() };
     let sender = state.rooms.join_as(room, participant, member).unwrap();
-    sender.send(RoomCommand::Join { participant: participant.into(), name: identity.into(), events: tx }).await.unwrap();
+    sender.send(RoomCommand::Join { participant: participant.into(), name: identity.into(), events: tx, subscribe: true }).await.unwrap();
     match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap() {
         Some(ServerMessage::Joined { .. }) => {}
         other => panic!("expected joined, got {other:?}"),
