@@ -7,7 +7,7 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { Harness, infoOf, messagesOf, remoteOf, waitFor } from './harness.mjs';
+import { Harness, byId, expectReceiving as expectReceivingIn, infoOf, messagesOf, remoteOf, waitFor } from './harness.mjs';
 
 const JOIN_TIMEOUT = 20000;
 const MEDIA_TIMEOUT = 30000; // first frames: ICE + DTLS + keyframe, on a loaded 2-core machine
@@ -29,35 +29,8 @@ async function drop(name) {
   delete pages[name];
 }
 
-const byId = (list) => Object.fromEntries(list.map((r) => [r.participant, r]));
 
-/**
- * Waits until `viewer` decodes video (width > 0) and receives audio from every participant id in
- * `from`, then until framesDecoded and audioBytes grew again for all of them.
- */
-async function expectReceiving(viewer, from, { timeout = MEDIA_TIMEOUT, minFrames = 10 } = {}) {
-  const who = infoOf(viewer).name;
-  const first = await waitFor(async () => {
-    const r = byId(await remoteOf(viewer));
-    return from.every((id) => r[id] && r[id].framesDecoded > 0 && r[id].videoWidth > 0 && r[id].audioBytes > 0) && r;
-  }, {
-    timeout,
-    interval: 250,
-    message: `${who} to decode video (width > 0) and receive audio from ${from.join(', ')}`,
-  });
-  await waitFor(async () => {
-    const r = byId(await remoteOf(viewer));
-    return from.every((id) => r[id]
-      && r[id].framesDecoded >= first[id].framesDecoded + minFrames
-      && r[id].audioBytes > first[id].audioBytes
-      && r[id].videoWidth > 0) && r;
-  }, {
-    timeout: 15000,
-    interval: 250,
-    message: (last) => `${who}: framesDecoded (+${minFrames}) and audioBytes to keep increasing for ${from.join(', ')}`
-      + ` (first: ${JSON.stringify(first)}; last: ${JSON.stringify(last)})`,
-  });
-}
+const expectReceiving = (viewer, from, opts = {}) => expectReceivingIn(viewer, from, { timeout: MEDIA_TIMEOUT, ...opts });
 
 async function remoteIds(page) {
   return (await remoteOf(page)).map((r) => r.participant).sort();

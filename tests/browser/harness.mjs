@@ -384,6 +384,40 @@ export function messagesOf(page) {
   return page.evaluate(() => window.sfuDemo.messages);
 }
 
+/** remote() entries by participant id. */
+export const byId = (list) => Object.fromEntries(list.map((r) => [r.participant, r]));
+
+/**
+ * Waits until `viewer` decodes video (width > 0) and receives audio from every participant id in
+ * `from`, then until framesDecoded and audioBytes grew again for all of them; returns the last
+ * remote() entries by id.
+ */
+export async function expectReceiving(viewer, from, { timeout = 30000, minFrames = 10 } = {}) {
+  const who = infoOf(viewer).name;
+  const first = await waitFor(async () => {
+    const r = byId(await remoteOf(viewer));
+    return from.every((id) => r[id] && r[id].framesDecoded > 0 && r[id].videoWidth > 0 && r[id].audioBytes > 0) && r;
+  }, {
+    timeout,
+    interval: 250,
+    message: async () => `${who} to decode video (width > 0) and receive audio from ${from.join(', ')}`
+      + ` (remote(): ${JSON.stringify(await remoteOf(viewer).catch((e) => e.message))})`,
+  });
+  const last = await waitFor(async () => {
+    const r = byId(await remoteOf(viewer));
+    return from.every((id) => r[id]
+      && r[id].framesDecoded >= first[id].framesDecoded + minFrames
+      && r[id].audioBytes > first[id].audioBytes
+      && r[id].videoWidth > 0) && r;
+  }, {
+    timeout: 15000,
+    interval: 250,
+    message: (l) => `${who}: framesDecoded (+${minFrames}) and audioBytes to keep increasing for ${from.join(', ')}`
+      + ` (first: ${JSON.stringify(first)}; last: ${JSON.stringify(l)})`,
+  });
+  return last;
+}
+
 /**
  * A server plus one browser for a test file. `open(room, name)` opens a participant in its own
  * browser context; `diagnose(fn)` runs fn and, if it throws, appends the server's stderr and the

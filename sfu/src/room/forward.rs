@@ -222,7 +222,9 @@ impl Room {
         for p in self.participants.iter_mut() {
             let events = &p.events;
             let Some(dt) = p.downtracks.iter_mut().find(|d| d.track == track.id) else { continue };
-            if !dt.negotiated || !self.peers.get(&p.subscriber).is_some_and(|peer| peer.connected) {
+            // one lookup of the subscriber's connection per packet
+            let Some(peer) = self.peers.get_mut(&p.subscriber).filter(|peer| peer.connected) else { continue };
+            if !dt.negotiated {
                 continue; // selection starts once media can flow, so the first packet is a keyframe
             }
             let action = if is_video {
@@ -278,7 +280,6 @@ impl Room {
                 metrics.count_drop("munger_rejected");
                 continue;
             };
-            let Some(peer) = self.peers.get_mut(&p.subscriber) else { continue };
             let Some(mut sender) = peer.pc.rtp_sender(dt.sender_id) else { continue };
             let pt = match dt.payload_type {
                 Some(pt) => pt,
