@@ -52,6 +52,11 @@ pub struct Point {
     pub server_cpu_pct: f64,
     /// Server CPU microseconds per forwarded packet.
     pub us_per_forwarded: f64,
+    /// The user-mode part of it: the server's own code (forwarding, SRTP, `rtc`).
+    pub us_user_per_forwarded: f64,
+    /// The kernel part: mostly the sends, and on loopback the kernel also delivers each
+    /// datagram to the receiving socket within the sender's system call.
+    pub us_system_per_forwarded: f64,
     /// Forwarded packets per second one core would carry at that cost.
     pub forwarded_pps_per_core: f64,
     /// Loss seen by the subscribers in the window, percent.
@@ -85,15 +90,23 @@ pub struct Perf {
 
 async fn join_subscriber(url: String, room: String, i: usize, engine: Engine, layer: String) -> Option<Client> {
     let mut c = Client::join(&url, &room, &format!("sub-{i}"), JoinOptions { timeout: STEP, ..JoinOptions::on(&engine) }).await.ok()?;
-    let tracks = c
-        .wait_event(STEP, "subscriber offer", |e| match e {
-            Event::Negotiated { role: Role::Subscriber, tracks } => Some(tracks.clone()),
-            _ => None,
-        })
-        .await
-        .ok()?;
-    for t in tracks.values().filter(|t| t.kind == TrackKind::Video) {
-        c.set_layer(&t.track, Some(&layer)).ok()?;
+    // The first offer may precede the publisher's video (its track opens with its first
+    // packet): wait for the offer that carries video, then cap its layer.
+    let video = loop {
+        let tracks = c
+            .wait_event(STEP, "subscriber offer", |e| match e {
+                Event::Negotiated { role: Role::Subscriber, tracks } => Some(tracks.clone()),
+                _ => None,
+            })
+            .await
+            .ok()?;
+        let video: Vec<String> = tracks.values().filter(|t| t.kind == TrackKind::Video).map(|t| t.track.clone()).collect();
+        if !video.is_empty() {
+            break video;
+        }
+    };
+    for t in &video {
+        c.set_layer(t, Some(&layer)).ok()?;
     }
     c.wait_connected(Role::Subscriber, STEP).await.ok()?;
     Some(c)
@@ -175,6 +188,17 @@ pub async fn run_point(server: &SfuProcess, engines: &[Engine], n: usize, opts: 
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    if ready < connected {
+        // say what the stragglers receive, so a readiness problem can be told from a slow join
+        for s in snapshot(&subs).await.iter().filter(|s| !receives(s, layer_index)).take(5) {
+            let tracks: Vec<String> = s
+                .tracks
+                .iter()
+                .map(|t| format!("{:?} layer {:?} packets {} before-keyframe {} keyframes {} plis {}", t.kind, t.layer, t.packets, t.before_keyframe, t.keyframes, t.plis_sent))
+                .collect();
+            eprintln!("# N={n}: not ready: {}", if tracks.is_empty() { "no tracks".to_string() } else { tracks.join("; ") });
+        }
+    }
     tokio::time::sleep(opts.settle).await;
 
     let s0 = snapshot(&subs).await;
@@ -223,6 +247,8 @@ pub async fn run_point(server: &SfuProcess, engines: &[Engine], n: usize, opts: 
         rtp_in_pps: rate("sfu_rtp_in_packets_total"),
         server_cpu_pct: 100.0 * cpu_s / elapsed,
         us_per_forwarded: us_per,
+        us_user_per_forwarded: (p1.user_s - p0.user_s) * 1e6 / forwarded,
+        us_system_per_forwarded: (p1.system_s - p0.system_s) * 1e6 / forwarded,
         forwarded_pps_per_core: 1e6 / us_per,
         loss_pct: if received + lost > 0 { 100.0 * lost as f64 / (received + lost) as f64 } else { 0.0 },
         latency_p50_ms: latency.quantile(0.5).map(|v| v as f64 / 1000.0),
@@ -247,12 +273,12 @@ fn opt(v: Option<f64>, digits: usize) -> String {
 /// The points as a markdown table.
 pub fn markdown(points: &[Point]) -> String {
     let mut s = String::from(
-        "| server | N | ready | fwd pkt/s | server CPU | µs/fwd pkt | fwd pkt/s/core | udp out/s | loss % | p99 ms | fwd delay p50/p99 µs | RSS MiB | KiB/track | loadgen CPU |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| server | N | ready | fwd pkt/s | server CPU | µs/fwd pkt | user / sys µs | fwd pkt/s/core | udp out/s | loss % | p99 ms | fwd delay p50/p99 µs | RSS MiB | KiB/track | loadgen CPU |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for p in points {
         s.push_str(&format!(
-            "| {} | {} | {}/{} | {:.0} | {:.1}% | {:.2} | {:.0} | {:.0} | {:.3} | {} | {}/{} | {:.1} | {} | {:.0}% |\n",
+            "| {} | {} | {}/{} | {:.0} | {:.1}% | {:.2} | {:.2} / {:.2} | {:.0} | {:.0} | {:.3} | {} | {}/{} | {:.1} | {} | {:.0}% |\n",
             p.server,
             p.n,
             p.ready,
@@ -260,6 +286,8 @@ pub fn markdown(points: &[Point]) -> String {
             p.forwarded_pps,
             p.server_cpu_pct,
             p.us_per_forwarded,
+            p.us_user_per_forwarded,
+            p.us_system_per_forwarded,
             p.forwarded_pps_per_core,
             p.udp_out_pps,
             p.loss_pct,

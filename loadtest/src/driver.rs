@@ -55,6 +55,8 @@ struct Pc {
     media_armed: Option<Instant>,
     dirty: bool,
     stats_dirty: bool,
+    /// Inbound RTP datagrams seen per SSRC (for simulated loss).
+    rtp_in: Vec<(u32, u64)>,
     _closer: Closer,
 }
 
@@ -149,6 +151,24 @@ impl Driver {
 
     fn on_datagram(&mut self, rx: Received, now: Instant) {
         let Some(pc) = self.pcs.get_mut(&rx.pc) else { return };
+        if let Some(every) = self.opts.drop_inbound_rtp_every
+            && pc.role == Role::Subscriber
+            && is_rtp(&rx.data)
+        {
+            // the SSRC is in the clear in SRTP
+            let ssrc = u32::from_be_bytes([rx.data[8], rx.data[9], rx.data[10], rx.data[11]]);
+            let i = match pc.rtp_in.iter().position(|(s, _)| *s == ssrc) {
+                Some(i) => i,
+                None => {
+                    pc.rtp_in.push((ssrc, 0));
+                    pc.rtp_in.len() - 1
+                }
+            };
+            pc.rtp_in[i].1 += 1;
+            if pc.rtp_in[i].1 % u64::from(every.max(1)) == 0 {
+                return; // simulated loss
+            }
+        }
         let msg = TaggedBytesMut {
             now,
             transport: TransportContext {
@@ -226,6 +246,10 @@ impl Driver {
                 }
                 (Side::Publisher(p), RTCMessage::RtcpPacket(_, pkts)) => {
                     p.on_rtcp(&pkts);
+                    pc.stats_dirty = true;
+                }
+                (Side::Subscriber(s), RTCMessage::RtcpPacket(_, pkts)) => {
+                    s.on_rtcp(&pkts, self.clock.micros(msg.now));
                     pc.stats_dirty = true;
                 }
                 _ => {}
@@ -346,6 +370,7 @@ impl Driver {
             media_armed: None,
             dirty: false,
             stats_dirty: false,
+            rtp_in: Vec::new(),
             _closer: closer,
         };
         self.pcs.insert(id, pc);
@@ -474,4 +499,9 @@ impl Pc {
             _ => {}
         }
     }
+}
+
+/// RTP (not RTCP, STUN or DTLS) by its first two bytes (RFC 7983, RFC 5761).
+fn is_rtp(d: &[u8]) -> bool {
+    d.len() >= 12 && (128..=191).contains(&d[0]) && !(192..=223).contains(&d[1])
 }

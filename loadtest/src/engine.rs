@@ -52,11 +52,14 @@ pub(crate) type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
 pub struct EngineOptions {
     /// How often clients' published stats snapshots are refreshed.
     pub stats_interval: Duration,
+    /// Simulated network loss: subscriber connections drop every Nth inbound RTP datagram of
+    /// each SSRC before their WebRTC stack sees it (so NACK and retransmission are exercised).
+    pub drop_inbound_rtp_every: Option<u32>,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        EngineOptions { stats_interval: Duration::from_millis(50) }
+        EngineOptions { stats_interval: Duration::from_millis(50), drop_inbound_rtp_every: None }
     }
 }
 

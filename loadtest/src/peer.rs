@@ -80,6 +80,10 @@ fn interceptors(role: Option<Role>) -> Registry {
             .with(Slot::NackGenerator, NackGeneratorBuilder::new().build())
             .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build());
     }
+    if role == Some(Role::Subscriber) {
+        // sender reports reach the application, which checks them
+        r = r.with(Slot::from(crate::feedback::SLOT), crate::feedback::DeliverFeedback::default());
+    }
     r
 }
 

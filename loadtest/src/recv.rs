@@ -43,6 +43,8 @@ pub struct RecvTrack {
     highest: Option<u64>,
     seen: [u64; (WINDOW / 64) as usize],
     last_ts: u32,
+    /// Arrival (UNIX µs) of the packet that set `last_ts`.
+    last_ts_arrival_us: u64,
     last_picture: Option<u16>,
     frame: Frame,
     transit: Option<i64>,
@@ -63,6 +65,7 @@ impl RecvTrack {
             highest: None,
             seen: [0; (WINDOW / 64) as usize],
             last_ts: 0,
+            last_ts_arrival_us: 0,
             last_picture: None,
             frame: Frame::default(),
             transit: None,
@@ -86,6 +89,22 @@ impl RecvTrack {
     fn clear(&mut self, ext: u64) {
         let i = (ext % WINDOW) as usize;
         self.seen[i / 64] &= !(1u64 << (i % 64));
+    }
+
+    /// Records a sender report for this track that arrived at `arrival_us` (UNIX µs): counted,
+    /// and its RTP time compared with the newest received timestamp advanced to that instant.
+    pub fn on_sender_report(&mut self, rtp_time: u32, packet_count: u32, arrival_us: u64) {
+        let s = &mut self.stats;
+        s.sender_reports += 1;
+        s.sr_packet_count = packet_count;
+        if self.highest.is_none() {
+            return;
+        }
+        let rate = f64::from(self.clock_rate);
+        let since = arrival_us.saturating_sub(self.last_ts_arrival_us) as f64 / 1e6;
+        let expected = self.last_ts.wrapping_add((since * rate) as u32);
+        let error_ms = f64::from(rtp_time.wrapping_sub(expected) as i32).abs() * 1000.0 / rate;
+        s.sr_max_error_ms = s.sr_max_error_ms.max(error_ms);
     }
 
     /// Records one packet that arrived at `arrival_us` (UNIX microseconds).
@@ -166,6 +185,9 @@ impl RecvTrack {
             s.ts_backwards += 1;
         }
         let ts_delta = i64::from(p.ts.wrapping_sub(self.last_ts) as i32);
+        if first || p.ts != self.last_ts {
+            self.last_ts_arrival_us = arrival_us;
+        }
         self.last_ts = p.ts;
 
         let picture = desc.and_then(|d| d.picture_id.filter(|_| d.long_picture_id));

@@ -195,3 +195,34 @@ fn extend_near() {
         assert_eq!(extend(reference, seq), want, "{reference} {seq}");
     }
 }
+
+#[test]
+fn sender_report_rtp_time_checked_against_received_timestamps() {
+    // audio packets every 20 ms (960 ticks at 48 kHz), arriving 3 ms after their send time
+    let pkts = audio_packets(3);
+    let arrival = |i: usize| 1_000_000 + 20_000 * i as u64 + 3_000;
+    // columns: report arrival after the last packet (µs), RTP time offset from the last packet's
+    // timestamp (ticks), expected largest error (ms)
+    let rows: &[(u64, i64, f64)] = &[
+        (0, 0, 0.0),           // at the last packet, same timestamp
+        (500_000, 24_000, 0.0), // half a second later, advanced by half a second
+        (500_000, 24_480, 10.0), // 10 ms ahead
+        (500_000, 23_520, 10.0), // 10 ms behind
+        (100_000, -4_800, 200.0), // stale: 100 ms before the last packet
+    ];
+    for &(after_us, offset, want_ms) in rows {
+        let mut t = audio_track();
+        for (i, p) in pkts.iter().enumerate() {
+            feed(&mut t, p, p.seq, arrival(i));
+        }
+        let last_ts = pkts[2].ts;
+        t.on_sender_report(last_ts.wrapping_add(offset as i32 as u32), 3, arrival(2) + after_us);
+        assert_eq!(t.stats.sender_reports, 1);
+        assert_eq!(t.stats.sr_packet_count, 3);
+        assert!((t.stats.sr_max_error_ms - want_ms).abs() < 0.05, "{after_us} {offset}: {}", t.stats.sr_max_error_ms);
+    }
+    // before any packet: counted, not checked
+    let mut t = audio_track();
+    t.on_sender_report(12345, 0, 1);
+    assert_eq!((t.stats.sender_reports, t.stats.sr_max_error_ms), (1, 0.0));
+}

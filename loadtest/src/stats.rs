@@ -121,6 +121,14 @@ pub struct TrackStats {
     pub plis_sent: u64,
     /// Inter-arrival gaps (every received packet counts), see [`crate::gaps`].
     pub arrivals: crate::gaps::ArrivalGaps,
+    /// RTCP sender reports received for this track.
+    pub sender_reports: u64,
+    /// Packet count of the latest sender report.
+    pub sr_packet_count: u32,
+    /// Largest distance, in milliseconds of media time, between a sender report's RTP time
+    /// and the newest received timestamp advanced by the time since it arrived (a correct
+    /// report differs by the network delay and the sender's frame-time estimate only).
+    pub sr_max_error_ms: f64,
 }
 
 impl TrackStats {
@@ -153,6 +161,9 @@ impl TrackStats {
             jitter_ms: 0.0,
             plis_sent: 0,
             arrivals: crate::gaps::ArrivalGaps::default(),
+            sender_reports: 0,
+            sr_packet_count: 0,
+            sr_max_error_ms: 0.0,
         }
     }
 

@@ -92,6 +92,17 @@ impl Subscriber {
         }
     }
 
+    /// Records the sender reports among inbound RTCP (arrived at `arrival_us`, UNIX µs).
+    pub fn on_rtcp(&mut self, pkts: &[Box<dyn rtc::rtcp::Packet>], arrival_us: u64) {
+        use rtc::rtcp::sender_report::SenderReport;
+        for p in pkts {
+            let Some(sr) = p.as_any().downcast_ref::<SenderReport>() else { continue };
+            if let Some((_, idx, ..)) = self.by_ssrc.iter().find(|(s, ..)| *s == sr.ssrc) {
+                self.tracks[*idx].on_sender_report(sr.rtp_time, sr.packet_count, arrival_us);
+            }
+        }
+    }
+
     /// Writes the keyframe requests queued by [`Subscriber::on_rtp`].
     pub fn send_plis(&mut self, pc: &mut RTCPeerConnection, now: Instant) {
         for (receiver, ssrc) in self.plis.drain(..) {

@@ -22,6 +22,8 @@ pub struct MediaMetrics {
     pub rtp_forwarded: IntCounter,
     /// Packets resent to subscribers from the NACK cache.
     pub rtp_retransmitted: IntCounter,
+    /// Sender reports sent to subscribers.
+    pub sender_reports: IntCounter,
     drops: IntCounterVec,
     /// NACKs received from subscribers.
     pub nacks_received: IntCounter,
@@ -51,6 +53,7 @@ impl MediaMetrics {
             rtp_in_packets: c("sfu_rtp_in_packets_total", "RTP packets received from publishers"),
             rtp_forwarded: c("sfu_rtp_forwarded_packets_total", "RTP packets forwarded to subscribers"),
             rtp_retransmitted: c("sfu_rtp_retransmitted_packets_total", "Packets resent to subscribers after a NACK"),
+            sender_reports: c("sfu_rtcp_sender_reports_total", "Sender reports sent to subscribers"),
             drops: IntCounterVec::new(
                 Opts::new("sfu_dropped_packets_total", "Packets dropped, by reason"),
                 &["reason"],
@@ -79,6 +82,7 @@ impl MediaMetrics {
             Box::new(m.rtp_in_packets.clone()),
             Box::new(m.rtp_forwarded.clone()),
             Box::new(m.rtp_retransmitted.clone()),
+            Box::new(m.sender_reports.clone()),
             Box::new(m.drops.clone()),
             Box::new(m.nacks_received.clone()),
             Box::new(m.plis_sent.clone()),

@@ -95,7 +95,7 @@ async fn run_server(args: &Args, binary: &Path) -> anyhow::Result<Vec<Point>> {
     let server = SfuProcess::start(binary, &extra, &args.sfu_log_file).await?;
     eprintln!("# server {} pid {} http {} udp {}; {}", binary.display(), server.pid, server.http, server.udp, machine());
     let engines: Vec<Engine> =
-        (0..args.engines.max(1)).map(|_| Engine::spawn_with(EngineOptions { stats_interval: Duration::from_millis(500) })).collect();
+        (0..args.engines.max(1)).map(|_| Engine::spawn_with(EngineOptions { stats_interval: Duration::from_millis(500), ..Default::default() })).collect();
     let opts = Options {
         layer: args.layer.clone(),
         window: args.window,

@@ -154,7 +154,7 @@ pub async fn stopped(stop: &mut watch::Receiver<bool>) {
 
 /// Spawns the engines and one task per client; returns their outcomes in plan order.
 pub async fn run(shared: Arc<Shared>, plan: Vec<JoinSpec>) -> Vec<Outcome> {
-    let opts = EngineOptions { stats_interval: STATS_INTERVAL };
+    let opts = EngineOptions { stats_interval: STATS_INTERVAL, ..Default::default() };
     let engines: Vec<Engine> = (0..shared.common.engines).map(|_| Engine::spawn_with(opts.clone())).collect();
     let n = plan.len();
     let tasks: Vec<_> = plan

@@ -9,7 +9,6 @@ use crate::forward::munger::SeqOrigin;
 use crate::forward::selector::{Action, Layer, Wish};
 use crate::forward::vp8;
 use crate::udp::PeerKey;
-use bytes::BytesMut;
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
@@ -100,16 +99,11 @@ impl Room {
             metrics.count_drop("nack_not_cached");
             return;
         };
-        let payload = if track.codec == Codec::Vp8 {
+        let desc = if track.codec == Codec::Vp8 {
             let Ok(desc) = vp8::parse(&cached.payload) else { return };
-            let rw = dt.vp8.munge(&desc);
-            let mut b = BytesMut::from(&cached.payload[..]);
-            if vp8::write(&mut b, &desc, &rw).is_err() {
-                return;
-            }
-            b.freeze()
+            Some(desc)
         } else {
-            cached.payload.clone()
+            None
         };
         let header = rtc::rtp::Header {
             version: 2,
@@ -120,11 +114,42 @@ impl Room {
             ssrc: dt.ssrc,
             ..Default::default()
         };
-        let Some(peer) = self.peers.get_mut(&p.subscriber) else { return };
-        let Some(mut sender) = peer.pc.rtp_sender(dt.sender_id) else { return };
-        if sender.write_rtp(now, rtc::rtp::Packet { header, payload }).is_ok() {
-            metrics.rtp_retransmitted.inc();
-            self.dirty.push(p.subscriber);
+        let Some(egress) = self.peers.get_mut(&p.subscriber).and_then(|peer| peer.egress.as_mut()) else { return };
+        let vp8 = &mut dt.vp8;
+        let rewrite = |b: &mut [u8]| match &desc {
+            Some(d) => vp8::write(b, d, &vp8.munge(d)).is_ok(),
+            None => true,
+        };
+        match egress.send_rtp(&header, &cached.payload, rewrite, &mut self.sends) {
+            Ok(Some(len)) => {
+                dt.sent.on_sent(header.timestamp, len, now);
+                metrics.rtp_retransmitted.inc();
+            }
+            Ok(None) => {}
+            Err(e) => {
+                metrics.count_drop("srtp_protect_failed");
+                tracing::debug!(error = %e, "retransmission not protected");
+            }
+        }
+    }
+
+    /// Sends the sender reports of one slice of the participants (see `REPORT_SLICES`): each
+    /// downtrack that sent media reports once per `SR_INTERVAL`, protected by the subscriber
+    /// connection's own context like its RTP.
+    pub(super) fn send_sender_reports(&mut self, now: Instant) {
+        let slice = self.report_slice % super::worker::REPORT_SLICES;
+        self.report_slice = self.report_slice.wrapping_add(1);
+        let ntp = super::egress::ntp_now();
+        let slices = super::worker::REPORT_SLICES as usize;
+        for p in self.participants.iter().skip(slice as usize).step_by(slices) {
+            let Some(egress) = self.peers.get_mut(&p.subscriber).and_then(|peer| peer.egress.as_mut()) else { continue };
+            for dt in &p.downtracks {
+                let Some(sr) = dt.sent.report(dt.ssrc, now, ntp, dt.clock_rate) else { continue };
+                match egress.send_rtcp(&sr, &mut self.sends) {
+                    Ok(()) => self.plane.metrics.sender_reports.inc(),
+                    Err(e) => tracing::debug!(error = %e, "sender report not protected"),
+                }
+            }
         }
     }
 
@@ -178,7 +203,7 @@ impl Room {
         if pkt.payload.is_empty() {
             // padding-only (bandwidth probing): never forwarded, and no gap for subscribers
             for p in self.participants.iter_mut() {
-                if let Some(dt) = p.downtracks.iter_mut().find(|d| d.track == track.id) {
+                if let Some(dt) = p.downtracks.iter_mut().find(|d| d.track_key == track.key) {
                     if dt.selector.current() == Some(layer) {
                         dt.munger.drop_packet(seq);
                     }
@@ -219,11 +244,12 @@ impl Room {
         // restarts at a keyframe.
         let muted = self.admin.is_muted(&track.id);
 
+        let mut forwarded = 0u64;
         for p in self.participants.iter_mut() {
             let events = &p.events;
-            let Some(dt) = p.downtracks.iter_mut().find(|d| d.track == track.id) else { continue };
+            let Some(dt) = p.downtracks.iter_mut().find(|d| d.track_key == track.key) else { continue };
             // one lookup of the subscriber's connection per packet
-            let Some(peer) = self.peers.get_mut(&p.subscriber).filter(|peer| peer.connected) else { continue };
+            let Some(peer) = self.peers.get_mut(&p.subscriber).filter(|peer| peer.connected && peer.egress.is_some()) else { continue };
             if !dt.negotiated {
                 continue; // selection starts once media can flow, so the first packet is a keyframe
             }
@@ -280,10 +306,10 @@ impl Room {
                 metrics.count_drop("munger_rejected");
                 continue;
             };
-            let Some(mut sender) = peer.pc.rtp_sender(dt.sender_id) else { continue };
             let pt = match dt.payload_type {
                 Some(pt) => pt,
                 None => {
+                    let Some(mut sender) = peer.pc.rtp_sender(dt.sender_id) else { continue };
                     let found = sender
                         .get_parameters()
                         .rtp_parameters
@@ -303,8 +329,9 @@ impl Room {
                     }
                 }
             };
+            let Some(egress) = peer.egress.as_mut() else { continue };
             // A fresh header: no CSRCs and no header extensions (their ids are the publisher
-            // connection's), so nothing is cloned or allocated per subscriber.
+            // connection's).
             let header = rtc::rtp::Header {
                 version: 2,
                 marker: pkt.header.marker,
@@ -314,31 +341,26 @@ impl Room {
                 ssrc: dt.ssrc,
                 ..Default::default()
             };
-            let payload = match &desc {
-                Some(d) => {
-                    let rw = dt.vp8.munge(d);
-                    let mut b = BytesMut::from(&pkt.payload[..]);
-                    if vp8::write(&mut b, d, &rw).is_err() {
-                        metrics.count_drop("bad_vp8");
-                        continue;
-                    }
-                    b.freeze()
-                }
-                None => pkt.payload.clone(),
+            let vp8 = &mut dt.vp8;
+            let rewrite = |b: &mut [u8]| match &desc {
+                Some(d) => vp8::write(b, d, &vp8.munge(d)).is_ok(),
+                None => true,
             };
-            match sender.write_rtp(now, rtc::rtp::Packet { header, payload }) {
-                Ok(()) => {
+            match egress.send_rtp(&header, &pkt.payload, rewrite, &mut self.sends) {
+                Ok(Some(len)) => {
                     dt.last_in_ts = Some(ts);
                     dt.ts_offset = out_ts.wrapping_sub(pkt.header.timestamp);
-                    metrics.rtp_forwarded.inc();
-                    self.dirty.push(p.subscriber);
+                    dt.sent.on_sent(out_ts, len, now);
+                    forwarded += 1;
                 }
+                Ok(None) => metrics.count_drop("bad_vp8"),
                 Err(e) => {
-                    metrics.count_drop("write_rtp_failed");
-                    tracing::trace!(error = %e, "write_rtp");
+                    metrics.count_drop("srtp_protect_failed");
+                    tracing::debug!(error = %e, "forwarded packet not protected");
                 }
             }
         }
+        metrics.rtp_forwarded.inc_by(forwarded);
         metrics.forward_delay.observe(now.saturating_duration_since(arrived).as_secs_f64());
         if let Some(l) = want_keyframe {
             let id = self.tracks[tidx].id.clone();

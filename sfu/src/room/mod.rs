@@ -3,6 +3,7 @@
 //! [`Datagram`]s.
 
 pub mod admin;
+pub mod egress;
 pub mod forward;
 pub mod negotiate;
 pub mod participant;

@@ -238,7 +238,9 @@ impl Room {
                 let rids = mid
                     .and_then(|m| self.participants[pidx].offered_rids.iter().find(|(x, _)| *x == m).map(|(_, r)| r.clone()))
                     .unwrap_or_default();
+                self.next_track_key = self.next_track_key.wrapping_add(1);
                 let track = PublishedTrack {
+                    key: self.next_track_key,
                     id: new_track_id(),
                     publisher: owner.to_string(),
                     peer: key,
@@ -342,6 +344,7 @@ impl Room {
         };
         let clock_rate = track.rtc_codec.clock_rate;
         p.downtracks.push(DownTrack {
+            track_key: track.key,
             track: track.id.clone(),
             publisher: track.publisher.clone(),
             kind: track.kind,
@@ -357,6 +360,8 @@ impl Room {
             ts_offset: 0,
             negotiated: false,
             announced: None,
+            clock_rate,
+            sent: Default::default(),
         });
         self.plane.metrics.subscribed_tracks.inc();
     }

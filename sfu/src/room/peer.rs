@@ -48,9 +48,13 @@ pub struct Peer {
     pub pc: RTCPeerConnection,
     /// When it next wants `handle_timeout`.
     pub next_timeout: Option<Instant>,
+    /// Earliest live entry of this peer in the room's timer heap.
+    pub armed: Option<Instant>,
     /// DTLS-SRTP is up and the path not failed: media can be sent (a `disconnected` path is
     /// transient and keeps sending).
     pub connected: bool,
+    /// Subscriber connections: our own SRTP output for forwarded media, once DTLS is up.
+    pub egress: Option<super::egress::Egress>,
 }
 
 /// Where this node's media port is and what address it announces.
@@ -173,7 +177,7 @@ pub fn new_peer(
         .new_candidate_host()?;
         pc.add_local_candidate(RTCIceCandidate::from(&candidate).to_json()?)?;
     }
-    Ok(Peer { key, owner: owner.to_owned(), role, ufrag, pc, next_timeout: None, connected: false })
+    Ok(Peer { key, owner: owner.to_owned(), role, ufrag, pc, next_timeout: None, armed: None, connected: false, egress: None })
 }
 
 impl MediaAddr {
@@ -189,7 +193,7 @@ impl MediaAddr {
     }
 }
 
-/// Lets the RTCP the worker acts on (PLI, FIR, sender reports) reach `poll_read`: in `rtc` 0.21
+/// Lets the RTCP the worker acts on (PLI, FIR, NACK, sender reports) reach `poll_read`: in `rtc` 0.21
 /// inbound RTCP ends at the interceptor chain's terminus unless an interceptor marks it with
 /// `Attribute::DeliverToApplication`. Marked packets still reach every other interceptor.
 #[derive(Default)]
@@ -214,10 +218,14 @@ impl rtc::sansio::Protocol<rtc::interceptor::TaggedPacket, rtc::interceptor::Tag
         use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
         use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
         use rtc::rtcp::sender_report::SenderReport;
+        use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
         if let rtc::interceptor::Packet::Rtcp(pkts) = &msg.message.packet {
             let wanted = pkts.iter().any(|p| {
                 let any = p.as_any();
-                any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>() || any.is::<SenderReport>()
+                any.is::<PictureLossIndication>()
+                    || any.is::<FullIntraRequest>()
+                    || any.is::<SenderReport>()
+                    || any.is::<TransportLayerNack>()
             });
             if wanted {
                 msg.message.add(rtc::interceptor::Attribute::DeliverToApplication);

@@ -74,6 +74,8 @@ pub struct LayerIn {
 
 /// A track some participant publishes.
 pub struct PublishedTrack {
+    /// Room-unique number: what the packet path compares instead of the id string.
+    pub key: u32,
     /// Public id (`TR_...`).
     pub id: String,
     /// Publishing participant.
@@ -134,6 +136,8 @@ impl PublishedTrack {
 
 /// One subscriber's view of one published track.
 pub struct DownTrack {
+    /// The published track's [`PublishedTrack::key`].
+    pub track_key: u32,
     /// Published track id.
     pub track: String,
     /// Its publisher.
@@ -164,4 +168,8 @@ pub struct DownTrack {
     pub negotiated: bool,
     /// Layer last announced with `layer_changed`.
     pub announced: Option<Layer>,
+    /// RTP clock rate, for sender reports.
+    pub clock_rate: u32,
+    /// What was sent, for sender reports.
+    pub sent: super::egress::SentStats,
 }

@@ -16,7 +16,9 @@ use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use signaling::protocol::{ErrorCode, ServerMessage};
 use signaling::room::RoomCommand;
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -27,6 +29,10 @@ const EVACUATE_SPREAD_MS: u64 = 2000;
 /// Datagrams handled per wake-up before output is flushed.
 const BATCH: usize = 64;
 
+/// Sender reports go out in this many slices per interval, so a large room never sends all of
+/// them in one burst.
+pub(super) const REPORT_SLICES: u32 = 10;
+
 /// State of one room, owned by its worker task.
 pub struct Room {
     pub(super) name: String,
@@ -34,15 +40,23 @@ pub struct Room {
     pub(super) datagrams: mpsc::Sender<Datagram>,
     pub(super) participants: Vec<Participant>,
     pub(super) tracks: Vec<PublishedTrack>,
-    pub(super) peers: HashMap<PeerKey, Peer>,
+    pub(super) peers: FxHashMap<PeerKey, Peer>,
+    /// Peer timers by due time; an entry is live while it equals its peer's `armed`.
+    timers: BinaryHeap<Reverse<(Instant, PeerKey)>>,
     /// Connections with pending output.
     pub(super) dirty: Vec<PeerKey>,
     /// Datagrams produced since the last flush.
-    sends: SendBatch,
+    pub(super) sends: SendBatch,
     /// Operator state: muted tracks, deleted room (see `admin.rs`).
     pub(super) admin: super::admin::AdminState,
     events_buf: Vec<RTCPeerConnectionEvent>,
     reads_buf: Vec<TaggedRTCMessage>,
+    /// Source of [`PublishedTrack::key`]s.
+    pub(super) next_track_key: u32,
+    /// When the next slice of sender reports is due.
+    next_reports: Instant,
+    /// Slices sent so far (participant `i` reports in slice `i % REPORT_SLICES`).
+    pub(super) report_slice: u32,
 }
 
 impl Room {
@@ -55,12 +69,16 @@ impl Room {
             datagrams,
             participants: Vec::new(),
             tracks: Vec::new(),
-            peers: HashMap::new(),
+            peers: FxHashMap::default(),
+            timers: BinaryHeap::new(),
             admin: Default::default(),
             dirty: Vec::new(),
             sends: SendBatch::new(send_batch),
             events_buf: Vec::new(),
             reads_buf: Vec::new(),
+            next_track_key: 0,
+            next_reports: Instant::now(),
+            report_slice: 0,
         }
     }
 
@@ -94,17 +112,39 @@ impl Room {
     }
 
     fn next_timeout(&self) -> Option<Instant> {
-        self.peers.values().filter_map(|p| p.next_timeout).min()
+        let peers = self.timers.peek().map(|Reverse((t, _))| *t);
+        Some(peers.map_or(self.next_reports, |t| t.min(self.next_reports)))
     }
 
     fn on_timeout(&mut self, now: Instant) {
-        for (key, peer) in self.peers.iter_mut() {
-            if peer.next_timeout.is_some_and(|t| t <= now) {
-                if let Err(e) = peer.pc.handle_timeout(now) {
-                    tracing::debug!(room = %self.name, error = %e, "handle_timeout");
+        if now >= self.next_reports {
+            self.send_sender_reports(now);
+            self.next_reports = now + super::egress::SR_INTERVAL / REPORT_SLICES;
+        }
+        while let Some(&Reverse((at, key))) = self.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(peer) = self.peers.get_mut(&key) else { continue };
+            if peer.armed != Some(at) {
+                continue; // superseded by an earlier entry
+            }
+            peer.armed = None;
+            match peer.next_timeout {
+                Some(t) if t <= now => {
+                    if let Err(e) = peer.pc.handle_timeout(now) {
+                        tracing::debug!(room = %self.name, error = %e, "handle_timeout");
+                    }
+                    peer.next_timeout = None;
+                    self.dirty.push(key);
                 }
-                peer.next_timeout = None;
-                self.dirty.push(*key);
+                Some(t) => {
+                    // moved later since it was armed
+                    peer.armed = Some(t);
+                    self.timers.push(Reverse((t, key)));
+                }
+                None => {}
             }
         }
     }
@@ -166,6 +206,18 @@ impl Room {
             reads.push(m);
         }
         peer.next_timeout = peer.pc.poll_timeout();
+        if let Some(t) = peer.next_timeout
+            && peer.armed.is_none_or(|a| t < a)
+        {
+            peer.armed = Some(t);
+            self.timers.push(Reverse((t, key)));
+        }
+        if let Some(egress) = peer.egress.as_mut() {
+            // ICE may nominate another pair (a consent check from a new address)
+            if let Some(remote) = peer.pc.selected_remote_addr() {
+                egress.remote = remote;
+            }
+        }
         let role = peer.role;
         for e in events.drain(..) {
             self.on_peer_event(key, role, e);
@@ -185,7 +237,15 @@ impl Room {
                 tracing::info!(room = %self.name, participant = %owner, ?role, %state, "peer connection state");
                 if let Some(peer) = self.peers.get_mut(&key) {
                     match state {
-                        RTCPeerConnectionState::Connected => peer.connected = true,
+                        RTCPeerConnectionState::Connected => {
+                            peer.connected = true;
+                            if role == Role::Subscriber {
+                                peer.egress = new_egress(peer);
+                                if peer.egress.is_none() {
+                                    tracing::error!(room = %self.name, participant = %owner, "no SRTP keys or path after connecting: media to it is dropped");
+                                }
+                            }
+                        }
                         RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => peer.connected = false,
                         _ => {}
                     }
@@ -279,4 +339,13 @@ impl Room {
         self.plane.metrics.subscribed_tracks.sub(subscribed as i64);
         self.plane.metrics.published_tracks.sub(self.tracks.len() as i64);
     }
+}
+
+/// A subscriber connection's SRTP output, from its DTLS keys and ICE-selected path.
+fn new_egress(peer: &Peer) -> Option<super::egress::Egress> {
+    let keys = peer.pc.local_srtp_keys()?;
+    let remote = peer.pc.selected_remote_addr()?;
+    super::egress::Egress::new(keys, remote)
+        .map_err(|e| tracing::error!(error = %e, "srtp context"))
+        .ok()
 }

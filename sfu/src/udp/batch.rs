@@ -51,6 +51,12 @@ impl SendBatch {
         self.queue.len()
     }
 
+    /// Takes the queued datagrams without sending them (tests).
+    #[cfg(test)]
+    pub fn take_for_test(&mut self) -> Vec<(BytesMut, SocketAddr)> {
+        std::mem::take(&mut self.queue)
+    }
+
     /// True when nothing is queued.
     pub fn is_empty(&self) -> bool {
         self.queue.is_empty()

@@ -1,0 +1,221 @@
+//! A subscriber connection's own media output: forwarded RTP and its sender reports are
+//! protected here with the connection's SRTP keys and queued straight into the room's send
+//! batch, without `rtc`'s write pipeline (interceptors, message moves, one drain per packet).
+//!
+//! `rtc` still owns everything else of the connection: ICE, DTLS, incoming RTCP. The keys come
+//! from the DTLS handshake (`RTCPeerConnection::local_srtp_keys`, see vendor/rtc/PATCH.md);
+//! this context is the only writer of the downtracks' SSRCs, RTP and RTCP alike, so rollover
+//! counters and SRTCP indexes stay consistent.
+
+use crate::udp::SendBatch;
+use rtc::peer_connection::transport::SrtpSessionKeys;
+use rtc::srtp::context::Context;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// Size of the fixed RTP header we send (no CSRCs, no extensions).
+pub const RTP_HEADER_LEN: usize = 12;
+/// Size of a sender report without report blocks.
+pub const SR_LEN: usize = 28;
+/// How often each downtrack gets a sender report.
+pub const SR_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Why a packet could not be protected.
+#[derive(Debug, thiserror::Error)]
+pub enum EgressError {
+    /// The SRTP context refused the packet (rollover exhausted, cipher failure).
+    #[error("srtp: {0}")]
+    Srtp(#[from] rtc::shared::error::Error),
+    /// No crypto provider is compiled in.
+    #[error("crypto provider: {0}")]
+    Crypto(String),
+}
+
+/// SRTP output of one subscriber connection.
+pub struct Egress {
+    srtp: Context,
+    /// Where the connection's ICE-selected pair points.
+    pub remote: SocketAddr,
+    /// Plain packet being built (reused, never shrinks).
+    scratch: Vec<u8>,
+}
+
+impl Egress {
+    /// A fresh sending context from the handshake's keys.
+    pub fn new(keys: &SrtpSessionKeys, remote: SocketAddr) -> Result<Self, EgressError> {
+        let provider = rtc::crypto::default_provider().map_err(|e| EgressError::Crypto(e.to_string()))?;
+        let srtp = Context::new(&keys.master_key, &keys.master_salt, keys.profile, None, None, provider.crypto())?;
+        Ok(Egress { srtp, remote, scratch: Vec::with_capacity(1500) })
+    }
+
+    /// Protects one RTP packet and queues it: `payload` is copied behind a fresh header, then
+    /// `rewrite` may patch the copied payload in place (VP8 descriptor). Returns the payload
+    /// bytes sent, or `Ok(None)` when `rewrite` refused the payload.
+    pub fn send_rtp(
+        &mut self,
+        header: &rtc::rtp::Header,
+        payload: &[u8],
+        rewrite: impl FnOnce(&mut [u8]) -> bool,
+        sends: &mut SendBatch,
+    ) -> Result<Option<usize>, EgressError> {
+        self.scratch.clear();
+        self.scratch.extend_from_slice(&rtp_header(header.marker, header.payload_type, header.sequence_number, header.timestamp, header.ssrc));
+        self.scratch.extend_from_slice(payload);
+        if !rewrite(&mut self.scratch[RTP_HEADER_LEN..]) {
+            return Ok(None);
+        }
+        let protected = self.srtp.encrypt_rtp_with_header(&self.scratch, header)?;
+        sends.push(protected, self.remote);
+        Ok(Some(payload.len()))
+    }
+
+    /// Protects one compound RTCP packet and queues it.
+    pub fn send_rtcp(&mut self, packet: &[u8], sends: &mut SendBatch) -> Result<(), EgressError> {
+        let protected = self.srtp.encrypt_rtcp(packet)?;
+        sends.push(protected, self.remote);
+        Ok(())
+    }
+}
+
+/// The 12-byte RTP header of a forwarded packet: version 2, no padding, no extension, no CSRC.
+pub fn rtp_header(marker: bool, payload_type: u8, seq: u16, ts: u32, ssrc: u32) -> [u8; RTP_HEADER_LEN] {
+    let mut h = [0u8; RTP_HEADER_LEN];
+    h[0] = 0x80;
+    h[1] = (u8::from(marker) << 7) | (payload_type & 0x7f);
+    h[2..4].copy_from_slice(&seq.to_be_bytes());
+    h[4..8].copy_from_slice(&ts.to_be_bytes());
+    h[8..12].copy_from_slice(&ssrc.to_be_bytes());
+    h
+}
+
+/// What a downtrack has sent, for its sender reports (RFC 3550 6.4.1).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SentStats {
+    /// Packets sent (wrapping, as in the report).
+    pub packets: u32,
+    /// Payload octets sent (wrapping).
+    pub octets: u32,
+    /// RTP timestamp of the last packet sent and when it left.
+    pub last: Option<(u32, Instant)>,
+}
+
+impl SentStats {
+    /// Counts one packet.
+    pub fn on_sent(&mut self, ts: u32, payload_len: usize, now: Instant) {
+        self.packets = self.packets.wrapping_add(1);
+        self.octets = self.octets.wrapping_add(payload_len as u32);
+        // the timestamp clock only moves forward with new frames; keep the first send time of a frame
+        if self.last.is_none_or(|(last_ts, _)| last_ts != ts) {
+            self.last = Some((ts, now));
+        }
+    }
+
+    /// The sender report at `now` (wall clock `ntp`, 32.32 fixed point): the RTP time is the
+    /// last packet's timestamp advanced by the time since it was sent. `None` before any packet.
+    pub fn report(&self, ssrc: u32, now: Instant, ntp: u64, clock_rate: u32) -> Option<[u8; SR_LEN]> {
+        let (ts, at) = self.last?;
+        let elapsed = now.saturating_duration_since(at).as_secs_f64();
+        let rtp = ts.wrapping_add((elapsed * f64::from(clock_rate)) as u32);
+        let mut b = [0u8; SR_LEN];
+        b[0] = 0x80; // V=2, P=0, RC=0
+        b[1] = 200; // SR
+        b[2..4].copy_from_slice(&((SR_LEN / 4 - 1) as u16).to_be_bytes());
+        b[4..8].copy_from_slice(&ssrc.to_be_bytes());
+        b[8..16].copy_from_slice(&ntp.to_be_bytes());
+        b[16..20].copy_from_slice(&rtp.to_be_bytes());
+        b[20..24].copy_from_slice(&self.packets.to_be_bytes());
+        b[24..28].copy_from_slice(&self.octets.to_be_bytes());
+        Some(b)
+    }
+}
+
+/// Wall-clock time as a 32.32 NTP timestamp.
+pub fn ntp_now() -> u64 {
+    const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let frac = ((u64::from(d.subsec_nanos())) << 32) / 1_000_000_000;
+    ((d.as_secs() + NTP_UNIX_OFFSET) << 32) | frac
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rtc::shared::marshal::{Marshal, Unmarshal};
+
+    #[test]
+    fn header_matches_rtc_marshal() {
+        // columns: marker, pt, seq, ts, ssrc
+        let rows: &[(bool, u8, u16, u32, u32)] = &[
+            (false, 96, 0, 0, 0),
+            (true, 111, 65535, u32::MAX, 0xdead_beef),
+            (true, 127, 1, 90_000, 1),
+            (false, 102, 4242, 123_456_789, 0x8000_0000),
+        ];
+        for &(marker, pt, seq, ts, ssrc) in rows {
+            let h = rtc::rtp::Header { version: 2, marker, payload_type: pt, sequence_number: seq, timestamp: ts, ssrc, ..Default::default() };
+            let want = h.marshal().expect("marshal");
+            assert_eq!(&rtp_header(marker, pt, seq, ts, ssrc)[..], &want[..], "{h:?}");
+        }
+    }
+
+    #[test]
+    fn sender_report_parses_and_extrapolates() {
+        let t0 = Instant::now();
+        let mut s = SentStats::default();
+        assert!(s.report(7, t0, 1, 90_000).is_none(), "no report before the first packet");
+        s.on_sent(1000, 1000, t0);
+        s.on_sent(1000, 500, t0 + Duration::from_millis(5)); // same frame: send time kept
+        s.on_sent(4000, 200, t0 + Duration::from_millis(33));
+        // columns: report time after t0 (ms), expected rtp time
+        let rows: &[(u64, u32)] = &[(33, 4000), (133, 4000 + 9000), (1033, 4000 + 90_000)];
+        for &(ms, want_rtp) in rows {
+            let b = s.report(0x1234, t0 + Duration::from_millis(ms), 0x0102_0304_0506_0708, 90_000).expect("report");
+            let sr = rtc::rtcp::sender_report::SenderReport::unmarshal(&mut &b[..]).expect("valid SR");
+            assert_eq!(sr.ssrc, 0x1234);
+            assert_eq!(sr.ntp_time, 0x0102_0304_0506_0708);
+            assert_eq!(sr.rtp_time, want_rtp, "at {ms} ms");
+            assert_eq!(sr.packet_count, 3);
+            assert_eq!(sr.octet_count, 1700);
+            assert!(sr.reports.is_empty());
+        }
+    }
+
+    #[test]
+    fn counters_wrap() {
+        let t0 = Instant::now();
+        let mut s = SentStats { packets: u32::MAX, octets: u32::MAX - 9, last: None };
+        s.on_sent(1, 20, t0);
+        assert_eq!((s.packets, s.octets), (0, 10));
+    }
+
+    #[test]
+    fn protected_packets_decrypt_with_the_peer_keys() {
+        use rtc::srtp::protection_profile::ProtectionProfile;
+        for profile in [ProtectionProfile::AeadAes128Gcm, ProtectionProfile::Aes128CmHmacSha1_80] {
+            let keys = SrtpSessionKeys { profile, master_key: vec![3; profile.key_len()], master_salt: vec![5; profile.salt_len()] };
+            let remote: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+            let mut egress = Egress::new(&keys, remote).expect("context");
+            let provider = rtc::crypto::default_provider().unwrap();
+            let mut peer = Context::new(&keys.master_key, &keys.master_salt, profile, None, None, provider.crypto()).unwrap();
+            let mut sends = SendBatch::new(8);
+            let header = rtc::rtp::Header { version: 2, marker: true, payload_type: 96, sequence_number: 65535, timestamp: 9, ssrc: 77, ..Default::default() };
+            let sent = egress
+                .send_rtp(&header, b"\x90\x80\x05payload", |p| { p[2] = 0x06; true }, &mut sends)
+                .expect("protect");
+            assert_eq!(sent, Some(10));
+            let refused = egress.send_rtp(&header, b"x", |_| false, &mut sends).expect("no error");
+            assert_eq!(refused, None);
+            let sr = SentStats { packets: 1, octets: 10, last: Some((9, Instant::now())) }.report(77, Instant::now(), 5, 90_000).unwrap();
+            egress.send_rtcp(&sr, &mut sends).expect("protect rtcp");
+            let queued = sends.take_for_test();
+            assert_eq!(queued.len(), 2);
+            assert!(queued.iter().all(|(_, to)| *to == remote));
+            let plain = peer.decrypt_rtp(&queued[0].0).expect("decrypts");
+            let pkt = rtc::rtp::Packet::unmarshal(&mut &plain[..]).unwrap();
+            assert_eq!((pkt.header.sequence_number, pkt.header.ssrc, pkt.header.marker), (65535, 77, true));
+            assert_eq!(&pkt.payload[..], b"\x90\x80\x06payload", "rewritten in place");
+            let rtcp = peer.decrypt_rtcp(&queued[1].0).expect("rtcp decrypts");
+            assert_eq!(&rtcp[..], &sr[..]);
+        }
+    }
+}
