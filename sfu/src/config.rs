@@ -94,6 +94,10 @@ pub struct Config {
     /// baseline for benchmarks.
     #[arg(long, env = "SFU_SEND_BATCH", default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub send_batch: u16,
+    /// UDP segmentation offload: consecutive datagrams to one destination leave as one
+    /// message (`--gso false` sends each on its own, as a baseline for benchmarks).
+    #[arg(long, env = "SFU_GSO", default_value_t = true, action = clap::ArgAction::Set)]
+    pub gso: bool,
     /// Log filter (tracing EnvFilter syntax).
     #[arg(long, env = "SFU_LOG", default_value = "info,rtc=warn,rtc_ice=warn,rtc::peer_connection::handler=error,rtc_dtls=error,rtc_srtp=error")]
     pub log: String,

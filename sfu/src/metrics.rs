@@ -16,6 +16,8 @@ pub struct MediaMetrics {
     pub udp_out_bytes: IntCounter,
     /// Send system calls on the media port (sendmmsg batches several datagrams).
     pub udp_send_calls: IntCounter,
+    /// Send messages that carried several datagrams (UDP GSO).
+    pub udp_gso_messages: IntCounter,
     /// RTP packets received from publishers.
     pub rtp_in_packets: IntCounter,
     /// RTP packets forwarded to subscribers.
@@ -50,6 +52,7 @@ impl MediaMetrics {
             udp_out_packets: c("sfu_udp_out_packets_total", "Datagrams sent on the media port"),
             udp_out_bytes: c("sfu_udp_out_bytes_total", "Bytes sent on the media port"),
             udp_send_calls: c("sfu_udp_send_calls_total", "Send system calls on the media port"),
+            udp_gso_messages: c("sfu_udp_gso_messages_total", "Send messages carrying several datagrams to one destination (UDP GSO)"),
             rtp_in_packets: c("sfu_rtp_in_packets_total", "RTP packets received from publishers"),
             rtp_forwarded: c("sfu_rtp_forwarded_packets_total", "RTP packets forwarded to subscribers"),
             rtp_retransmitted: c("sfu_rtp_retransmitted_packets_total", "Packets resent to subscribers after a NACK"),
@@ -79,6 +82,7 @@ impl MediaMetrics {
             Box::new(m.udp_out_packets.clone()),
             Box::new(m.udp_out_bytes.clone()),
             Box::new(m.udp_send_calls.clone()),
+            Box::new(m.udp_gso_messages.clone()),
             Box::new(m.rtp_in_packets.clone()),
             Box::new(m.rtp_forwarded.clone()),
             Box::new(m.rtp_retransmitted.clone()),

@@ -57,6 +57,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Server> {
         addr,
         next_key: Arc::new(AtomicU64::new(1)),
         send_batch: usize::from(config.send_batch),
+        gso: config.gso,
     };
     tokio::spawn(reader::run(socket, demux, media_metrics.clone()));
 

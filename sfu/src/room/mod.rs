@@ -41,6 +41,8 @@ pub struct MediaPlane {
     pub next_key: Arc<AtomicU64>,
     /// Datagrams per send system call.
     pub send_batch: usize,
+    /// UDP GSO for runs of datagrams to one destination.
+    pub gso: bool,
 }
 
 impl RoomFactory for MediaPlane {

@@ -62,7 +62,7 @@ pub struct Room {
 impl Room {
     /// A room with no participants.
     pub fn new(name: String, plane: MediaPlane, datagrams: mpsc::Sender<Datagram>) -> Self {
-        let send_batch = plane.send_batch;
+        let (send_batch, gso) = (plane.send_batch, plane.gso);
         Room {
             name,
             plane,
@@ -73,7 +73,11 @@ impl Room {
             timers: BinaryHeap::new(),
             admin: Default::default(),
             dirty: Vec::new(),
-            sends: SendBatch::new(send_batch),
+            sends: {
+                let mut b = SendBatch::new(send_batch);
+                b.set_gso(gso);
+                b
+            },
             events_buf: Vec::new(),
             reads_buf: Vec::new(),
             next_track_key: 0,
@@ -184,6 +188,7 @@ impl Room {
         metrics.udp_out_packets.inc_by(f.sent);
         metrics.udp_out_bytes.inc_by(f.bytes);
         metrics.udp_send_calls.inc_by(f.syscalls);
+        metrics.udp_gso_messages.inc_by(f.gso_messages);
         if f.would_block > 0 {
             metrics.count_drop_n("send_would_block", f.would_block);
         }

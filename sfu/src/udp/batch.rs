@@ -1,12 +1,19 @@
 //! Batched sending: the datagrams a room worker produces in one wake-up leave in as few
-//! `sendmmsg(2)` calls as possible (64 per call) instead of one `sendto` each.
+//! `sendmmsg(2)` calls as possible (64 messages per call) instead of one `sendto` each, and
+//! consecutive datagrams to one destination leave as one UDP GSO message (`UDP_SEGMENT`): the
+//! kernel builds and routes one buffer and cuts it into datagrams at the end (a video frame of
+//! several packets to one subscriber costs one trip through the stack).
 
 use bytes::BytesMut;
 use std::net::SocketAddr;
 use tokio::net::UdpSocket;
 
-/// Most datagrams per `sendmmsg` call.
+/// Most messages per `sendmmsg` call.
 pub const MAX_CHUNK: usize = 64;
+/// Most datagrams in one GSO message.
+pub const MAX_SEGMENTS: usize = 64;
+/// Most bytes in one GSO message (an IP datagram's payload limit, with room for headers).
+const MAX_GSO_BYTES: usize = 65_000;
 
 /// Outcome of one flush, for metrics.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -21,12 +28,27 @@ pub struct Flushed {
     pub errors: u64,
     /// System calls made.
     pub syscalls: u64,
+    /// Messages that carried several datagrams (GSO).
+    pub gso_messages: u64,
+}
+
+/// One message of a flush: `count` datagrams (at `order[start..start + count]`) to one
+/// destination, all `seg` bytes long but the last, which may be shorter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Group {
+    start: u32,
+    count: u16,
+    seg: u16,
 }
 
 /// Datagrams waiting to be sent; the buffers are reused from flush to flush.
 pub struct SendBatch {
     queue: Vec<(BytesMut, SocketAddr)>,
     chunk: usize,
+    gso: bool,
+    /// Queue indices in sending order (grouped by destination when GSO is on).
+    order: Vec<u32>,
+    groups: Vec<Group>,
 }
 
 impl Default for SendBatch {
@@ -36,9 +58,21 @@ impl Default for SendBatch {
 }
 
 impl SendBatch {
-    /// A batch sending up to `chunk` datagrams per system call (clamped to 1..=[`MAX_CHUNK`]).
+    /// A batch sending up to `chunk` messages per system call (clamped to 1..=[`MAX_CHUNK`]),
+    /// with GSO where the platform has it.
     pub fn new(chunk: usize) -> Self {
-        SendBatch { queue: Vec::new(), chunk: chunk.clamp(1, MAX_CHUNK) }
+        SendBatch { queue: Vec::new(), chunk: chunk.clamp(1, MAX_CHUNK), gso: cfg!(target_os = "linux"), order: Vec::new(), groups: Vec::new() }
+    }
+
+    /// Turns segmentation offload on or off (on by default on Linux; turned off by itself when
+    /// the kernel refuses it).
+    pub fn set_gso(&mut self, on: bool) {
+        self.gso = on && cfg!(target_os = "linux");
+    }
+
+    /// Whether GSO is in use.
+    pub fn gso(&self) -> bool {
+        self.gso
     }
 
     /// Queues a datagram.
@@ -63,7 +97,8 @@ impl SendBatch {
     }
 
     /// Sends everything queued, never blocking: what the socket cannot take now is dropped
-    /// and counted (real-time media is not worth queueing behind a full buffer).
+    /// and counted (real-time media is not worth queueing behind a full buffer). Datagrams
+    /// to one destination keep their order.
     pub fn flush(&mut self, socket: &UdpSocket) -> Flushed {
         let mut out = Flushed::default();
         if self.queue.is_empty() {
@@ -73,17 +108,24 @@ impl SendBatch {
         {
             use std::os::fd::AsRawFd;
             let fd = socket.as_raw_fd();
+            plan(&self.queue, self.gso, &mut self.order, &mut self.groups);
             let mut start = 0;
-            while start < self.queue.len() {
-                let end = (start + self.chunk).min(self.queue.len());
-                match send_chunk(fd, &self.queue[start..end], &mut out) {
+            while start < self.groups.len() {
+                let end = (start + self.chunk).min(self.groups.len());
+                match send_chunk(fd, &self.queue, &self.order, &self.groups[start..end], &mut out) {
                     ChunkResult::Sent(n) => start += n,
                     ChunkResult::WouldBlock => {
-                        out.would_block += (self.queue.len() - start) as u64;
+                        out.would_block += self.groups[start..].iter().map(|g| u64::from(g.count)).sum::<u64>();
                         break;
                     }
                     ChunkResult::Failed => {
-                        out.errors += 1; // the first datagram of the chunk is undeliverable
+                        // the first message of the chunk is undeliverable
+                        let g = self.groups[start];
+                        if g.count > 1 && self.gso {
+                            tracing::warn!("UDP GSO refused by the kernel: sending datagrams one by one from now on");
+                            self.gso = false;
+                        }
+                        out.errors += u64::from(g.count);
                         start += 1;
                     }
                 }
@@ -106,40 +148,122 @@ impl SendBatch {
     }
 }
 
+/// Splits `queue` into messages: with `gso`, the datagrams of each destination in queue
+/// order, cut into runs of equal length (a shorter one may end a run); without, one message
+/// per datagram in queue order.
+fn plan(queue: &[(BytesMut, SocketAddr)], gso: bool, order: &mut Vec<u32>, groups: &mut Vec<Group>) {
+    order.clear();
+    order.extend(0..queue.len() as u32);
+    groups.clear();
+    if !gso {
+        groups.extend((0..queue.len() as u32).map(|i| Group { start: i, count: 1, seg: 0 }));
+        return;
+    }
+    // stable: each destination's datagrams keep their order
+    order.sort_by_key(|&i| queue[i as usize].1);
+    let mut open: Option<Group> = None;
+    for (pos, &i) in order.iter().enumerate() {
+        let (data, to) = &queue[i as usize];
+        let len = data.len();
+        if let Some(g) = open.as_mut() {
+            let same_dest = queue[order[g.start as usize] as usize].1 == *to;
+            let seg = usize::from(g.seg);
+            let fits = usize::from(g.count) < MAX_SEGMENTS && (usize::from(g.count) + 1) * seg <= MAX_GSO_BYTES;
+            if same_dest && fits && len <= seg {
+                g.count += 1;
+                if len < seg {
+                    // a shorter datagram can only end a message
+                    groups.push(*g);
+                    open = None;
+                }
+                continue;
+            }
+            groups.push(*g);
+        }
+        // u16 is enough: a UDP payload is at most 65507 bytes
+        open = Some(Group { start: pos as u32, count: 1, seg: len.min(usize::from(u16::MAX)) as u16 });
+    }
+    if let Some(g) = open {
+        groups.push(g);
+    }
+}
+
 #[cfg(target_os = "linux")]
 enum ChunkResult {
-    /// This many datagrams (at least one) were sent.
+    /// This many messages (at least one) were sent.
     Sent(usize),
     /// The socket buffer is full.
     WouldBlock,
-    /// The first datagram failed for another reason.
+    /// The first message failed for another reason.
     Failed,
 }
 
-/// One `sendmmsg` for up to [`MAX_CHUNK`] datagrams.
+/// Space for one `UDP_SEGMENT` control message (a `cmsghdr` and a u16, aligned).
 #[cfg(target_os = "linux")]
-fn send_chunk(fd: std::os::fd::RawFd, items: &[(BytesMut, SocketAddr)], out: &mut Flushed) -> ChunkResult {
-    debug_assert!(!items.is_empty() && items.len() <= MAX_CHUNK);
+type CmsgBuf = [u64; 4];
+
+/// One `sendmmsg` for up to [`MAX_CHUNK`] messages.
+#[cfg(target_os = "linux")]
+fn send_chunk(
+    fd: std::os::fd::RawFd,
+    queue: &[(BytesMut, SocketAddr)],
+    order: &[u32],
+    groups: &[Group],
+    out: &mut Flushed,
+) -> ChunkResult {
+    debug_assert!(!groups.is_empty() && groups.len() <= MAX_CHUNK);
+    let datagrams: usize = groups.iter().map(|g| usize::from(g.count)).sum();
     // SAFETY: all-zero is a valid value for these plain C structs.
     let mut addrs: [libc::sockaddr_storage; MAX_CHUNK] = unsafe { std::mem::zeroed() };
-    let mut iovs: [libc::iovec; MAX_CHUNK] = unsafe { std::mem::zeroed() };
     let mut msgs: [libc::mmsghdr; MAX_CHUNK] = unsafe { std::mem::zeroed() };
-    for (i, (data, to)) in items.iter().enumerate() {
-        let len = write_sockaddr(to, &mut addrs[i]);
-        iovs[i] = libc::iovec { iov_base: data.as_ptr() as *mut libc::c_void, iov_len: data.len() };
-        msgs[i].msg_hdr.msg_name = (&mut addrs[i]) as *mut libc::sockaddr_storage as *mut libc::c_void;
-        msgs[i].msg_hdr.msg_namelen = len;
-        msgs[i].msg_hdr.msg_iov = &mut iovs[i];
-        msgs[i].msg_hdr.msg_iovlen = 1;
+    let mut cmsgs: [CmsgBuf; MAX_CHUNK] = [[0; 4]; MAX_CHUNK];
+    let mut iovs: Vec<libc::iovec> = Vec::with_capacity(datagrams);
+    for g in groups {
+        for &i in &order[g.start as usize..g.start as usize + usize::from(g.count)] {
+            let data = &queue[i as usize].0;
+            iovs.push(libc::iovec { iov_base: data.as_ptr() as *mut libc::c_void, iov_len: data.len() });
+        }
+    }
+    let mut iov_at = 0;
+    for (m, g) in groups.iter().enumerate() {
+        let to = &queue[order[g.start as usize] as usize].1;
+        let len = write_sockaddr(to, &mut addrs[m]);
+        let hdr = &mut msgs[m].msg_hdr;
+        hdr.msg_name = (&mut addrs[m]) as *mut libc::sockaddr_storage as *mut libc::c_void;
+        hdr.msg_namelen = len;
+        hdr.msg_iov = iovs[iov_at..].as_mut_ptr();
+        hdr.msg_iovlen = usize::from(g.count);
+        iov_at += usize::from(g.count);
+        if g.count > 1 {
+            // SAFETY: the buffer is large and aligned enough for one cmsghdr plus a u16
+            // (CMSG_SPACE(2) = 24 bytes on 64-bit Linux), and `hdr` points at it.
+            unsafe {
+                let space = libc::CMSG_SPACE(std::mem::size_of::<u16>() as u32) as usize;
+                debug_assert!(space <= std::mem::size_of::<CmsgBuf>());
+                hdr.msg_control = cmsgs[m].as_mut_ptr() as *mut libc::c_void;
+                hdr.msg_controllen = space;
+                let c = libc::CMSG_FIRSTHDR(hdr);
+                (*c).cmsg_level = libc::SOL_UDP;
+                (*c).cmsg_type = libc::UDP_SEGMENT;
+                (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<u16>() as u32) as usize;
+                std::ptr::write_unaligned(libc::CMSG_DATA(c) as *mut u16, g.seg);
+            }
+        }
     }
     out.syscalls += 1;
-    // SAFETY: `msgs` points into `addrs` and `iovs`, which outlive the call; each iovec points
-    // at a live buffer of `items`, which the kernel only reads.
-    let n = unsafe { libc::sendmmsg(fd, msgs.as_mut_ptr(), items.len() as libc::c_uint, libc::MSG_DONTWAIT) };
+    // SAFETY: `msgs` points into `addrs`, `iovs` and `cmsgs`, which outlive the call; each
+    // iovec points at a live buffer of `queue`, which the kernel only reads.
+    let n = unsafe { libc::sendmmsg(fd, msgs.as_mut_ptr(), groups.len() as libc::c_uint, libc::MSG_DONTWAIT) };
     if n > 0 {
         let n = n as usize;
-        out.sent += n as u64;
-        out.bytes += items[..n].iter().map(|(d, _)| d.len() as u64).sum::<u64>();
+        for g in &groups[..n] {
+            out.sent += u64::from(g.count);
+            out.gso_messages += u64::from(g.count > 1);
+            out.bytes += order[g.start as usize..g.start as usize + usize::from(g.count)]
+                .iter()
+                .map(|&i| queue[i as usize].0.len() as u64)
+                .sum::<u64>();
+        }
         return ChunkResult::Sent(n);
     }
     let err = std::io::Error::last_os_error();
@@ -147,7 +271,7 @@ fn send_chunk(fd: std::os::fd::RawFd, items: &[(BytesMut, SocketAddr)], out: &mu
         std::io::ErrorKind::WouldBlock => ChunkResult::WouldBlock,
         std::io::ErrorKind::Interrupted => ChunkResult::Sent(0),
         _ => {
-            tracing::debug!(error = %err, to = %items[0].1, "sendmmsg failed");
+            tracing::debug!(error = %err, to = %queue[order[groups[0].start as usize] as usize].1, "sendmmsg failed");
             ChunkResult::Failed
         }
     }
@@ -194,6 +318,7 @@ mod tests {
         let rx_b = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let (a, b) = (rx_a.local_addr().unwrap(), rx_b.local_addr().unwrap());
         let mut batch = SendBatch::default();
+        batch.set_gso(false);
         // 150 datagrams: more than two chunks, alternating destinations, distinct sizes
         for i in 0..150u32 {
             let mut d = BytesMut::new();
@@ -216,6 +341,86 @@ mod tests {
                 let n = tokio::time::timeout(std::time::Duration::from_secs(2), sock.recv(&mut buf)).await.unwrap().unwrap();
                 assert_eq!(u32::from_be_bytes(buf[..4].try_into().unwrap()), i);
                 assert_eq!(n, 4 + (i as usize % 7) * 100);
+            }
+        }
+    }
+
+    fn queue_of(items: &[(char, usize)]) -> Vec<(BytesMut, SocketAddr)> {
+        items
+            .iter()
+            .map(|&(dest, len)| (BytesMut::from(&vec![0u8; len][..]), SocketAddr::from(([127, 0, 0, 1], 1000 + dest as u16))))
+            .collect()
+    }
+
+    #[test]
+    fn gso_plan_groups_runs_of_equal_size_per_destination() {
+        // columns: name, queue (destination, length), expected messages as (destination, count, seg)
+        let rows: &[(&str, &[(char, usize)], &[(char, u16, u16)])] = &[
+            ("one datagram", &[('a', 100)], &[('a', 1, 100)]),
+            ("a frame to one subscriber", &[('a', 1200), ('a', 1200), ('a', 1200), ('a', 700)], &[('a', 4, 1200)]),
+            ("interleaved subscribers keep their own order", &[('a', 1200), ('b', 1200), ('a', 1200), ('b', 900)], &[('a', 2, 1200), ('b', 2, 1200)]),
+            ("a longer datagram starts a new message", &[('a', 100), ('a', 1200), ('a', 1200)], &[('a', 1, 100), ('a', 2, 1200)]),
+            ("a shorter one ends it", &[('a', 1200), ('a', 800), ('a', 1200)], &[('a', 2, 1200), ('a', 1, 1200)]),
+            ("audio and video", &[('a', 1100), ('a', 120), ('a', 1100), ('a', 1100)], &[('a', 2, 1100), ('a', 2, 1100)]),
+            ("the 64 KB limit", &[('a', 30_000), ('a', 30_000), ('a', 30_000)], &[('a', 2, 30_000), ('a', 1, 30_000)]),
+        ];
+        let (mut order, mut groups) = (Vec::new(), Vec::new());
+        for (name, items, want) in rows {
+            let queue = queue_of(items);
+            plan(&queue, true, &mut order, &mut groups);
+            let got: Vec<(char, u16, u16)> = groups
+                .iter()
+                .map(|g| {
+                    let port = queue[order[g.start as usize] as usize].1.port();
+                    (char::from_u32(u32::from(port - 1000)).unwrap(), g.count, g.seg)
+                })
+                .collect();
+            assert_eq!(&got[..], *want, "{name}");
+            // every datagram exactly once, in queue order per destination
+            let mut seen: Vec<u32> = groups.iter().flat_map(|g| order[g.start as usize..][..usize::from(g.count)].to_vec()).collect();
+            for w in seen.windows(2) {
+                if queue[w[0] as usize].1 == queue[w[1] as usize].1 {
+                    assert!(w[0] < w[1], "{name}: order kept");
+                }
+            }
+            seen.sort();
+            assert_eq!(seen, (0..queue.len() as u32).collect::<Vec<_>>(), "{name}");
+        }
+        // a run longer than the segment limit
+        let queue = queue_of(&[('a', 100); 130]);
+        plan(&queue, true, &mut order, &mut groups);
+        assert_eq!(groups.iter().map(|g| g.count).collect::<Vec<_>>(), [64, 64, 2]);
+        // without GSO: one message per datagram, queue order
+        plan(&queue_of(&[('a', 10), ('b', 10), ('a', 10)]), false, &mut order, &mut groups);
+        assert_eq!(groups.iter().map(|g| (g.start, g.count)).collect::<Vec<_>>(), [(0, 1), (1, 1), (2, 1)]);
+    }
+
+    #[tokio::test]
+    async fn gso_messages_arrive_as_separate_datagrams() {
+        let tx = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let rx_a = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let rx_b = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let (a, b) = (rx_a.local_addr().unwrap(), rx_b.local_addr().unwrap());
+        let mut batch = SendBatch::default();
+        assert!(batch.gso());
+        // two "frames" of 5 packets (4 x 1000 B + 1 x 333 B) interleaved between two receivers
+        let sizes = [1000, 1000, 1000, 1000, 333];
+        for (k, len) in sizes.iter().enumerate() {
+            for (to, tag) in [(a, 0xa0u8), (b, 0xb0)] {
+                let mut d = BytesMut::from(&vec![tag + k as u8; *len][..]);
+                d[0] = k as u8;
+                batch.push(d, to);
+            }
+        }
+        let f = batch.flush(&tx);
+        assert!(batch.gso(), "the kernel took UDP_SEGMENT");
+        assert_eq!((f.sent, f.errors, f.syscalls, f.gso_messages), (10, 0, 1, 2), "{f:?}");
+        let mut buf = [0u8; 2048];
+        for (sock, tag) in [(&rx_a, 0xa0u8), (&rx_b, 0xb0)] {
+            for (k, len) in sizes.iter().enumerate() {
+                let n = tokio::time::timeout(std::time::Duration::from_secs(2), sock.recv(&mut buf)).await.unwrap().unwrap();
+                assert_eq!((n, buf[0]), (*len, k as u8), "datagram {k} whole and in order");
+                assert!(buf[1..n].iter().all(|&x| x == tag + k as u8));
             }
         }
     }
