@@ -1,12 +1,13 @@
 //! Pure per-packet forwarding logic of the SFU: sequence/timestamp
 //! unwrapping and rewriting, VP8/H.264 payload inspection, simulcast layer
-//! selection and the retransmission cache. No IO and no clock reads: time is
+//! selection, the retransmission cache and SRTP protection. No IO and no clock reads: time is
 //! always passed in.
 
 pub mod cache;
 pub mod h264;
 pub mod munger;
 pub mod selector;
+pub mod srtp;
 pub mod seq;
 pub mod vp8;
 

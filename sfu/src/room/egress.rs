@@ -7,9 +7,11 @@
 //! this context is the only writer of the downtracks' SSRCs, RTP and RTCP alike, so rollover
 //! counters and SRTCP indexes stay consistent.
 
+use crate::forward::srtp::{GCM_TAG_LEN, GcmSender, Rollover};
 use crate::udp::SendBatch;
 use rtc::peer_connection::transport::SrtpSessionKeys;
 use rtc::srtp::context::Context;
+use rtc::srtp::protection_profile::ProtectionProfile;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -23,9 +25,12 @@ pub const SR_INTERVAL: Duration = Duration::from_secs(1);
 /// Why a packet could not be protected.
 #[derive(Debug, thiserror::Error)]
 pub enum EgressError {
-    /// The SRTP context refused the packet (rollover exhausted, cipher failure).
+    /// `rtc`'s SRTP context refused the packet (rollover exhausted, cipher failure).
     #[error("srtp: {0}")]
     Srtp(#[from] rtc::shared::error::Error),
+    /// Our AES-GCM protection failed.
+    #[error("srtp: {0}")]
+    Gcm(#[from] crate::forward::srtp::SrtpError),
     /// No crypto provider is compiled in.
     #[error("crypto provider: {0}")]
     Crypto(String),
@@ -33,45 +38,68 @@ pub enum EgressError {
 
 /// SRTP output of one subscriber connection.
 pub struct Egress {
-    srtp: Context,
+    /// AEAD_AES_128_GCM (what browsers negotiate): protected in place, no allocation.
+    gcm: Option<GcmSender>,
+    /// `rtc`'s context: SRTCP always, RTP for the other profiles.
+    context: Context,
     /// Where the connection's ICE-selected pair points.
     pub remote: SocketAddr,
-    /// Plain packet being built (reused, never shrinks).
-    scratch: Vec<u8>,
 }
 
 impl Egress {
     /// A fresh sending context from the handshake's keys.
     pub fn new(keys: &SrtpSessionKeys, remote: SocketAddr) -> Result<Self, EgressError> {
         let provider = rtc::crypto::default_provider().map_err(|e| EgressError::Crypto(e.to_string()))?;
-        let srtp = Context::new(&keys.master_key, &keys.master_salt, keys.profile, None, None, provider.crypto())?;
-        Ok(Egress { srtp, remote, scratch: Vec::with_capacity(1500) })
+        let context = Context::new(&keys.master_key, &keys.master_salt, keys.profile, None, None, provider.crypto())?;
+        let gcm = match keys.profile {
+            ProtectionProfile::AeadAes128Gcm => Some(GcmSender::new(provider.crypto(), &keys.master_key, &keys.master_salt)?),
+            _ => None,
+        };
+        Ok(Egress { gcm, context, remote })
     }
 
-    /// Protects one RTP packet and queues it: `payload` is copied behind a fresh header, then
-    /// `rewrite` may patch the copied payload in place (VP8 descriptor). Returns the payload
-    /// bytes sent, or `Ok(None)` when `rewrite` refused the payload.
+    /// Protects one RTP packet and queues it: `payload` is copied behind a fresh header into
+    /// the batch's buffer, then `rewrite` may patch the copy in place (VP8 descriptor).
+    /// `rollover` is the stream's counter. Returns the payload bytes sent, or `Ok(None)` when
+    /// `rewrite` refused the payload.
     pub fn send_rtp(
         &mut self,
         header: &rtc::rtp::Header,
         payload: &[u8],
         rewrite: impl FnOnce(&mut [u8]) -> bool,
+        rollover: &mut Rollover,
         sends: &mut SendBatch,
     ) -> Result<Option<usize>, EgressError> {
-        self.scratch.clear();
-        self.scratch.extend_from_slice(&rtp_header(header.marker, header.payload_type, header.sequence_number, header.timestamp, header.ssrc));
-        self.scratch.extend_from_slice(payload);
-        if !rewrite(&mut self.scratch[RTP_HEADER_LEN..]) {
+        let buf = sends.builder(RTP_HEADER_LEN + payload.len() + GCM_TAG_LEN);
+        buf.extend_from_slice(&rtp_header(header.marker, header.payload_type, header.sequence_number, header.timestamp, header.ssrc));
+        buf.extend_from_slice(payload);
+        if !rewrite(&mut buf[RTP_HEADER_LEN..]) {
+            sends.discard();
             return Ok(None);
         }
-        let protected = self.srtp.encrypt_rtp_with_header(&self.scratch, header)?;
-        sends.push(protected, self.remote);
+        let roc = rollover.roc(header.sequence_number);
+        let protected = match self.gcm.as_mut() {
+            Some(gcm) => gcm.protect(buf, RTP_HEADER_LEN, header.ssrc, roc, header.sequence_number).map_err(EgressError::from),
+            None => match self.context.encrypt_rtp_with_header(buf, header) {
+                Ok(p) => {
+                    buf.clear();
+                    buf.extend_from_slice(&p);
+                    Ok(())
+                }
+                Err(e) => Err(e.into()),
+            },
+        };
+        if let Err(e) = protected {
+            sends.discard();
+            return Err(e);
+        }
+        sends.commit(self.remote);
         Ok(Some(payload.len()))
     }
 
     /// Protects one compound RTCP packet and queues it.
     pub fn send_rtcp(&mut self, packet: &[u8], sends: &mut SendBatch) -> Result<(), EgressError> {
-        let protected = self.srtp.encrypt_rtcp(packet)?;
+        let protected = self.context.encrypt_rtcp(packet)?;
         sends.push(protected, self.remote);
         Ok(())
     }
@@ -199,11 +227,12 @@ mod tests {
             let mut peer = Context::new(&keys.master_key, &keys.master_salt, profile, None, None, provider.crypto()).unwrap();
             let mut sends = SendBatch::new(8);
             let header = rtc::rtp::Header { version: 2, marker: true, payload_type: 96, sequence_number: 65535, timestamp: 9, ssrc: 77, ..Default::default() };
+            let mut roc = Rollover::default();
             let sent = egress
-                .send_rtp(&header, b"\x90\x80\x05payload", |p| { p[2] = 0x06; true }, &mut sends)
+                .send_rtp(&header, b"\x90\x80\x05payload", |p| { p[2] = 0x06; true }, &mut roc, &mut sends)
                 .expect("protect");
             assert_eq!(sent, Some(10));
-            let refused = egress.send_rtp(&header, b"x", |_| false, &mut sends).expect("no error");
+            let refused = egress.send_rtp(&header, b"x", |_| false, &mut roc, &mut sends).expect("no error");
             assert_eq!(refused, None);
             let sr = SentStats { packets: 1, octets: 10, last: Some((9, Instant::now())) }.report(77, Instant::now(), 5, 90_000).unwrap();
             egress.send_rtcp(&sr, &mut sends).expect("protect rtcp");

@@ -120,7 +120,7 @@ impl Room {
             Some(d) => vp8::write(b, d, &vp8.munge(d)).is_ok(),
             None => true,
         };
-        match egress.send_rtp(&header, &cached.payload, rewrite, &mut self.sends) {
+        match egress.send_rtp(&header, &cached.payload, rewrite, &mut dt.rollover, &mut self.sends) {
             Ok(Some(len)) => {
                 dt.sent.on_sent(header.timestamp, len, now);
                 metrics.rtp_retransmitted.inc();
@@ -346,7 +346,7 @@ impl Room {
                 Some(d) => vp8::write(b, d, &vp8.munge(d)).is_ok(),
                 None => true,
             };
-            match egress.send_rtp(&header, &pkt.payload, rewrite, &mut self.sends) {
+            match egress.send_rtp(&header, &pkt.payload, rewrite, &mut dt.rollover, &mut self.sends) {
                 Ok(Some(len)) => {
                     dt.last_in_ts = Some(ts);
                     dt.ts_offset = out_ts.wrapping_sub(pkt.header.timestamp);

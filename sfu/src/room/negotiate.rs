@@ -362,6 +362,7 @@ impl Room {
             announced: None,
             clock_rate,
             sent: Default::default(),
+            rollover: Default::default(),
         });
         self.plane.metrics.subscribed_tracks.inc();
     }

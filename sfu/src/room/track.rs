@@ -172,4 +172,6 @@ pub struct DownTrack {
     pub clock_rate: u32,
     /// What was sent, for sender reports.
     pub sent: super::egress::SentStats,
+    /// SRTP rollover counter of its SSRC.
+    pub rollover: crate::forward::srtp::Rollover,
 }

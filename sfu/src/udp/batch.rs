@@ -41,9 +41,15 @@ struct Group {
     seg: u16,
 }
 
+/// Bytes of the buffer datagrams are built in; a new one is taken when it is used up, and an
+/// old one is reused as soon as every datagram cut from it was sent.
+const ARENA_BYTES: usize = 256 * 1024;
+
 /// Datagrams waiting to be sent; the buffers are reused from flush to flush.
 pub struct SendBatch {
     queue: Vec<(BytesMut, SocketAddr)>,
+    /// Where [`SendBatch::builder`] datagrams are written (cut off by `commit`).
+    arena: BytesMut,
     chunk: usize,
     gso: bool,
     /// Queue indices in sending order (grouped by destination when GSO is on).
@@ -61,7 +67,7 @@ impl SendBatch {
     /// A batch sending up to `chunk` messages per system call (clamped to 1..=[`MAX_CHUNK`]),
     /// with GSO where the platform has it.
     pub fn new(chunk: usize) -> Self {
-        SendBatch { queue: Vec::new(), chunk: chunk.clamp(1, MAX_CHUNK), gso: cfg!(target_os = "linux"), order: Vec::new(), groups: Vec::new() }
+        SendBatch { queue: Vec::new(), arena: BytesMut::new(), chunk: chunk.clamp(1, MAX_CHUNK), gso: cfg!(target_os = "linux"), order: Vec::new(), groups: Vec::new() }
     }
 
     /// Turns segmentation offload on or off (on by default on Linux; turned off by itself when
@@ -78,6 +84,28 @@ impl SendBatch {
     /// Queues a datagram.
     pub fn push(&mut self, data: BytesMut, to: SocketAddr) {
         self.queue.push((data, to));
+    }
+
+    /// An empty buffer with room for `len` bytes to build the next datagram in, without an
+    /// allocation of its own: finish with [`SendBatch::commit`] or [`SendBatch::discard`].
+    pub fn builder(&mut self, len: usize) -> &mut BytesMut {
+        self.arena.clear();
+        if self.arena.capacity() < len {
+            // takes the old buffer back when nothing cut from it is queued any more
+            self.arena.reserve(ARENA_BYTES.max(len));
+        }
+        &mut self.arena
+    }
+
+    /// Queues what was built with [`SendBatch::builder`].
+    pub fn commit(&mut self, to: SocketAddr) {
+        let data = self.arena.split();
+        self.queue.push((data, to));
+    }
+
+    /// Drops what was built with [`SendBatch::builder`].
+    pub fn discard(&mut self) {
+        self.arena.clear();
     }
 
     /// Datagrams queued.
