@@ -57,6 +57,9 @@ pub fn vp8() -> RTCRtpCodec {
     }
 }
 
+/// Times a subscriber NACKs one lost packet (Chrome gives up after about 10 requests too).
+const NACKS_PER_PACKET: u16 = 10;
+
 fn media_engine() -> Result<MediaEngine, rtc::shared::error::Error> {
     let mut m = MediaEngine::default();
     m.register_codec(RTCRtpCodecParameters { rtp_codec: opus(), payload_type: OPUS_PT }, RtpCodecKind::Audio)?;
@@ -77,7 +80,7 @@ fn interceptors(role: Option<Role>) -> Registry {
     }
     if role != Some(Role::Publisher) {
         r = r
-            .with(Slot::NackGenerator, NackGeneratorBuilder::new().build())
+            .with(Slot::NackGenerator, NackGeneratorBuilder::new().with_max_nacks_per_packet(NACKS_PER_PACKET).build())
             .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build());
     }
     if role == Some(Role::Subscriber) {

@@ -65,3 +65,40 @@ async fn lost_packets_come_back_and_sender_reports_match() {
     }
     assert!(metric(&metrics, "sfu_rtcp_sender_reports_total") >= 6.0);
 }
+
+/// A subscriber on a collapsing path (every other packet lost) NACKs half the stream: the
+/// server resends at most a quarter of what it forwards to it (plus a small burst), counts
+/// the rest as rate limited, and a healthy subscriber of the same room is untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retransmissions_to_a_lossy_subscriber_are_bounded() {
+    let h = Harness::start().await;
+    let _publisher = h.publisher("storm", "pub").await;
+    let lossy_engine = Engine::spawn_with(EngineOptions { drop_inbound_rtp_every: Some(2), ..Default::default() });
+    let mut lossy = Client::join(&h.url, "storm", "lossy", JoinOptions::on(&lossy_engine)).await.expect("join");
+    let mut healthy = h.join("storm", "healthy").await;
+    let tracks = remote_tracks(&mut lossy, 2).await;
+    let video = track_of(&tracks, TrackKind::Video);
+    remote_tracks(&mut healthy, 2).await;
+    lossy.set_layer(&video, Some("f")).unwrap();
+    healthy.set_layer(&video, Some("f")).unwrap();
+    let healthy_stats = healthy
+        .wait_stats(STEP, "three seconds of full-layer video", |s| s.track(&video).is_some_and(|v| v.frames >= 75 && v.layer == Some(2)))
+        .await
+        .expect("healthy subscriber receives");
+    let m = h.metrics().await;
+    let v = healthy_stats.track(&video).unwrap();
+    assert_eq!((v.lost, v.duplicates, v.malformed), (0, 0, 0), "healthy subscriber unaffected: {v:?}");
+    let forwarded = metric(&m, "sfu_rtp_forwarded_packets_total");
+    let resent = metric(&m, "sfu_rtp_retransmitted_packets_total");
+    let limited = m
+        .lines()
+        .find(|l| l.starts_with("sfu_dropped_packets_total{reason=\"nack_rate_limited\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(resent > 0.0, "some losses were answered");
+    assert!(limited > 0.0, "the rest was rate limited");
+    // both subscribers' forwarded packets count; the lossy one's share is about half of it
+    let bound = forwarded / 2.0 * f64::from(sfu::forward::budget::RETRANSMIT_SHARE) + 2.0 * f64::from(sfu::forward::budget::RETRANSMIT_BURST) + 20.0;
+    assert!(resent <= bound, "resent {resent} of {forwarded} forwarded: above the budget {bound}");
+}

@@ -3,6 +3,7 @@
 //! selection, the retransmission cache and SRTP protection. No IO and no clock reads: time is
 //! always passed in.
 
+pub mod budget;
 pub mod cache;
 pub mod h264;
 pub mod munger;

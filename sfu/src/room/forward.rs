@@ -115,6 +115,10 @@ impl Room {
             ..Default::default()
         };
         let Some(egress) = self.peers.get_mut(&p.subscriber).and_then(|peer| peer.egress.as_mut()) else { return };
+        if !dt.retransmit_budget.take() {
+            metrics.count_drop("nack_rate_limited");
+            return;
+        }
         let vp8 = &mut dt.vp8;
         let rewrite = |b: &mut [u8]| match &desc {
             Some(d) => vp8::write(b, d, &vp8.munge(d)).is_ok(),
@@ -351,6 +355,7 @@ impl Room {
                     dt.last_in_ts = Some(ts);
                     dt.ts_offset = out_ts.wrapping_sub(pkt.header.timestamp);
                     dt.sent.on_sent(out_ts, len, now);
+                    dt.retransmit_budget.on_forwarded();
                     forwarded += 1;
                 }
                 Ok(None) => metrics.count_drop("bad_vp8"),

@@ -363,6 +363,7 @@ impl Room {
             clock_rate,
             sent: Default::default(),
             rollover: Default::default(),
+            retransmit_budget: Default::default(),
         });
         self.plane.metrics.subscribed_tracks.inc();
     }

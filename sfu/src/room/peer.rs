@@ -25,6 +25,10 @@ use rtc::rtp_transceiver::rtp_sender::{
 use std::net::SocketAddr;
 use std::time::Instant;
 
+/// Times the NACK generator asks a publisher for one lost packet (as Chrome's NACK module
+/// does, about 10): a packet that does not come back by then is left to a keyframe.
+const NACKS_PER_PACKET: u16 = 10;
+
 /// Which of a participant's two connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -145,7 +149,7 @@ pub fn new_peer(
     // from the per-layer packet cache (no per-subscriber copies), so no responder here.
     let registry = Registry::new();
     let registry = if role == Role::Publisher {
-        registry.with(Slot::NackGenerator, NackGeneratorBuilder::new().build())
+        registry.with(Slot::NackGenerator, NackGeneratorBuilder::new().with_max_nacks_per_packet(NACKS_PER_PACKET).build())
     } else {
         registry
     };

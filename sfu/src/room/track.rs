@@ -174,4 +174,6 @@ pub struct DownTrack {
     pub sent: super::egress::SentStats,
     /// SRTP rollover counter of its SSRC.
     pub rollover: crate::forward::srtp::Rollover,
+    /// How many NACKed packets it may still resend.
+    pub retransmit_budget: crate::forward::budget::RetransmitBudget,
 }
