@@ -27,6 +27,13 @@ pub struct Options {
     pub ready_timeout: Duration,
     /// Subscribers joining at once.
     pub join_concurrency: usize,
+    /// Rooms measured at once, each with a publisher and the point's N subscribers.
+    pub rooms: usize,
+    /// Publishers pace video at this multiple of its bitrate (`None`: each frame one burst).
+    pub pacing: Option<f64>,
+    /// Subscribers count packets from the clear RTP header without decrypting
+    /// ([`loadtest::EngineOptions::sink_media`]): loss from sequence numbers, no latency.
+    pub sink: bool,
 }
 
 /// What one point measured.
@@ -34,8 +41,10 @@ pub struct Options {
 pub struct Point {
     /// Which server binary (and extra flags) was measured.
     pub server: String,
-    /// Subscribers asked for.
+    /// Subscribers asked for, per room.
     pub n: usize,
+    /// Rooms (each with one publisher and `n` subscribers).
+    pub rooms: usize,
     /// Subscribers that joined and connected.
     pub connected: usize,
     /// Subscribers receiving audio and the requested video layer when the window started.
@@ -112,7 +121,11 @@ async fn join_subscriber(url: String, room: String, i: usize, engine: Engine, la
     Some(c)
 }
 
-fn receives(s: &ClientStats, layer: u8) -> bool {
+fn receives(s: &ClientStats, layer: u8, sink: bool) -> bool {
+    if sink {
+        // audio and video arrive (the layer cannot be seen without decrypting)
+        return s.sink.iter().filter(|x| x.packets > 0).count() >= 2;
+    }
     let video = s.tracks.iter().any(|t| t.kind == TrackKind::Video && t.layer == Some(layer) && t.packets > 0);
     let audio = s.tracks.iter().any(|t| t.kind == TrackKind::Audio && t.packets > 0);
     video && audio
@@ -130,6 +143,11 @@ async fn snapshot(clients: &[Client]) -> Vec<ClientStats> {
 fn window_stats(before: &[ClientStats], after: &[ClientStats]) -> (u64, u64, Histogram) {
     let (mut received, mut lost, mut latency) = (0, 0, Histogram::default());
     for (b, a) in before.iter().zip(after) {
+        for x in &a.sink {
+            let old = b.sink.iter().find(|o| o.ssrc == x.ssrc);
+            received += x.packets - old.map_or(0, |o| o.packets);
+            lost += x.lost().saturating_sub(old.map_or(0, |o| o.lost()));
+        }
         for t in &a.tracks {
             match b.track(&t.track) {
                 Some(old) => {
@@ -166,14 +184,20 @@ async fn wait_room_gone(server: &SfuProcess, within: Duration) {
 pub async fn run_point(server: &SfuProcess, engines: &[Engine], n: usize, opts: &Options, perf: Option<&Perf>) -> anyhow::Result<Point> {
     let layer_index = ["q", "h", "f"].iter().position(|l| *l == opts.layer).ok_or_else(|| anyhow::anyhow!("layer must be q, h or f"))? as u8;
     let url = format!("ws://{}/ws", server.http);
-    let room = format!("fanout-{n}");
     let rss_before = procstat::sample(Some(server.pid))?.rss_bytes;
 
-    let mut publisher = Client::join(&url, &room, "publisher", JoinOptions::on(&engines[0])).await?;
-    publisher.publish().await?;
-    publisher.wait_connected(Role::Publisher, STEP).await?;
-    let subs: Vec<Client> = futures::stream::iter(0..n)
-        .map(|i| join_subscriber(url.clone(), room.clone(), i, engines[i % engines.len()].clone(), opts.layer.clone()))
+    // `rooms` rooms, each with its publisher and n subscribers
+    let mut publishers = Vec::new();
+    for r in 0..opts.rooms.max(1) {
+        let room = format!("fanout-{n}-{r}");
+        let mut publisher = Client::join(&url, &room, "publisher", JoinOptions::on(&engines[r % engines.len()])).await?;
+        publisher.publish_with(loadtest::PublishOptions { pacing: opts.pacing, ..Default::default() }).await?;
+        publisher.wait_connected(Role::Publisher, STEP).await?;
+        publishers.push(publisher);
+    }
+    let total = n * opts.rooms.max(1);
+    let subs: Vec<Client> = futures::stream::iter(0..total)
+        .map(|i| join_subscriber(url.clone(), format!("fanout-{n}-{}", i / n.max(1)), i, engines[i % engines.len()].clone(), opts.layer.clone()))
         .buffer_unordered(opts.join_concurrency.max(1))
         .filter_map(|c| async move { c })
         .collect()
@@ -182,7 +206,7 @@ pub async fn run_point(server: &SfuProcess, engines: &[Engine], n: usize, opts: 
     let ready_by = Instant::now() + opts.ready_timeout;
     let mut ready = 0;
     while Instant::now() < ready_by {
-        ready = snapshot(&subs).await.iter().filter(|s| receives(s, layer_index)).count();
+        ready = snapshot(&subs).await.iter().filter(|s| receives(s, layer_index, opts.sink)).count();
         if ready == connected {
             break;
         }
@@ -190,7 +214,7 @@ pub async fn run_point(server: &SfuProcess, engines: &[Engine], n: usize, opts: 
     }
     if ready < connected {
         // say what the stragglers receive, so a readiness problem can be told from a slow join
-        for s in snapshot(&subs).await.iter().filter(|s| !receives(s, layer_index)).take(5) {
+        for s in snapshot(&subs).await.iter().filter(|s| !receives(s, layer_index, opts.sink)).take(5) {
             let tracks: Vec<String> = s
                 .tracks
                 .iter()
@@ -239,6 +263,7 @@ pub async fn run_point(server: &SfuProcess, engines: &[Engine], n: usize, opts: 
     let point = Point {
         server: String::new(),
         n,
+        rooms: opts.rooms.max(1),
         connected,
         ready,
         window_s: elapsed,
@@ -261,7 +286,7 @@ pub async fn run_point(server: &SfuProcess, engines: &[Engine], n: usize, opts: 
         loadgen_cpu_pct: 100.0 * (me1.cpu_s() - me0.cpu_s()) / elapsed,
     };
     drop(subs);
-    drop(publisher);
+    drop(publishers);
     wait_room_gone(server, Duration::from_secs(10)).await;
     Ok(point)
 }
@@ -280,9 +305,9 @@ pub fn markdown(points: &[Point]) -> String {
         s.push_str(&format!(
             "| {} | {} | {}/{} | {:.0} | {:.1}% | {:.2} | {:.2} / {:.2} | {:.0} | {:.0} | {:.3} | {} | {}/{} | {:.1} | {} | {:.0}% |\n",
             p.server,
-            p.n,
+            if p.rooms > 1 { format!("{}x{}", p.rooms, p.n) } else { p.n.to_string() },
             p.ready,
-            p.n,
+            p.n * p.rooms.max(1),
             p.forwarded_pps,
             p.server_cpu_pct,
             p.us_per_forwarded,

@@ -57,6 +57,8 @@ struct Pc {
     stats_dirty: bool,
     /// Inbound RTP datagrams seen per SSRC (for simulated loss).
     rtp_in: Vec<(u32, u64)>,
+    /// Sink mode: streams counted without decrypting.
+    sink: Vec<crate::stats::SinkStream>,
     _closer: Closer,
 }
 
@@ -168,6 +170,16 @@ impl Driver {
             if pc.rtp_in[i].1 % u64::from(every.max(1)) == 0 {
                 return; // simulated loss
             }
+        }
+        if self.opts.sink_media && pc.role == Role::Subscriber && is_rtp(&rx.data) {
+            let ssrc = u32::from_be_bytes([rx.data[8], rx.data[9], rx.data[10], rx.data[11]]);
+            let seq = u16::from_be_bytes([rx.data[2], rx.data[3]]);
+            match pc.sink.iter_mut().find(|s| s.ssrc == ssrc) {
+                Some(s) => s.on_packet(seq),
+                None => pc.sink.push(crate::stats::SinkStream::new(ssrc, seq)),
+            }
+            pc.stats_dirty = true;
+            return;
         }
         let msg = TaggedBytesMut {
             now,
@@ -306,7 +318,10 @@ impl Driver {
         for pc in [c.publisher, c.subscriber].into_iter().flatten().filter_map(|p| self.pcs.get(&p)) {
             match &pc.side {
                 Side::Publisher(p) => s.publisher = Some(p.stats.clone()),
-                Side::Subscriber(sub) => s.tracks = sub.tracks.iter().map(|t| t.stats.clone()).collect(),
+                Side::Subscriber(sub) => {
+                    s.tracks = sub.tracks.iter().map(|t| t.stats.clone()).collect();
+                    s.sink = pc.sink.clone();
+                }
             }
         }
         s
@@ -371,6 +386,7 @@ impl Driver {
             dirty: false,
             stats_dirty: false,
             rtp_in: Vec::new(),
+            sink: Vec::new(),
             _closer: closer,
         };
         self.pcs.insert(id, pc);

@@ -55,11 +55,16 @@ pub struct EngineOptions {
     /// Simulated network loss: subscriber connections drop every Nth inbound RTP datagram of
     /// each SSRC before their WebRTC stack sees it (so NACK and retransmission are exercised).
     pub drop_inbound_rtp_every: Option<u32>,
+    /// Subscriber connections count inbound RTP by its clear header (SSRC, sequence number)
+    /// and drop it without decrypting: a receiver costing a fraction of a real one, to load
+    /// a server beyond what full clients on the same machine can take (no payload checks,
+    /// no latency; see [`crate::ClientStats::sink`]).
+    pub sink_media: bool,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        EngineOptions { stats_interval: Duration::from_millis(50), drop_inbound_rtp_every: None }
+        EngineOptions { stats_interval: Duration::from_millis(50), drop_inbound_rtp_every: None, sink_media: false }
     }
 }
 

@@ -29,6 +29,10 @@ pub struct PublishOptions {
     pub keyframe_interval: Duration,
     /// Audio payload size in bytes.
     pub audio_payload: usize,
+    /// Video leaves through a pacer at this multiple of the layers' total bitrate, as
+    /// browsers send it (Chrome paces at 2.5x); `None` sends each frame as one burst (the
+    /// worst case for a server).
+    pub pacing: Option<f64>,
 }
 
 impl Default for PublishOptions {
@@ -40,6 +44,7 @@ impl Default for PublishOptions {
             fps: 25,
             keyframe_interval: Duration::from_secs(10),
             audio_payload: 80,
+            pacing: None,
         }
     }
 }
@@ -74,6 +79,10 @@ pub struct Publisher {
     video_next: u64,
     arena: BytesMut,
     packets: Vec<SynthPacket>,
+    /// Video packets waiting for the pacer.
+    paced: std::collections::VecDeque<SynthPacket>,
+    /// When the pacer may send the next one.
+    pace_next: Option<Instant>,
     /// What was sent.
     pub stats: PublisherStats,
 }
@@ -145,6 +154,8 @@ impl Publisher {
             video_next: 0,
             arena: BytesMut::new(),
             packets: Vec::new(),
+            paced: std::collections::VecDeque::new(),
+            pace_next: None,
             stats,
         })
     }
@@ -163,9 +174,14 @@ impl Publisher {
         let start = self.started?;
         let audio = self.audio.as_ref().map(|_| start + AUDIO_PTIME * self.audio_next as u32);
         let video = self.video.as_ref().map(|_| start + self.frame_interval() * self.video_next as u32);
-        match (audio, video) {
+        let media = match (audio, video) {
             (Some(a), Some(v)) => Some(a.min(v)),
             (a, v) => a.or(v),
+        };
+        let paced = if self.paced.is_empty() { None } else { self.pace_next };
+        match (media, paced) {
+            (Some(m), Some(p)) => Some(m.min(p)),
+            (m, p) => m.or(p),
         }
     }
 
@@ -202,10 +218,32 @@ impl Publisher {
                     self.stats.frames[i] += 1;
                     self.stats.keyframes[i] += u64::from(key);
                 }
-                self.stats.video_packets += self.send(pc, &mut video, now);
+                if self.opts.pacing.is_some() {
+                    self.paced.extend(self.packets.drain(..));
+                } else {
+                    self.stats.video_packets += self.send(pc, &mut video, now);
+                }
+            }
+            if let Some(factor) = self.opts.pacing {
+                self.pace(pc, &mut video, now, factor);
             }
             self.video = Some(video);
         }
+    }
+
+    /// Sends the paced video packets that are due: one packet per its size at `factor` times
+    /// the layers' total bitrate; an idle pacer does not save up a burst.
+    fn pace(&mut self, pc: &mut RTCPeerConnection, video: &mut Out<VideoLayer>, now: Instant, factor: f64) {
+        let total_bps: u32 = self.opts.layers.iter().map(|l| l.bitrate).sum();
+        let rate = (f64::from(total_bps) * factor).max(1.0);
+        let mut next = self.pace_next.filter(|t| *t > now).unwrap_or(now);
+        while next <= now {
+            let Some(p) = self.paced.pop_front() else { break };
+            next += Duration::from_secs_f64((p.payload.len() as f64 + 40.0) * 8.0 / rate);
+            self.packets.push(p);
+            self.stats.video_packets += self.send(pc, video, now);
+        }
+        self.pace_next = Some(next);
     }
 
     /// Writes the queued packets on `out`'s sender; returns how many were accepted.

@@ -226,3 +226,23 @@ fn sender_report_rtp_time_checked_against_received_timestamps() {
     t.on_sender_report(12345, 0, 1);
     assert_eq!((t.stats.sender_reports, t.stats.sr_max_error_ms), (1, 0.0));
 }
+
+#[test]
+fn sink_stream_counts_from_sequence_numbers() {
+    use crate::stats::SinkStream;
+    // columns: name, sequence numbers as they arrive, packets, lost
+    let rows: &[(&str, &[u16], u64, u64)] = &[
+        ("in order", &[1, 2, 3], 3, 0),
+        ("gap", &[1, 2, 5], 3, 2),
+        ("across the wrap", &[65534, 65535, 0, 1], 4, 0),
+        ("gap across the wrap", &[65535, 2], 2, 2),
+        ("late packet fills its gap", &[1, 3, 2], 3, 0),
+    ];
+    for (name, seqs, packets, lost) in rows {
+        let mut s = SinkStream::new(7, seqs[0]);
+        for &q in &seqs[1..] {
+            s.on_packet(q);
+        }
+        assert_eq!((s.packets, s.lost()), (*packets, *lost), "{name}");
+    }
+}

@@ -10,6 +10,43 @@ pub struct ClientStats {
     pub publisher: Option<PublisherStats>,
     /// One entry per received track, in the order they first arrived.
     pub tracks: Vec<TrackStats>,
+    /// With [`crate::EngineOptions::sink_media`]: what arrived per SSRC, counted from the
+    /// clear RTP header without decrypting.
+    pub sink: Vec<SinkStream>,
+}
+
+/// One received stream in sink mode: counts from sequence numbers only.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SinkStream {
+    /// Its SSRC.
+    pub ssrc: u32,
+    /// Datagrams received (duplicates and retransmissions included).
+    pub packets: u64,
+    /// Extended sequence number of the first packet.
+    pub first: u64,
+    /// Highest extended sequence number.
+    pub highest: u64,
+}
+
+impl SinkStream {
+    /// A stream whose first packet had `seq`.
+    pub fn new(ssrc: u32, seq: u16) -> Self {
+        let ext = u64::from(seq) + (1 << 16);
+        SinkStream { ssrc, packets: 1, first: ext, highest: ext }
+    }
+
+    /// Counts a packet with `seq`.
+    pub fn on_packet(&mut self, seq: u16) {
+        self.packets += 1;
+        let ext = crate::recv::extend(self.highest, seq);
+        self.highest = self.highest.max(ext);
+    }
+
+    /// Sequence numbers between the first and the highest that never arrived (a late or
+    /// duplicate packet offsets one loss: an estimate, exact without duplicates).
+    pub fn lost(&self) -> u64 {
+        (self.highest - self.first + 1).saturating_sub(self.packets)
+    }
 }
 
 impl ClientStats {

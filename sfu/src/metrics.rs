@@ -37,7 +37,7 @@ pub struct MediaMetrics {
     pub published_tracks: IntGauge,
     /// Tracks being forwarded to subscribers.
     pub subscribed_tracks: IntGauge,
-    /// Time from socket read to forwarding, seconds.
+    /// Time from socket read until every copy was handed to the kernel, seconds.
     pub forward_delay: Histogram,
 }
 
@@ -70,9 +70,9 @@ impl MediaMetrics {
             forward_delay: Histogram::with_opts(
                 HistogramOpts::new(
                     "sfu_forward_delay_seconds",
-                    "Time from reading a packet off the socket to handing its copies to SRTP",
+                    "Time from reading a forwarded packet off the socket until every copy of it was handed to the kernel",
                 )
-                .buckets(vec![0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05]),
+                .buckets(vec![0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.01, 0.02, 0.05, 0.1]),
             )
             .expect("valid metric"),
         };

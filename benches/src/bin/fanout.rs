@@ -59,6 +59,19 @@ struct Args {
     /// Where the server's log goes.
     #[arg(long, default_value = "target/fanout-sfu.log")]
     sfu_log_file: PathBuf,
+    /// Rooms per point, each with its own publisher and N subscribers (several room workers
+    /// at once, as on a node hosting many meetings).
+    #[arg(long, default_value_t = 1)]
+    rooms: usize,
+    /// Publishers pace their video at this multiple of its bitrate, as browsers do (Chrome:
+    /// 2.5); without it every frame leaves as one burst, the worst case for forwarding delay.
+    #[arg(long)]
+    pace: Option<f64>,
+    /// Subscribers count packets by their clear RTP header without decrypting (a sink costs a
+    /// fraction of a full client, so the server can be loaded further; loss from sequence
+    /// numbers, no latency or payload checks).
+    #[arg(long)]
+    sink: bool,
     /// Profile the window of the LAST point with `perf record` into this file.
     #[arg(long)]
     perf: Option<PathBuf>,
@@ -95,13 +108,16 @@ async fn run_server(args: &Args, binary: &Path) -> anyhow::Result<Vec<Point>> {
     let server = SfuProcess::start(binary, &extra, &args.sfu_log_file).await?;
     eprintln!("# server {} pid {} http {} udp {}; {}", binary.display(), server.pid, server.http, server.udp, machine());
     let engines: Vec<Engine> =
-        (0..args.engines.max(1)).map(|_| Engine::spawn_with(EngineOptions { stats_interval: Duration::from_millis(500), ..Default::default() })).collect();
+        (0..args.engines.max(1)).map(|_| Engine::spawn_with(EngineOptions { stats_interval: Duration::from_millis(500), sink_media: args.sink, ..Default::default() })).collect();
     let opts = Options {
         layer: args.layer.clone(),
         window: args.window,
         settle: args.settle,
         ready_timeout: args.ready_timeout,
         join_concurrency: args.join_concurrency,
+        sink: args.sink,
+        rooms: args.rooms,
+        pacing: args.pace,
     };
     let perf = args.perf.as_ref().map(|output| Perf {
         output: output.clone(),

@@ -366,7 +366,10 @@ impl Room {
             }
         }
         metrics.rtp_forwarded.inc_by(forwarded);
-        metrics.forward_delay.observe(now.saturating_duration_since(arrived).as_secs_f64());
+        if forwarded > 0 {
+            // observed once its copies left (see `flush`)
+            self.forwarded_arrivals.push(arrived);
+        }
         if let Some(l) = want_keyframe {
             let id = self.tracks[tidx].id.clone();
             self.request_keyframe(&id, l, now);

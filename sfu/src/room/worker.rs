@@ -51,6 +51,8 @@ pub struct Room {
     pub(super) admin: super::admin::AdminState,
     events_buf: Vec<RTCPeerConnectionEvent>,
     reads_buf: Vec<TaggedRTCMessage>,
+    /// Arrival times of the packets forwarded since the last flush (forwarding delay).
+    pub(super) forwarded_arrivals: Vec<Instant>,
     /// Source of [`PublishedTrack::key`]s.
     pub(super) next_track_key: u32,
     /// When the next slice of sender reports is due.
@@ -80,6 +82,7 @@ impl Room {
             },
             events_buf: Vec::new(),
             reads_buf: Vec::new(),
+            forwarded_arrivals: Vec::new(),
             next_track_key: 0,
             next_reports: Instant::now(),
             report_slice: 0,
@@ -194,6 +197,12 @@ impl Room {
         }
         if f.errors > 0 {
             metrics.count_drop_n("send_error", f.errors);
+        }
+        if !self.forwarded_arrivals.is_empty() {
+            let sent = Instant::now();
+            for arrived in self.forwarded_arrivals.drain(..) {
+                metrics.forward_delay.observe(sent.saturating_duration_since(arrived).as_secs_f64());
+            }
         }
     }
 
