@@ -17,7 +17,7 @@ async fn without_the_subscribe_grant_no_media_is_offered() {
     let engine = Engine::spawn();
     let publisher_token = join_token(room, "pub");
     let options = JoinOptions { token: Some(publisher_token), ..JoinOptions::on(&engine) };
-    let mut publisher = Client::join(&format!("ws://{addr}/ws"), room, "pub", options).await.unwrap();
+    let publisher = Client::join(&format!("ws://{addr}/ws"), room, "pub", options).await.unwrap();
     publisher.publish().await.unwrap();
 
     let listen_only = Grants { join: true, publish: true, subscribe: false, admin: false };

@@ -314,12 +314,12 @@ mod tests {
 
     #[test]
     fn sums_the_window_and_checks_thresholds() {
-        let start = ClientStats { publisher: None, tracks: vec![track(TrackKind::Video, 100, 5, &[50_000; 10])] };
+        let start = ClientStats { publisher: None, tracks: vec![track(TrackKind::Video, 100, 5, &[50_000; 10])], ..Default::default() };
         let mut v = track(TrackKind::Video, 1100, 6, &[50_000; 10]);
         for _ in 0..1000 {
             v.latency.record(2000);
         }
-        let end = ClientStats { publisher: None, tracks: vec![v, track(TrackKind::Audio, 500, 0, &[1000; 500])] };
+        let end = ClientStats { publisher: None, tracks: vec![v, track(TrackKind::Audio, 500, 0, &[1000; 500])], ..Default::default() };
         let failed = Outcome { error: Some("rejected: room_full".into()), ..Default::default() };
         let s = Summary::new("broadcast", &[viewer(Some(start), end), failed], 0, 10.0, CpuUse { total_s: 3.0, window_s: 1.0 });
         assert_eq!((s.clients_connected, s.clients_failed, s.subscribers_receiving), (1, 1, 1));

@@ -2,7 +2,9 @@
 //! selector and mungers, and RTCP feedback in both directions.
 
 use super::peer::Role;
-use super::track::{CachedPacket, Codec, SenderClock};
+use super::egress::{Egress, EgressError};
+use super::track::{CachedPacket, Codec, DownTrack, SenderClock};
+use crate::udp::SendBatch;
 use super::worker::Room;
 use crate::forward::h264;
 use crate::forward::munger::SeqOrigin;
@@ -105,30 +107,14 @@ impl Room {
         } else {
             None
         };
-        let header = rtc::rtp::Header {
-            version: 2,
-            marker: cached.marker,
-            payload_type: pt,
-            sequence_number: out_seq,
-            timestamp: cached.ts.wrapping_add(dt.ts_offset),
-            ssrc: dt.ssrc,
-            ..Default::default()
-        };
         let Some(egress) = self.peers.get_mut(&p.subscriber).and_then(|peer| peer.egress.as_mut()) else { return };
         if !dt.retransmit_budget.take() {
             metrics.count_drop("nack_rate_limited");
             return;
         }
-        let vp8 = &mut dt.vp8;
-        let rewrite = |b: &mut [u8]| match &desc {
-            Some(d) => vp8::write(b, d, &vp8.munge(d)).is_ok(),
-            None => true,
-        };
-        match egress.send_rtp(&header, &cached.payload, rewrite, &mut dt.rollover, &mut self.sends) {
-            Ok(Some(len)) => {
-                dt.sent.on_sent(header.timestamp, len, now);
-                metrics.rtp_retransmitted.inc();
-            }
+        let fields = (cached.marker, pt, out_seq, cached.ts.wrapping_add(dt.ts_offset));
+        match send_copy(egress, dt, fields, &cached.payload, desc.as_ref(), &mut self.sends, now) {
+            Ok(Some(_)) => metrics.rtp_retransmitted.inc(),
             Ok(None) => {}
             Err(e) => {
                 metrics.count_drop("srtp_protect_failed");
@@ -334,27 +320,11 @@ impl Room {
                 }
             };
             let Some(egress) = peer.egress.as_mut() else { continue };
-            // A fresh header: no CSRCs and no header extensions (their ids are the publisher
-            // connection's).
-            let header = rtc::rtp::Header {
-                version: 2,
-                marker: pkt.header.marker,
-                payload_type: pt,
-                sequence_number: out_seq,
-                timestamp: out_ts,
-                ssrc: dt.ssrc,
-                ..Default::default()
-            };
-            let vp8 = &mut dt.vp8;
-            let rewrite = |b: &mut [u8]| match &desc {
-                Some(d) => vp8::write(b, d, &vp8.munge(d)).is_ok(),
-                None => true,
-            };
-            match egress.send_rtp(&header, &pkt.payload, rewrite, &mut dt.rollover, &mut self.sends) {
-                Ok(Some(len)) => {
+            let fields = (pkt.header.marker, pt, out_seq, out_ts);
+            match send_copy(egress, dt, fields, &pkt.payload, desc.as_ref(), &mut self.sends, now) {
+                Ok(Some(_)) => {
                     dt.last_in_ts = Some(ts);
                     dt.ts_offset = out_ts.wrapping_sub(pkt.header.timestamp);
-                    dt.sent.on_sent(out_ts, len, now);
                     dt.retransmit_budget.on_forwarded();
                     forwarded += 1;
                 }
@@ -375,6 +345,32 @@ impl Room {
             self.request_keyframe(&id, l, now);
         }
     }
+}
+
+/// One copy of a packet to a subscriber: a fresh header from `(marker, payload type, seq,
+/// timestamp)` (no CSRCs and no header extensions: their ids are the publisher connection's),
+/// the VP8 descriptor rewritten through the downtrack's munger, protected and queued, and
+/// counted for its sender reports. `Ok(None)`: the VP8 payload could not be rewritten.
+fn send_copy(
+    egress: &mut Egress,
+    dt: &mut DownTrack,
+    (marker, payload_type, sequence_number, timestamp): (bool, u8, u16, u32),
+    payload: &[u8],
+    desc: Option<&vp8::Vp8Descriptor>,
+    sends: &mut SendBatch,
+    now: Instant,
+) -> Result<Option<usize>, EgressError> {
+    let header = rtc::rtp::Header { version: 2, marker, payload_type, sequence_number, timestamp, ssrc: dt.ssrc, ..Default::default() };
+    let vp8 = &mut dt.vp8;
+    let rewrite = |b: &mut [u8]| match desc {
+        Some(d) => vp8::write(b, d, &vp8.munge(d)).is_ok(),
+        None => true,
+    };
+    let sent = egress.send_rtp(&header, payload, rewrite, &mut dt.rollover, sends)?;
+    if let Some(len) = sent {
+        dt.sent.on_sent(timestamp, len, now);
+    }
+    Ok(sent)
 }
 
 fn ntp_seconds(ntp: u64) -> f64 {
