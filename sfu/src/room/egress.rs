@@ -44,9 +44,18 @@ pub struct Egress {
     context: Context,
     /// Where the connection's ICE-selected pair points.
     pub remote: SocketAddr,
+    /// The master key it was made from (a new DTLS handshake brings a new one).
+    master_key: Vec<u8>,
 }
 
 impl Egress {
+    /// True when `keys` are the ones this output already uses: a connection that comes back
+    /// from `disconnected` keeps its context (a fresh one would restart the SRTCP index,
+    /// which the receiver's replay window rejects).
+    pub fn same_keys(&self, keys: &SrtpSessionKeys) -> bool {
+        self.master_key == keys.master_key
+    }
+
     /// A fresh sending context from the handshake's keys.
     pub fn new(keys: &SrtpSessionKeys, remote: SocketAddr) -> Result<Self, EgressError> {
         let provider = rtc::crypto::default_provider().map_err(|e| EgressError::Crypto(e.to_string()))?;
@@ -55,7 +64,7 @@ impl Egress {
             ProtectionProfile::AeadAes128Gcm => Some(GcmSender::new(provider.crypto(), &keys.master_key, &keys.master_salt)?),
             _ => None,
         };
-        Ok(Egress { gcm, context, remote })
+        Ok(Egress { gcm, context, remote, master_key: keys.master_key.clone() })
     }
 
     /// Protects one RTP packet and queues it: `payload` is copied behind a fresh header into
@@ -223,6 +232,9 @@ mod tests {
             let keys = SrtpSessionKeys { profile, master_key: vec![3; profile.key_len()], master_salt: vec![5; profile.salt_len()] };
             let remote: SocketAddr = "127.0.0.1:5000".parse().unwrap();
             let mut egress = Egress::new(&keys, remote).expect("context");
+            assert!(egress.same_keys(&keys));
+            let rekeyed = SrtpSessionKeys { master_key: vec![4; profile.key_len()], ..keys.clone() };
+            assert!(!egress.same_keys(&rekeyed), "a new handshake's keys need a new context");
             let provider = rtc::crypto::default_provider().unwrap();
             let mut peer = Context::new(&keys.master_key, &keys.master_salt, profile, None, None, provider.crypto()).unwrap();
             let mut sends = SendBatch::new(8);

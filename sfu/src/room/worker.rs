@@ -254,7 +254,13 @@ impl Room {
                         RTCPeerConnectionState::Connected => {
                             peer.connected = true;
                             if role == Role::Subscriber {
-                                peer.egress = new_egress(peer);
+                                let keep = match (&peer.egress, peer.pc.local_srtp_keys()) {
+                                    (Some(e), Some(keys)) => e.same_keys(keys),
+                                    _ => false,
+                                };
+                                if !keep {
+                                    peer.egress = new_egress(peer);
+                                }
                                 if peer.egress.is_none() {
                                     tracing::error!(room = %self.name, participant = %owner, "no SRTP keys or path after connecting: media to it is dropped");
                                 }
