@@ -82,9 +82,16 @@ fn build(state: AppState) -> (Router, Vec<RouteInfo>) {
     (router.with_state(state), list)
 }
 
+/// Read buffer of one signaling WebSocket.
+const WS_READ_BUFFER: usize = 4 * 1024;
+
 async fn ws_upgrade(ws: WebSocketUpgrade, State(state): State<AppState>) -> Response {
+    // tungstenite zero-fills its whole read buffer on the first read: its 128 KiB default
+    // would be 128 KiB of memory per participant for messages that are mostly under 1 KiB
+    // (larger frames still get the room they need).
     ws.max_message_size(WS_TRANSPORT_LIMIT)
         .max_frame_size(WS_TRANSPORT_LIMIT)
+        .read_buffer_size(WS_READ_BUFFER)
         .on_upgrade(move |socket| session::run(socket, state))
 }
 
