@@ -37,14 +37,22 @@ fn parse_ready(line: &str) -> Option<(SocketAddr, SocketAddr)> {
 }
 
 impl SfuProcess {
-    /// Starts `binary --dev` on 127.0.0.1 ephemeral ports with `extra` flags; its log
+    /// Starts `binary --dev` on 127.0.0.1 (ephemeral ports unless `extra` sets `--http` or
+    /// `--udp`) with `extra` flags; its log
     /// (stderr) goes to `log`.
     pub async fn start(binary: &Path, extra: &[String], log: &Path) -> anyhow::Result<SfuProcess> {
         anyhow::ensure!(binary.exists(), "no server binary at {} (cargo build --release --bin sfu, or set SFU_BIN)", binary.display());
         let log_file = std::fs::File::create(log)?;
         let mut cmd = Command::new(binary);
-        cmd.args(["--dev", "--http", "127.0.0.1:0", "--udp", "127.0.0.1:0"])
-            .args(extra)
+        cmd.arg("--dev");
+        // ephemeral loopback ports unless `extra` names them (e.g. a fixed media port that a
+        // packet filter matches)
+        for flag in ["--http", "--udp"] {
+            if !extra.iter().any(|a| a == flag) {
+                cmd.args([flag, "127.0.0.1:0"]);
+            }
+        }
+        cmd.args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log_file))
             .kill_on_drop(true);
