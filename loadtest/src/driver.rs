@@ -153,33 +153,31 @@ impl Driver {
 
     fn on_datagram(&mut self, rx: Received, now: Instant) {
         let Some(pc) = self.pcs.get_mut(&rx.pc) else { return };
-        if let Some(every) = self.opts.drop_inbound_rtp_every
-            && pc.role == Role::Subscriber
-            && is_rtp(&rx.data)
-        {
-            // the SSRC is in the clear in SRTP
+        if pc.role == Role::Subscriber && is_rtp(&rx.data) {
+            // SSRC and sequence number are in the clear in SRTP
             let ssrc = u32::from_be_bytes([rx.data[8], rx.data[9], rx.data[10], rx.data[11]]);
-            let i = match pc.rtp_in.iter().position(|(s, _)| *s == ssrc) {
-                Some(i) => i,
-                None => {
-                    pc.rtp_in.push((ssrc, 0));
-                    pc.rtp_in.len() - 1
+            if let Some(every) = self.opts.drop_inbound_rtp_every {
+                let i = match pc.rtp_in.iter().position(|(s, _)| *s == ssrc) {
+                    Some(i) => i,
+                    None => {
+                        pc.rtp_in.push((ssrc, 0));
+                        pc.rtp_in.len() - 1
+                    }
+                };
+                pc.rtp_in[i].1 += 1;
+                if pc.rtp_in[i].1 % u64::from(every.max(1)) == 0 {
+                    return; // simulated loss
                 }
-            };
-            pc.rtp_in[i].1 += 1;
-            if pc.rtp_in[i].1 % u64::from(every.max(1)) == 0 {
-                return; // simulated loss
             }
-        }
-        if self.opts.sink_media && pc.role == Role::Subscriber && is_rtp(&rx.data) {
-            let ssrc = u32::from_be_bytes([rx.data[8], rx.data[9], rx.data[10], rx.data[11]]);
-            let seq = u16::from_be_bytes([rx.data[2], rx.data[3]]);
-            match pc.sink.iter_mut().find(|s| s.ssrc == ssrc) {
-                Some(s) => s.on_packet(seq),
-                None => pc.sink.push(crate::stats::SinkStream::new(ssrc, seq)),
+            if self.opts.sink_media {
+                let seq = u16::from_be_bytes([rx.data[2], rx.data[3]]);
+                match pc.sink.iter_mut().find(|s| s.ssrc == ssrc) {
+                    Some(s) => s.on_packet(seq),
+                    None => pc.sink.push(crate::stats::SinkStream::new(ssrc, seq)),
+                }
+                pc.stats_dirty = true;
+                return;
             }
-            pc.stats_dirty = true;
-            return;
         }
         let msg = TaggedBytesMut {
             now,

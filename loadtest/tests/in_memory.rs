@@ -19,6 +19,74 @@ fn deliver(to: &mut RTCPeerConnection, from: SocketAddr, local: SocketAddr, now:
     to.handle_read(TaggedBytesMut { now, transport, message: data }).expect("handle_read");
 }
 
+/// `a` offers (with the publisher's tracks), `b` answers; returns the offer.
+fn negotiate(a: &mut RTCPeerConnection, b: &mut RTCPeerConnection, now: Instant) -> String {
+    let offer = a.create_offer(None).unwrap();
+    a.set_local_description(now, offer).unwrap();
+    let offer = a.local_description().unwrap().sdp;
+    b.set_remote_description(now, RTCSessionDescription::offer(offer.clone()).unwrap()).unwrap();
+    let answer = b.create_answer(None).unwrap();
+    b.set_local_description(now, answer).unwrap();
+    let sdp = b.local_description().unwrap().sdp;
+    a.set_remote_description(now, RTCSessionDescription::answer(sdp).unwrap()).unwrap();
+    offer
+}
+
+/// What one [`pump`] read on each side.
+#[derive(Default)]
+struct Read {
+    rtcp_at_a: u32,
+    rtcp_at_b: u32,
+    rtp_at_b: u32,
+}
+
+/// Moves datagrams both ways at `now` until both connections are idle: `a` carries the
+/// publisher (started once connected, fed its RTCP); `lose` drops a datagram from `a` on the
+/// way.
+fn pump(
+    (a, a_addr): (&mut RTCPeerConnection, SocketAddr),
+    (b, b_addr): (&mut RTCPeerConnection, SocketAddr),
+    publisher: &mut Publisher,
+    now: Instant,
+    mut lose: impl FnMut(&[u8], &Publisher) -> bool,
+) -> Read {
+    let mut read = Read::default();
+    let mut moved = true;
+    while moved {
+        moved = false;
+        while let Some(out) = a.poll_write() {
+            moved = true;
+            if !lose(&out.message, publisher) {
+                deliver(b, a_addr, b_addr, now, out.message);
+            }
+        }
+        while let Some(out) = b.poll_write() {
+            moved = true;
+            deliver(a, b_addr, a_addr, now, out.message);
+        }
+        while let Some(e) = a.poll_event() {
+            if let RTCPeerConnectionEvent::OnConnectionStateChangeEvent(RTCPeerConnectionState::Connected) = e {
+                publisher.start(now);
+            }
+        }
+        while b.poll_event().is_some() {}
+        while let Some(m) = a.poll_read() {
+            if let RTCMessage::RtcpPacket(_, p) = m.message {
+                read.rtcp_at_a += 1;
+                publisher.on_rtcp(&p);
+            }
+        }
+        while let Some(m) = b.poll_read() {
+            match m.message {
+                RTCMessage::RtcpPacket(..) => read.rtcp_at_b += 1,
+                RTCMessage::RtpPacket(..) => read.rtp_at_b += 1,
+                _ => {}
+            }
+        }
+    }
+    read
+}
+
 #[test]
 fn publisher_media_reports_and_keyframe_on_pli() {
     let a_addr: SocketAddr = "127.0.0.1:40000".parse().unwrap();
@@ -28,52 +96,18 @@ fn publisher_media_reports_and_keyframe_on_pli() {
     let mut b = loadtest::peer::new_connection(b_addr, t0).unwrap();
     let opts = PublishOptions { keyframe_interval: Duration::from_secs(100), ..Default::default() };
     let mut publisher = Publisher::new(&mut a, opts).unwrap();
-    let offer = a.create_offer(None).unwrap();
-    a.set_local_description(t0, offer).unwrap();
-    let sdp = a.local_description().unwrap().sdp;
+    let sdp = negotiate(&mut a, &mut b, t0);
     assert!(sdp.contains("a=simulcast:send q;h;f"), "{sdp}");
-    b.set_remote_description(t0, RTCSessionDescription::offer(sdp).unwrap()).unwrap();
-    let answer = b.create_answer(None).unwrap();
-    b.set_local_description(t0, answer).unwrap();
-    let sdp = b.local_description().unwrap().sdp;
-    a.set_remote_description(t0, RTCSessionDescription::answer(sdp).unwrap()).unwrap();
 
     let clock = WallClock::new();
     let (mut rtcp_at_a, mut rtcp_at_b, mut rtp_at_b) = (0, 0, 0);
     let mut pli_sent = false;
     let mut now = t0;
     while now < t0 + Duration::from_secs(4) {
-        let mut moved = true;
-        while moved {
-            moved = false;
-            while let Some(out) = a.poll_write() {
-                moved = true;
-                deliver(&mut b, a_addr, b_addr, now, out.message);
-            }
-            while let Some(out) = b.poll_write() {
-                moved = true;
-                deliver(&mut a, b_addr, a_addr, now, out.message);
-            }
-            while let Some(e) = a.poll_event() {
-                if let RTCPeerConnectionEvent::OnConnectionStateChangeEvent(RTCPeerConnectionState::Connected) = e {
-                    publisher.start(now);
-                }
-            }
-            while b.poll_event().is_some() {}
-            while let Some(m) = a.poll_read() {
-                if let RTCMessage::RtcpPacket(_, p) = m.message {
-                    rtcp_at_a += 1;
-                    publisher.on_rtcp(&p);
-                }
-            }
-            while let Some(m) = b.poll_read() {
-                match m.message {
-                    RTCMessage::RtcpPacket(..) => rtcp_at_b += 1,
-                    RTCMessage::RtpPacket(..) => rtp_at_b += 1,
-                    _ => {}
-                }
-            }
-        }
+        let read = pump((&mut a, a_addr), (&mut b, b_addr), &mut publisher, now, |_, _| false);
+        rtcp_at_a += read.rtcp_at_a;
+        rtcp_at_b += read.rtcp_at_b;
+        rtp_at_b += read.rtp_at_b;
         now += Duration::from_millis(10);
         if !pli_sent && now > t0 + Duration::from_secs(2) {
             pli_sent = true;
@@ -107,52 +141,24 @@ fn lean_subscriber_connection_nacks_a_lost_packet() {
     let mut b = loadtest::peer::new_connection_for(b_addr, loadtest::Role::Subscriber, t0).unwrap();
     let opts = PublishOptions { audio: false, keyframe_interval: Duration::from_secs(100), ..Default::default() };
     let mut publisher = Publisher::new(&mut a, opts).unwrap();
-    let offer = a.create_offer(None).unwrap();
-    a.set_local_description(t0, offer).unwrap();
-    let sdp = a.local_description().unwrap().sdp;
-    b.set_remote_description(t0, RTCSessionDescription::offer(sdp).unwrap()).unwrap();
-    let answer = b.create_answer(None).unwrap();
-    b.set_local_description(t0, answer).unwrap();
-    let sdp = b.local_description().unwrap().sdp;
-    a.set_remote_description(t0, RTCSessionDescription::answer(sdp).unwrap()).unwrap();
+    negotiate(&mut a, &mut b, t0);
 
     let clock = WallClock::new();
     let (mut rtp_seen, mut dropped) = (0u32, false);
     let mut now = t0;
     while now < t0 + Duration::from_secs(3) {
-        let mut moved = true;
-        while moved {
-            moved = false;
-            while let Some(out) = a.poll_write() {
-                moved = true;
-                let d = &out.message;
-                let rtp = d.len() > 12 && d[0] >> 6 == 2 && !(192..=223).contains(&d[1]);
-                if rtp && publisher.stats.video_packets > 0 {
-                    rtp_seen += 1;
-                    if rtp_seen == 60 && !dropped {
-                        dropped = true;
-                        continue; // lost on the way
-                    }
-                }
-                deliver(&mut b, a_addr, b_addr, now, out.message);
-            }
-            while let Some(out) = b.poll_write() {
-                moved = true;
-                deliver(&mut a, b_addr, a_addr, now, out.message);
-            }
-            while let Some(e) = a.poll_event() {
-                if let RTCPeerConnectionEvent::OnConnectionStateChangeEvent(RTCPeerConnectionState::Connected) = e {
-                    publisher.start(now);
+        let lose = |d: &[u8], publisher: &Publisher| {
+            let rtp = d.len() > 12 && d[0] >> 6 == 2 && !(192..=223).contains(&d[1]);
+            if rtp && publisher.stats.video_packets > 0 {
+                rtp_seen += 1;
+                if rtp_seen == 60 && !dropped {
+                    dropped = true;
+                    return true; // lost on the way
                 }
             }
-            while b.poll_event().is_some() {}
-            while let Some(m) = a.poll_read() {
-                if let RTCMessage::RtcpPacket(_, p) = m.message {
-                    publisher.on_rtcp(&p);
-                }
-            }
-            while b.poll_read().is_some() {}
-        }
+            false
+        };
+        pump((&mut a, a_addr), (&mut b, b_addr), &mut publisher, now, lose);
         now += Duration::from_millis(10);
         a.handle_timeout(now).unwrap();
         b.handle_timeout(now).unwrap();

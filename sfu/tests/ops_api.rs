@@ -82,18 +82,8 @@ async fn rooms_and_participants_on_a_real_node() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn muting_a_published_track_tells_the_room() {
     let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("warn,rtc_dtls=error").try_init();
-    let config = <sfu::config::Config as clap::Parser>::parse_from(["sfu", "--dev", "--http", "127.0.0.1:0", "--udp", "127.0.0.1:0"]);
-    let server = sfu::server::start(&config).await.unwrap();
+    let MediaRoom { server, url, admin, engine, _ann, ann_id, mut ben, video } = MediaRoom::start("media").await;
     let addr = server.http;
-    let url = format!("ws://{addr}/ws");
-    let admin = admin(&auth::dev_key());
-    let engine = Engine::spawn();
-    let mut ann = Client::join(&url, "media", "Ann", JoinOptions::on(&engine)).await.unwrap();
-    let ann_id = ann.participant().id.clone();
-    ann.publish().await.unwrap();
-    ann.wait_connected(Role::Publisher, STEP).await.unwrap();
-    let mut ben = Client::join(&url, "media", "Ben", JoinOptions::on(&engine)).await.unwrap();
-    let video = remote_video(&mut ben).await;
 
     let (s, body) = http_json(addr, "GET", "/api/rooms/media/participants", Some(&admin), None).await;
     assert_eq!(s, 200, "{body}");
@@ -142,6 +132,36 @@ async fn muting_a_published_track_tells_the_room() {
     .unwrap();
 }
 
+/// A dev-mode node with real media in `room`: Ann publishes, Ben receives.
+struct MediaRoom {
+    server: sfu::server::Server,
+    url: String,
+    admin: String,
+    engine: Engine,
+    _ann: Client,
+    ann_id: String,
+    ben: Client,
+    /// Ann's video track.
+    video: String,
+}
+
+impl MediaRoom {
+    async fn start(room: &str) -> MediaRoom {
+        let config = <sfu::config::Config as clap::Parser>::parse_from(["sfu", "--dev", "--http", "127.0.0.1:0", "--udp", "127.0.0.1:0"]);
+        let server = sfu::server::start(&config).await.unwrap();
+        let url = format!("ws://{}/ws", server.http);
+        let admin = admin(&auth::dev_key());
+        let engine = Engine::spawn();
+        let mut ann = Client::join(&url, room, "Ann", JoinOptions::on(&engine)).await.unwrap();
+        let ann_id = ann.participant().id.clone();
+        ann.publish().await.unwrap();
+        ann.wait_connected(Role::Publisher, STEP).await.unwrap();
+        let mut ben = Client::join(&url, room, "Ben", JoinOptions::on(&engine)).await.unwrap();
+        let video = remote_video(&mut ben).await;
+        MediaRoom { server, url, admin, engine, _ann: ann, ann_id, ben, video }
+    }
+}
+
 /// The id of the remote video track `client` knows of (from `joined` or `track_published`).
 async fn remote_video(client: &mut Client) -> String {
     let known = client.participants_at_join().iter().flat_map(|p| p.tracks.iter()).find(|t| t.kind == TrackKind::Video).map(|t| t.id.clone());
@@ -160,18 +180,8 @@ async fn remote_video(client: &mut Client) -> String {
 /// Muted means not forwarded, and unmuting brings the media back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_muted_track_is_not_forwarded() {
-    let config = <sfu::config::Config as clap::Parser>::parse_from(["sfu", "--dev", "--http", "127.0.0.1:0", "--udp", "127.0.0.1:0"]);
-    let server = sfu::server::start(&config).await.unwrap();
+    let MediaRoom { server, admin, engine: _engine, _ann, ann_id, mut ben, video, .. } = MediaRoom::start("m2").await;
     let addr = server.http;
-    let url = format!("ws://{addr}/ws");
-    let admin = admin(&auth::dev_key());
-    let engine = Engine::spawn();
-    let mut ann = Client::join(&url, "m2", "Ann", JoinOptions::on(&engine)).await.unwrap();
-    let ann_id = ann.participant().id.clone();
-    ann.publish().await.unwrap();
-    ann.wait_connected(Role::Publisher, STEP).await.unwrap();
-    let mut ben = Client::join(&url, "m2", "Ben", JoinOptions::on(&engine)).await.unwrap();
-    let video = remote_video(&mut ben).await;
     ben.set_layer(&video, Some("q")).unwrap();
     ben.wait_event(STEP, "layer_changed q", |e| match e {
         Event::Server(ServerMessage::LayerChanged { track, layer: Some(_) }) if *track == video => Some(()),

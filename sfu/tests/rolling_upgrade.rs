@@ -15,8 +15,11 @@
 //! and a `ROLLING_UPGRADE_DETAIL ...` line (run with `--nocapture`, or
 //! `scripts/rolling-upgrade.sh`).
 
+mod common;
+
+use common::{remote_tracks, track_of};
 use loadtest::{Client, ClientError, ClientStats, Engine, Event, JoinOptions, Role};
-use signaling::protocol::{ErrorCode, ServerMessage, TrackInfo, TrackKind};
+use signaling::protocol::{ErrorCode, ServerMessage, TrackKind};
 use std::net::SocketAddr;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -197,28 +200,6 @@ async fn publisher(url: &str, room: &str, name: &str, engine: &Engine) -> Client
     c.publish().await.expect("publish");
     c.wait_connected(Role::Publisher, STEP).await.expect("publisher connects");
     c
-}
-
-/// Waits until `client` knows `n` remote tracks.
-async fn remote_tracks(client: &mut Client, n: usize) -> Vec<TrackInfo> {
-    let mut tracks: Vec<TrackInfo> = client.participants_at_join().iter().flat_map(|p| p.tracks.iter().cloned()).collect();
-    while tracks.len() < n {
-        let t = client
-            .wait_event(STEP, "track_published", |e| match e {
-                Event::Server(ServerMessage::TrackPublished { track, .. }) => Some(track.clone()),
-                _ => None,
-            })
-            .await
-            .expect("track published");
-        if !tracks.iter().any(|x| x.id == t.id) {
-            tracks.push(t);
-        }
-    }
-    tracks
-}
-
-fn track_of(tracks: &[TrackInfo], kind: TrackKind) -> String {
-    tracks.iter().find(|t| t.kind == kind).map(|t| t.id.clone()).expect("track of kind")
 }
 
 /// Asks for `layer` of `video` and waits until the stream carries it (at a keyframe of the

@@ -4,6 +4,7 @@
 //!
 //! The crypto itself is `rtc`'s provider (ring by default); only the packet framing is here.
 
+use super::seq::{SEQ_BITS, SeqUnwrapper};
 use rtc::crypto::{AeadAlgorithm, AeadCipher, BlockCipherAlgorithm, RTCCrypto};
 
 /// Length of the GCM authentication tag appended to every packet.
@@ -110,28 +111,13 @@ impl GcmSender {
 /// The rollover counter of one outgoing stream (RFC 3711 3.3.1): counts sequence number
 /// wraps, and gives older packets (retransmissions) the counter they were sent with.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Rollover {
-    highest: Option<(u32, u16)>,
-}
+pub struct Rollover(SeqUnwrapper);
 
 impl Rollover {
     /// The rollover counter of a packet sent now with `seq`.
     pub fn roc(&mut self, seq: u16) -> u32 {
-        let Some((roc, last)) = self.highest else {
-            self.highest = Some((0, seq));
-            return 0;
-        };
-        let newer = (seq.wrapping_sub(last) as i16) > 0;
-        if newer {
-            let roc = if seq < last { roc.wrapping_add(1) } else { roc };
-            self.highest = Some((roc, seq));
-            roc
-        } else if seq > last {
-            // older and numerically larger: sent before the last wrap
-            roc.wrapping_sub(1)
-        } else {
-            roc
-        }
+        // the unwrapper starts its first value in the second 2^16 range
+        ((self.0.unwrap(seq) >> SEQ_BITS).saturating_sub(1)) as u32
     }
 }
 

@@ -69,7 +69,7 @@ impl Egress {
 
     /// Protects one RTP packet and queues it: `payload` is copied behind a fresh header into
     /// the batch's buffer, then `rewrite` may patch the copy in place (VP8 descriptor).
-    /// `rollover` is the stream's counter. Returns the payload bytes sent, or `Ok(None)` when
+    /// `rollover` is the stream's counter (for the AES-GCM path). Returns the payload bytes sent, or `Ok(None)` when
     /// `rewrite` refused the payload.
     pub fn send_rtp(
         &mut self,
@@ -86,9 +86,12 @@ impl Egress {
             sends.discard();
             return Ok(None);
         }
-        let roc = rollover.roc(header.sequence_number);
         let protected = match self.gcm.as_mut() {
-            Some(gcm) => gcm.protect(buf, RTP_HEADER_LEN, header.ssrc, roc, header.sequence_number).map_err(EgressError::from),
+            Some(gcm) => {
+                let roc = rollover.roc(header.sequence_number);
+                gcm.protect(buf, RTP_HEADER_LEN, header.ssrc, roc, header.sequence_number).map_err(EgressError::from)
+            }
+            // `rtc`'s context keeps its own rollover counters
             None => match self.context.encrypt_rtp_with_header(buf, header) {
                 Ok(p) => {
                     buf.clear();

@@ -4,13 +4,12 @@
 use super::peer::Role;
 use super::egress::{Egress, EgressError};
 use super::track::{CachedPacket, Codec, DownTrack, SenderClock};
-use crate::udp::SendBatch;
 use super::worker::Room;
 use crate::forward::h264;
 use crate::forward::munger::SeqOrigin;
 use crate::forward::selector::{Action, Layer, Wish};
 use crate::forward::vp8;
-use crate::udp::PeerKey;
+use crate::udp::{PeerKey, SendBatch};
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
@@ -239,7 +238,9 @@ impl Room {
             let events = &p.events;
             let Some(dt) = p.downtracks.iter_mut().find(|d| d.track_key == track.key) else { continue };
             // one lookup of the subscriber's connection per packet
-            let Some(peer) = self.peers.get_mut(&p.subscriber).filter(|peer| peer.connected && peer.egress.is_some()) else { continue };
+            let Some(peer) = self.peers.get_mut(&p.subscriber).filter(|peer| peer.connected) else { continue };
+            // media flows once the connection has its SRTP output
+            let (pc, Some(egress)) = (&mut peer.pc, peer.egress.as_mut()) else { continue };
             if !dt.negotiated {
                 continue; // selection starts once media can flow, so the first packet is a keyframe
             }
@@ -299,7 +300,7 @@ impl Room {
             let pt = match dt.payload_type {
                 Some(pt) => pt,
                 None => {
-                    let Some(mut sender) = peer.pc.rtp_sender(dt.sender_id) else { continue };
+                    let Some(mut sender) = pc.rtp_sender(dt.sender_id) else { continue };
                     let found = sender
                         .get_parameters()
                         .rtp_parameters
@@ -319,7 +320,6 @@ impl Room {
                     }
                 }
             };
-            let Some(egress) = peer.egress.as_mut() else { continue };
             let fields = (pkt.header.marker, pt, out_seq, out_ts);
             match send_copy(egress, dt, fields, &pkt.payload, desc.as_ref(), &mut self.sends, now) {
                 Ok(Some(_)) => {
