@@ -10,7 +10,9 @@ use crate::peer;
 use crate::probe::WallClock;
 use crate::publisher::{PublishOptions, Publisher};
 use crate::signal::Outbound;
+use crate::recv::RtpView;
 use crate::socket::{Closer, PeerSocket, Received};
+use crate::srtp_in::SrtpIn;
 use crate::stats::ClientStats;
 use crate::subscriber::Subscriber;
 use futures::stream::SelectAll;
@@ -33,6 +35,9 @@ use tokio::sync::{mpsc, watch};
 
 /// Datagrams handled per wake-up before output is flushed.
 const BATCH: usize = 64;
+/// A wait this long between two turns of the engine loop is logged: its sockets overflow and
+/// its connections' timers (ICE keepalives) run late meanwhile.
+const STALL_WARN: Duration = Duration::from_millis(250);
 
 enum Side {
     Publisher(Box<Publisher>),
@@ -59,6 +64,8 @@ struct Pc {
     rtp_in: Vec<(u32, u64)>,
     /// Sink mode: streams counted without decrypting.
     sink: Vec<crate::stats::SinkStream>,
+    /// A subscriber's own inbound SRTP context, once connected (see [`crate::srtp_in`]).
+    srtp_in: Option<SrtpIn>,
     _closer: Closer,
 }
 
@@ -111,7 +118,13 @@ impl Driver {
         let sleep = tokio::time::sleep_until(sleep_at.into());
         tokio::pin!(sleep);
         self.timers.push(Reverse((Instant::now() + self.opts.stats_interval, Timer::Stats)));
+        let mut last_turn = Instant::now();
         loop {
+            let turn = Instant::now();
+            if turn.duration_since(last_turn) > STALL_WARN {
+                // the task was not polled (the thread was busy elsewhere) or one turn ran long
+                tracing::warn!(stalled_ms = turn.duration_since(last_turn).as_millis() as u64, pcs = self.pcs.len(), "engine stalled");
+            }
             let next = self.timers.peek().map(|Reverse((t, _))| *t).unwrap_or_else(far);
             if next != sleep_at {
                 sleep.as_mut().reset(next.into());
@@ -135,6 +148,10 @@ impl Driver {
                 () = &mut sleep => self.on_timers(Instant::now()),
             }
             self.flush();
+            last_turn = Instant::now();
+            if self.timers.peek().is_some_and(|Reverse((t, _))| *t + STALL_WARN < last_turn) {
+                tracing::warn!(late_ms = self.timers.peek().map_or(0, |Reverse((t, _))| last_turn.duration_since(*t).as_millis() as u64), "engine timers late");
+            }
         }
         let ids: Vec<PcId> = self.pcs.keys().copied().collect();
         for id in ids {
@@ -176,6 +193,27 @@ impl Driver {
                     None => pc.sink.push(crate::stats::SinkStream::new(ssrc, seq)),
                 }
                 pc.stats_dirty = true;
+                return;
+            }
+            if let (Some(srtp), Side::Subscriber(sub)) = (&mut pc.srtp_in, &mut pc.side)
+                && sub.knows(ssrc)
+            {
+                let due = match srtp.open(&rx.data) {
+                    Ok(clear) => {
+                        let h = &clear.header;
+                        let view = RtpView { seq: h.sequence_number, ts: h.timestamp, marker: h.marker, payload: clear.payload() };
+                        sub.on_known_rtp(ssrc, view, now, self.clock.micros(now)).unwrap_or(false)
+                    }
+                    Err(e) => {
+                        tracing::trace!(error = %e, ssrc, "inbound RTP dropped");
+                        sub.on_undecryptable(ssrc);
+                        false
+                    }
+                };
+                pc.stats_dirty = true;
+                if due {
+                    self.mark(rx.pc);
+                }
                 return;
             }
         }
@@ -220,6 +258,7 @@ impl Driver {
                         continue;
                     }
                     pc.media_armed = None;
+                    // a subscriber's feedback is sent by `drain`
                     if let Side::Publisher(p) = &mut pc.side {
                         p.on_timer(&mut pc.conn, now, &self.clock);
                         pc.stats_dirty = true;
@@ -246,7 +285,7 @@ impl Driver {
         pc.dirty = false;
         let now = Instant::now();
         while let Some(ev) = pc.conn.poll_event() {
-            pc.on_event(ev, now);
+            pc.on_event(ev, now, self.opts.decrypt_in_engine);
         }
         while let Some(msg) = pc.conn.poll_read() {
             match (&mut pc.side, msg.message) {
@@ -266,13 +305,13 @@ impl Driver {
             }
         }
         if let Side::Subscriber(s) = &mut pc.side {
-            s.send_plis(&mut pc.conn, now);
+            s.send_feedback(&mut pc.conn, now, self.clock.micros(now));
         }
         while let Some(out) = pc.conn.poll_write() {
             pc.remote = Some(out.transport.peer_addr);
             match pc.socket.try_send_to(&out.message, out.transport.peer_addr) {
                 Ok(_) => {}
-                Err(e) => tracing::debug!(error = %e, to = %out.transport.peer_addr, "send failed"),
+                Err(e) => tracing::debug!(pc = id.0, role = ?pc.role, error = %e, to = %out.transport.peer_addr, "send failed"),
             }
         }
         let next = pc.conn.poll_timeout();
@@ -285,7 +324,7 @@ impl Driver {
         }
         let media = match &pc.side {
             Side::Publisher(p) => p.next_due(),
-            Side::Subscriber(_) => None,
+            Side::Subscriber(s) => s.next_due(),
         };
         if let Some(t) = media
             && pc.media_armed.is_none_or(|a| t < a)
@@ -385,6 +424,7 @@ impl Driver {
             stats_dirty: false,
             rtp_in: Vec::new(),
             sink: Vec::new(),
+            srtp_in: None,
             _closer: closer,
         };
         self.pcs.insert(id, pc);
@@ -488,7 +528,7 @@ impl Driver {
 }
 
 impl Pc {
-    fn on_event(&mut self, ev: RTCPeerConnectionEvent, now: Instant) {
+    fn on_event(&mut self, ev: RTCPeerConnectionEvent, now: Instant, decrypt_in_engine: bool) {
         match ev {
             RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) => {
                 tracing::debug!(client = self.client, role = ?self.role, %state, "connection state");
@@ -496,6 +536,14 @@ impl Pc {
                     RTCPeerConnectionState::Connected => {
                         if let Side::Publisher(p) = &mut self.side {
                             p.start(now);
+                        }
+                        if self.role == Role::Subscriber && decrypt_in_engine && self.srtp_in.is_none() {
+                            // the keys stay those of the first handshake (no DTLS renegotiation)
+                            match self.conn.remote_srtp_keys().map(SrtpIn::new) {
+                                Some(Ok(s)) => self.srtp_in = Some(s),
+                                Some(Err(e)) => tracing::warn!(error = %e, "inbound RTP stays on rtc's path"),
+                                None => tracing::warn!("no SRTP keys at connected: inbound RTP stays on rtc's path"),
+                            }
                         }
                         let _ = self.events.send(Event::Connected(self.role));
                     }

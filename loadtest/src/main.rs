@@ -31,6 +31,12 @@ fn main() -> ExitCode {
         eprintln!("error: {e}");
         return ExitCode::from(2);
     }
+    // logs go to stderr, next to the progress bar; the summary and JSON line stay on stdout
+    let filter = tracing_subscriber::EnvFilter::try_new(&common.log).unwrap_or_else(|e| {
+        eprintln!("warning: --log {:?}: {e}; using \"warn\"", common.log);
+        tracing_subscriber::EnvFilter::new("warn")
+    });
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     let mut builder = if common.threads <= 1 {
         tokio::runtime::Builder::new_current_thread()
     } else {

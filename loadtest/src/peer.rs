@@ -4,8 +4,8 @@
 //!
 //! Every interceptor costs a few moves of the packet per packet in `rtc`'s chain, so each
 //! role gets only the ones it uses: a publisher answers NACKs, sends sender reports and hands
-//! inbound RTCP (PLI/FIR/RR) to the application ([`crate::feedback`]); a subscriber sends
-//! NACKs and receiver reports.
+//! inbound RTCP (PLI/FIR/RR) to the application ([`crate::feedback`]); a subscriber's NACKs
+//! and receiver reports come from the application ([`crate::reports`]).
 
 use crate::event::Role;
 use rtc::interceptor::{
@@ -57,8 +57,8 @@ pub fn vp8() -> RTCRtpCodec {
     }
 }
 
-/// Times a subscriber NACKs one lost packet (Chrome gives up after about 10 requests too).
-const NACKS_PER_PACKET: u16 = 10;
+/// Times a connection of both roles NACKs one lost packet (as [`crate::reports`] does).
+const NACKS_PER_PACKET: u16 = crate::reports::NACKS_PER_PACKET as u16;
 
 fn media_engine() -> Result<MediaEngine, rtc::shared::error::Error> {
     let mut m = MediaEngine::default();
@@ -78,13 +78,15 @@ fn interceptors(role: Option<Role>) -> Registry {
             .with(Slot::SenderReport, SenderReportBuilder::new().build())
             .with(Slot::from(crate::feedback::SLOT), crate::feedback::DeliverFeedback::default());
     }
-    if role != Some(Role::Publisher) {
+    if role.is_none() {
         r = r
             .with(Slot::NackGenerator, NackGeneratorBuilder::new().with_max_nacks_per_packet(NACKS_PER_PACKET).build())
             .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build());
     }
     if role == Some(Role::Subscriber) {
-        // sender reports reach the application, which checks them
+        // sender reports reach the application, which checks them; NACKs and receiver reports
+        // come from the application too ([`crate::reports`]): most media never passes through
+        // `rtc`'s read pipeline ([`crate::srtp_in`]), where these interceptors would see it
         r = r.with(Slot::from(crate::feedback::SLOT), crate::feedback::DeliverFeedback::default());
     }
     r

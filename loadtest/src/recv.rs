@@ -73,6 +73,17 @@ impl RecvTrack {
         }
     }
 
+    /// Highest extended sequence number received (the first packet's is in 2^16..2^17);
+    /// `None` before the first analyzed packet.
+    pub fn highest(&self) -> Option<u64> {
+        self.highest
+    }
+
+    /// Interarrival jitter (RFC 3550 6.4.1), RTP timestamp units.
+    pub fn jitter_units(&self) -> u32 {
+        self.jitter as u32
+    }
+
     /// True for a video track whose first keyframe has not arrived yet (a decoder would ask for one).
     pub fn awaiting_keyframe(&self) -> bool {
         self.stats.kind == TrackKind::Video && !self.started

@@ -156,6 +156,10 @@ pub struct TrackStats {
     pub jitter_ms: f64,
     /// Keyframe requests (PLI) sent for this track.
     pub plis_sent: u64,
+    /// Retransmission requests sent (sequence numbers NACKed, repeats included).
+    pub nacks_sent: u64,
+    /// Packets dropped because their SRTP authentication failed.
+    pub srtp_errors: u64,
     /// Inter-arrival gaps (every received packet counts), see [`crate::gaps`].
     pub arrivals: crate::gaps::ArrivalGaps,
     /// RTCP sender reports received for this track.
@@ -197,6 +201,8 @@ impl TrackStats {
             newest_sent_us: 0,
             jitter_ms: 0.0,
             plis_sent: 0,
+            nacks_sent: 0,
+            srtp_errors: 0,
             arrivals: crate::gaps::ArrivalGaps::default(),
             sender_reports: 0,
             sr_packet_count: 0,

@@ -1,6 +1,7 @@
 //! The subscriber connection: answers the server's offers (renegotiation included), maps
-//! each incoming stream to the remote track its mid carries, and feeds packets to the
-//! per-track analysis.
+//! each incoming stream to the remote track its mid carries, feeds packets to the per-track
+//! analysis, and sends the feedback a browser would (keyframe requests, NACKs,
+//! receiver reports: [`crate::reports`]).
 
 use crate::recv::{RecvTrack, RtpView};
 use crate::stats::TrackStats;
@@ -8,13 +9,33 @@ use rtc::peer_connection::RTCPeerConnection;
 use rtc::peer_connection::event::RTCTrackEventInit;
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use signaling::protocol::TrackRef;
+use crate::reports::{NackList, RR_INTERVAL, Reception, ReportPrior, report_block};
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::receiver_report::ReceiverReport;
+use rtc::rtcp::transport_feedbacks::transport_layer_nack::{TransportLayerNack, nack_pairs_from_sequence_numbers};
+use signaling::protocol::TrackKind;
 use rtc::rtp_transceiver::RTCRtpReceiverId;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// Least time between two keyframe requests for one track.
 const PLI_INTERVAL: Duration = Duration::from_millis(500);
+/// SSRC this receive-only client puts in its RTCP (Chrome uses 1 as well).
+const FEEDBACK_SSRC: u32 = 1;
+
+/// One inbound stream (SSRC) of the connection.
+struct Inbound {
+    ssrc: u32,
+    /// Index into `tracks`.
+    track: usize,
+    receiver: RTCRtpReceiverId,
+    last_pli: Option<Instant>,
+    /// Video only (audio is offered without NACK feedback).
+    nacks: Option<NackList>,
+    /// Middle 32 bits of the latest sender report's NTP time and its arrival (UNIX µs).
+    last_sr: Option<(u32, u64)>,
+    prior: ReportPrior,
+}
 
 /// Reception state of one subscriber connection.
 #[derive(Default)]
@@ -23,10 +44,11 @@ pub struct Subscriber {
     mids: BTreeMap<String, TrackRef>,
     /// `rtc` track id -> (mid, receiver), from track-open events.
     receivers: Vec<(String, String, RTCRtpReceiverId)>,
-    /// SSRC -> (index into `tracks`, receiver, last keyframe request).
-    by_ssrc: Vec<(u32, usize, RTCRtpReceiverId, Option<Instant>)>,
+    inbound: Vec<Inbound>,
     /// Keyframe requests to send: (receiver, media SSRC).
     plis: Vec<(RTCRtpReceiverId, u32)>,
+    /// When the next receiver report is due (from the first packet on).
+    next_report: Option<Instant>,
     /// Every track received so far.
     pub tracks: Vec<RecvTrack>,
     /// Packets that could not be mapped to a track.
@@ -59,37 +81,72 @@ impl Subscriber {
         }
     }
 
-    /// Records one received packet; a video track still without a keyframe asks for one
-    /// (at most every 500 ms), as a decoder would.
-    pub fn on_rtp(&mut self, track_id: &str, pkt: &rtc::rtp::Packet, at: Instant, arrival_us: u64) {
+    /// True when packets of `ssrc` can be recorded with [`Subscriber::on_known_rtp`] (the
+    /// connection delivered one and opened its track).
+    pub fn knows(&self, ssrc: u32) -> bool {
+        self.inbound.iter().any(|i| i.ssrc == ssrc)
+    }
+
+    /// Records one packet the connection delivered for its track `track_id`; true when
+    /// feedback (a keyframe request or NACK) is due now.
+    pub fn on_rtp(&mut self, track_id: &str, pkt: &rtc::rtp::Packet, at: Instant, arrival_us: u64) -> bool {
         let ssrc = pkt.header.ssrc;
-        let slot = match self.by_ssrc.iter().position(|(s, ..)| *s == ssrc) {
+        let slot = match self.inbound.iter().position(|i| i.ssrc == ssrc) {
             Some(i) => i,
             None => match self.resolve(track_id) {
-                Some((i, receiver)) => {
-                    self.by_ssrc.push((ssrc, i, receiver, None));
-                    self.by_ssrc.len() - 1
+                Some((track, receiver)) => {
+                    let video = self.tracks[track].stats.kind == TrackKind::Video;
+                    let nacks = video.then(NackList::default);
+                    self.inbound.push(Inbound { ssrc, track, receiver, last_pli: None, nacks, last_sr: None, prior: ReportPrior::default() });
+                    self.inbound.len() - 1
                 }
                 None => {
                     self.unmapped += 1;
-                    return;
+                    return false;
                 }
             },
         };
-        let (_, idx, receiver, last_pli) = &mut self.by_ssrc[slot];
         let view = RtpView {
             seq: pkt.header.sequence_number,
             ts: pkt.header.timestamp,
             marker: pkt.header.marker,
             payload: &pkt.payload,
         };
-        let track = &mut self.tracks[*idx];
-        track.on_packet(view, arrival_us);
-        if track.awaiting_keyframe() && last_pli.is_none_or(|t| at.saturating_duration_since(t) >= PLI_INTERVAL) {
-            *last_pli = Some(at);
-            track.stats.plis_sent += 1;
-            self.plis.push((*receiver, ssrc));
+        self.record(slot, view, at, arrival_us)
+    }
+
+    /// Records one packet of a stream the connection opened before, decrypted by the caller;
+    /// `None` for an unknown SSRC, else whether feedback is due now.
+    pub fn on_known_rtp(&mut self, ssrc: u32, view: RtpView<'_>, at: Instant, arrival_us: u64) -> Option<bool> {
+        let slot = self.inbound.iter().position(|i| i.ssrc == ssrc)?;
+        Some(self.record(slot, view, at, arrival_us))
+    }
+
+    /// Counts a packet of a known stream that failed SRTP authentication.
+    pub fn on_undecryptable(&mut self, ssrc: u32) {
+        if let Some(i) = self.inbound.iter().find(|i| i.ssrc == ssrc) {
+            self.tracks[i.track].stats.srtp_errors += 1;
         }
+    }
+
+    /// A video track still without a keyframe asks for one (at most every 500 ms), as a
+    /// decoder would; a gap in a video stream is NACKed.
+    fn record(&mut self, slot: usize, view: RtpView<'_>, at: Instant, arrival_us: u64) -> bool {
+        let i = &mut self.inbound[slot];
+        let track = &mut self.tracks[i.track];
+        track.on_packet(view, arrival_us);
+        let mut due = false;
+        if track.awaiting_keyframe() && i.last_pli.is_none_or(|t| at.saturating_duration_since(t) >= PLI_INTERVAL) {
+            i.last_pli = Some(at);
+            track.stats.plis_sent += 1;
+            self.plis.push((i.receiver, i.ssrc));
+            due = true;
+        }
+        if let Some(n) = &mut i.nacks {
+            due |= n.on_packet(view.seq, at);
+        }
+        self.next_report.get_or_insert(at + RR_INTERVAL);
+        due
     }
 
     /// Records the sender reports among inbound RTCP (arrived at `arrival_us`, UNIX µs).
@@ -97,20 +154,57 @@ impl Subscriber {
         use rtc::rtcp::sender_report::SenderReport;
         for p in pkts {
             let Some(sr) = p.as_any().downcast_ref::<SenderReport>() else { continue };
-            if let Some((_, idx, ..)) = self.by_ssrc.iter().find(|(s, ..)| *s == sr.ssrc) {
-                self.tracks[*idx].on_sender_report(sr.rtp_time, sr.packet_count, arrival_us);
+            if let Some(i) = self.inbound.iter_mut().find(|i| i.ssrc == sr.ssrc) {
+                i.last_sr = Some(((sr.ntp_time >> 16) as u32, arrival_us));
+                self.tracks[i.track].on_sender_report(sr.rtp_time, sr.packet_count, arrival_us);
             }
         }
     }
 
-    /// Writes the keyframe requests queued by [`Subscriber::on_rtp`].
-    pub fn send_plis(&mut self, pc: &mut RTCPeerConnection, now: Instant) {
+    /// When [`Subscriber::send_feedback`] has something to send next (a NACK retry or the
+    /// receiver report).
+    pub fn next_due(&self) -> Option<Instant> {
+        let nacks = self.inbound.iter().filter_map(|i| i.nacks.as_ref()?.next_due()).min();
+        match (nacks, self.next_report) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Writes what is due at `now` (`now_us` in UNIX µs): the keyframe requests queued by
+    /// [`Subscriber::record`], NACKs, and every [`RR_INTERVAL`] one receiver report with a
+    /// block per stream.
+    pub fn send_feedback(&mut self, pc: &mut RTCPeerConnection, now: Instant, now_us: u64) {
         for (receiver, ssrc) in self.plis.drain(..) {
-            if let Some(mut r) = pc.rtp_receiver(receiver) {
-                let pli = PictureLossIndication { sender_ssrc: 0, media_ssrc: ssrc };
-                if let Err(e) = r.write_rtcp(now, vec![Box::new(pli)]) {
-                    tracing::debug!(error = %e, "cannot send PLI");
-                }
+            let pli = PictureLossIndication { sender_ssrc: FEEDBACK_SSRC, media_ssrc: ssrc };
+            write(pc, receiver, Box::new(pli), now);
+        }
+        let mut seqs = Vec::new();
+        for i in &mut self.inbound {
+            let Some(n) = &mut i.nacks else { continue };
+            seqs.clear();
+            n.due(now, &mut seqs);
+            if seqs.is_empty() {
+                continue;
+            }
+            self.tracks[i.track].stats.nacks_sent += seqs.len() as u64;
+            let nack = TransportLayerNack { sender_ssrc: FEEDBACK_SSRC, media_ssrc: i.ssrc, nacks: nack_pairs_from_sequence_numbers(&seqs) };
+            write(pc, i.receiver, Box::new(nack), now);
+        }
+        if self.next_report.is_some_and(|t| t <= now) {
+            self.next_report = Some(now + RR_INTERVAL);
+            let mut reports = Vec::with_capacity(self.inbound.len());
+            for i in &mut self.inbound {
+                let t = &self.tracks[i.track];
+                let Some(highest) = t.highest() else { continue };
+                let r = Reception { ssrc: i.ssrc, highest, lost: t.stats.lost, jitter: t.jitter_units(), last_sr: i.last_sr };
+                reports.push(report_block(&r, &mut i.prior, now_us));
+            }
+            if let Some(first) = self.inbound.first()
+                && !reports.is_empty()
+            {
+                let rr = ReceiverReport { ssrc: FEEDBACK_SSRC, reports, profile_extensions: Default::default() };
+                write(pc, first.receiver, Box::new(rr), now);
             }
         }
     }
@@ -123,5 +217,14 @@ impl Subscriber {
         }
         self.tracks.push(RecvTrack::new(TrackStats::new(&tref.track, &tref.participant, tref.kind, mid)));
         Some((self.tracks.len() - 1, *receiver))
+    }
+}
+
+/// Writes one RTCP packet through `receiver` (`rtc` protects it with the connection's SRTCP).
+fn write(pc: &mut RTCPeerConnection, receiver: RTCRtpReceiverId, pkt: Box<dyn rtc::rtcp::Packet>, now: Instant) {
+    if let Some(mut r) = pc.rtp_receiver(receiver)
+        && let Err(e) = r.write_rtcp(now, vec![pkt])
+    {
+        tracing::debug!(error = %e, "cannot send RTCP");
     }
 }

@@ -10,7 +10,8 @@ use futures::{SinkExt, StreamExt};
 use rand::Rng;
 use tokio::sync::mpsc;
 
-/// Per-participant queue of server messages; a client this far behind is disconnected.
+/// Per-participant queue of server messages; beyond it the room drops messages to that
+/// participant (logged as a warning).
 const EVENT_QUEUE: usize = 256;
 
 /// A new random participant id.

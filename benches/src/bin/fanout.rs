@@ -72,6 +72,10 @@ struct Args {
     /// numbers, no latency or payload checks).
     #[arg(long)]
     sink: bool,
+    /// Full receivers hand every packet to `rtc`'s read pipeline instead of decrypting it
+    /// themselves (the load tester's older, costlier receive path).
+    #[arg(long)]
+    rtc_receive: bool,
     /// Profile the window of the LAST point with `perf record` into this file.
     #[arg(long)]
     perf: Option<PathBuf>,
@@ -107,8 +111,13 @@ async fn run_server(args: &Args, binary: &Path) -> anyhow::Result<Vec<Point>> {
         + &if args.sfu_args.trim().is_empty() { String::new() } else { format!(" {}", args.sfu_args.trim()) };
     let server = SfuProcess::start(binary, &extra, &args.sfu_log_file).await?;
     eprintln!("# server {} pid {} http {} udp {}; {}", binary.display(), server.pid, server.http, server.udp, machine());
-    let engines: Vec<Engine> =
-        (0..args.engines.max(1)).map(|_| Engine::spawn_with(EngineOptions { stats_interval: Duration::from_millis(500), sink_media: args.sink, ..Default::default() })).collect();
+    let engine_opts = EngineOptions {
+        stats_interval: Duration::from_millis(500),
+        sink_media: args.sink,
+        decrypt_in_engine: !args.rtc_receive,
+        ..Default::default()
+    };
+    let engines: Vec<Engine> = (0..args.engines.max(1)).map(|_| Engine::spawn_with(engine_opts.clone())).collect();
     let opts = Options {
         layer: args.layer.clone(),
         window: args.window,

@@ -94,6 +94,13 @@ pub struct Common {
     /// Runtime worker threads (1: a single-threaded runtime, the process stays on ~1 core).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub threads: u32,
+    /// Subscribers hand every inbound media packet to `rtc` instead of decrypting it
+    /// themselves (the load tester's old, several times costlier receive path, for comparison).
+    #[arg(long)]
+    pub rtc_receive: bool,
+    /// Log filter for stderr (`tracing` syntax, e.g. `info` or `warn,loadtest=debug`).
+    #[arg(long, default_value = "warn", env = "LOADTEST_LOG")]
+    pub log: String,
     /// Room name prefix (rooms are PREFIX-0, PREFIX-1, ...).
     #[arg(long, default_value = "load")]
     pub room_prefix: String,

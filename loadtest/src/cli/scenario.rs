@@ -154,7 +154,11 @@ pub async fn stopped(stop: &mut watch::Receiver<bool>) {
 
 /// Spawns the engines and one task per client; returns their outcomes in plan order.
 pub async fn run(shared: Arc<Shared>, plan: Vec<JoinSpec>) -> Vec<Outcome> {
-    let opts = EngineOptions { stats_interval: STATS_INTERVAL, ..Default::default() };
+    let opts = EngineOptions {
+        stats_interval: STATS_INTERVAL,
+        decrypt_in_engine: !shared.common.rtc_receive,
+        ..Default::default()
+    };
     let engines: Vec<Engine> = (0..shared.common.engines).map(|_| Engine::spawn_with(opts.clone())).collect();
     let n = plan.len();
     let tasks: Vec<_> = plan
@@ -276,7 +280,8 @@ async fn run_client(shared: Arc<Shared>, i: usize, spec: JoinSpec, engine: Engin
                         }
                     }
                 }
-                Ok(Event::Disconnected(_) | Event::SignalingClosed) => {
+                Ok(ev @ (Event::Disconnected(_) | Event::SignalingClosed)) => {
+                    tracing::warn!(client = i, event = ?ev, connected = out.connect_time.is_some(), "client dropped");
                     out.dropped = true;
                     if out.connect_time.is_none() {
                         slot.state.store(FAILED, Ordering::Relaxed);

@@ -4,6 +4,7 @@ use super::track::DownTrack;
 use crate::udp::PeerKey;
 use signaling::protocol::{ParticipantInfo, ServerMessage};
 use signaling::room::EventSender;
+use tokio::sync::mpsc::error::TrySendError;
 
 /// One joined participant.
 pub struct Participant {
@@ -32,11 +33,14 @@ pub struct Participant {
 }
 
 impl Participant {
-    /// Queues a message to its session; a session that is this far behind is dropped by the
-    /// session itself when the channel closes.
+    /// Queues a message to its session. A full queue drops the message (warned); a closed one
+    /// means the session ended and its leave is on the way (a room emptying at once sends
+    /// every remaining participant a `participant_left` for each one gone: debug level).
     pub fn send(&self, msg: ServerMessage) {
-        if let Err(e) = self.events.try_send(msg) {
-            tracing::warn!(participant = %self.id, error = %e, "signaling queue full or closed");
+        match self.events.try_send(msg) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => tracing::warn!(participant = %self.id, "signaling queue full: message dropped"),
+            Err(TrySendError::Closed(_)) => tracing::debug!(participant = %self.id, "signaling session already closed"),
         }
     }
 

@@ -2341,6 +2341,14 @@ impl RTCPeerConnection {
         self.dtls_transport().local_srtp_keys.as_ref()
     }
 
+    /// sfu patch: the SRTP master key and salt of the receiving direction, available once the
+    /// DTLS handshake completed (`None` before). An application that decrypts some inbound RTP
+    /// itself builds its own `srtp::context::Context` from them; packets it takes never reach
+    /// this connection (its interceptors, its track statistics).
+    pub fn remote_srtp_keys(&self) -> Option<&crate::peer_connection::transport::SrtpSessionKeys> {
+        self.dtls_transport().remote_srtp_keys.as_ref()
+    }
+
     /// sfu patch: the remote address of the ICE-selected candidate pair, where this
     /// connection sends everything (`None` until ICE selects a pair). Cheap: no allocation.
     pub fn selected_remote_addr(&self) -> Option<std::net::SocketAddr> {

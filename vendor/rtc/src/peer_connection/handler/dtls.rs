@@ -286,8 +286,9 @@ impl<'a>
                 });
             }
 
-            if let Some(keys) = local_srtp_keys {
-                self.ctx.dtls_transport.local_srtp_keys = Some(keys);
+            if let Some((local, remote)) = local_srtp_keys {
+                self.ctx.dtls_transport.local_srtp_keys = Some(local);
+                self.ctx.dtls_transport.remote_srtp_keys = Some(remote);
             }
             if let Some((local_srtp_context, remote_srtp_context)) = srtp_contexts {
                 self.ctx
@@ -465,7 +466,7 @@ impl<'a> DtlsHandler<'a> {
     ) -> Result<(
         srtp::context::Context,
         srtp::context::Context,
-        crate::peer_connection::transport::SrtpSessionKeys,
+        (crate::peer_connection::transport::SrtpSessionKeys, crate::peer_connection::transport::SrtpSessionKeys),
     )> {
         let profile = match state.srtp_protection_profile() {
             SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm => ProtectionProfile::AeadAes128Gcm,
@@ -532,11 +533,19 @@ impl<'a> DtlsHandler<'a> {
             crypto_provider.crypto(),
         )?;
 
-        let keys = crate::peer_connection::transport::SrtpSessionKeys {
-            profile: srtp_config.profile,
-            master_key: srtp_config.keys.local_master_key.clone(),
-            master_salt: srtp_config.keys.local_master_salt.clone(),
-        };
+        // sfu patch: the keys of both directions (sending, receiving)
+        let keys = (
+            crate::peer_connection::transport::SrtpSessionKeys {
+                profile: srtp_config.profile,
+                master_key: srtp_config.keys.local_master_key.clone(),
+                master_salt: srtp_config.keys.local_master_salt.clone(),
+            },
+            crate::peer_connection::transport::SrtpSessionKeys {
+                profile: srtp_config.profile,
+                master_key: srtp_config.keys.remote_master_key.clone(),
+                master_salt: srtp_config.keys.remote_master_salt.clone(),
+            },
+        );
         Ok((local_context, remote_context, keys))
     }
 }

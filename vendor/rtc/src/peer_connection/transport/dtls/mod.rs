@@ -66,6 +66,8 @@ pub(crate) struct DtlsTransport {
     // sfu patch: the sending direction's SRTP master key, kept once the handshake completed so
     // an application can protect RTP itself (see `RTCPeerConnection::local_srtp_keys`).
     pub(crate) local_srtp_keys: Option<SrtpSessionKeys>,
+    /// sfu patch: the receiving direction's (see `RTCPeerConnection::remote_srtp_keys`).
+    pub(crate) remote_srtp_keys: Option<SrtpSessionKeys>,
 }
 
 /// The SRTP master key and salt of one direction of a DTLS-SRTP session (sfu patch).
@@ -148,6 +150,7 @@ impl DtlsTransport {
             replay_protection,
             crypto_provider,
             local_srtp_keys: None,
+            remote_srtp_keys: None, // sfu patch
         })
     }
 
