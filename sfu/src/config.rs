@@ -90,6 +90,12 @@ pub struct Config {
     /// Participant limit of a room.
     #[arg(long, env = "SFU_MAX_PARTICIPANTS", default_value_t = 100)]
     pub max_participants: usize,
+    /// In a room that already has this many participants, a newcomer is announced to the
+    /// others (`participant_joined`, `participant_left`, their `joined` lists) only once it
+    /// publishes a track: a broadcast to thousands of viewers then does not send every viewer
+    /// a message per other viewer. 0 announces everyone.
+    #[arg(long, env = "SFU_QUIET_VIEWERS_ABOVE", default_value_t = 100)]
+    pub quiet_viewers_above: usize,
     /// Datagrams per send system call (sendmmsg, 1-64); 1 sends each datagram on its own, as a
     /// baseline for benchmarks.
     #[arg(long, env = "SFU_SEND_BATCH", default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=64))]

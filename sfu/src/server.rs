@@ -58,6 +58,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Server> {
         next_key: Arc::new(AtomicU64::new(1)),
         send_batch: usize::from(config.send_batch),
         gso: config.gso,
+        quiet_viewers_above: config.quiet_viewers_above,
     };
     tokio::spawn(reader::run(socket, demux, media_metrics.clone()));
 

@@ -5,7 +5,7 @@ mod common;
 
 use common::{Harness, STEP, remote_tracks, track_of, wait_layer_changed};
 use loadtest::{ClientStats, TrackStats};
-use signaling::protocol::TrackKind;
+use signaling::protocol::{ServerMessage, TrackKind};
 
 /// Checks a received track's stream health.
 fn assert_clean(who: &str, t: &TrackStats) {
@@ -66,4 +66,75 @@ async fn one_publisher_two_subscribers() {
     let p = publisher.stats().await.unwrap().publisher.unwrap();
     assert!(p.frames.iter().all(|f| *f >= 50) && p.audio_packets >= 100, "{p:?}");
     assert_eq!(p.write_errors, 0);
+}
+
+/// Who `client` was told about (`participant_joined` / `participant_left`) so far, by name.
+fn roster_events(client: &mut loadtest::Client) -> Vec<String> {
+    client
+        .pending_events()
+        .iter()
+        .filter_map(|e| match e {
+            loadtest::Event::Server(ServerMessage::ParticipantJoined { participant }) => Some(format!("+{}", participant.name)),
+            loadtest::Event::Server(ServerMessage::ParticipantLeft { participant }) => Some(format!("-{participant}")),
+            _ => None,
+        })
+        .collect()
+}
+
+/// In a room past `--quiet-viewers-above`, a newcomer that only watches is not announced; it
+/// still receives everything, and is announced once it publishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viewers_of_large_rooms_are_announced_when_they_publish() {
+    let h = Harness::start_with(&["--quiet-viewers-above", "2"]).await;
+    let mut host = h.publisher("big", "host").await;
+    let mut early = h.join("big", "early").await;
+    let late = h.join("big", "late").await; // third: quiet
+    let mut later = h.join("big", "later").await; // fourth: quiet
+
+    // the quiet ones know who was announced before them, and get the media
+    let known = |c: &loadtest::Client| c.participants_at_join().iter().map(|p| p.name.clone()).collect::<Vec<_>>();
+    assert_eq!(known(&late), ["host", "early"]);
+    assert_eq!(known(&later), ["host", "early"], "the quiet viewer before it is not listed");
+    remote_tracks(&mut later, 2).await;
+    later.wait_connected(loadtest::Role::Subscriber, STEP).await.expect("quiet viewer connects");
+    later
+        .wait_stats(STEP, "video from the host", |s| s.first_of(TrackKind::Video).is_some_and(|t| t.keyframes >= 1))
+        .await
+        .expect("quiet viewer receives video");
+
+    assert_eq!(roster_events(&mut host), ["+early"], "the quiet viewers were not announced");
+    assert!(roster_events(&mut early).is_empty());
+
+    // the quiet viewer publishes: now everyone is told, before its tracks
+    let late_id = late.participant().id.clone();
+    late.publish().await.expect("publish");
+    for c in [&mut host, &mut early, &mut later] {
+        c.wait_event(STEP, "late announced", |e| match e {
+            loadtest::Event::Server(ServerMessage::ParticipantJoined { participant }) if participant.id == late_id => Some(()),
+            _ => None,
+        })
+        .await
+        .expect("participant_joined when it publishes");
+        c.wait_event(STEP, "late's track", |e| match e {
+            loadtest::Event::Server(ServerMessage::TrackPublished { participant, .. }) if *participant == late_id => Some(()),
+            _ => None,
+        })
+        .await
+        .expect("then its tracks");
+    }
+
+    // a quiet viewer leaving is not announced either; an announced one is
+    let later_id = later.participant().id.clone();
+    later.leave(STEP).await.expect("leave");
+    late.leave(STEP).await.expect("leave");
+    host.wait_event(STEP, "late left", |e| match e {
+        loadtest::Event::Server(ServerMessage::ParticipantLeft { participant }) if *participant == late_id => Some(()),
+        _ => None,
+    })
+    .await
+    .expect("participant_left for the announced one");
+    for (who, c) in [("host", &mut host), ("early", &mut early)] {
+        let seen = roster_events(c);
+        assert!(!seen.iter().any(|e| e.contains("later") || e.contains(&later_id)), "{who} never heard of the quiet viewer: {seen:?}");
+    }
 }

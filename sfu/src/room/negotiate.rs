@@ -52,14 +52,19 @@ impl Room {
             renegotiate: false,
             offered_rids: Vec::new(),
             subscribe,
+            announced: announce_on_join(self.participants.len(), self.plane.quiet_viewers_above),
         };
-        let others = self.participants.iter().map(|p| p.info(self.track_infos(&p.id))).collect();
+        let others = self.participants.iter().filter(|p| p.announced).map(|p| p.info(self.track_infos(&p.id))).collect();
         participant.send(ServerMessage::Joined {
             room: self.name.clone(),
             participant: participant.info(Vec::new()),
             participants: others,
         });
-        self.broadcast(&id, &ServerMessage::ParticipantJoined { participant: participant.info(Vec::new()) });
+        if participant.announced {
+            self.broadcast(&id, &ServerMessage::ParticipantJoined { participant: participant.info(Vec::new()) });
+        } else {
+            tracing::debug!(room = %self.name, participant = %id, "not announced until it publishes (large room)");
+        }
         self.participants.push(participant);
         let idx = self.participants.len() - 1;
         let track_idxs: Vec<usize> = (0..self.tracks.len()).collect();
@@ -79,8 +84,21 @@ impl Room {
             self.remove_peer(k);
         }
         self.unpublish(id, None);
-        self.broadcast(id, &ServerMessage::ParticipantLeft { participant: id.to_string() });
+        if p.announced {
+            self.broadcast(id, &ServerMessage::ParticipantLeft { participant: id.to_string() });
+        }
         tracing::info!(room = %self.name, participant = %id, participants = self.participants.len(), "left room");
+    }
+
+    /// Tells the others about `id` if they were not told at its join (a viewer of a large room
+    /// that starts publishing).
+    fn announce(&mut self, id: &str) {
+        let Some(idx) = self.participant_index(id) else { return };
+        if std::mem::replace(&mut self.participants[idx].announced, true) {
+            return;
+        }
+        let info = self.participants[idx].info(Vec::new());
+        self.broadcast(id, &ServerMessage::ParticipantJoined { participant: info });
     }
 
     pub(super) fn track_infos(&self, publisher: &str) -> Vec<signaling::protocol::TrackInfo> {
@@ -257,6 +275,7 @@ impl Room {
                 tracing::info!(room = %self.name, participant = %owner, track = %track.id, ?kind,
                     codec = %track.rtc_codec.mime_type, rids = ?track.rids, "track published");
                 let msg = ServerMessage::TrackPublished { participant: owner.to_string(), track: track.info() };
+                self.announce(owner);
                 self.tracks.push(track);
                 self.plane.metrics.published_tracks.inc();
                 self.broadcast(owner, &msg);
@@ -412,6 +431,24 @@ impl LayerIn {
             ts: TsUnwrapper::default(),
             clock: None,
             cache: PacketCache::new(CACHE_PACKETS),
+        }
+    }
+}
+
+/// Whether a participant joining a room where `present` others are is announced at once: always
+/// while the room is below `quiet_above` (0: no limit), else only once it publishes.
+fn announce_on_join(present: usize, quiet_above: usize) -> bool {
+    quiet_above == 0 || present < quiet_above
+}
+
+#[cfg(test)]
+mod announce_tests {
+    #[test]
+    fn newcomers_of_large_rooms_are_announced_when_they_publish() {
+        // columns: participants present, limit, announced at join
+        let rows = [(0, 100, true), (99, 100, true), (100, 100, false), (5000, 100, false), (5000, 0, true), (0, 1, true), (1, 1, false)];
+        for (present, limit, want) in rows {
+            assert_eq!(super::announce_on_join(present, limit), want, "{present} present, limit {limit}");
         }
     }
 }

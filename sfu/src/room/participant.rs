@@ -30,6 +30,9 @@ pub struct Participant {
     pub subscribe: bool,
     /// Simulcast rids per mid from its latest publisher offer.
     pub offered_rids: Vec<(String, Vec<String>)>,
+    /// The others were told it is here (`participant_joined`); a viewer that joined a large
+    /// room is announced when it first publishes.
+    pub announced: bool,
 }
 
 impl Participant {

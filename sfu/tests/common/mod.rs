@@ -26,6 +26,11 @@ pub struct Harness {
 impl Harness {
     /// Starts a dev-mode server on loopback ports and an engine.
     pub async fn start() -> Harness {
+        Harness::start_with(&[]).await
+    }
+
+    /// Starts a dev-mode server with `args` added to its command line.
+    pub async fn start_with(args: &[&str]) -> Harness {
         // As the binary does: logs, plus the counter of packets `rtc` rejects internally.
         let filter = tracing_subscriber::EnvFilter::try_from_env("TEST_LOG")
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,rtc_dtls=error"));
@@ -33,7 +38,8 @@ impl Harness {
             .with(tracing_subscriber::fmt::layer().with_test_writer().with_filter(filter))
             .with(sfu::telemetry::RejectLayer.with_filter(sfu::telemetry::reject_filter()))
             .try_init();
-        let config = sfu::config::Config::parse_from(["sfu", "--dev", "--http", "127.0.0.1:0", "--udp", "127.0.0.1:0"]);
+        let base = ["sfu", "--dev", "--http", "127.0.0.1:0", "--udp", "127.0.0.1:0"];
+        let config = sfu::config::Config::parse_from(base.iter().chain(args));
         let server = sfu::server::start(&config).await.expect("server starts");
         let url = format!("ws://{}/ws", server.http);
         Harness { server, url, engine: Engine::spawn() }
