@@ -35,8 +35,8 @@ use tokio::sync::{mpsc, watch};
 
 /// Datagrams handled per wake-up before output is flushed.
 const BATCH: usize = 64;
-/// A wait this long between two turns of the engine loop is logged: its sockets overflow and
-/// its connections' timers (ICE keepalives) run late meanwhile.
+/// A timer wake-up this late, or a flush this long, is logged: the engine's sockets overflow
+/// and its connections' timers (ICE keepalives) run late meanwhile.
 const STALL_WARN: Duration = Duration::from_millis(250);
 
 enum Side {
@@ -118,13 +118,7 @@ impl Driver {
         let sleep = tokio::time::sleep_until(sleep_at.into());
         tokio::pin!(sleep);
         self.timers.push(Reverse((Instant::now() + self.opts.stats_interval, Timer::Stats)));
-        let mut last_turn = Instant::now();
         loop {
-            let turn = Instant::now();
-            if turn.duration_since(last_turn) > STALL_WARN {
-                // the task was not polled (the thread was busy elsewhere) or one turn ran long
-                tracing::warn!(stalled_ms = turn.duration_since(last_turn).as_millis() as u64, pcs = self.pcs.len(), "engine stalled");
-            }
             let next = self.timers.peek().map(|Reverse((t, _))| *t).unwrap_or_else(far);
             if next != sleep_at {
                 sleep.as_mut().reset(next.into());
@@ -145,12 +139,21 @@ impl Driver {
                         }
                     }
                 }
-                () = &mut sleep => self.on_timers(Instant::now()),
+                () = &mut sleep => {
+                    let now = Instant::now();
+                    let late = now.saturating_duration_since(sleep_at);
+                    if late > STALL_WARN {
+                        // the task was not polled in time: the thread was busy elsewhere
+                        tracing::warn!(late_ms = late.as_millis() as u64, pcs = self.pcs.len(), "engine woke late");
+                    }
+                    self.on_timers(now);
+                }
             }
+            let woke = Instant::now();
             self.flush();
-            last_turn = Instant::now();
-            if self.timers.peek().is_some_and(|Reverse((t, _))| *t + STALL_WARN < last_turn) {
-                tracing::warn!(late_ms = self.timers.peek().map_or(0, |Reverse((t, _))| last_turn.duration_since(*t).as_millis() as u64), "engine timers late");
+            let took = woke.elapsed();
+            if took > STALL_WARN {
+                tracing::warn!(took_ms = took.as_millis() as u64, pcs = self.pcs.len(), "engine turn ran long");
             }
         }
         let ids: Vec<PcId> = self.pcs.keys().copied().collect();
@@ -195,8 +198,9 @@ impl Driver {
                 pc.stats_dirty = true;
                 return;
             }
+            let seq = u16::from_be_bytes([rx.data[2], rx.data[3]]);
             if let (Some(srtp), Side::Subscriber(sub)) = (&mut pc.srtp_in, &mut pc.side)
-                && sub.knows(ssrc)
+                && sub.decrypts_itself(ssrc, seq)
             {
                 let due = match srtp.open(&rx.data) {
                     Ok(clear) => {

@@ -50,7 +50,7 @@ impl NackList {
         self.highest = Some(ext);
         let gap = ext - highest - 1;
         if gap > NACK_WINDOW {
-            // a jump no retransmission cache covers: start over (a keyframe request follows)
+            // a jump no retransmission cache covers: start over without asking
             self.missing.clear();
             return false;
         }

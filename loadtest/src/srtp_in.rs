@@ -9,9 +9,9 @@ use rtc::shared::marshal::{MarshalSize, Unmarshal};
 use rtc::srtp::context::Context;
 use rtc::srtp::option::srtp_replay_protection;
 
-/// Sequence numbers the replay check remembers (libsrtp's and so Chrome's default; a
-/// retransmission arrives within a few packets on loopback). Its cost grows with the window.
-const REPLAY_WINDOW: usize = 128;
+/// Sequence numbers the replay check remembers: as far back as the subscriber NACKs, so a
+/// retransmission it asked for is never refused as a replay (the check's cost grows with it).
+const REPLAY_WINDOW: usize = crate::reports::NACK_WINDOW as usize;
 
 /// Why an inbound packet was dropped.
 #[derive(Debug, thiserror::Error)]

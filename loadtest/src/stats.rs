@@ -158,7 +158,7 @@ pub struct TrackStats {
     pub plis_sent: u64,
     /// Retransmission requests sent (sequence numbers NACKed, repeats included).
     pub nacks_sent: u64,
-    /// Packets dropped because their SRTP authentication failed.
+    /// Packets dropped by the engine's own SRTP context (authentication failed, or a replay).
     pub srtp_errors: u64,
     /// Inter-arrival gaps (every received packet counts), see [`crate::gaps`].
     pub arrivals: crate::gaps::ArrivalGaps,

@@ -22,6 +22,17 @@ use std::time::{Duration, Instant};
 const PLI_INTERVAL: Duration = Duration::from_millis(500);
 /// SSRC this receive-only client puts in its RTCP (Chrome uses 1 as well).
 const FEEDBACK_SSRC: u32 = 1;
+/// Report blocks one receiver report holds (a 5-bit count).
+const MAX_REPORT_BLOCKS: usize = 31;
+
+/// Whether a stream whose first packet `rtc` decrypted with `first` can continue on the
+/// engine's own SRTP context from a packet with `seq`. That context starts its rollover counter
+/// at 0 with its first packet, like `rtc`'s did; the sender counts from its first packet too, so
+/// the two agree unless the sequence number wrapped in between (a fresh context would then be
+/// one rollover behind and fail every packet): such a stream stays on `rtc`'s path.
+pub fn handover_ok(first: u16, seq: u16) -> bool {
+    seq >= first && seq - first < 1 << 15
+}
 
 /// One inbound stream (SSRC) of the connection.
 struct Inbound {
@@ -35,6 +46,11 @@ struct Inbound {
     /// Middle 32 bits of the latest sender report's NTP time and its arrival (UNIX µs).
     last_sr: Option<(u32, u64)>,
     prior: ReportPrior,
+    /// Sequence number of the first packet `rtc` delivered.
+    first_seq: u16,
+    /// Whether the engine decrypts this stream itself: `None` until its first packet after
+    /// the one `rtc` delivered decides it (see [`handover_ok`]).
+    own_path: Option<bool>,
 }
 
 /// Reception state of one subscriber connection.
@@ -69,6 +85,9 @@ impl Subscriber {
         let answer = pc.create_answer(None)?;
         pc.set_local_description(now, answer)?;
         self.mids = tracks;
+        // streams of tracks the offer no longer carries are gone (their stats stay)
+        let (mids, all) = (&self.mids, &self.tracks);
+        self.inbound.retain(|i| mids.get(&all[i.track].stats.mid).is_some_and(|t| t.track == all[i.track].stats.track));
         pc.local_description().map(|d| d.sdp).ok_or(rtc::shared::error::Error::ErrPeerConnLocalDescriptionNil)
     }
 
@@ -81,10 +100,13 @@ impl Subscriber {
         }
     }
 
-    /// True when packets of `ssrc` can be recorded with [`Subscriber::on_known_rtp`] (the
-    /// connection delivered one and opened its track).
-    pub fn knows(&self, ssrc: u32) -> bool {
-        self.inbound.iter().any(|i| i.ssrc == ssrc)
+    /// True when the engine decrypts this packet of `ssrc` (sequence number `seq`) itself and
+    /// records it with [`Subscriber::on_known_rtp`]: the connection delivered the stream's
+    /// first packet (and opened its track), and no wrap of the sequence number lies between
+    /// that packet and the first one taken over (see [`handover_ok`]).
+    pub fn decrypts_itself(&mut self, ssrc: u32, seq: u16) -> bool {
+        let Some(i) = self.inbound.iter_mut().find(|i| i.ssrc == ssrc) else { return false };
+        *i.own_path.get_or_insert_with(|| handover_ok(i.first_seq, seq))
     }
 
     /// Records one packet the connection delivered for its track `track_id`; true when
@@ -97,7 +119,18 @@ impl Subscriber {
                 Some((track, receiver)) => {
                     let video = self.tracks[track].stats.kind == TrackKind::Video;
                     let nacks = video.then(NackList::default);
-                    self.inbound.push(Inbound { ssrc, track, receiver, last_pli: None, nacks, last_sr: None, prior: ReportPrior::default() });
+                    let first_seq = pkt.header.sequence_number;
+                    self.inbound.push(Inbound {
+                        ssrc,
+                        track,
+                        receiver,
+                        last_pli: None,
+                        nacks,
+                        last_sr: None,
+                        prior: ReportPrior::default(),
+                        first_seq,
+                        own_path: None,
+                    });
                     self.inbound.len() - 1
                 }
                 None => {
@@ -200,11 +233,11 @@ impl Subscriber {
                 let r = Reception { ssrc: i.ssrc, highest, lost: t.stats.lost, jitter: t.jitter_units(), last_sr: i.last_sr };
                 reports.push(report_block(&r, &mut i.prior, now_us));
             }
-            if let Some(first) = self.inbound.first()
-                && !reports.is_empty()
-            {
-                let rr = ReceiverReport { ssrc: FEEDBACK_SSRC, reports, profile_extensions: Default::default() };
-                write(pc, first.receiver, Box::new(rr), now);
+            // at most 31 blocks per report (RFC 3550 6.4.2); any live receiver carries them
+            for chunk in reports.chunks(MAX_REPORT_BLOCKS) {
+                let rr = ReceiverReport { ssrc: FEEDBACK_SSRC, reports: chunk.to_vec(), profile_extensions: Default::default() };
+                let Some(via) = self.inbound.iter().map(|i| i.receiver).find(|r| pc.rtp_receiver(*r).is_some()) else { break };
+                write(pc, via, Box::new(rr), now);
             }
         }
     }
@@ -226,5 +259,17 @@ fn write(pc: &mut RTCPeerConnection, receiver: RTCRtpReceiverId, pkt: Box<dyn rt
         && let Err(e) = r.write_rtcp(now, vec![pkt])
     {
         tracing::debug!(error = %e, "cannot send RTCP");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn handover_only_without_a_wrap_in_between() {
+        // columns: first seq through rtc, first seq on the own path, handed over
+        let rows = [(100, 101, true), (100, 100, true), (65000, 65535, true), (65534, 1, false), (65535, 0, false), (100, 99, false), (0, 40000, false)];
+        for (first, seq, want) in rows {
+            assert_eq!(super::handover_ok(first, seq), want, "{first} -> {seq}");
+        }
     }
 }

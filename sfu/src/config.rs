@@ -93,7 +93,8 @@ pub struct Config {
     /// In a room that already has this many participants, a newcomer is announced to the
     /// others (`participant_joined`, `participant_left`, their `joined` lists) only once it
     /// publishes a track: a broadcast to thousands of viewers then does not send every viewer
-    /// a message per other viewer. 0 announces everyone.
+    /// a message per other viewer. 0 announces everyone. The default equals the default room
+    /// limit: it acts in rooms whose limit was raised.
     #[arg(long, env = "SFU_QUIET_VIEWERS_ABOVE", default_value_t = 100)]
     pub quiet_viewers_above: usize,
     /// Datagrams per send system call (sendmmsg, 1-64); 1 sends each datagram on its own, as a
