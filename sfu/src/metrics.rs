@@ -33,6 +33,8 @@ pub struct MediaMetrics {
     pub plis_sent: IntCounter,
     /// Simulcast layer switches.
     pub layer_switches: IntCounter,
+    /// Participants removed because their signaling queue overflowed.
+    pub signaling_overflows: IntCounter,
     /// Tracks being published.
     pub published_tracks: IntGauge,
     /// Tracks being forwarded to subscribers.
@@ -65,6 +67,10 @@ impl MediaMetrics {
             nacks_received: c("sfu_nacks_received_total", "NACK feedback messages from subscribers"),
             plis_sent: c("sfu_plis_sent_total", "Keyframe requests sent to publishers"),
             layer_switches: c("sfu_layer_switches_total", "Simulcast layer switches"),
+            signaling_overflows: c(
+                "sfu_signaling_overflows_total",
+                "Participants removed because their signaling queue overflowed (their session closed)",
+            ),
             published_tracks: g("sfu_published_tracks", "Tracks being published"),
             subscribed_tracks: g("sfu_subscribed_tracks", "Tracks forwarded to subscribers"),
             forward_delay: Histogram::with_opts(
@@ -91,6 +97,7 @@ impl MediaMetrics {
             Box::new(m.nacks_received.clone()),
             Box::new(m.plis_sent.clone()),
             Box::new(m.layer_switches.clone()),
+            Box::new(m.signaling_overflows.clone()),
             Box::new(m.published_tracks.clone()),
             Box::new(m.subscribed_tracks.clone()),
             Box::new(m.forward_delay.clone()),

@@ -74,6 +74,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Server> {
         let stop = async move {
             let _ = shutdown_rx.wait_for(|stop| *stop).await;
         };
+        let listener = axum::serve::ListenerExt::tap_io(listener, limit_send_buffer);
         if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
             tracing::error!(error = %e, "http server failed");
         }
@@ -88,5 +89,30 @@ impl Server {
     pub async fn shutdown(self, grace: Duration) {
         let _ = self.shutdown.send(true);
         let _ = tokio::time::timeout(grace, self.http_task).await;
+    }
+}
+
+/// Kernel send buffer of one HTTP/WebSocket connection (the kernel doubles it). Autotuning
+/// would let a client that stops reading hold megabytes of signaling messages in the kernel
+/// (~28k messages in a test) before its queue overflows and the room removes it
+/// (`room::participant::queue`); 64 KiB is still several of the largest messages (an offer or
+/// a `joined` list), and writes beyond it just wait for the client.
+const HTTP_SEND_BUFFER: libc::c_int = 64 * 1024;
+
+fn limit_send_buffer(tcp: &mut tokio::net::TcpStream) {
+    use std::os::fd::AsRawFd;
+    let size = HTTP_SEND_BUFFER;
+    // SAFETY: a valid socket descriptor and a c_int option value of the size passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            tcp.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        tracing::debug!(error = %std::io::Error::last_os_error(), "cannot limit the send buffer");
     }
 }

@@ -203,3 +203,67 @@ async fn a_muted_track_is_not_forwarded() {
     assert_eq!(http(addr, "POST", &path, Some(&admin), Some(json!({"muted": false}))).await.0, 200);
     ben.wait_stats(STEP, "video resumes", |s| s.track(&video).is_some_and(|t| t.packets > before + 20)).await.unwrap();
 }
+
+/// A participant that stops reading its WebSocket is removed once its signaling queue
+/// overflows (rather than silently missing messages) and its socket is closed; everyone else
+/// keeps their messages and media.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_participant_that_stops_reading_is_removed_not_desynchronized() {
+    let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("warn,rtc_dtls=error").try_init();
+    let MediaRoom { server, admin, _ann, ann_id, mut ben, video, .. } = MediaRoom::start("busy").await;
+    let addr = server.http;
+    // a small receive buffer, so that the kernel holds few of the messages it never reads
+    let tcp = tokio::net::TcpSocket::new_v4().unwrap();
+    tcp.set_recv_buffer_size(4096).unwrap();
+    let stream = tcp.connect(addr).await.unwrap();
+    let ws = tokio_tungstenite::client_async(format!("ws://{addr}/ws"), tokio_tungstenite::MaybeTlsStream::Plain(stream)).await.unwrap().0;
+    let mut stuck = Ws { ws };
+    let stuck_id = match stuck.join("busy", "Stuck", None).await {
+        ServerMessage::Joined { participant, .. } => participant.id,
+        other => panic!("{other:?}"),
+    };
+
+    // every mute toggle is a `track_muted` to everyone; Stuck reads none of them, so its
+    // socket buffers fill, then its queue
+    let path = format!("/api/rooms/busy/participants/{ann_id}/tracks/{video}/mute");
+    let mut toggles = 0u32;
+    while metric(&metrics(addr).await, "sfu_signaling_overflows_total").unwrap_or(0.0) < 1.0 {
+        assert!(toggles < 40_000, "no overflow after {toggles} messages");
+        for _ in 0..50 {
+            toggles += 1;
+            let (s, _) = http_json(addr, "POST", &path, Some(&admin), Some(json!({"muted": toggles % 2 == 1}))).await;
+            assert_eq!(s, 200);
+        }
+    }
+    if toggles % 2 == 1 {
+        toggles += 1;
+        http_json(addr, "POST", &path, Some(&admin), Some(json!({"muted": false}))).await;
+    }
+    eprintln!("overflow after {toggles} messages");
+    assert!(toggles < 4000, "within what the client keeps of unconsumed events");
+
+    // Stuck is gone from the room and its socket gets closed after what was buffered
+    let (_, list) = http_json(addr, "GET", "/api/rooms/busy/participants", Some(&admin), None).await;
+    let ids: Vec<&str> = list["participants"].as_array().unwrap().iter().filter_map(|p| p["id"].as_str()).collect();
+    assert!(!ids.contains(&stuck_id.as_str()), "{ids:?}");
+    stuck.closed(STEP * 3).await;
+    assert_eq!(metric(&metrics(addr).await, "sfu_signaling_overflows_total"), Some(1.0), "only the one that stopped reading");
+
+    // Ben read everything: all toggles arrived in order, and video flows again after the last unmute
+    let mut last = None;
+    for _ in 0..toggles {
+        let muted = ben
+            .wait_event(STEP, "track_muted", |e| match e {
+                Event::Server(ServerMessage::TrackMuted { muted, .. }) => Some(*muted),
+                _ => None,
+            })
+            .await
+            .expect("every toggle reaches a reading participant");
+        assert_ne!(Some(muted), last, "toggles alternate: none lost");
+        last = Some(muted);
+    }
+    let before = ben.stats().await.unwrap().first_of(TrackKind::Video).map_or(0, |t| t.packets);
+    ben.wait_stats(STEP, "video after unmute", |s| s.first_of(TrackKind::Video).is_some_and(|t| t.packets > before + 20))
+        .await
+        .expect("the others keep their media");
+}

@@ -10,8 +10,8 @@ use futures::{SinkExt, StreamExt};
 use rand::Rng;
 use tokio::sync::mpsc;
 
-/// Per-participant queue of server messages; beyond it the room drops messages to that
-/// participant (logged as a warning).
+/// Per-participant queue of server messages. A client this far behind is removed by its room,
+/// which drops its end of the queue: the session then closes the socket.
 const EVENT_QUEUE: usize = 256;
 
 /// A new random participant id.
@@ -34,6 +34,9 @@ struct Joined {
 pub async fn run(socket: WebSocket, state: AppState) {
     let (mut ws_tx, mut ws_rx) = socket.split();
     let (events_tx, mut events_rx) = mpsc::channel::<ServerMessage>(EVENT_QUEUE);
+    // the session keeps its sender only until it joined: from then on the room holds the only
+    // one, and the queue closing means the room dropped this participant
+    let mut events_tx = Some(events_tx);
     let mut joined: Option<Joined> = None;
 
     loop {
@@ -42,7 +45,11 @@ pub async fn run(socket: WebSocket, state: AppState) {
                 let Some(Ok(frame)) = frame else { break };
                 let reply = match frame {
                     Message::Text(text) => {
-                        match handle_text(&text, &mut joined, &events_tx, &state).await {
+                        let flow = handle_text(&text, &mut joined, events_tx.as_ref(), &state).await;
+                        if joined.is_some() {
+                            events_tx = None;
+                        }
+                        match flow {
                             Flow::Continue => None,
                             Flow::Reply(m) => Some(m),
                             Flow::Close => break,
@@ -61,8 +68,11 @@ pub async fn run(socket: WebSocket, state: AppState) {
                     }
                 }
             }
-            event = events_rx.recv() => {
-                let Some(event) = event else { break };
+            event = events_rx.recv(), if joined.is_some() => {
+                let Some(event) = event else {
+                    tracing::info!(participant = ?joined.as_ref().map(|j| &j.participant), "the room dropped the session");
+                    break;
+                };
                 let closing = matches!(event, ServerMessage::Reconnect { .. } | ServerMessage::Removed { .. });
                 if send(&mut ws_tx, &event).await.is_err() || closing {
                     break;
@@ -96,7 +106,7 @@ async fn send(
 async fn handle_text(
     text: &str,
     joined: &mut Option<Joined>,
-    events_tx: &mpsc::Sender<ServerMessage>,
+    events_tx: Option<&mpsc::Sender<ServerMessage>>,
     state: &AppState,
 ) -> Flow {
     if text.len() > MAX_MESSAGE_BYTES {
@@ -116,6 +126,9 @@ async fn handle_text(
     let Some(j) = joined.as_ref() else {
         return match msg {
             ClientMessage::Join { room, name, token } => {
+                let Some(events_tx) = events_tx else {
+                    return Flow::Reply(ServerMessage::error(ErrorCode::Internal, "session cannot join again"));
+                };
                 match join(room, name, token, events_tx, state).await {
                     Ok(j) => {
                         *joined = Some(j);

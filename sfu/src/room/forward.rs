@@ -291,7 +291,8 @@ impl Room {
             if dt.announced != dt.selector.current() {
                 dt.announced = dt.selector.current();
                 let layer = dt.announced.map(|l| track.rid_name(l));
-                let _ = events.try_send(ServerMessage::LayerChanged { track: dt.track.clone(), layer });
+                let msg = ServerMessage::LayerChanged { track: dt.track.clone(), layer };
+                super::participant::queue(events, &p.overflowed, &p.room_overflow, &p.id, msg);
             }
             let Some((out_seq, out_ts)) = dt.munger.forward(seq, ts, now) else {
                 metrics.count_drop("munger_rejected");

@@ -53,6 +53,8 @@ impl Room {
             offered_rids: Vec::new(),
             subscribe,
             announced: announce_on_join(self.participants.len(), self.plane.quiet_viewers_above),
+            overflowed: Default::default(),
+            room_overflow: self.overflow.clone(),
         };
         let others = self.participants.iter().filter(|p| p.announced).map(|p| p.info(self.track_infos(&p.id))).collect();
         participant.send(ServerMessage::Joined {

@@ -4,6 +4,8 @@ use super::track::DownTrack;
 use crate::udp::PeerKey;
 use signaling::protocol::{ParticipantInfo, ServerMessage};
 use signaling::room::EventSender;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::mpsc::error::TrySendError;
 
 /// One joined participant.
@@ -33,18 +35,35 @@ pub struct Participant {
     /// The others were told it is here (`participant_joined`); a viewer that joined a large
     /// room is announced when it first publishes.
     pub announced: bool,
+    /// Its signaling queue overflowed: the room removes it (see [`queue`]).
+    pub overflowed: AtomicBool,
+    /// The room's flag that some participant overflowed.
+    pub room_overflow: Arc<AtomicBool>,
+}
+
+/// Queues `msg` to a participant's session. A full queue means the client stopped reading
+/// (its WebSocket is hundreds of messages behind on top of the kernel's buffers): dropping the
+/// message would leave it out of sync (a lost offer stalls its media), so the participant is
+/// marked for removal instead; the room drops its sender, the session sees its queue close
+/// and closes the socket, and the client can rejoin with a fresh state. A closed queue means
+/// the session already ended (its leave is on the way).
+pub fn queue(events: &EventSender, overflowed: &AtomicBool, room_overflow: &AtomicBool, id: &str, msg: ServerMessage) {
+    match events.try_send(msg) {
+        Ok(()) => {}
+        Err(TrySendError::Full(_)) => {
+            if !overflowed.swap(true, Ordering::Relaxed) {
+                room_overflow.store(true, Ordering::Relaxed);
+                tracing::warn!(participant = %id, "signaling queue full: the participant is removed and its session closed");
+            }
+        }
+        Err(TrySendError::Closed(_)) => tracing::debug!(participant = %id, "signaling session already closed"),
+    }
 }
 
 impl Participant {
-    /// Queues a message to its session. A full queue drops the message (warned); a closed one
-    /// means the session ended and its leave is on the way (a room emptying at once sends
-    /// every remaining participant a `participant_left` for each one gone: debug level).
+    /// Queues a message to its session (see [`queue`]).
     pub fn send(&self, msg: ServerMessage) {
-        match self.events.try_send(msg) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => tracing::warn!(participant = %self.id, "signaling queue full: message dropped"),
-            Err(TrySendError::Closed(_)) => tracing::debug!(participant = %self.id, "signaling session already closed"),
-        }
+        queue(&self.events, &self.overflowed, &self.room_overflow, &self.id, msg);
     }
 
     /// Public description, with the tracks it publishes.

@@ -19,7 +19,8 @@ use signaling::room::RoomCommand;
 use rustc_hash::FxHashMap;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
@@ -59,6 +60,8 @@ pub struct Room {
     next_reports: Instant,
     /// Slices sent so far (participant `i` reports in slice `i % REPORT_SLICES`).
     pub(super) report_slice: u32,
+    /// Some participant's signaling queue overflowed (see `participant::queue`).
+    pub(super) overflow: Arc<AtomicBool>,
 }
 
 impl Room {
@@ -86,6 +89,7 @@ impl Room {
             next_track_key: 0,
             next_reports: Instant::now(),
             report_slice: 0,
+            overflow: Arc::default(),
         }
     }
 
@@ -114,8 +118,24 @@ impl Room {
                 _ = tokio::time::sleep_until(deadline.into()) => self.on_timeout(Instant::now()),
             }
             self.flush();
+            if self.overflow.swap(false, Ordering::Relaxed) {
+                self.remove_overflowed();
+            }
         }
         self.close();
+    }
+
+    /// Removes the participants whose signaling queue overflowed: dropping their event sender
+    /// ends their session, which closes the socket (the client may rejoin).
+    fn remove_overflowed(&mut self) {
+        let ids: Vec<String> =
+            self.participants.iter().filter(|p| p.overflowed.load(Ordering::Relaxed)).map(|p| p.id.clone()).collect();
+        for id in ids {
+            self.plane.metrics.signaling_overflows.inc();
+            tracing::warn!(room = %self.name, participant = %id, "removed: its signaling queue overflowed");
+            self.leave(&id);
+        }
+        self.flush();
     }
 
     fn next_timeout(&self) -> Option<Instant> {
