@@ -176,6 +176,7 @@ impl Driver {
         if pc.role == Role::Subscriber && is_rtp(&rx.data) {
             // SSRC and sequence number are in the clear in SRTP
             let ssrc = u32::from_be_bytes([rx.data[8], rx.data[9], rx.data[10], rx.data[11]]);
+            let seq = u16::from_be_bytes([rx.data[2], rx.data[3]]);
             if let Some(every) = self.opts.drop_inbound_rtp_every {
                 let i = match pc.rtp_in.iter().position(|(s, _)| *s == ssrc) {
                     Some(i) => i,
@@ -190,7 +191,6 @@ impl Driver {
                 }
             }
             if self.opts.sink_media {
-                let seq = u16::from_be_bytes([rx.data[2], rx.data[3]]);
                 match pc.sink.iter_mut().find(|s| s.ssrc == ssrc) {
                     Some(s) => s.on_packet(seq),
                     None => pc.sink.push(crate::stats::SinkStream::new(ssrc, seq)),
@@ -198,19 +198,18 @@ impl Driver {
                 pc.stats_dirty = true;
                 return;
             }
-            let seq = u16::from_be_bytes([rx.data[2], rx.data[3]]);
             if let (Some(srtp), Side::Subscriber(sub)) = (&mut pc.srtp_in, &mut pc.side)
-                && sub.decrypts_itself(ssrc, seq)
+                && let Some(stream) = sub.own_stream(ssrc, seq)
             {
                 let due = match srtp.open(&rx.data) {
                     Ok(clear) => {
                         let h = &clear.header;
                         let view = RtpView { seq: h.sequence_number, ts: h.timestamp, marker: h.marker, payload: clear.payload() };
-                        sub.on_known_rtp(ssrc, view, now, self.clock.micros(now)).unwrap_or(false)
+                        sub.on_own_rtp(stream, view, now, self.clock.micros(now))
                     }
                     Err(e) => {
                         tracing::trace!(error = %e, ssrc, "inbound RTP dropped");
-                        sub.on_undecryptable(ssrc);
+                        sub.on_undecryptable(stream);
                         false
                     }
                 };

@@ -4,17 +4,16 @@
 //! receiver reports: [`crate::reports`]).
 
 use crate::recv::{RecvTrack, RtpView};
+use crate::reports::{NackList, RR_INTERVAL, Reception, ReportPrior, report_block};
 use crate::stats::TrackStats;
 use rtc::peer_connection::RTCPeerConnection;
 use rtc::peer_connection::event::RTCTrackEventInit;
 use rtc::peer_connection::sdp::RTCSessionDescription;
-use signaling::protocol::TrackRef;
-use crate::reports::{NackList, RR_INTERVAL, Reception, ReportPrior, report_block};
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtcp::receiver_report::ReceiverReport;
 use rtc::rtcp::transport_feedbacks::transport_layer_nack::{TransportLayerNack, nack_pairs_from_sequence_numbers};
-use signaling::protocol::TrackKind;
 use rtc::rtp_transceiver::RTCRtpReceiverId;
+use signaling::protocol::{TrackKind, TrackRef};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -100,13 +99,14 @@ impl Subscriber {
         }
     }
 
-    /// True when the engine decrypts this packet of `ssrc` (sequence number `seq`) itself and
-    /// records it with [`Subscriber::on_known_rtp`]: the connection delivered the stream's
-    /// first packet (and opened its track), and no wrap of the sequence number lies between
-    /// that packet and the first one taken over (see [`handover_ok`]).
-    pub fn decrypts_itself(&mut self, ssrc: u32, seq: u16) -> bool {
-        let Some(i) = self.inbound.iter_mut().find(|i| i.ssrc == ssrc) else { return false };
-        *i.own_path.get_or_insert_with(|| handover_ok(i.first_seq, seq))
+    /// The stream whose packet (`ssrc`, sequence number `seq`) the engine decrypts itself and
+    /// records with [`Subscriber::on_own_rtp`]: the connection delivered the stream's first
+    /// packet (and opened its track), and no wrap of the sequence number lies between that
+    /// packet and the first one taken over (see [`handover_ok`]). `None`: `rtc`'s path.
+    pub fn own_stream(&mut self, ssrc: u32, seq: u16) -> Option<usize> {
+        let slot = self.inbound.iter().position(|i| i.ssrc == ssrc)?;
+        let i = &mut self.inbound[slot];
+        i.own_path.get_or_insert_with(|| handover_ok(i.first_seq, seq)).then_some(slot)
     }
 
     /// Records one packet the connection delivered for its track `track_id`; true when
@@ -148,18 +148,16 @@ impl Subscriber {
         self.record(slot, view, at, arrival_us)
     }
 
-    /// Records one packet of a stream the connection opened before, decrypted by the caller;
-    /// `None` for an unknown SSRC, else whether feedback is due now.
-    pub fn on_known_rtp(&mut self, ssrc: u32, view: RtpView<'_>, at: Instant, arrival_us: u64) -> Option<bool> {
-        let slot = self.inbound.iter().position(|i| i.ssrc == ssrc)?;
-        Some(self.record(slot, view, at, arrival_us))
+    /// Records one packet of `stream` (from [`Subscriber::own_stream`]), decrypted by the
+    /// caller; true when feedback is due now.
+    pub fn on_own_rtp(&mut self, stream: usize, view: RtpView<'_>, at: Instant, arrival_us: u64) -> bool {
+        self.record(stream, view, at, arrival_us)
     }
 
-    /// Counts a packet of a known stream that failed SRTP authentication.
-    pub fn on_undecryptable(&mut self, ssrc: u32) {
-        if let Some(i) = self.inbound.iter().find(|i| i.ssrc == ssrc) {
-            self.tracks[i.track].stats.srtp_errors += 1;
-        }
+    /// Counts a packet of `stream` (from [`Subscriber::own_stream`]) that failed SRTP.
+    pub fn on_undecryptable(&mut self, stream: usize) {
+        let track = self.inbound[stream].track;
+        self.tracks[track].stats.srtp_errors += 1;
     }
 
     /// A video track still without a keyframe asks for one (at most every 500 ms), as a
