@@ -105,12 +105,24 @@ pub struct Config {
     /// message (`--gso false` sends each on its own, as a baseline for benchmarks).
     #[arg(long, env = "SFU_GSO", default_value_t = true, action = clap::ArgAction::Set)]
     pub gso: bool,
+    /// Helper threads that share the sending of a room's large flushes (256+ datagrams, e.g. a
+    /// video frame to hundreds of subscribers) with its worker, so one room's fan-out can use
+    /// more than one core. Default: one less than the CPUs; 0 turns it off.
+    #[arg(long, env = "SFU_SEND_THREADS")]
+    pub send_threads: Option<usize>,
     /// Log filter (tracing EnvFilter syntax).
     #[arg(long, env = "SFU_LOG", default_value = "info,rtc=warn,rtc_ice=warn,rtc::peer_connection::handler=error,rtc_dtls=error,rtc_srtp=error")]
     pub log: String,
 }
 
 impl Config {
+    /// Helper threads of the send pool: `--send-threads`, else one less than the CPUs.
+    pub fn send_helpers(&self) -> usize {
+        self.send_threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()).saturating_sub(1))
+            .min(64)
+    }
+
     /// The IPs to announce: explicit ones, else the bound IP, else local interface addresses.
     pub fn announce_ips(&self, bound: SocketAddr) -> Vec<IpAddr> {
         if !self.external_ip.is_empty() {

@@ -18,6 +18,8 @@ pub struct MediaMetrics {
     pub udp_send_calls: IntCounter,
     /// Send messages that carried several datagrams (UDP GSO).
     pub udp_gso_messages: IntCounter,
+    /// Datagrams sent by the send pool's helper threads (part of `udp_out_packets`).
+    pub udp_out_by_helpers: IntCounter,
     /// RTP packets received from publishers.
     pub rtp_in_packets: IntCounter,
     /// RTP packets forwarded to subscribers.
@@ -55,6 +57,7 @@ impl MediaMetrics {
             udp_out_bytes: c("sfu_udp_out_bytes_total", "Bytes sent on the media port"),
             udp_send_calls: c("sfu_udp_send_calls_total", "Send system calls on the media port"),
             udp_gso_messages: c("sfu_udp_gso_messages_total", "Send messages carrying several datagrams to one destination (UDP GSO)"),
+            udp_out_by_helpers: c("sfu_udp_out_helper_packets_total", "Datagrams of large flushes sent by the send pool's helper threads (part of sfu_udp_out_packets_total)"),
             rtp_in_packets: c("sfu_rtp_in_packets_total", "RTP packets received from publishers"),
             rtp_forwarded: c("sfu_rtp_forwarded_packets_total", "RTP packets forwarded to subscribers"),
             rtp_retransmitted: c("sfu_rtp_retransmitted_packets_total", "Packets resent to subscribers after a NACK"),
@@ -89,6 +92,7 @@ impl MediaMetrics {
             Box::new(m.udp_out_bytes.clone()),
             Box::new(m.udp_send_calls.clone()),
             Box::new(m.udp_gso_messages.clone()),
+            Box::new(m.udp_out_by_helpers.clone()),
             Box::new(m.rtp_in_packets.clone()),
             Box::new(m.rtp_forwarded.clone()),
             Box::new(m.rtp_retransmitted.clone()),

@@ -49,7 +49,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Server> {
     let media_metrics = Arc::new(MediaMetrics::new(&metrics.registry));
     let demux = Arc::new(Demux::default());
     let addr = MediaAddr { local: udp, announce: config.announce_ips(udp) };
-    tracing::info!(announce = ?addr.announce, "media addresses");
+    tracing::info!(announce = ?addr.announce, send_helpers = config.send_helpers(), gso = config.gso, "media addresses");
     let plane = MediaPlane {
         socket: socket.clone(),
         demux: demux.clone(),
@@ -58,6 +58,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Server> {
         next_key: Arc::new(AtomicU64::new(1)),
         send_batch: usize::from(config.send_batch),
         gso: config.gso,
+        send_pool: Arc::new(crate::udp::SendPool::new(config.send_helpers())?),
         quiet_viewers_above: config.quiet_viewers_above,
     };
     tokio::spawn(reader::run(socket, demux, media_metrics.clone()));

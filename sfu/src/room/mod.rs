@@ -43,6 +43,8 @@ pub struct MediaPlane {
     pub send_batch: usize,
     /// UDP GSO for runs of datagrams to one destination.
     pub gso: bool,
+    /// Helper threads sending parts of large flushes.
+    pub send_pool: Arc<crate::udp::SendPool>,
     /// Room size from which participants that publish nothing are not announced (0: never).
     pub quiet_viewers_above: usize,
 }

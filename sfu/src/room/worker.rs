@@ -206,8 +206,9 @@ impl Room {
         while let Some(key) = self.dirty.pop() {
             self.drain_peer(key);
         }
-        let f = self.sends.flush(&self.plane.socket);
+        let f = self.sends.flush_with(&self.plane.socket, Some(&self.plane.send_pool));
         let metrics = &self.plane.metrics;
+        metrics.udp_out_by_helpers.inc_by(f.by_helpers);
         metrics.udp_out_packets.inc_by(f.sent);
         metrics.udp_out_bytes.inc_by(f.bytes);
         metrics.udp_send_calls.inc_by(f.syscalls);

@@ -30,15 +30,17 @@ pub struct Flushed {
     pub syscalls: u64,
     /// Messages that carried several datagrams (GSO).
     pub gso_messages: u64,
+    /// Of `sent`, datagrams sent by the send pool's helper threads.
+    pub by_helpers: u64,
 }
 
 /// One message of a flush: `count` datagrams (at `order[start..start + count]`) to one
 /// destination, all `seg` bytes long but the last, which may be shorter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Group {
-    start: u32,
-    count: u16,
-    seg: u16,
+pub(super) struct Group {
+    pub(super) start: u32,
+    pub(super) count: u16,
+    pub(super) seg: u16,
 }
 
 /// Bytes of the buffer datagrams are built in; a new one is taken when it is used up, and an
@@ -128,6 +130,13 @@ impl SendBatch {
     /// and counted (real-time media is not worth queueing behind a full buffer). Datagrams
     /// to one destination keep their order.
     pub fn flush(&mut self, socket: &UdpSocket) -> Flushed {
+        self.flush_with(socket, None)
+    }
+
+    /// [`SendBatch::flush`], with a large batch cut into parts at destination boundaries
+    /// and sent by this thread and the `pool`'s helper threads at once (each destination's
+    /// datagrams stay in one part, so in order). Returns when every part was sent.
+    pub fn flush_with(&mut self, socket: &UdpSocket, pool: Option<&super::pool::SendPool>) -> Flushed {
         let mut out = Flushed::default();
         if self.queue.is_empty() {
             return out;
@@ -136,39 +145,49 @@ impl SendBatch {
         {
             use std::os::fd::AsRawFd;
             let fd = socket.as_raw_fd();
-            plan(&self.queue, self.gso, &mut self.order, &mut self.groups);
-            let mut start = 0;
-            while start < self.groups.len() {
-                let end = (start + self.chunk).min(self.groups.len());
-                match send_chunk(fd, &self.queue, &self.order, &self.groups[start..end], &mut out) {
-                    ChunkResult::Sent(n) => start += n,
-                    ChunkResult::WouldBlock => {
-                        out.would_block += self.groups[start..].iter().map(|g| u64::from(g.count)).sum::<u64>();
-                        break;
-                    }
-                    ChunkResult::Failed => {
-                        // the first message of the chunk is undeliverable
-                        let g = self.groups[start];
-                        if g.count > 1 && self.gso {
-                            tracing::warn!("UDP GSO refused by the kernel: sending datagrams one by one from now on");
-                            self.gso = false;
-                        }
-                        out.errors += u64::from(g.count);
-                        start += 1;
-                    }
+            if let Some(pool) = pool.filter(|p| p.helpers() > 0 && self.queue.len() >= super::pool::PARALLEL_MIN) {
+                plan(&self.queue, self.gso, true, &mut self.order, &mut self.groups);
+                let planned = Planned {
+                    fd,
+                    queue: std::mem::take(&mut self.queue),
+                    order: std::mem::take(&mut self.order),
+                    groups: std::mem::take(&mut self.groups),
+                    chunk: self.chunk,
+                    gso: self.gso,
+                };
+                let (f, refused, back) = pool.send(planned);
+                if refused {
+                    tracing::warn!("UDP GSO refused by the kernel: sending datagrams one by one from now on");
+                    self.gso = false;
                 }
+                if let Some(mut back) = back {
+                    // keep the allocations for the next flush
+                    back.queue.clear();
+                    (self.queue, self.order, self.groups) = (back.queue, back.order, back.groups);
+                }
+                return f;
             }
+            plan(&self.queue, self.gso, self.gso, &mut self.order, &mut self.groups);
+            let (f, refused) = send_groups(fd, &self.queue, &self.order, &self.groups, self.chunk, self.gso);
+            if refused {
+                tracing::warn!("UDP GSO refused by the kernel: sending datagrams one by one from now on");
+                self.gso = false;
+            }
+            out = f;
         }
         #[cfg(not(target_os = "linux"))]
-        for (data, to) in &self.queue {
-            out.syscalls += 1;
-            match socket.try_send_to(data, *to) {
-                Ok(n) => {
-                    out.sent += 1;
-                    out.bytes += n as u64;
+        {
+            let _ = pool;
+            for (data, to) in &self.queue {
+                out.syscalls += 1;
+                match socket.try_send_to(data, *to) {
+                    Ok(n) => {
+                        out.sent += 1;
+                        out.bytes += n as u64;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => out.would_block += 1,
+                    Err(_) => out.errors += 1,
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => out.would_block += 1,
-                Err(_) => out.errors += 1,
             }
         }
         self.queue.clear();
@@ -176,19 +195,94 @@ impl SendBatch {
     }
 }
 
+impl std::ops::AddAssign for Flushed {
+    fn add_assign(&mut self, o: Flushed) {
+        self.sent += o.sent;
+        self.bytes += o.bytes;
+        self.would_block += o.would_block;
+        self.errors += o.errors;
+        self.syscalls += o.syscalls;
+        self.gso_messages += o.gso_messages;
+        self.by_helpers += o.by_helpers;
+    }
+}
+
+/// A flush cut into messages, shared with the send pool's helper threads.
+#[cfg(target_os = "linux")]
+pub(super) struct Planned {
+    pub(super) fd: std::os::fd::RawFd,
+    pub(super) queue: Vec<(BytesMut, SocketAddr)>,
+    pub(super) order: Vec<u32>,
+    pub(super) groups: Vec<Group>,
+    pub(super) chunk: usize,
+    pub(super) gso: bool,
+}
+
+#[cfg(target_os = "linux")]
+impl Planned {
+    /// Sends the messages `groups[range]`; true in the second field if the kernel refused GSO.
+    pub(super) fn send(&self, range: std::ops::Range<usize>) -> (Flushed, bool) {
+        send_groups(self.fd, &self.queue, &self.order, &self.groups[range], self.chunk, self.gso)
+    }
+
+    /// The destination of message `g`.
+    pub(super) fn dest(&self, g: usize) -> SocketAddr {
+        self.queue[self.order[self.groups[g].start as usize] as usize].1
+    }
+}
+
+/// Sends `groups` (messages of a plan) in `sendmmsg` calls of up to `chunk` messages, never
+/// blocking: what the socket cannot take now is dropped and counted. True in the second field
+/// if the kernel refused a GSO message (the caller turns GSO off).
+#[cfg(target_os = "linux")]
+fn send_groups(
+    fd: std::os::fd::RawFd,
+    queue: &[(BytesMut, SocketAddr)],
+    order: &[u32],
+    groups: &[Group],
+    chunk: usize,
+    gso: bool,
+) -> (Flushed, bool) {
+    let mut out = Flushed::default();
+    let mut refused = false;
+    let mut start = 0;
+    while start < groups.len() {
+        let end = (start + chunk).min(groups.len());
+        match send_chunk(fd, queue, order, &groups[start..end], &mut out) {
+            ChunkResult::Sent(n) => start += n,
+            ChunkResult::WouldBlock => {
+                out.would_block += groups[start..].iter().map(|g| u64::from(g.count)).sum::<u64>();
+                break;
+            }
+            ChunkResult::Failed => {
+                // the first message of the chunk is undeliverable
+                let g = groups[start];
+                if g.count > 1 && gso {
+                    refused = true;
+                }
+                out.errors += u64::from(g.count);
+                start += 1;
+            }
+        }
+    }
+    (out, refused)
+}
+
 /// Splits `queue` into messages: with `gso`, the datagrams of each destination in queue
 /// order, cut into runs of equal length (a shorter one may end a run); without, one message
-/// per datagram in queue order.
-fn plan(queue: &[(BytesMut, SocketAddr)], gso: bool, order: &mut Vec<u32>, groups: &mut Vec<Group>) {
+/// per datagram, in queue order or (`by_destination`) grouped by destination in queue order.
+fn plan(queue: &[(BytesMut, SocketAddr)], gso: bool, by_destination: bool, order: &mut Vec<u32>, groups: &mut Vec<Group>) {
     order.clear();
     order.extend(0..queue.len() as u32);
     groups.clear();
+    if by_destination || gso {
+        // stable: each destination's datagrams keep their order
+        order.sort_by_key(|&i| queue[i as usize].1);
+    }
     if !gso {
         groups.extend((0..queue.len() as u32).map(|i| Group { start: i, count: 1, seg: 0 }));
         return;
     }
-    // stable: each destination's datagrams keep their order
-    order.sort_by_key(|&i| queue[i as usize].1);
     let mut open: Option<Group> = None;
     for (pos, &i) in order.iter().enumerate() {
         let (data, to) = &queue[i as usize];
@@ -395,7 +489,7 @@ mod tests {
         let (mut order, mut groups) = (Vec::new(), Vec::new());
         for (name, items, want) in rows {
             let queue = queue_of(items);
-            plan(&queue, true, &mut order, &mut groups);
+            plan(&queue, true, true, &mut order, &mut groups);
             let got: Vec<(char, u16, u16)> = groups
                 .iter()
                 .map(|g| {
@@ -416,10 +510,10 @@ mod tests {
         }
         // a run longer than the segment limit
         let queue = queue_of(&[('a', 100); 130]);
-        plan(&queue, true, &mut order, &mut groups);
+        plan(&queue, true, true, &mut order, &mut groups);
         assert_eq!(groups.iter().map(|g| g.count).collect::<Vec<_>>(), [64, 64, 2]);
         // without GSO: one message per datagram, queue order
-        plan(&queue_of(&[('a', 10), ('b', 10), ('a', 10)]), false, &mut order, &mut groups);
+        plan(&queue_of(&[('a', 10), ('b', 10), ('a', 10)]), false, false, &mut order, &mut groups);
         assert_eq!(groups.iter().map(|g| (g.start, g.count)).collect::<Vec<_>>(), [(0, 1), (1, 1), (2, 1)]);
     }
 
