@@ -41,6 +41,13 @@ pub async fn start(config: &Config) -> anyhow::Result<Server> {
     let auth = Arc::new(Auth::new(&config.keys, config.dev)?);
     let socket = UdpSocket::bind(config.udp).await?;
     let udp = socket.local_addr()?;
+    let (rcvbuf, sndbuf) = reader::size_buffers(&socket, config.udp_buffer);
+    tracing::info!(requested = config.udp_buffer, receive = rcvbuf, send = sndbuf, "media socket buffers (the kernel reports double the usable size)");
+    // Linux reports twice the usable size (the rest is its bookkeeping)
+    let usable = if cfg!(target_os = "linux") { rcvbuf / 2 } else { rcvbuf };
+    if usable < config.udp_buffer {
+        tracing::warn!(requested = config.udp_buffer, granted = usable, "media socket receive buffer smaller than asked: raise net.core.rmem_max (bursts may overflow it)");
+    }
     let socket = Arc::new(socket);
     let listener = TcpListener::bind(config.http).await?;
     let http = listener.local_addr()?;
@@ -102,18 +109,8 @@ const HTTP_SEND_BUFFER: libc::c_int = 64 * 1024;
 
 fn limit_send_buffer(tcp: &mut tokio::net::TcpStream) {
     use std::os::fd::AsRawFd;
-    let size = HTTP_SEND_BUFFER;
-    // SAFETY: a valid socket descriptor and a c_int option value of the size passed.
-    let rc = unsafe {
-        libc::setsockopt(
-            tcp.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_SNDBUF,
-            (&size as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
+    let ok = crate::udp::set_int_option(tcp.as_raw_fd(), libc::SOL_SOCKET, libc::SO_SNDBUF, HTTP_SEND_BUFFER);
+    if !ok {
         tracing::debug!(error = %std::io::Error::last_os_error(), "cannot limit the send buffer");
     }
 }

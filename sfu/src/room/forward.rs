@@ -7,7 +7,7 @@ use super::track::{CachedPacket, Codec, DownTrack, SenderClock};
 use super::worker::Room;
 use crate::forward::h264;
 use crate::forward::munger::SeqOrigin;
-use crate::forward::selector::{Action, Layer, Wish};
+use crate::forward::selector::{Action, Layer, LayerActivity, LayerSelector, Wish};
 use crate::forward::vp8;
 use crate::udp::{PeerKey, SendBatch};
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
@@ -237,6 +237,12 @@ impl Room {
         for p in self.participants.iter_mut() {
             let events = &p.events;
             let Some(dt) = p.downtracks.iter_mut().find(|d| d.track_key == track.key) else { continue };
+            if is_video && settled_elsewhere(&dt.selector, layer, &track.activity, now) {
+                // a packet of another layer than the one it settled on: nothing to decide, and
+                // its connection is not looked up (most packets at a low layer: q subscribers
+                // see h and f packets too)
+                continue;
+            }
             // one lookup of the subscriber's connection per packet
             let Some(peer) = self.peers.get_mut(&p.subscriber).filter(|peer| peer.connected) else { continue };
             // media flows once the connection has its SRTP output
@@ -374,6 +380,19 @@ fn send_copy(
     Ok(sent)
 }
 
+/// True when a packet of `layer` cannot change what a video downtrack does: it forwards its
+/// target layer, which is another one and still active. The selector would drop the packet
+/// and keep its state; only its target could move (a wish or the set of active layers
+/// changed), which the next packet of its own layer, one frame later, decides as well. With
+/// the current layer inactive (the publisher stopped it) every packet is looked at again, so
+/// the target moves to a live layer.
+fn settled_elsewhere(selector: &LayerSelector, layer: Layer, activity: &LayerActivity, now: Instant) -> bool {
+    match (selector.current(), selector.target()) {
+        (Some(c), Some(t)) => c == t && c != layer && activity.is_active(c, now),
+        _ => false,
+    }
+}
+
 fn ntp_seconds(ntp: u64) -> f64 {
     (ntp >> 32) as f64 + (ntp & 0xffff_ffff) as f64 / 4_294_967_296.0
 }
@@ -404,6 +423,52 @@ mod tests {
 
     fn ntp(secs: f64) -> u64 {
         ((secs.trunc() as u64) << 32) | ((secs.fract() * 4_294_967_296.0) as u64)
+    }
+
+    #[test]
+    fn packets_of_other_layers_are_skipped_only_when_settled() {
+        let t0 = Instant::now();
+        let now = t0 + std::time::Duration::from_millis(500);
+        let mut live = LayerActivity::new();
+        for l in Layer::ALL {
+            live.on_packet(l, t0);
+        }
+        let mut q_stopped = LayerActivity::new();
+        q_stopped.on_packet(Layer::MEDIUM, now);
+        q_stopped.on_packet(Layer::HIGH, now);
+        let (q, h, f) = (Layer::LOW, Layer::MEDIUM, Layer::HIGH);
+        // a selector on `current` heading for `target`: built through its public calls
+        let selector = |current: Option<Layer>, target: Option<Layer>| {
+            let mut s = LayerSelector::new();
+            let wish = |l: Layer| Wish { max_layer: Some(l), ..Default::default() };
+            if let Some(c) = current {
+                s.update_target(&wish(c), &live, now);
+                let _ = s.on_packet(c, true);
+            }
+            match target {
+                Some(t) => s.update_target(&wish(t), &live, now),
+                None => s.update_target(&Wish { paused: true, ..Default::default() }, &live, now),
+            }
+            s
+        };
+        // columns: current, target, packet layer, activity, skipped
+        let rows: &[(Option<Layer>, Option<Layer>, Layer, &LayerActivity, bool)] = &[
+            (Some(q), Some(q), f, &live, true),
+            (Some(q), Some(q), h, &live, true),
+            (Some(q), Some(q), q, &live, false),             // its own layer
+            (Some(q), Some(f), f, &live, false),             // switching: waits for f's keyframe
+            (Some(q), Some(f), h, &live, false),
+            (None, Some(f), h, &live, false),                // not started
+            (Some(q), Some(q), h, &q_stopped, false),        // its layer stopped: h must move the target
+        ];
+        for &(current, target, layer, activity, want) in rows {
+            let s = selector(current, target);
+            assert_eq!((s.current(), s.target()), (current, target), "row setup");
+            assert_eq!(settled_elsewhere(&s, layer, activity, now), want, "{current:?} -> {target:?}, packet {layer:?}");
+        }
+        // paused (target None after a pause): never skipped
+        let paused = selector(Some(q), None);
+        assert!(!settled_elsewhere(&paused, f, &live, now));
     }
 
     #[test]

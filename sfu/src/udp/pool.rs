@@ -60,7 +60,13 @@ impl Job {
         loop {
             let i = self.next.fetch_add(1, Ordering::AcqRel);
             let Some(range) = self.parts.get(i) else { return };
-            let (mut f, refused) = self.plan.send(range.clone());
+            // a panic must not leave the worker waiting for this part forever
+            let sent = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.plan.send(range.clone())));
+            let (mut f, refused) = sent.unwrap_or_else(|_| {
+                tracing::error!("sending a part of a flush panicked: its datagrams are dropped");
+                let lost = self.plan.groups[range.clone()].iter().map(|g| u64::from(g.count)).sum();
+                (Flushed { errors: lost, ..Flushed::default() }, false)
+            });
             if helper {
                 f.by_helpers = f.sent;
             }

@@ -3,6 +3,7 @@
 use super::demux::{Datagram, Demux};
 use crate::metrics::MediaMetrics;
 use bytes::BytesMut;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::net::UdpSocket;
@@ -13,10 +14,14 @@ const MAX_DATAGRAM: usize = 2048;
 
 /// Reads datagrams until the socket fails, routing each to its room without ever blocking:
 /// a room whose queue is full loses the datagram (counted), other rooms are unaffected.
+/// Datagrams the kernel dropped because the socket's receive buffer was full (the reader fell
+/// behind a burst) are counted too (`SO_RXQ_OVFL`, Linux): upstream loss that no other counter
+/// of the server sees.
 pub async fn run(socket: Arc<UdpSocket>, demux: Arc<Demux>, metrics: Arc<MediaMetrics>) {
     let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut overflows = OverflowCount::new(&socket);
     loop {
-        let (n, from) = match socket.recv_from(&mut buf).await {
+        let (n, from) = match recv(&socket, &mut buf, &mut overflows, &metrics).await {
             Ok(v) => v,
             Err(e) => {
                 // ICMP port unreachable surfaces as ECONNREFUSED on some systems: not fatal.
@@ -40,5 +45,173 @@ pub async fn run(socket: Arc<UdpSocket>, demux: Arc<Demux>, metrics: Arc<MediaMe
             Err(TrySendError::Full(_)) => metrics.count_drop("room_queue_full"),
             Err(TrySendError::Closed(_)) => metrics.count_drop("room_closed"),
         }
+    }
+}
+
+/// The kernel's running count of datagrams it dropped on the socket, as last reported.
+struct OverflowCount {
+    enabled: bool,
+    seen: u32,
+    /// Drops since the last warning, and when it was logged (at most one a second).
+    unlogged: u64,
+    warned: Option<Instant>,
+}
+
+impl OverflowCount {
+    fn new(socket: &UdpSocket) -> Self {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            let enabled = super::set_int_option(socket.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 1);
+            OverflowCount { enabled, seen: 0, unlogged: 0, warned: None }
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = socket;
+            OverflowCount { enabled: false, seen: 0, unlogged: 0, warned: None }
+        }
+    }
+
+    /// Counts what the kernel dropped since the last report.
+    fn update(&mut self, total: u32, metrics: &MediaMetrics) {
+        let new = total.wrapping_sub(self.seen);
+        if new > 0 && new < u32::MAX / 2 {
+            metrics.count_drop_n("udp_receive_buffer_full", u64::from(new));
+            self.unlogged += u64::from(new);
+            let now = Instant::now();
+            if self.warned.is_none_or(|at| now.duration_since(at) >= std::time::Duration::from_secs(1)) {
+                tracing::warn!(dropped = self.unlogged, total, "the media port's receive buffer overflowed: datagrams lost in the kernel (see --udp-buffer)");
+                self.unlogged = 0;
+                self.warned = Some(now);
+            }
+        }
+        self.seen = total;
+    }
+}
+
+async fn recv(
+    socket: &UdpSocket,
+    buf: &mut [u8],
+    overflows: &mut OverflowCount,
+    metrics: &MediaMetrics,
+) -> std::io::Result<(usize, SocketAddr)> {
+    #[cfg(target_os = "linux")]
+    if overflows.enabled {
+        loop {
+            socket.readable().await?;
+            match socket.try_io(tokio::io::Interest::READABLE, || recv_counting_drops(socket, buf)) {
+                Ok((n, from, drops)) => {
+                    if let Some(total) = drops {
+                        overflows.update(total, metrics);
+                    }
+                    return Ok((n, from));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    let _ = (overflows, metrics);
+    socket.recv_from(buf).await
+}
+
+/// One `recvmsg`; returns the length, the sender, and the kernel's drop count when it sent one.
+#[cfg(target_os = "linux")]
+fn recv_counting_drops(socket: &UdpSocket, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr, Option<u32>)> {
+    use std::os::fd::AsRawFd;
+    let fd = socket.as_raw_fd();
+    let mut cmsg = [0u64; 8];
+    let mut drops = None;
+    // SAFETY: every pointer in `hdr` points at a live buffer of the stated length (the
+    // address storage is socket2's, of the length it passes); the control messages are read
+    // within what the kernel wrote.
+    let (n, addr) = unsafe {
+        socket2::SockAddr::try_init(|storage, len| {
+            let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+            let mut hdr: libc::msghdr = std::mem::zeroed();
+            hdr.msg_name = storage.cast();
+            hdr.msg_namelen = *len;
+            hdr.msg_iov = &mut iov;
+            hdr.msg_iovlen = 1;
+            hdr.msg_control = cmsg.as_mut_ptr().cast();
+            hdr.msg_controllen = std::mem::size_of_val(&cmsg);
+            let n = libc::recvmsg(fd, &mut hdr, libc::MSG_DONTWAIT);
+            if n < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            *len = hdr.msg_namelen;
+            let mut c = libc::CMSG_FIRSTHDR(&hdr);
+            while !c.is_null() {
+                if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SO_RXQ_OVFL {
+                    drops = Some(std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const u32));
+                }
+                c = libc::CMSG_NXTHDR(&hdr, c);
+            }
+            Ok(n as usize)
+        })?
+    };
+    let from = addr
+        .as_socket()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "datagram from a non-IP address"))?;
+    Ok((n, from, drops))
+}
+
+/// Asks for `bytes` of kernel receive and send buffer on the media socket (past the
+/// `net.core.rmem_max`/`wmem_max` limits where the process may, as root does), so a burst of
+/// a few hundred publishers' packets, or of a large fan-out, does not overflow it while the
+/// reader or a worker is busy. Returns the sizes the kernel granted (it reports double the
+/// usable size).
+pub fn size_buffers(socket: &UdpSocket, bytes: usize) -> (usize, usize) {
+    let sock = socket2::SockRef::from(socket);
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let v = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+        for (force, plain) in [(libc::SO_RCVBUFFORCE, libc::SO_RCVBUF), (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF)] {
+            let set = |name| super::set_int_option(socket.as_raw_fd(), libc::SOL_SOCKET, name, v);
+            // without CAP_NET_ADMIN the forced variant fails: the plain one is capped by the sysctl
+            if !set(force) {
+                set(plain);
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = sock.set_recv_buffer_size(bytes);
+        let _ = sock.set_send_buffer_size(bytes);
+    }
+    (sock.recv_buffer_size().unwrap_or(0), sock.send_buffer_size().unwrap_or(0))
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn datagrams_the_kernel_dropped_are_counted() {
+        let rx = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let registry = prometheus::Registry::new();
+        let metrics = MediaMetrics::new(&registry);
+        let mut overflows = OverflowCount::new(&rx);
+        assert!(overflows.enabled);
+        socket2::SockRef::from(&rx).set_recv_buffer_size(4096).unwrap();
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        for i in 0..200u8 {
+            tx.send_to(&[i; 1000], rx.local_addr().unwrap()).unwrap();
+        }
+        let mut buf = [0u8; MAX_DATAGRAM];
+        let (n, from) = recv(&rx, &mut buf, &mut overflows, &metrics).await.unwrap();
+        assert_eq!((n, from, buf[0]), (1000, tx.local_addr().unwrap(), 0), "the first datagram was queued");
+        // the kernel stamps its running drop count on datagrams queued after the drops
+        while rx.try_recv(&mut buf).is_ok() {}
+        tx.send_to(&[7; 10], rx.local_addr().unwrap()).unwrap();
+        let (n, _) = recv(&rx, &mut buf, &mut overflows, &metrics).await.unwrap();
+        assert_eq!((n, buf[0]), (10, 7));
+        let dropped = metrics.dropped("udp_receive_buffer_full");
+        assert!(dropped > 150, "a 4 KiB buffer holds a few of 200 datagrams: {dropped} counted");
+        // the count is cumulative: a later datagram with no new drops adds nothing
+        tx.send_to(&[8; 10], rx.local_addr().unwrap()).unwrap();
+        let _ = recv(&rx, &mut buf, &mut overflows, &metrics).await.unwrap();
+        assert_eq!(metrics.dropped("udp_receive_buffer_full"), dropped);
     }
 }
