@@ -105,12 +105,14 @@ pub struct Config {
     /// message (`--gso false` sends each on its own, as a baseline for benchmarks).
     #[arg(long, env = "SFU_GSO", default_value_t = true, action = clap::ArgAction::Set)]
     pub gso: bool,
-    /// Kernel receive and send buffer of the media socket, bytes. Beyond
-    /// `net.core.rmem_max`/`wmem_max` only with CAP_NET_ADMIN (root); otherwise capped there
-    /// (raise those sysctls on a production host). Datagrams the kernel drops for lack of
-    /// buffer are counted as `sfu_dropped_packets_total{reason="udp_receive_buffer_full"}`.
-    #[arg(long, env = "SFU_UDP_BUFFER", default_value_t = 8 << 20)]
-    pub udp_buffer: usize,
+    /// Kernel receive buffer of the media socket, bytes (0: the kernel's default,
+    /// `net.core.rmem_default`). Beyond `net.core.rmem_max` only with CAP_NET_ADMIN.
+    /// Datagrams the kernel drops for lack of it are counted as
+    /// `sfu_dropped_packets_total{reason="udp_receive_buffer_full"}`. A large buffer is not
+    /// free: on a saturated node it turns drops into seconds of queueing (see
+    /// docs/PERFORMANCE.md section 15).
+    #[arg(long, env = "SFU_UDP_RECV_BUFFER", default_value_t = 0)]
+    pub udp_recv_buffer: usize,
     /// Helper threads that share the sending of a room's large flushes (256+ datagrams, e.g. a
     /// video frame to hundreds of subscribers) with its worker, so one room's fan-out can use
     /// more than one core. Default: one less than the CPUs; 0 turns it off.

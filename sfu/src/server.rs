@@ -41,12 +41,14 @@ pub async fn start(config: &Config) -> anyhow::Result<Server> {
     let auth = Arc::new(Auth::new(&config.keys, config.dev)?);
     let socket = UdpSocket::bind(config.udp).await?;
     let udp = socket.local_addr()?;
-    let (rcvbuf, sndbuf) = reader::size_buffers(&socket, config.udp_buffer);
-    tracing::info!(requested = config.udp_buffer, receive = rcvbuf, send = sndbuf, "media socket buffers (the kernel reports double the usable size)");
-    // Linux reports twice the usable size (the rest is its bookkeeping)
-    let usable = if cfg!(target_os = "linux") { rcvbuf / 2 } else { rcvbuf };
-    if usable < config.udp_buffer {
-        tracing::warn!(requested = config.udp_buffer, granted = usable, "media socket receive buffer smaller than asked: raise net.core.rmem_max (bursts may overflow it)");
+    if config.udp_recv_buffer > 0 {
+        let granted = reader::size_receive_buffer(&socket, config.udp_recv_buffer);
+        // Linux reports twice the usable size (the rest is its bookkeeping)
+        let usable = if cfg!(target_os = "linux") { granted / 2 } else { granted };
+        tracing::info!(requested = config.udp_recv_buffer, usable, "media socket receive buffer");
+        if usable < config.udp_recv_buffer {
+            tracing::warn!(requested = config.udp_recv_buffer, usable, "media socket receive buffer smaller than asked: raise net.core.rmem_max");
+        }
     }
     let socket = Arc::new(socket);
     let listener = TcpListener::bind(config.http).await?;

@@ -12,39 +12,37 @@ use tokio::sync::mpsc::error::TrySendError;
 /// Largest datagram accepted; anything longer is truncated by the kernel and dropped by SRTP.
 const MAX_DATAGRAM: usize = 2048;
 
-/// Reads datagrams until the socket fails, routing each to its room without ever blocking:
-/// a room whose queue is full loses the datagram (counted), other rooms are unaffected.
-/// Datagrams the kernel dropped because the socket's receive buffer was full (the reader fell
-/// behind a burst) are counted too (`SO_RXQ_OVFL`, Linux): upstream loss that no other counter
-/// of the server sees.
+/// Reads datagrams until the socket fails, routing each to its room.
 pub async fn run(socket: Arc<UdpSocket>, demux: Arc<Demux>, metrics: Arc<MediaMetrics>) {
     let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut overflows = OverflowCount::new(&socket);
     loop {
-        let (n, from) = match recv(&socket, &mut buf, &mut overflows, &metrics).await {
-            Ok(v) => v,
-            Err(e) => {
-                // ICMP port unreachable surfaces as ECONNREFUSED on some systems: not fatal.
-                tracing::debug!(error = %e, "udp recv error");
-                continue;
-            }
-        };
-        metrics.udp_in_packets.inc();
-        metrics.udp_in_bytes.inc_by(n as u64);
-        let data = &buf[..n];
-        let route = match demux.route(data, from) {
-            Ok(r) => r,
-            Err(why) => {
-                metrics.count_drop(why.label());
-                continue;
-            }
-        };
-        let dg = Datagram { peer: route.peer, from, at: Instant::now(), data: BytesMut::from(data) };
-        match route.room.try_send(dg) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => metrics.count_drop("room_queue_full"),
-            Err(TrySendError::Closed(_)) => metrics.count_drop("room_closed"),
+        match recv(&socket, &mut buf, &mut overflows, &metrics).await {
+            Ok((n, from)) => route(&buf[..n], from, &demux, &metrics),
+            Err(e) => tracing::debug!(error = %e, "udp recv error"),
         }
+    }
+}
+
+/// Hands one datagram to its room without ever blocking: a room whose queue is full loses the
+/// datagram (counted), other rooms are unaffected. Datagrams the kernel dropped because the
+/// socket's receive buffer was full are counted by the caller (`SO_RXQ_OVFL`, Linux):
+/// upstream loss that no other counter of the server sees.
+fn route(data: &[u8], from: SocketAddr, demux: &Demux, metrics: &MediaMetrics) {
+    metrics.udp_in_packets.inc();
+    metrics.udp_in_bytes.inc_by(data.len() as u64);
+    let route = match demux.route(data, from) {
+        Ok(r) => r,
+        Err(why) => {
+            metrics.count_drop(why.label());
+            return;
+        }
+    };
+    let dg = Datagram { peer: route.peer, from, at: Instant::now(), data: BytesMut::from(data) };
+    match route.room.try_send(dg) {
+        Ok(()) => {}
+        Err(TrySendError::Full(_)) => metrics.count_drop("room_queue_full"),
+        Err(TrySendError::Closed(_)) => metrics.count_drop("room_closed"),
     }
 }
 
@@ -156,33 +154,27 @@ fn recv_counting_drops(socket: &UdpSocket, buf: &mut [u8]) -> std::io::Result<(u
     Ok((n, from, drops))
 }
 
-/// Asks for `bytes` of kernel receive and send buffer on the media socket (past the
-/// `net.core.rmem_max`/`wmem_max` limits where the process may, as root does), so a burst of
-/// a few hundred publishers' packets, or of a large fan-out, does not overflow it while the
-/// reader or a worker is busy. Returns the sizes the kernel granted (it reports double the
-/// usable size).
-pub fn size_buffers(socket: &UdpSocket, bytes: usize) -> (usize, usize) {
+/// Asks for `bytes` of kernel receive buffer on the media socket (past `net.core.rmem_max`
+/// where the process may, as root does); returns what the kernel granted (it reports double
+/// the usable size). Not raised by default: measured on a saturated node (1000 viewers at
+/// 1.5 Mb/s on 2 vCPUs, docs/PERFORMANCE.md section 15), a 1-8 MiB buffer let the queue of
+/// input grow to seconds instead of dropping the excess, and every client's ICE consent
+/// timed out; with the kernel's default the same run lost nothing.
+pub fn size_receive_buffer(socket: &UdpSocket, bytes: usize) -> usize {
     let sock = socket2::SockRef::from(socket);
     #[cfg(target_os = "linux")]
     {
         use std::os::fd::AsRawFd;
         let v = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
-        for (force, plain) in [(libc::SO_RCVBUFFORCE, libc::SO_RCVBUF), (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF)] {
-            let set = |name| super::set_int_option(socket.as_raw_fd(), libc::SOL_SOCKET, name, v);
-            // without CAP_NET_ADMIN the forced variant fails: the plain one is capped by the sysctl
-            if !set(force) {
-                set(plain);
-            }
+        // without CAP_NET_ADMIN the forced variant fails: the plain one is capped by the sysctl
+        if !super::set_int_option(socket.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, v) {
+            super::set_int_option(socket.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, v);
         }
     }
     #[cfg(not(target_os = "linux"))]
-    {
-        let _ = sock.set_recv_buffer_size(bytes);
-        let _ = sock.set_send_buffer_size(bytes);
-    }
-    (sock.recv_buffer_size().unwrap_or(0), sock.send_buffer_size().unwrap_or(0))
+    let _ = sock.set_recv_buffer_size(bytes);
+    sock.recv_buffer_size().unwrap_or(0)
 }
-
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
