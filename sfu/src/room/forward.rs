@@ -64,10 +64,18 @@ impl Room {
                 keyframe = true;
             } else if let Some(nack) = any.downcast_ref::<TransportLayerNack>() {
                 self.plane.metrics.nacks_received.inc();
+                // once its allowance is spent the rest of the list is only counted, not looked
+                // up: a storm of NACKs from overloaded receivers stays cheap
+                let mut refused = 0u64;
                 for pair in &nack.nacks {
                     for out_seq in pair.packet_list() {
-                        self.retransmit(sidx, track_id, out_seq, now);
+                        if refused > 0 || !self.retransmit(sidx, track_id, out_seq, now) {
+                            refused += 1;
+                        }
                     }
+                }
+                if refused > 0 {
+                    self.plane.metrics.count_drop_n("nack_rate_limited", refused);
                 }
             }
         }
@@ -85,32 +93,33 @@ impl Room {
     }
 
     /// Resends one packet a subscriber reported lost: the outgoing sequence number is mapped
-    /// back through the munger to the publisher layer's cache, then rewritten again.
-    fn retransmit(&mut self, sidx: usize, track_id: &str, out_seq: u16, now: Instant) {
+    /// back through the munger to the publisher layer's cache, then rewritten again. Every
+    /// request uses one of the downtrack's retransmission allowance, answerable or not (a
+    /// lookup is work too), before any lookup; false when it is spent.
+    fn retransmit(&mut self, sidx: usize, track_id: &str, out_seq: u16, now: Instant) -> bool {
         let metrics = &self.plane.metrics;
         let p = &mut self.participants[sidx];
-        let Some(dt) = p.downtracks.iter_mut().find(|d| d.track == track_id) else { return };
-        let (Some(layer), Some(pt)) = (dt.selector.current(), dt.payload_type) else { return };
+        let Some(dt) = p.downtracks.iter_mut().find(|d| d.track == track_id) else { return true };
+        if !dt.retransmit_budget.take() {
+            return false;
+        }
+        let (Some(layer), Some(pt)) = (dt.selector.current(), dt.payload_type) else { return true };
         let Some(SeqOrigin::Current(in_seq)) = dt.munger.out_to_in(out_seq) else {
             metrics.count_drop("nack_unmapped");
-            return;
+            return true;
         };
-        let Some(track) = self.tracks.iter().find(|t| t.id == track_id) else { return };
+        let Some(track) = self.tracks.iter().find(|t| t.id == track_id) else { return true };
         let Some(cached) = track.layers[layer.index()].as_ref().and_then(|l| l.cache.get(in_seq)) else {
             metrics.count_drop("nack_not_cached");
-            return;
+            return true;
         };
         let desc = if track.codec == Codec::Vp8 {
-            let Ok(desc) = vp8::parse(&cached.payload) else { return };
+            let Ok(desc) = vp8::parse(&cached.payload) else { return true };
             Some(desc)
         } else {
             None
         };
-        let Some(egress) = self.peers.get_mut(&p.subscriber).and_then(|peer| peer.egress.as_mut()) else { return };
-        if !dt.retransmit_budget.take() {
-            metrics.count_drop("nack_rate_limited");
-            return;
-        }
+        let Some(egress) = self.peers.get_mut(&p.subscriber).and_then(|peer| peer.egress.as_mut()) else { return true };
         let fields = (cached.marker, pt, out_seq, cached.ts.wrapping_add(dt.ts_offset));
         match send_copy(egress, dt, fields, &cached.payload, desc.as_ref(), &mut self.sends, now) {
             Ok(Some(_)) => metrics.rtp_retransmitted.inc(),
@@ -120,6 +129,7 @@ impl Room {
                 tracing::debug!(error = %e, "retransmission not protected");
             }
         }
+        true
     }
 
     /// Sends the sender reports of one slice of the participants (see `REPORT_SLICES`): each

@@ -177,6 +177,12 @@ impl Room {
     }
 
     fn on_datagram(&mut self, dg: Datagram) {
+        if is_stale_media(&dg.data, dg.at, Instant::now()) {
+            // the worker fell behind: forwarding it now helps nobody, and skipping it is how
+            // the worker catches up before ICE consent answers (queued behind it) come too late
+            self.plane.metrics.count_drop("stale");
+            return;
+        }
         let Some(peer) = self.peers.get_mut(&dg.peer) else {
             self.plane.metrics.count_drop("peer_gone");
             return;
@@ -382,6 +388,16 @@ impl Room {
     }
 }
 
+/// Media older than this when the worker gets to it is dropped (`reason="stale"`).
+const STALE_MEDIA: Duration = Duration::from_millis(250);
+
+/// True for an RTP packet (not RTCP, STUN or DTLS: RFC 7983 demultiplexing) that waited
+/// longer than [`STALE_MEDIA`] since it was read from the socket.
+fn is_stale_media(data: &[u8], read_at: Instant, now: Instant) -> bool {
+    let rtp = data.len() >= 12 && (128..=191).contains(&data[0]) && !(192..=223).contains(&data[1]);
+    rtp && now.saturating_duration_since(read_at) > STALE_MEDIA
+}
+
 /// A subscriber connection's SRTP output, from its DTLS keys and ICE-selected path.
 fn new_egress(peer: &Peer) -> Option<super::egress::Egress> {
     let keys = peer.pc.local_srtp_keys()?;
@@ -389,4 +405,32 @@ fn new_egress(peer: &Peer) -> Option<super::egress::Egress> {
     super::egress::Egress::new(keys, remote)
         .map_err(|e| tracing::error!(error = %e, "srtp context"))
         .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_media_that_waited_too_long_is_stale() {
+        let t0 = Instant::now();
+        let late = t0 + STALE_MEDIA + Duration::from_millis(1);
+        let rtp = [0x80u8, 96, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1];
+        let rtcp_rr = [0x81u8, 201, 0, 7, 0, 0, 0, 1, 0, 0, 0, 2];
+        let stun = [0x00u8, 0x01, 0, 0, 0x21, 0x12, 0xa4, 0x42, 0, 0, 0, 0];
+        let dtls = [22u8, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        // columns: datagram, read at, handled at, stale
+        let rows: &[(&[u8], Instant, Instant, bool)] = &[
+            (&rtp, t0, t0, false),
+            (&rtp, t0, t0 + STALE_MEDIA, false),
+            (&rtp, t0, late, true),
+            (&rtcp_rr, t0, late, false), // feedback is always handled
+            (&stun, t0, late, false),    // ICE consent must be answered
+            (&dtls, t0, late, false),
+            (&rtp[..8], t0, late, false), // too short for RTP: rtc rejects it
+        ];
+        for (i, &(data, at, now, want)) in rows.iter().enumerate() {
+            assert_eq!(is_stale_media(data, at, now), want, "row {i}");
+        }
+    }
 }
