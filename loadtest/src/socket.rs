@@ -170,58 +170,42 @@ fn recv_train(socket: &UdpSocket, arena: &mut BytesMut) -> std::io::Result<(Sock
     use std::os::fd::AsRawFd;
     let spare = arena.spare_capacity_mut();
     let mut iov = libc::iovec { iov_base: spare.as_mut_ptr().cast(), iov_len: spare.len() };
-    // SAFETY: all-zero is a valid value for these plain C structs.
-    let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
     let mut cmsg = [0u64; 8];
-    let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
-    hdr.msg_name = (&mut addr as *mut libc::sockaddr_storage).cast();
-    hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-    hdr.msg_iov = &mut iov;
-    hdr.msg_iovlen = 1;
-    hdr.msg_control = cmsg.as_mut_ptr().cast();
-    hdr.msg_controllen = std::mem::size_of_val(&cmsg);
-    // SAFETY: every pointer in `hdr` points at a live buffer of the stated length.
-    let n = unsafe { libc::recvmsg(socket.as_raw_fd(), &mut hdr, libc::MSG_DONTWAIT) };
-    if n < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let n = n as usize;
+    let mut segment = None;
+    // SAFETY: every pointer in `hdr` points at a live buffer of the stated length (the address
+    // storage is socket2's, of the length it passes); the control messages are read within
+    // what the kernel wrote.
+    let (n, addr) = unsafe {
+        socket2::SockAddr::try_init(|storage, len| {
+            let mut hdr: libc::msghdr = std::mem::zeroed();
+            hdr.msg_name = storage.cast();
+            hdr.msg_namelen = *len;
+            hdr.msg_iov = &mut iov;
+            hdr.msg_iovlen = 1;
+            hdr.msg_control = cmsg.as_mut_ptr().cast();
+            hdr.msg_controllen = std::mem::size_of_val(&cmsg);
+            let n = libc::recvmsg(socket.as_raw_fd(), &mut hdr, libc::MSG_DONTWAIT);
+            if n < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            *len = hdr.msg_namelen;
+            let mut c = libc::CMSG_FIRSTHDR(&hdr);
+            while !c.is_null() {
+                if (*c).cmsg_level == libc::SOL_UDP && (*c).cmsg_type == libc::UDP_GRO {
+                    let seg = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::c_int);
+                    segment = usize::try_from(seg).ok();
+                }
+                c = libc::CMSG_NXTHDR(&hdr, c);
+            }
+            Ok(n as usize)
+        })?
+    };
     // SAFETY: the kernel initialised the first `n` bytes of the spare room.
     unsafe { arena.set_len(arena.len() + n) };
-    let mut segment = None;
-    // SAFETY: walking the control messages the kernel wrote into `cmsg`, within `msg_controllen`.
-    unsafe {
-        let mut c = libc::CMSG_FIRSTHDR(&hdr);
-        while !c.is_null() {
-            if (*c).cmsg_level == libc::SOL_UDP && (*c).cmsg_type == libc::UDP_GRO {
-                let seg = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::c_int);
-                segment = usize::try_from(seg).ok();
-            }
-            c = libc::CMSG_NXTHDR(&hdr, c);
-        }
-    }
-    let from = sockaddr_to_std(&addr)
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "unknown address family"))?;
+    let from = addr
+        .as_socket()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "datagram from a non-IP address"))?;
     Ok((from, segment))
-}
-
-#[cfg(target_os = "linux")]
-fn sockaddr_to_std(addr: &libc::sockaddr_storage) -> Option<SocketAddr> {
-    match i32::from(addr.ss_family) {
-        libc::AF_INET => {
-            // SAFETY: the family says it holds a sockaddr_in, which fits in sockaddr_storage.
-            let a = unsafe { &*(addr as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
-            let ip = std::net::Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
-            Some(SocketAddr::from((ip, u16::from_be(a.sin_port))))
-        }
-        libc::AF_INET6 => {
-            // SAFETY: the family says it holds a sockaddr_in6, which fits in sockaddr_storage.
-            let a = unsafe { &*(addr as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
-            let ip = std::net::Ipv6Addr::from(a.sin6_addr.s6_addr);
-            Some(SocketAddr::V6(std::net::SocketAddrV6::new(ip, u16::from_be(a.sin6_port), a.sin6_flowinfo, a.sin6_scope_id)))
-        }
-        _ => None,
-    }
 }
 
 #[cfg(all(test, target_os = "linux"))]

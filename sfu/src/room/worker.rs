@@ -111,8 +111,9 @@ impl Room {
                     if n == 0 {
                         break;
                     }
+                    let now = Instant::now();
                     for dg in batch.drain(..) {
-                        self.on_datagram(dg);
+                        self.on_datagram(dg, now);
                     }
                 }
                 _ = tokio::time::sleep_until(deadline.into()) => self.on_timeout(Instant::now()),
@@ -176,8 +177,8 @@ impl Room {
         }
     }
 
-    fn on_datagram(&mut self, dg: Datagram) {
-        if is_stale_media(&dg.data, dg.at, Instant::now()) {
+    fn on_datagram(&mut self, dg: Datagram, now: Instant) {
+        if is_stale_media(&dg.data, dg.at, now) {
             // the worker fell behind: forwarding it now helps nobody, and skipping it is how
             // the worker catches up before ICE consent answers (queued behind it) come too late
             self.plane.metrics.count_drop("stale");

@@ -145,30 +145,28 @@ impl SendBatch {
         {
             use std::os::fd::AsRawFd;
             let fd = socket.as_raw_fd();
-            if let Some(pool) = pool.filter(|p| p.helpers() > 0 && self.queue.len() >= super::pool::PARALLEL_MIN) {
-                plan(&self.queue, self.gso, true, &mut self.order, &mut self.groups);
-                let planned = Planned {
-                    fd,
-                    queue: std::mem::take(&mut self.queue),
-                    order: std::mem::take(&mut self.order),
-                    groups: std::mem::take(&mut self.groups),
-                    chunk: self.chunk,
-                    gso: self.gso,
-                };
-                let (f, refused, back) = pool.send(planned);
-                if refused {
-                    tracing::warn!("UDP GSO refused by the kernel: sending datagrams one by one from now on");
-                    self.gso = false;
+            let shared = pool.filter(|p| p.helpers() > 0 && self.queue.len() >= super::pool::PARALLEL_MIN);
+            // parts for the pool must not split a destination: group by destination even without GSO
+            plan(&self.queue, self.gso, shared.is_some(), &mut self.order, &mut self.groups);
+            let (f, refused) = match shared {
+                Some(pool) => {
+                    let planned = Planned {
+                        fd,
+                        queue: std::mem::take(&mut self.queue),
+                        order: std::mem::take(&mut self.order),
+                        groups: std::mem::take(&mut self.groups),
+                        chunk: self.chunk,
+                        gso: self.gso,
+                    };
+                    let (f, refused, back) = pool.send(planned);
+                    if let Some(back) = back {
+                        // keep the allocations for the next flush
+                        (self.queue, self.order, self.groups) = (back.queue, back.order, back.groups);
+                    }
+                    (f, refused)
                 }
-                if let Some(mut back) = back {
-                    // keep the allocations for the next flush
-                    back.queue.clear();
-                    (self.queue, self.order, self.groups) = (back.queue, back.order, back.groups);
-                }
-                return f;
-            }
-            plan(&self.queue, self.gso, self.gso, &mut self.order, &mut self.groups);
-            let (f, refused) = send_groups(fd, &self.queue, &self.order, &self.groups, self.chunk, self.gso);
+                None => send_groups(fd, &self.queue, &self.order, &self.groups, self.chunk, self.gso),
+            };
             if refused {
                 tracing::warn!("UDP GSO refused by the kernel: sending datagrams one by one from now on");
                 self.gso = false;
