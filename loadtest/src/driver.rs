@@ -15,6 +15,7 @@ use crate::socket::{Closer, PeerSocket, Received};
 use crate::srtp_in::SrtpIn;
 use crate::stats::ClientStats;
 use crate::subscriber::Subscriber;
+use bytes::BytesMut;
 use futures::stream::SelectAll;
 use futures::{FutureExt, StreamExt};
 use rtc::peer_connection::RTCPeerConnection;
@@ -33,7 +34,7 @@ use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
-/// Datagrams handled per wake-up before output is flushed.
+/// Socket reads (a datagram or a GRO train each) handled per wake-up before output is flushed.
 const BATCH: usize = 64;
 /// A timer wake-up this late, or a flush this long, is logged: the engine's sockets overflow
 /// and its connections' timers (ICE keepalives) run late meanwhile.
@@ -131,10 +132,10 @@ impl Driver {
                 },
                 Some(rx) = self.sockets.next(), if !self.sockets.is_empty() => {
                     let now = Instant::now();
-                    self.on_datagram(rx, now);
+                    self.on_received(rx, now);
                     for _ in 0..BATCH {
                         match self.sockets.next().now_or_never() {
-                            Some(Some(rx)) => self.on_datagram(rx, now),
+                            Some(Some(rx)) => self.on_received(rx, now),
                             _ => break,
                         }
                     }
@@ -171,12 +172,18 @@ impl Driver {
         }
     }
 
-    fn on_datagram(&mut self, rx: Received, now: Instant) {
-        let Some(pc) = self.pcs.get_mut(&rx.pc) else { return };
-        if pc.role == Role::Subscriber && is_rtp(&rx.data) {
+    fn on_received(&mut self, mut rx: Received, now: Instant) {
+        while let Some(data) = rx.next_datagram() {
+            self.on_datagram(rx.pc, rx.from, data, now);
+        }
+    }
+
+    fn on_datagram(&mut self, id: PcId, from: SocketAddr, data: BytesMut, now: Instant) {
+        let Some(pc) = self.pcs.get_mut(&id) else { return };
+        if pc.role == Role::Subscriber && is_rtp(&data) {
             // SSRC and sequence number are in the clear in SRTP
-            let ssrc = u32::from_be_bytes([rx.data[8], rx.data[9], rx.data[10], rx.data[11]]);
-            let seq = u16::from_be_bytes([rx.data[2], rx.data[3]]);
+            let ssrc = u32::from_be_bytes([data[8], data[9], data[10], data[11]]);
+            let seq = u16::from_be_bytes([data[2], data[3]]);
             if let Some(every) = self.opts.drop_inbound_rtp_every {
                 let i = match pc.rtp_in.iter().position(|(s, _)| *s == ssrc) {
                     Some(i) => i,
@@ -201,10 +208,9 @@ impl Driver {
             if let (Some(srtp), Side::Subscriber(sub)) = (&mut pc.srtp_in, &mut pc.side)
                 && let Some(stream) = sub.own_stream(ssrc, seq)
             {
-                let due = match srtp.open(&rx.data) {
+                let due = match srtp.open(data) {
                     Ok(clear) => {
-                        let h = &clear.header;
-                        let view = RtpView { seq: h.sequence_number, ts: h.timestamp, marker: h.marker, payload: clear.payload() };
+                        let view = RtpView { seq: clear.seq, ts: clear.ts, marker: clear.marker, payload: clear.payload() };
                         sub.on_own_rtp(stream, view, now, self.clock.micros(now))
                     }
                     Err(e) => {
@@ -215,7 +221,7 @@ impl Driver {
                 };
                 pc.stats_dirty = true;
                 if due {
-                    self.mark(rx.pc);
+                    self.mark(id);
                 }
                 return;
             }
@@ -224,16 +230,16 @@ impl Driver {
             now,
             transport: TransportContext {
                 local_addr: pc.local,
-                peer_addr: rx.from,
+                peer_addr: from,
                 ecn: None,
                 transport_protocol: TransportProtocol::UDP,
             },
-            message: rx.data,
+            message: data,
         };
         if let Err(e) = pc.conn.handle_read(msg) {
             tracing::trace!(error = %e, "datagram rejected");
         }
-        self.mark(rx.pc);
+        self.mark(id);
     }
 
     fn on_timers(&mut self, now: Instant) {
@@ -550,8 +556,11 @@ impl Pc {
                         }
                         let _ = self.events.send(Event::Connected(self.role));
                     }
-                    RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed | RTCPeerConnectionState::Disconnected => {
+                    RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => {
                         let _ = self.events.send(Event::Disconnected(self.role));
+                    }
+                    RTCPeerConnectionState::Disconnected => {
+                        let _ = self.events.send(Event::Interrupted(self.role));
                     }
                     _ => {}
                 }

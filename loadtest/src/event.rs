@@ -36,6 +36,9 @@ pub enum Event {
     Connected(Role),
     /// A connection failed or closed.
     Disconnected(Role),
+    /// ICE reported a connection disconnected (nothing received for a while); like a browser's
+    /// `disconnected` state it may recover, so the client is not counted as dropped.
+    Interrupted(Role),
     /// The WebSocket closed.
     SignalingClosed,
 }

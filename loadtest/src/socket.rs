@@ -28,17 +28,31 @@ const MAX_TRAIN: usize = 65_536;
 /// Bytes the arena grows by.
 const ARENA: usize = 256 * 1024;
 
-/// One received datagram.
+/// What one read returned: a datagram, or a coalesced train of datagrams from one sender.
 pub struct Received {
     /// The connection whose socket it arrived on.
     pub pc: PcId,
     /// Sender.
     pub from: SocketAddr,
-    /// The bytes.
+    /// The bytes: one datagram, or a train of `segment`-byte datagrams (the last may be shorter).
     pub data: BytesMut,
+    /// Datagram size of a coalesced train; 0 for a single datagram.
+    pub segment: usize,
 }
 
-/// A connection's socket; the stream ends when the paired [`Closer`] is dropped.
+impl Received {
+    /// Splits off the next datagram; `None` once all were taken.
+    pub fn next_datagram(&mut self) -> Option<BytesMut> {
+        if self.data.is_empty() {
+            return None;
+        }
+        let n = if self.segment == 0 { self.data.len() } else { self.segment.min(self.data.len()) };
+        Some(self.data.split_to(n))
+    }
+}
+
+/// A connection's socket; the stream ends when the paired [`Closer`] is dropped. Each item is
+/// one read (a whole train with GRO), so the task's per-item cost is paid once per train.
 pub struct PeerSocket {
     pc: PcId,
     socket: Arc<UdpSocket>,
@@ -46,11 +60,6 @@ pub struct PeerSocket {
     closed: oneshot::Receiver<()>,
     /// The socket coalesces datagram trains (UDP GRO is on).
     gro: bool,
-    /// Datagrams of the last coalesced read not handed out yet, `segment` bytes each (the
-    /// last may be shorter), from `train_from`.
-    train: BytesMut,
-    segment: usize,
-    train_from: SocketAddr,
 }
 
 /// Dropping it ends the paired [`PeerSocket`] stream.
@@ -61,22 +70,12 @@ impl PeerSocket {
     pub fn new(pc: PcId, socket: Arc<UdpSocket>) -> (PeerSocket, Closer) {
         let (tx, rx) = oneshot::channel();
         let gro = enable_gro(&socket);
-        let train_from = SocketAddr::from(([0, 0, 0, 0], 0));
-        (PeerSocket { pc, socket, arena: BytesMut::new(), closed: rx, gro, train: BytesMut::new(), segment: 0, train_from }, tx)
+        (PeerSocket { pc, socket, arena: BytesMut::new(), closed: rx, gro }, tx)
     }
 
     /// Whether the socket reads coalesced trains (UDP GRO).
     pub fn gro(&self) -> bool {
         self.gro
-    }
-
-    /// The next datagram of the current coalesced train, if any is left.
-    fn next_of_train(&mut self) -> Option<Received> {
-        if self.train.is_empty() {
-            return None;
-        }
-        let n = self.segment.min(self.train.len());
-        Some(Received { pc: self.pc, from: self.train_from, data: self.train.split_to(n) })
     }
 }
 
@@ -87,9 +86,6 @@ impl Stream for PeerSocket {
         let this = self.get_mut();
         if Pin::new(&mut this.closed).poll(cx).is_ready() {
             return Poll::Ready(None);
-        }
-        if let Some(rx) = this.next_of_train() {
-            return Poll::Ready(Some(rx));
         }
         loop {
             if let Err(e) = ready!(this.socket.poll_recv_ready(cx)) {
@@ -104,16 +100,9 @@ impl Stream for PeerSocket {
                 let (socket, arena) = (&this.socket, &mut this.arena);
                 match socket.try_io(tokio::io::Interest::READABLE, || recv_train(socket, arena)) {
                     Ok((from, segment)) => {
-                        let mut data = this.arena.split();
-                        match segment {
-                            Some(seg) if seg > 0 && data.len() > seg => {
-                                this.train = data.split_off(seg);
-                                this.segment = seg;
-                                this.train_from = from;
-                            }
-                            _ => {}
-                        }
-                        return Poll::Ready(Some(Received { pc: this.pc, from, data }));
+                        let data = this.arena.split();
+                        let segment = segment.filter(|&seg| seg > 0 && data.len() > seg).unwrap_or(0);
+                        return Poll::Ready(Some(Received { pc: this.pc, from, data, segment }));
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                     Err(e) => {
@@ -128,7 +117,7 @@ impl Stream for PeerSocket {
             match this.socket.try_recv_buf_from(&mut this.arena) {
                 Ok((_, from)) => {
                     let data = this.arena.split();
-                    return Poll::Ready(Some(Received { pc: this.pc, from, data }));
+                    return Poll::Ready(Some(Received { pc: this.pc, from, data, segment: 0 }));
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                 // ICMP errors (port unreachable) surface here: not fatal
@@ -257,12 +246,17 @@ mod tests {
         send_gso(&tx, to, &payload, 100);
         tx.send_to(&[9; 30], to).unwrap();
         let mut got = Vec::new();
-        for _ in 0..5 {
-            let rx = tokio::time::timeout(std::time::Duration::from_secs(5), stream.next()).await.unwrap().unwrap();
+        let mut reads = 0;
+        while got.len() < 5 {
+            let mut rx = tokio::time::timeout(std::time::Duration::from_secs(5), stream.next()).await.unwrap().unwrap();
             assert_eq!(rx.pc, PcId(7));
             assert_eq!(rx.from, sender);
-            got.push(rx.data.to_vec());
+            while let Some(d) = rx.next_datagram() {
+                got.push(d.to_vec());
+            }
+            reads += 1;
         }
+        assert_eq!(reads, 2, "the train is one item, the plain datagram another");
         let want: Vec<Vec<u8>> = vec![vec![0; 100], vec![1; 100], vec![2; 100], vec![3; 40], vec![9; 30]];
         assert_eq!(got, want);
     }

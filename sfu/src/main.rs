@@ -61,13 +61,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
              GET /api/dev/token hands out join tokens; never use --dev in production"
         );
     }
+    // handlers first: a SIGTERM right after the node reports ready (an orchestrator, a test)
+    // must start a drain, not kill the process with the default action
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
     let mut server = sfu::server::start(&config).await?;
     tracing::info!(http = %server.http, udp = %server.udp, "sfu ready: open http://{}/?room=demo&name=me", server.http);
     println!("SFU_READY http={} udp={}", server.http, server.udp);
     std::io::stdout().flush()?;
 
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
     let outcome = loop {
         tokio::select! {
             _ = term.recv() => {

@@ -308,6 +308,7 @@ fn disturbing(e: &Event) -> bool {
                 | ServerMessage::ParticipantLeft { .. }
                 | ServerMessage::Error { .. }
         ) | Event::Disconnected(_)
+            | Event::Interrupted(_)
             | Event::SignalingClosed
     )
 }

@@ -31,6 +31,9 @@ pub struct Summary {
     pub clients_failed: usize,
     /// Connected clients that lost a connection or their WebSocket later.
     pub clients_dropped: usize,
+    /// Connected clients whose connection ICE reported disconnected at least once (it may
+    /// have recovered: nothing was received on it for 5 s).
+    pub clients_interrupted: usize,
     /// Clients in the plan that receive media.
     pub subscribers: usize,
     /// Subscribers that received every expected track during the window.
@@ -114,6 +117,7 @@ impl Summary {
                     s.clients_connected += 1;
                     s.connect_ms.record(t.as_millis() as u64);
                     s.clients_dropped += usize::from(o.dropped);
+                    s.clients_interrupted += usize::from(o.interruptions > 0);
                 }
                 None => s.clients_failed += 1,
             }
@@ -185,10 +189,13 @@ impl Summary {
     /// Threshold violations, one sentence each (empty: the run passed).
     pub fn check(&self, common: &Common) -> Vec<String> {
         let mut failed = Vec::new();
-        if let Some(max) = common.max_loss_pct
-            && self.loss_pct() > max
-        {
-            failed.push(format!("loss {:.3}% > --max-loss-pct {max}", self.loss_pct()));
+        if let Some(max) = common.max_loss_pct {
+            if self.packets_received + self.packets_lost == 0 {
+                // every client failed, or nothing was forwarded: no loss figure is not a pass
+                failed.push("no media packets in the window for --max-loss-pct".into());
+            } else if self.loss_pct() > max {
+                failed.push(format!("loss {:.3}% > --max-loss-pct {max}", self.loss_pct()));
+            }
         }
         if let Some(max) = common.max_p99_latency_ms {
             match ms(self.latency.quantile(0.99)) {
@@ -215,6 +222,7 @@ impl Summary {
             "clients_connected": self.clients_connected,
             "clients_failed": self.clients_failed,
             "clients_dropped": self.clients_dropped,
+            "clients_interrupted": self.clients_interrupted,
             "subscribers": self.subscribers,
             "subscribers_receiving": self.subscribers_receiving,
             "tracks": self.tracks,
@@ -251,8 +259,9 @@ impl Summary {
         let f_ms = |v: Option<u64>| ms(v).map_or_else(na, |v| format!("{v:.1} ms"));
         let rows: Vec<(&str, String)> = vec![
             ("scenario", self.scenario.clone()),
-            ("clients", format!("{} planned, {} connected ({:.1}%), {} failed, {} dropped",
-                self.clients_planned, self.clients_connected, self.connected_pct(), self.clients_failed, self.clients_dropped)),
+            ("clients", format!("{} planned, {} connected ({:.1}%), {} failed, {} dropped, {} interrupted",
+                self.clients_planned, self.clients_connected, self.connected_pct(), self.clients_failed, self.clients_dropped,
+                self.clients_interrupted)),
             ("subscribers", format!("{} receiving every track / {}", self.subscribers_receiving, self.subscribers)),
             ("video tracks", format!("{} on the requested layer / {}", self.video_tracks_on_layer, self.video_tracks)),
             ("window", format!("{:.1} s", self.duration_s)),
@@ -343,5 +352,12 @@ mod tests {
         assert_eq!(s.check(cli.scenario.common()).len(), 2, "loss and connected fail, latency passes");
         let cli = Cli::parse_from(["loadtest", "broadcast", "--max-loss-pct", "1", "--max-p99-latency-ms", "1"]);
         assert_eq!(s.check(cli.scenario.common()).len(), 1);
+
+        // a run in which every client failed has no loss figure: it fails a loss threshold
+        let none = Summary::new("broadcast", &[Outcome { error: Some("connection failed".into()), ..Default::default() }], 0, 10.0, CpuUse::default());
+        let cli = Cli::parse_from(["loadtest", "broadcast", "--max-loss-pct", "0.5"]);
+        let failed = none.check(cli.scenario.common());
+        assert_eq!(failed.len(), 1, "{failed:?}");
+        assert!(failed[0].contains("no media packets"), "{failed:?}");
     }
 }

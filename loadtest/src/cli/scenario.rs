@@ -100,6 +100,8 @@ pub struct Outcome {
     pub connect_time: Option<Duration>,
     /// A connection went down after being up, or the server closed the socket.
     pub dropped: bool,
+    /// Times ICE reported a connection disconnected (transient; see [`Event::Interrupted`]).
+    pub interruptions: u32,
     /// Codes of the server's `error` messages.
     pub server_errors: Vec<String>,
     /// Stats at the start of the measured window (`None`: it joined later; count everything).
@@ -279,6 +281,10 @@ async fn run_client(shared: Arc<Shared>, i: usize, spec: JoinSpec, engine: Engin
                             let _ = client.set_layer(&tr.track, Some(layer));
                         }
                     }
+                }
+                Ok(Event::Interrupted(role)) => {
+                    tracing::info!(client = i, ?role, "connection interrupted (ICE disconnected)");
+                    out.interruptions += 1;
                 }
                 Ok(ev @ (Event::Disconnected(_) | Event::SignalingClosed)) => {
                     tracing::warn!(client = i, event = ?ev, connected = out.connect_time.is_some(), "client dropped");

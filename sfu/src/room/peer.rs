@@ -267,3 +267,7 @@ impl rtc::interceptor::Interceptor for DeliverFeedback {
     fn bind_remote_stream(&mut self, _info: &rtc::interceptor::StreamInfo) {}
     fn unbind_remote_stream(&mut self, _info: &rtc::interceptor::StreamInfo) {}
 }
+
+#[cfg(test)]
+#[path = "peer_tests.rs"]
+mod tests;

@@ -1,0 +1,76 @@
+//! The server's ICE agent answers a connectivity check that arrives before the client's answer
+//! (the usual race: the answer goes over the WebSocket, the check straight to the media port).
+
+use super::*;
+use rtc::ice::attributes::control::AttrControlling;
+use rtc::ice::attributes::priority::PriorityAttr;
+use rtc::ice::attributes::use_candidate::UseCandidateAttr;
+use rtc::sansio::Protocol;
+use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use rtc::stun::attributes::ATTR_USERNAME;
+use rtc::stun::fingerprint::FINGERPRINT;
+use rtc::stun::integrity::MessageIntegrity;
+use rtc::stun::message::{BINDING_REQUEST, BINDING_SUCCESS, Message, TransactionId};
+use rtc::stun::textattrs::Username;
+
+fn binding_request(username: &str, pwd: &str, nominate: bool) -> (Vec<u8>, TransactionId) {
+    let provider = rtc::crypto::default_provider().unwrap();
+    let mut m = Message::new();
+    let mut setters: Vec<Box<dyn rtc::stun::message::Setter + '_>> = vec![
+        Box::new(BINDING_REQUEST),
+        Box::new(TransactionId::new()),
+        Box::new(Username::new(ATTR_USERNAME, username.to_owned())),
+    ];
+    if nominate {
+        setters.push(Box::<UseCandidateAttr>::default());
+    }
+    setters.push(Box::new(AttrControlling(7)));
+    setters.push(Box::new(PriorityAttr(1_000)));
+    setters.push(Box::new(MessageIntegrity::new_short_term_integrity_with_provider(pwd.to_owned(), provider.crypto())));
+    setters.push(Box::new(FINGERPRINT));
+    m.build(&setters).unwrap();
+    (m.raw.clone(), m.transaction_id)
+}
+
+#[test]
+fn a_check_before_the_answer_is_answered() {
+    let local: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+    let client: SocketAddr = "127.0.0.1:50000".parse().unwrap();
+    let addr = MediaAddr { local, announce: vec![local.ip()] };
+    // columns: USERNAME (U = the server's ufrag), MESSAGE-INTEGRITY password (P = the
+    // server's), USE-CANDIDATE, answered. A check is answered at once; a nomination waits for
+    // the answer (the server's own check of the pair needs the client's password).
+    let rows = [
+        ("U:client", "P", false, true),
+        ("U:client", "P", true, false),
+        ("U:", "P", false, false),
+        ("other:client", "P", false, false),
+        ("U:client", "wrong", false, false),
+    ];
+    for (username, pwd, nominate, answered) in rows {
+        let now = Instant::now();
+        let mut peer = new_peer(PeerKey(1), "viewer", Role::Subscriber, &addr, now).unwrap();
+        // an m-line, so that the offer carries the ICE credentials
+        peer.pc.create_data_channel("probe", None).unwrap();
+        let offer = peer.pc.create_offer(None).unwrap();
+        peer.pc.set_local_description(now, offer).unwrap();
+        let sdp = peer.pc.local_description().unwrap().sdp;
+        let server_pwd = sdp.lines().find_map(|l| l.strip_prefix("a=ice-pwd:")).unwrap().trim().to_owned();
+        while peer.pc.poll_write().is_some() {}
+        let (request, tid) = binding_request(&username.replace('U', &peer.ufrag), &pwd.replace('P', &server_pwd), nominate);
+        let msg = TaggedBytesMut {
+            now,
+            transport: TransportContext { local_addr: local, peer_addr: client, ecn: None, transport_protocol: TransportProtocol::UDP },
+            message: bytes::BytesMut::from(&request[..]),
+        };
+        let _ = peer.pc.handle_read(msg);
+        let mut got = false;
+        while let Some(out) = peer.pc.poll_write() {
+            let mut m = Message::new();
+            if out.transport.peer_addr == client && m.unmarshal_binary(&out.message).is_ok() {
+                got |= m.typ == BINDING_SUCCESS && m.transaction_id == tid;
+            }
+        }
+        assert_eq!(got, answered, "{username} / {pwd} / nominate {nominate}");
+    }
+}
