@@ -19,6 +19,7 @@ SFU_BIN=${SFU_BIN:-target/release/sfu}
 LOADTEST_BIN=${LOADTEST_BIN:-target/release/loadtest}
 VIEWERS=${VIEWERS:-1000} LAYER=${LAYER:-f} DURATION=${DURATION:-30s} RAMP=${RAMP:-20s} RUNS=${RUNS:-1}
 OUT=${OUT:-$(mktemp -d)}
+mkdir -p "$OUT"
 for b in "$SFU_BIN" "$LOADTEST_BIN"; do
   [ -x "$b" ] || { echo "missing $b: cargo build --release --bin sfu --bin loadtest" >&2; exit 2; }
 done
