@@ -13,7 +13,7 @@ use crate::recv::extend;
 use bytes::BytesMut;
 use rtc::crypto::{AeadAlgorithm, AeadCipher, BlockCipherAlgorithm, RTCCrypto};
 use rtc::peer_connection::transport::SrtpSessionKeys;
-use rtc::shared::marshal::{MarshalSize, Unmarshal};
+use rtc::shared::marshal::Unmarshal;
 use rtc::srtp::context::Context;
 use rtc::srtp::option::srtp_replay_protection;
 use rtc::srtp::protection_profile::ProtectionProfile;
@@ -265,7 +265,6 @@ impl SrtpIn {
                 let h = parse_header(&packet)?;
                 let mut buf = &packet[..];
                 let header = rtc::rtp::Header::unmarshal(&mut buf).map_err(|e| SrtpInError::Header(e.to_string()))?;
-                debug_assert_eq!(header.marshal_size(), h.len);
                 let clear_packet = context.decrypt_rtp_with_header(&packet, &header).map_err(|e| SrtpInError::Srtp(e.to_string()))?;
                 Ok(clear(h, clear_packet))
             }
