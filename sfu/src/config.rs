@@ -108,11 +108,12 @@ pub struct Config {
     /// Kernel receive buffer of the media socket, bytes (0: the kernel's default,
     /// `net.core.rmem_default`, ~208 KiB). Beyond `net.core.rmem_max` only with CAP_NET_ADMIN
     /// (a warning says when it was capped). Datagrams the kernel drops for lack of it are
-    /// counted as `sfu_dropped_packets_total{reason="udp_receive_buffer_full"}`: with the
-    /// kernel's default a 40-publisher conference lost 52-1,933 per 20 s run, with 1 MiB none
-    /// (docs/PERFORMANCE.md section 16). Much larger is not better: on a saturated node it
-    /// queues seconds of input (media older than 250 ms in the room's queue is shed).
-    #[arg(long, env = "SFU_UDP_RECV_BUFFER", default_value_t = 1 << 20)]
+    /// counted as `sfu_dropped_packets_total{reason="udp_receive_buffer_full"}`: a 40-publisher
+    /// conference lost 52-1,933 per 20 s run in the default and none with 1 MiB, but with 1 MiB
+    /// a browser H264 simulcast test failed to reach its top layer in 2 of 4 runs (packets
+    /// queued in the kernel before the reader timestamps them look like network delay to the
+    /// sender's bandwidth estimate), so the default stays the kernel's (docs/PERFORMANCE.md 16.6).
+    #[arg(long, env = "SFU_UDP_RECV_BUFFER", default_value_t = 0)]
     pub udp_recv_buffer: usize,
     /// Helper threads that share the sending of a room's large flushes (256+ datagrams, e.g. a
     /// video frame to hundreds of subscribers) with its worker, so one room's fan-out can use
