@@ -156,10 +156,8 @@ fn recv_counting_drops(socket: &UdpSocket, buf: &mut [u8]) -> std::io::Result<(u
 
 /// Asks for `bytes` of kernel receive buffer on the media socket (past `net.core.rmem_max`
 /// where the process may, as root does); returns what the kernel granted (it reports double
-/// the usable size). Not raised by default: measured on a saturated node (1000 viewers at
-/// 1.5 Mb/s on 2 vCPUs, docs/PERFORMANCE.md section 15), a 1-8 MiB buffer let the queue of
-/// input grow to seconds instead of dropping the excess, and every client's ICE consent
-/// timed out; with the kernel's default the same run lost nothing.
+/// the usable size). Only called for `--udp-recv-buffer` > 0; why the default stays the
+/// kernel's is on that flag (`Config::udp_recv_buffer`, docs/PERFORMANCE.md 16.6).
 pub fn size_receive_buffer(socket: &UdpSocket, bytes: usize) -> usize {
     let sock = socket2::SockRef::from(socket);
     #[cfg(target_os = "linux")]
@@ -175,6 +173,7 @@ pub fn size_receive_buffer(socket: &UdpSocket, bytes: usize) -> usize {
     let _ = sock.set_recv_buffer_size(bytes);
     sock.recv_buffer_size().unwrap_or(0)
 }
+
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
