@@ -109,11 +109,12 @@ pub struct Config {
     /// `net.core.rmem_default`, ~208 KiB). Beyond `net.core.rmem_max` only with CAP_NET_ADMIN
     /// (a warning says when it was capped). Datagrams the kernel drops for lack of it are
     /// counted as `sfu_dropped_packets_total{reason="udp_receive_buffer_full"}`: a 40-publisher
-    /// conference lost 52-1,933 per 20 s run in the default and none with 1 MiB, but with 1 MiB
-    /// a browser H264 simulcast test failed to reach its top layer in 2 of 4 runs (packets
-    /// queued in the kernel before the reader timestamps them look like network delay to the
-    /// sender's bandwidth estimate), so the default stays the kernel's (docs/PERFORMANCE.md 16.6).
-    #[arg(long, env = "SFU_UDP_RECV_BUFFER", default_value_t = 0)]
+    /// conference lost 52-1,933 per 20 s run in the kernel's default and none with 1 MiB.
+    /// Arrival times come from the kernel (`SO_TIMESTAMPNS`), so a datagram that waited in the
+    /// buffer does not look like network delay to its sender's bandwidth estimate (without
+    /// them 1 MiB slowed a browser's ramp to its top layer from ~1 s to ~20 s;
+    /// docs/PERFORMANCE.md 16.6, 17.1).
+    #[arg(long, env = "SFU_UDP_RECV_BUFFER", default_value_t = 1 << 20)]
     pub udp_recv_buffer: usize,
     /// Helper threads that share the sending of a room's large flushes (256+ datagrams, e.g. a
     /// video frame to hundreds of subscribers) with its worker, so one room's fan-out can use

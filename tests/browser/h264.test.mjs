@@ -45,11 +45,14 @@ describe('h264', () => {
     // keyframe-gated switch: ask for the smallest, then the largest layer
     for (const [layer, ok, label] of [['q', (w) => w > 0 && w <= 640, '<= 640'], ['f', (w) => w >= 960, '>= 960']]) {
       await a.evaluate(([pid, l]) => window.sfuDemo.setLayer(pid, l), [bId, layer]);
+      const asked = Date.now();
       const v = await waitFor(async () => {
         const s = await inboundVideo(a, bId);
         return s && ok(s.width) && s.layer === layer && s;
       }, { timeout: 25000, interval: 250, message: `a to receive b's H264 video at width ${label} after asking for ${layer}` });
       assert.equal(v.codec.toLowerCase(), 'video/h264');
+      // how long the switch took: the top layer waits for b's bandwidth estimate to allow it
+      console.log(`layer ${layer} (width ${v.width}) ${Date.now() - asked} ms after asking`);
     }
   }));
 });

@@ -5,7 +5,7 @@ use crate::metrics::MediaMetrics;
 use bytes::BytesMut;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc::error::TrySendError;
 
@@ -18,7 +18,7 @@ pub async fn run(socket: Arc<UdpSocket>, demux: Arc<Demux>, metrics: Arc<MediaMe
     let mut overflows = OverflowCount::new(&socket);
     loop {
         match recv(&socket, &mut buf, &mut overflows, &metrics).await {
-            Ok((n, from)) => route(&buf[..n], from, &demux, &metrics),
+            Ok((n, from, at)) => route(&buf[..n], from, at, &demux, &metrics),
             Err(e) => tracing::debug!(error = %e, "udp recv error"),
         }
     }
@@ -27,8 +27,8 @@ pub async fn run(socket: Arc<UdpSocket>, demux: Arc<Demux>, metrics: Arc<MediaMe
 /// Hands one datagram to its room without ever blocking: a room whose queue is full loses the
 /// datagram (counted), other rooms are unaffected. Datagrams the kernel dropped because the
 /// socket's receive buffer was full are counted by the caller (`SO_RXQ_OVFL`, Linux):
-/// upstream loss that no other counter of the server sees.
-fn route(data: &[u8], from: SocketAddr, demux: &Demux, metrics: &MediaMetrics) {
+/// upstream loss that no other counter of the server sees. `at` is when the kernel queued it.
+fn route(data: &[u8], from: SocketAddr, at: Instant, demux: &Demux, metrics: &MediaMetrics) {
     metrics.udp_in_packets.inc();
     metrics.udp_in_bytes.inc_by(data.len() as u64);
     let route = match demux.route(data, from) {
@@ -38,7 +38,7 @@ fn route(data: &[u8], from: SocketAddr, demux: &Demux, metrics: &MediaMetrics) {
             return;
         }
     };
-    let dg = Datagram { peer: route.peer, from, at: Instant::now(), data: BytesMut::from(data) };
+    let dg = Datagram { peer: route.peer, from, at, data: BytesMut::from(data) };
     match route.room.try_send(dg) {
         Ok(()) => {}
         Err(TrySendError::Full(_)) => metrics.count_drop("room_queue_full"),
@@ -46,7 +46,8 @@ fn route(data: &[u8], from: SocketAddr, demux: &Demux, metrics: &MediaMetrics) {
     }
 }
 
-/// The kernel's running count of datagrams it dropped on the socket, as last reported.
+/// The kernel's running count of datagrams it dropped on the socket, as last reported; turning
+/// it on also asks the kernel to stamp each datagram with the time it was queued.
 struct OverflowCount {
     enabled: bool,
     seen: u32,
@@ -60,7 +61,13 @@ impl OverflowCount {
         #[cfg(target_os = "linux")]
         {
             use std::os::fd::AsRawFd;
-            let enabled = super::set_int_option(socket.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 1);
+            let fd = socket.as_raw_fd();
+            let enabled = super::set_int_option(fd, libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 1);
+            // arrival times from the kernel: a datagram that waited in the receive buffer keeps
+            // the time it arrived (TWCC feedback, stale-media age), see `arrival`
+            if !super::set_int_option(fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1) {
+                tracing::warn!("SO_TIMESTAMPNS refused: arrival times are taken when a datagram is read");
+            }
             OverflowCount { enabled, seen: 0, unlogged: 0, warned: None }
         }
         #[cfg(not(target_os = "linux"))]
@@ -92,17 +99,19 @@ async fn recv(
     buf: &mut [u8],
     overflows: &mut OverflowCount,
     metrics: &MediaMetrics,
-) -> std::io::Result<(usize, SocketAddr)> {
+) -> std::io::Result<(usize, SocketAddr, Instant)> {
     #[cfg(target_os = "linux")]
     if overflows.enabled {
         loop {
             socket.readable().await?;
             match socket.try_io(tokio::io::Interest::READABLE, || recv_counting_drops(socket, buf)) {
-                Ok((n, from, drops)) => {
+                Ok((n, from, drops, stamp)) => {
                     if let Some(total) = drops {
                         overflows.update(total, metrics);
                     }
-                    return Ok((n, from));
+                    let now = Instant::now();
+                    let at = stamp.map_or(now, |s| arrival(s, SystemTime::now(), now));
+                    return Ok((n, from, at));
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                 Err(e) => return Err(e),
@@ -110,16 +119,39 @@ async fn recv(
         }
     }
     let _ = (overflows, metrics);
-    socket.recv_from(buf).await
+    let (n, from) = socket.recv_from(buf).await?;
+    Ok((n, from, Instant::now()))
 }
 
-/// One `recvmsg`; returns the length, the sender, and the kernel's drop count when it sent one.
+/// Longest time in the kernel's queue that `arrival` believes; a larger gap between the stamp
+/// and the wall clock is a clock step, not a queue.
+const MAX_QUEUED: Duration = Duration::from_secs(1);
+
+/// The `Instant` at which the kernel queued a datagram: its stamp (`CLOCK_REALTIME`, time since
+/// the epoch) is `wall - stamp` before the read, which happened at `now`. A stamp after `wall`
+/// or more than `MAX_QUEUED` before it (the clock was stepped) counts as no wait.
+fn arrival(stamp: Duration, wall: SystemTime, now: Instant) -> Instant {
+    let wall = wall.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    match wall.checked_sub(stamp) {
+        Some(waited) if waited <= MAX_QUEUED => now.checked_sub(waited).unwrap_or(now),
+        _ => now,
+    }
+}
+
+/// One `recvmsg`; returns the length, the sender, the kernel's drop count when it sent one, and
+/// its receive time stamp (since the epoch) when it sent one.
 #[cfg(target_os = "linux")]
-fn recv_counting_drops(socket: &UdpSocket, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr, Option<u32>)> {
+#[allow(clippy::type_complexity)]
+fn recv_counting_drops(
+    socket: &UdpSocket,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, SocketAddr, Option<u32>, Option<Duration>)> {
     use std::os::fd::AsRawFd;
     let fd = socket.as_raw_fd();
-    let mut cmsg = [0u64; 8];
+    // room for both control messages: SO_RXQ_OVFL (u32) and SCM_TIMESTAMPNS (timespec)
+    let mut cmsg = [0u64; 12];
     let mut drops = None;
+    let mut stamp = None;
     // SAFETY: every pointer in `hdr` points at a live buffer of the stated length (the
     // address storage is socket2's, of the length it passes); the control messages are read
     // within what the kernel wrote.
@@ -142,6 +174,11 @@ fn recv_counting_drops(socket: &UdpSocket, buf: &mut [u8]) -> std::io::Result<(u
             while !c.is_null() {
                 if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SO_RXQ_OVFL {
                     drops = Some(std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const u32));
+                } else if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
+                    let ts = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::timespec);
+                    if let (Ok(secs), Ok(nanos)) = (u64::try_from(ts.tv_sec), u32::try_from(ts.tv_nsec)) {
+                        stamp = Some(Duration::new(secs, nanos.min(999_999_999)));
+                    }
                 }
                 c = libc::CMSG_NXTHDR(&hdr, c);
             }
@@ -151,7 +188,7 @@ fn recv_counting_drops(socket: &UdpSocket, buf: &mut [u8]) -> std::io::Result<(u
     let from = addr
         .as_socket()
         .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "datagram from a non-IP address"))?;
-    Ok((n, from, drops))
+    Ok((n, from, drops, stamp))
 }
 
 /// Asks for `bytes` of kernel receive buffer on the media socket (past `net.core.rmem_max`
@@ -191,12 +228,12 @@ mod tests {
             tx.send_to(&[i; 1000], rx.local_addr().unwrap()).unwrap();
         }
         let mut buf = [0u8; MAX_DATAGRAM];
-        let (n, from) = recv(&rx, &mut buf, &mut overflows, &metrics).await.unwrap();
+        let (n, from, _) = recv(&rx, &mut buf, &mut overflows, &metrics).await.unwrap();
         assert_eq!((n, from, buf[0]), (1000, tx.local_addr().unwrap(), 0), "the first datagram was queued");
         // the kernel stamps its running drop count on datagrams queued after the drops
         while rx.try_recv(&mut buf).is_ok() {}
         tx.send_to(&[7; 10], rx.local_addr().unwrap()).unwrap();
-        let (n, _) = recv(&rx, &mut buf, &mut overflows, &metrics).await.unwrap();
+        let (n, _, _) = recv(&rx, &mut buf, &mut overflows, &metrics).await.unwrap();
         assert_eq!((n, buf[0]), (10, 7));
         let dropped = metrics.dropped("udp_receive_buffer_full");
         assert!(dropped > 150, "a 4 KiB buffer holds a few of 200 datagrams: {dropped} counted");
@@ -204,5 +241,54 @@ mod tests {
         tx.send_to(&[8; 10], rx.local_addr().unwrap()).unwrap();
         let _ = recv(&rx, &mut buf, &mut overflows, &metrics).await.unwrap();
         assert_eq!(metrics.dropped("udp_receive_buffer_full"), dropped);
+    }
+
+    #[tokio::test]
+    async fn a_datagram_keeps_the_time_the_kernel_queued_it() {
+        let rx = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let registry = prometheus::Registry::new();
+        let metrics = MediaMetrics::new(&registry);
+        let mut overflows = OverflowCount::new(&rx);
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut buf = [0u8; MAX_DATAGRAM];
+        // The kernel turns its receive stamps on asynchronously once a socket first asks (a
+        // deferred static key), and stamps a datagram that arrived before then when it is
+        // read: a few tries allow for that.
+        let mut waits = Vec::new();
+        for _ in 0..5 {
+            let sent = Instant::now();
+            tx.send_to(&[1; 100], rx.local_addr().unwrap()).unwrap();
+            tokio::time::sleep(Duration::from_millis(80)).await;
+            let (n, _, at) = recv(&rx, &mut buf, &mut overflows, &metrics).await.unwrap();
+            let read = Instant::now();
+            assert_eq!(n, 100);
+            assert!(at + Duration::from_millis(5) >= sent, "stamped {:?} before it was sent", sent.saturating_duration_since(at));
+            waits.push(read.duration_since(at));
+            if read.duration_since(at) >= Duration::from_millis(70) {
+                return;
+            }
+        }
+        panic!("no datagram kept its arrival time: read {waits:?} after the stamps");
+    }
+
+    #[test]
+    fn arrival_times_from_kernel_stamps() {
+        let now = Instant::now() + Duration::from_secs(10);
+        let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let epoch = |d: Duration| wall.duration_since(SystemTime::UNIX_EPOCH).unwrap() - d;
+        let ms = Duration::from_millis;
+        // (how long before the wall clock the kernel stamped it, expected wait)
+        let table = [
+            (ms(0), ms(0)),
+            (ms(7), ms(7)),
+            (Duration::from_micros(250), Duration::from_micros(250)),
+            (MAX_QUEUED, MAX_QUEUED),
+            (MAX_QUEUED + ms(1), ms(0)), // the clock was stepped forward
+        ];
+        for (before, waited) in table {
+            assert_eq!(arrival(epoch(before), wall, now), now - waited, "stamped {before:?} before the wall clock");
+        }
+        // stamped after the wall clock (the clock was stepped back): no wait
+        assert_eq!(arrival(epoch(ms(0)) + ms(3), wall, now), now);
     }
 }

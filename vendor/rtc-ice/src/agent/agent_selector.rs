@@ -536,8 +536,31 @@ impl ControlledSelector for Agent {
             // Track request received on the candidate pair
             self.candidate_pairs[pair_index].on_request_received();
 
-            let p = &self.candidate_pairs[pair_index];
             let use_candidate = m.contains(ATTR_USE_CANDIDATE);
+            // sfu patch: a lite agent sends no checks of its own (RFC 8445 7.3.1.4: "Lite
+            // implementations skip" triggered checks), so a nomination cannot wait for one to
+            // succeed: the controlling agent's USE-CANDIDATE request selects the pair and is
+            // answered at once (RFC 8445 7.3.1.5, as pion/ice#909). Upstream sent a triggered
+            // check for every request and left a nomination on a pair without one unanswered
+            // until the peer retransmitted it. Before the peer's credentials are known a
+            // nomination stays unanswered (the peer retransmits it): the connection must not
+            // come up before the peer's description is applied.
+            if self.lite {
+                if use_candidate {
+                    if self.ufrag_pwd.remote_credentials.is_none() {
+                        debug!("nomination before the remote credentials: left for the retransmission");
+                        return;
+                    }
+                    self.candidate_pairs[pair_index].state = CandidatePairState::Succeeded;
+                    if self.get_selected_pair().is_none() {
+                        self.set_selected_pair(Some(now), Some(pair_index));
+                    }
+                }
+                self.send_binding_success(now, m, local_index, remote_index);
+                return;
+            }
+
+            let p = &self.candidate_pairs[pair_index];
             if use_candidate {
                 // https://tools.ietf.org/html/rfc8445#section-7.3.1.5
 
