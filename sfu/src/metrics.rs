@@ -41,8 +41,11 @@ pub struct MediaMetrics {
     pub published_tracks: IntGauge,
     /// Tracks being forwarded to subscribers.
     pub subscribed_tracks: IntGauge,
-    /// Time from socket read until every copy was handed to the kernel, seconds.
+    /// Time from a forwarded packet's arrival (the kernel's receive stamp) until every copy
+    /// was handed to the kernel, seconds.
     pub forward_delay: Histogram,
+    /// Time datagrams waited in the media socket's kernel receive buffer, seconds.
+    pub udp_receive_queue: Histogram,
 }
 
 impl MediaMetrics {
@@ -79,9 +82,17 @@ impl MediaMetrics {
             forward_delay: Histogram::with_opts(
                 HistogramOpts::new(
                     "sfu_forward_delay_seconds",
-                    "Time from reading a forwarded packet off the socket until every copy of it was handed to the kernel",
+                    "Time from a forwarded packet's arrival at the media socket (the kernel's receive timestamp) until every copy of it was handed to the kernel",
                 )
                 .buckets(vec![0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.01, 0.02, 0.05, 0.1]),
+            )
+            .expect("valid metric"),
+            udp_receive_queue: Histogram::with_opts(
+                HistogramOpts::new(
+                    "sfu_udp_receive_queue_seconds",
+                    "Time datagrams waited in the media socket's kernel receive buffer before the server read them (kernel receive timestamps): growth means the reader falls behind",
+                )
+                .buckets(vec![0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25]),
             )
             .expect("valid metric"),
         };
@@ -105,6 +116,7 @@ impl MediaMetrics {
             Box::new(m.published_tracks.clone()),
             Box::new(m.subscribed_tracks.clone()),
             Box::new(m.forward_delay.clone()),
+            Box::new(m.udp_receive_queue.clone()),
         ];
         // process-wide: fed by the tracing layer in `telemetry`
         registry

@@ -393,10 +393,10 @@ impl Room {
 const STALE_MEDIA: Duration = Duration::from_millis(250);
 
 /// True for an RTP packet (not RTCP, STUN or DTLS: RFC 7983 demultiplexing) that waited
-/// longer than [`STALE_MEDIA`] since it was read from the socket.
-fn is_stale_media(data: &[u8], read_at: Instant, now: Instant) -> bool {
+/// longer than [`STALE_MEDIA`] since it arrived (in the socket's buffer, then the room's queue).
+fn is_stale_media(data: &[u8], arrived: Instant, now: Instant) -> bool {
     let rtp = data.len() >= 12 && (128..=191).contains(&data[0]) && !(192..=223).contains(&data[1]);
-    rtp && now.saturating_duration_since(read_at) > STALE_MEDIA
+    rtp && now.saturating_duration_since(arrived) > STALE_MEDIA
 }
 
 /// A subscriber connection's SRTP output, from its DTLS keys and ICE-selected path.

@@ -19,7 +19,7 @@ pub struct Datagram {
     pub peer: PeerKey,
     /// Sender address.
     pub from: SocketAddr,
-    /// When it was read from the socket.
+    /// When it arrived: the kernel's receive stamp (`SO_TIMESTAMPNS`), else when it was read.
     pub at: Instant,
     /// The bytes.
     pub data: BytesMut,

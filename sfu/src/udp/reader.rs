@@ -110,7 +110,9 @@ async fn recv(
                         overflows.update(total, metrics);
                     }
                     let now = Instant::now();
-                    let at = stamp.map_or(now, |s| arrival(s, SystemTime::now(), now));
+                    let Some(stamp) = stamp else { return Ok((n, from, now)) };
+                    let at = arrival(stamp, SystemTime::now(), now);
+                    metrics.udp_receive_queue.observe(now.duration_since(at).as_secs_f64());
                     return Ok((n, from, at));
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
@@ -265,6 +267,9 @@ mod tests {
             assert!(at + Duration::from_millis(5) >= sent, "stamped {:?} before it was sent", sent.saturating_duration_since(at));
             waits.push(read.duration_since(at));
             if read.duration_since(at) >= Duration::from_millis(70) {
+                // and the wait is in the receive-queue histogram
+                let h = &metrics.udp_receive_queue;
+                assert!(h.get_sample_count() >= 1 && h.get_sample_sum() >= 0.07, "{} samples, {} s", h.get_sample_count(), h.get_sample_sum());
                 return;
             }
         }

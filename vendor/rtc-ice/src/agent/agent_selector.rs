@@ -339,6 +339,21 @@ impl ControllingSelector for Agent {
                 );
                 if pending_request.is_use_candidate && selected_pair_is_none {
                     self.set_selected_pair(Some(now), Some(pair_index));
+                } else if selected_pair_is_none
+                    && self.nominated_pair.is_none()
+                    && self.get_best_available_pair() == Some(pair_index)
+                {
+                    // sfu patch: nominate the best pair as soon as its check succeeds, as
+                    // `handle_binding_request` does when the peer's check arrives on a
+                    // succeeded pair. Upstream otherwise waited for the next check tick
+                    // (200 ms): against a lite peer, which sends no checks, that was every
+                    // connection's case.
+                    let (local, remote) = (self.candidate_pairs[pair_index].local_index, self.candidate_pairs[pair_index].remote_index);
+                    if self.is_nominatable(now, local, true) && self.is_nominatable(now, remote, false) {
+                        self.candidate_pairs[pair_index].nominated = true;
+                        self.nominated_pair = Some(pair_index);
+                        self.nominate_pair(now);
+                    }
                 }
             } else {
                 // This shouldn't happen
