@@ -4,6 +4,7 @@ pub mod batch;
 pub mod pool;
 pub mod demux;
 pub mod reader;
+pub mod recv_batch;
 pub mod stun;
 
 pub use batch::SendBatch;

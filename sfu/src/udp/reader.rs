@@ -1,6 +1,7 @@
 //! The task that reads the media port and hands datagrams to room workers.
 
 use super::demux::{Datagram, Demux};
+use super::recv_batch::RecvBatch;
 use crate::metrics::MediaMetrics;
 use bytes::BytesMut;
 use std::net::SocketAddr;
@@ -9,16 +10,21 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc::error::TrySendError;
 
-/// Largest datagram accepted; anything longer is truncated by the kernel and dropped by SRTP.
-const MAX_DATAGRAM: usize = 2048;
-
 /// Reads datagrams until the socket fails, routing each to its room.
 pub async fn run(socket: Arc<UdpSocket>, demux: Arc<Demux>, metrics: Arc<MediaMetrics>) {
-    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut batch = RecvBatch::default();
     let mut overflows = OverflowCount::new(&socket);
     loop {
-        match recv(&socket, &mut buf, &mut overflows, &metrics).await {
-            Ok((n, from, at)) => route(&buf[..n], from, at, &demux, &metrics),
+        match recv(&socket, &mut batch, &mut overflows, &metrics).await {
+            Ok(arrivals) => {
+                for (i, at) in arrivals.iter().enumerate() {
+                    let (data, meta) = batch.get(i);
+                    match meta.from {
+                        Some(from) => route(data, from, *at, &demux, &metrics),
+                        None => metrics.count_drop("unknown_source"),
+                    }
+                }
+            }
             Err(e) => tracing::debug!(error = %e, "udp recv error"),
         }
     }
@@ -49,7 +55,6 @@ fn route(data: &[u8], from: SocketAddr, at: Instant, demux: &Demux, metrics: &Me
 /// The kernel's running count of datagrams it dropped on the socket, as last reported; turning
 /// it on also asks the kernel to stamp each datagram with the time it was queued.
 struct OverflowCount {
-    enabled: bool,
     seen: u32,
     /// Drops since the last warning, and when it was logged (at most one a second).
     unlogged: u64,
@@ -62,18 +67,20 @@ impl OverflowCount {
         {
             use std::os::fd::AsRawFd;
             let fd = socket.as_raw_fd();
-            let enabled = super::set_int_option(fd, libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 1);
+            if !super::set_int_option(fd, libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 1) {
+                tracing::warn!("SO_RXQ_OVFL refused: datagrams the kernel drops on the media port are not counted");
+            }
             // arrival times from the kernel: a datagram that waited in the receive buffer keeps
             // the time it arrived (TWCC feedback, stale-media age), see `arrival`
             if !super::set_int_option(fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1) {
                 tracing::warn!("SO_TIMESTAMPNS refused: arrival times are taken when a datagram is read");
             }
-            OverflowCount { enabled, seen: 0, unlogged: 0, warned: None }
+            OverflowCount { seen: 0, unlogged: 0, warned: None }
         }
         #[cfg(not(target_os = "linux"))]
         {
             let _ = socket;
-            OverflowCount { enabled: false, seen: 0, unlogged: 0, warned: None }
+            OverflowCount { seen: 0, unlogged: 0, warned: None }
         }
     }
 
@@ -94,35 +101,61 @@ impl OverflowCount {
     }
 }
 
+/// Waits until datagrams are queued and reads up to a batch of them; returns each one's
+/// arrival (`arrival` of its kernel stamp, else the read time) and counts what the kernel
+/// dropped and how long the datagrams waited.
 async fn recv(
     socket: &UdpSocket,
-    buf: &mut [u8],
+    batch: &mut RecvBatch,
     overflows: &mut OverflowCount,
     metrics: &MediaMetrics,
-) -> std::io::Result<(usize, SocketAddr, Instant)> {
-    #[cfg(target_os = "linux")]
-    if overflows.enabled {
-        loop {
-            socket.readable().await?;
-            match socket.try_io(tokio::io::Interest::READABLE, || recv_counting_drops(socket, buf)) {
-                Ok((n, from, drops, stamp)) => {
-                    if let Some(total) = drops {
+) -> std::io::Result<Arrivals> {
+    loop {
+        socket.readable().await?;
+        match socket.try_io(tokio::io::Interest::READABLE, || batch.read(socket)) {
+            Ok(n) => {
+                metrics.udp_recv_calls.inc();
+                let (now, wall) = (Instant::now(), SystemTime::now());
+                let mut arrivals = Arrivals::default();
+                for i in 0..n {
+                    let (_, meta) = batch.get(i);
+                    if let Some(total) = meta.drops {
                         overflows.update(total, metrics);
                     }
-                    let now = Instant::now();
-                    let Some(stamp) = stamp else { return Ok((n, from, now)) };
-                    let at = arrival(stamp, SystemTime::now(), now);
-                    metrics.udp_receive_queue.observe(now.duration_since(at).as_secs_f64());
-                    return Ok((n, from, at));
+                    let at = match meta.stamp {
+                        Some(stamp) => {
+                            let at = arrival(stamp, wall, now);
+                            metrics.udp_receive_queue.observe(now.duration_since(at).as_secs_f64());
+                            at
+                        }
+                        None => now,
+                    };
+                    arrivals.push(at);
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Err(e),
+                return Ok(arrivals);
             }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
         }
     }
-    let _ = (overflows, metrics);
-    let (n, from) = socket.recv_from(buf).await?;
-    Ok((n, from, Instant::now()))
+}
+
+/// The arrival times of one batch, without an allocation.
+#[derive(Default)]
+struct Arrivals {
+    at: [Option<Instant>; super::recv_batch::CAPACITY],
+    len: usize,
+}
+
+impl Arrivals {
+    fn push(&mut self, at: Instant) {
+        self.at[self.len] = Some(at);
+        self.len += 1;
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Instant> {
+        self.at[..self.len].iter().flatten()
+    }
 }
 
 /// Longest time in the kernel's queue that `arrival` believes; a larger gap between the stamp
@@ -138,59 +171,6 @@ fn arrival(stamp: Duration, wall: SystemTime, now: Instant) -> Instant {
         Some(waited) if waited <= MAX_QUEUED => now.checked_sub(waited).unwrap_or(now),
         _ => now,
     }
-}
-
-/// One `recvmsg`; returns the length, the sender, the kernel's drop count when it sent one, and
-/// its receive time stamp (since the epoch) when it sent one.
-#[cfg(target_os = "linux")]
-#[allow(clippy::type_complexity)]
-fn recv_counting_drops(
-    socket: &UdpSocket,
-    buf: &mut [u8],
-) -> std::io::Result<(usize, SocketAddr, Option<u32>, Option<Duration>)> {
-    use std::os::fd::AsRawFd;
-    let fd = socket.as_raw_fd();
-    // room for both control messages: SO_RXQ_OVFL (u32) and SCM_TIMESTAMPNS (timespec)
-    let mut cmsg = [0u64; 12];
-    let mut drops = None;
-    let mut stamp = None;
-    // SAFETY: every pointer in `hdr` points at a live buffer of the stated length (the
-    // address storage is socket2's, of the length it passes); the control messages are read
-    // within what the kernel wrote.
-    let (n, addr) = unsafe {
-        socket2::SockAddr::try_init(|storage, len| {
-            let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
-            let mut hdr: libc::msghdr = std::mem::zeroed();
-            hdr.msg_name = storage.cast();
-            hdr.msg_namelen = *len;
-            hdr.msg_iov = &mut iov;
-            hdr.msg_iovlen = 1;
-            hdr.msg_control = cmsg.as_mut_ptr().cast();
-            hdr.msg_controllen = std::mem::size_of_val(&cmsg);
-            let n = libc::recvmsg(fd, &mut hdr, libc::MSG_DONTWAIT);
-            if n < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            *len = hdr.msg_namelen;
-            let mut c = libc::CMSG_FIRSTHDR(&hdr);
-            while !c.is_null() {
-                if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SO_RXQ_OVFL {
-                    drops = Some(std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const u32));
-                } else if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
-                    let ts = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::timespec);
-                    if let (Ok(secs), Ok(nanos)) = (u64::try_from(ts.tv_sec), u32::try_from(ts.tv_nsec)) {
-                        stamp = Some(Duration::new(secs, nanos.min(999_999_999)));
-                    }
-                }
-                c = libc::CMSG_NXTHDR(&hdr, c);
-            }
-            Ok(n as usize)
-        })?
-    };
-    let from = addr
-        .as_socket()
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "datagram from a non-IP address"))?;
-    Ok((n, from, drops, stamp))
 }
 
 /// Asks for `bytes` of kernel receive buffer on the media socket (past `net.core.rmem_max`
@@ -217,31 +197,38 @@ pub fn size_receive_buffer(socket: &UdpSocket, bytes: usize) -> usize {
 mod tests {
     use super::*;
 
+    /// Reads one batch: the first datagram's length, first byte, sender and arrival, and how
+    /// many the batch held.
+    async fn recv_first(rx: &UdpSocket, batch: &mut RecvBatch, overflows: &mut OverflowCount, metrics: &MediaMetrics) -> (usize, u8, SocketAddr, Instant, usize) {
+        let arrivals = recv(rx, batch, overflows, metrics).await.unwrap();
+        let (data, meta) = batch.get(0);
+        (data.len(), data.first().copied().unwrap_or_default(), meta.from.unwrap(), *arrivals.iter().next().unwrap(), batch.len())
+    }
+
     #[tokio::test]
     async fn datagrams_the_kernel_dropped_are_counted() {
         let rx = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let registry = prometheus::Registry::new();
         let metrics = MediaMetrics::new(&registry);
         let mut overflows = OverflowCount::new(&rx);
-        assert!(overflows.enabled);
         socket2::SockRef::from(&rx).set_recv_buffer_size(4096).unwrap();
         let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         for i in 0..200u8 {
             tx.send_to(&[i; 1000], rx.local_addr().unwrap()).unwrap();
         }
-        let mut buf = [0u8; MAX_DATAGRAM];
-        let (n, from, _) = recv(&rx, &mut buf, &mut overflows, &metrics).await.unwrap();
-        assert_eq!((n, from, buf[0]), (1000, tx.local_addr().unwrap(), 0), "the first datagram was queued");
+        let mut batch = RecvBatch::default();
+        let (n, first, from, _, _) = recv_first(&rx, &mut batch, &mut overflows, &metrics).await;
+        assert_eq!((n, from, first), (1000, tx.local_addr().unwrap(), 0), "the first datagram was queued");
         // the kernel stamps its running drop count on datagrams queued after the drops
-        while rx.try_recv(&mut buf).is_ok() {}
+        while rx.try_recv(&mut [0; 2048]).is_ok() {}
         tx.send_to(&[7; 10], rx.local_addr().unwrap()).unwrap();
-        let (n, _, _) = recv(&rx, &mut buf, &mut overflows, &metrics).await.unwrap();
-        assert_eq!((n, buf[0]), (10, 7));
+        let (n, first, _, _, in_batch) = recv_first(&rx, &mut batch, &mut overflows, &metrics).await;
+        assert_eq!((n, first, in_batch), (10, 7, 1));
         let dropped = metrics.dropped("udp_receive_buffer_full");
         assert!(dropped > 150, "a 4 KiB buffer holds a few of 200 datagrams: {dropped} counted");
         // the count is cumulative: a later datagram with no new drops adds nothing
         tx.send_to(&[8; 10], rx.local_addr().unwrap()).unwrap();
-        let _ = recv(&rx, &mut buf, &mut overflows, &metrics).await.unwrap();
+        let _ = recv_first(&rx, &mut batch, &mut overflows, &metrics).await;
         assert_eq!(metrics.dropped("udp_receive_buffer_full"), dropped);
     }
 
@@ -252,7 +239,7 @@ mod tests {
         let metrics = MediaMetrics::new(&registry);
         let mut overflows = OverflowCount::new(&rx);
         let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let mut buf = [0u8; MAX_DATAGRAM];
+        let mut batch = RecvBatch::default();
         // The kernel turns its receive stamps on asynchronously once a socket first asks (a
         // deferred static key), and stamps a datagram that arrived before then when it is
         // read: a few tries allow for that.
@@ -261,7 +248,7 @@ mod tests {
             let sent = Instant::now();
             tx.send_to(&[1; 100], rx.local_addr().unwrap()).unwrap();
             tokio::time::sleep(Duration::from_millis(80)).await;
-            let (n, _, at) = recv(&rx, &mut buf, &mut overflows, &metrics).await.unwrap();
+            let (n, _, _, at, _) = recv_first(&rx, &mut batch, &mut overflows, &metrics).await;
             let read = Instant::now();
             assert_eq!(n, 100);
             assert!(at + Duration::from_millis(5) >= sent, "stamped {:?} before it was sent", sent.saturating_duration_since(at));
