@@ -103,44 +103,53 @@ fn read_check(peer: &mut Peer, local: SocketAddr, client: SocketAddr, request: &
 #[test]
 fn a_nomination_after_the_description_selects_the_pair_at_once() {
     let local: SocketAddr = "127.0.0.1:40000".parse().unwrap();
-    let client: SocketAddr = "127.0.0.1:50000".parse().unwrap();
+    let a: SocketAddr = "127.0.0.1:50000".parse().unwrap();
+    let b: SocketAddr = "127.0.0.1:50001".parse().unwrap();
     let addr = MediaAddr { local, announce: vec![local.ip()] };
-    // a publisher connection: the client offers, the server answers, so the server knows the
-    // client's credentials. Columns: requests sent in order (USE-CANDIDATE), then for the last
-    // one: answered, ICE connected. A lite agent sends no checks of its own (RFC 8445 7.3.1.4).
-    let rows: [(&[bool], bool, bool); 3] = [
-        (&[false], true, false),
-        (&[true], true, true),
-        (&[false, true], true, true),
+    // A publisher connection: the client offers, the server answers, so the server knows the
+    // client's credentials. Requests in order: (from, ms after the start, USE-CANDIDATE); then
+    // for the last one: answered, ICE connected, the selected path. A lite agent sends no
+    // checks of its own (RFC 8445 7.3.1.4), and the latest nomination wins (the client moved).
+    type Row = (Vec<(SocketAddr, u64, bool)>, bool, bool, Option<SocketAddr>);
+    let rows: Vec<Row> = vec![
+        (vec![(a, 0, false)], true, false, None),
+        (vec![(a, 0, true)], true, true, Some(a)),
+        (vec![(a, 0, false), (a, 10, true)], true, true, Some(a)),
+        (vec![(a, 0, true), (a, 10, true)], true, true, Some(a)),
+        // a check from another path does not move the connection, its nomination does
+        (vec![(a, 0, true), (b, 500, false)], true, true, Some(a)),
+        (vec![(a, 0, true), (b, 500, true)], true, true, Some(b)),
+        (vec![(a, 0, true), (b, 500, true), (a, 3_000, true)], true, true, Some(a)),
     ];
-    for (requests, answered, connected) in rows {
-        let now = Instant::now();
-        let mut peer = new_peer(PeerKey(2), "publisher", Role::Publisher, &addr, now).unwrap();
-        let mut browser = RTCPeerConnectionBuilder::new().build(now).unwrap();
+    for (requests, answered, connected, selected) in rows {
+        let start = Instant::now();
+        let mut peer = new_peer(PeerKey(2), "publisher", Role::Publisher, &addr, start).unwrap();
+        let mut browser = RTCPeerConnectionBuilder::new().build(start).unwrap();
         browser.create_data_channel("probe", None).unwrap();
         let offer = browser.create_offer(None).unwrap();
-        browser.set_local_description(now, offer).unwrap();
+        browser.set_local_description(start, offer).unwrap();
         let offer = browser.local_description().unwrap().sdp;
         let client_ufrag = offer.lines().find_map(|l| l.strip_prefix("a=ice-ufrag:")).unwrap().trim().to_owned();
-        peer.pc.set_remote_description(now, RTCSessionDescription::offer(offer).unwrap()).unwrap();
+        peer.pc.set_remote_description(start, RTCSessionDescription::offer(offer).unwrap()).unwrap();
         let answer = peer.pc.create_answer(None).unwrap();
-        peer.pc.set_local_description(now, answer).unwrap();
+        peer.pc.set_local_description(start, answer).unwrap();
         let sdp = peer.pc.local_description().unwrap().sdp;
         let server_pwd = sdp.lines().find_map(|l| l.strip_prefix("a=ice-pwd:")).unwrap().trim().to_owned();
         while peer.pc.poll_write().is_some() {}
         while peer.pc.poll_event().is_some() {}
         let username = format!("{}:{client_ufrag}", peer.ufrag);
-        let mut last = (false, 0);
-        for &nominate in requests {
+        let mut last = false;
+        for &(from, ms, nominate) in &requests {
             let (request, tid) = binding_request(&username, &server_pwd, nominate);
-            let (got, checks) = read_check(&mut peer, local, client, &request, tid, now);
+            let at = start + std::time::Duration::from_millis(ms);
+            let (got, checks) = read_check(&mut peer, local, from, &request, tid, at);
             assert_eq!(checks, 0, "{requests:?}: the lite agent sent a check of its own");
-            last = (got, checks);
+            last = got;
         }
         let mut ice_connected = false;
         while let Some(e) = peer.pc.poll_event() {
             ice_connected |= matches!(e, RTCPeerConnectionEvent::OnIceConnectionStateChangeEvent(RTCIceConnectionState::Connected));
         }
-        assert_eq!((last.0, ice_connected), (answered, connected), "{requests:?}");
+        assert_eq!((last, ice_connected, peer.pc.selected_remote_addr()), (answered, connected, selected), "{requests:?}");
     }
 }

@@ -189,8 +189,11 @@ impl Room {
             return;
         };
         let local_addr = self.plane.addr.ice_local();
+        // RTP keeps its arrival time (the TWCC feedback the publisher's bandwidth estimate
+        // reads); STUN, DTLS and RTCP run the connection's clock, which must not step back
+        // by a datagram's time in the socket's buffer
         let msg = TaggedBytesMut {
-            now: dg.at,
+            now: if is_rtp(&dg.data) { dg.at } else { now },
             transport: TransportContext {
                 local_addr,
                 peer_addr: dg.from,
@@ -395,8 +398,12 @@ const STALE_MEDIA: Duration = Duration::from_millis(250);
 /// True for an RTP packet (not RTCP, STUN or DTLS: RFC 7983 demultiplexing) that waited
 /// longer than [`STALE_MEDIA`] since it arrived (in the socket's buffer, then the room's queue).
 fn is_stale_media(data: &[u8], arrived: Instant, now: Instant) -> bool {
-    let rtp = data.len() >= 12 && (128..=191).contains(&data[0]) && !(192..=223).contains(&data[1]);
-    rtp && now.saturating_duration_since(arrived) > STALE_MEDIA
+    is_rtp(data) && now.saturating_duration_since(arrived) > STALE_MEDIA
+}
+
+/// True for an RTP packet: not RTCP (payload types 192-223), STUN or DTLS (RFC 7983, 5761).
+fn is_rtp(data: &[u8]) -> bool {
+    data.len() >= 12 && (128..=191).contains(&data[0]) && !(192..=223).contains(&data[1])
 }
 
 /// A subscriber connection's SRTP output, from its DTLS keys and ICE-selected path.

@@ -13,14 +13,19 @@ use tokio::sync::mpsc::error::TrySendError;
 /// Reads datagrams until the socket fails, routing each to its room.
 pub async fn run(socket: Arc<UdpSocket>, demux: Arc<Demux>, metrics: Arc<MediaMetrics>) {
     let mut batch = RecvBatch::default();
-    let mut overflows = OverflowCount::new(&socket);
+    let mut overflows = SocketReports::new(&socket);
     loop {
         match recv(&socket, &mut batch, &mut overflows, &metrics).await {
             Ok(arrivals) => {
-                for (i, at) in arrivals.iter().enumerate() {
+                for (i, &at) in arrivals.as_slice().iter().enumerate() {
                     let (data, meta) = batch.get(i);
+                    if meta.truncated {
+                        // larger than any media datagram: garbage, or a path MTU gone wrong
+                        metrics.count_drop("oversized");
+                        continue;
+                    }
                     match meta.from {
-                        Some(from) => route(data, from, *at, &demux, &metrics),
+                        Some(from) => route(data, from, at, &demux, &metrics),
                         None => metrics.count_drop("unknown_source"),
                     }
                 }
@@ -52,16 +57,16 @@ fn route(data: &[u8], from: SocketAddr, at: Instant, demux: &Demux, metrics: &Me
     }
 }
 
-/// The kernel's running count of datagrams it dropped on the socket, as last reported; turning
-/// it on also asks the kernel to stamp each datagram with the time it was queued.
-struct OverflowCount {
+/// What the kernel reports on the media socket: its running count of datagrams it dropped (as
+/// last reported, `SO_RXQ_OVFL`) and, turned on with it, each datagram's receive stamp.
+struct SocketReports {
     seen: u32,
     /// Drops since the last warning, and when it was logged (at most one a second).
     unlogged: u64,
     warned: Option<Instant>,
 }
 
-impl OverflowCount {
+impl SocketReports {
     fn new(socket: &UdpSocket) -> Self {
         #[cfg(target_os = "linux")]
         {
@@ -75,12 +80,12 @@ impl OverflowCount {
             if !super::set_int_option(fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1) {
                 tracing::warn!("SO_TIMESTAMPNS refused: arrival times are taken when a datagram is read");
             }
-            OverflowCount { seen: 0, unlogged: 0, warned: None }
+            SocketReports { seen: 0, unlogged: 0, warned: None }
         }
         #[cfg(not(target_os = "linux"))]
         {
             let _ = socket;
-            OverflowCount { seen: 0, unlogged: 0, warned: None }
+            SocketReports { seen: 0, unlogged: 0, warned: None }
         }
     }
 
@@ -107,7 +112,7 @@ impl OverflowCount {
 async fn recv(
     socket: &UdpSocket,
     batch: &mut RecvBatch,
-    overflows: &mut OverflowCount,
+    overflows: &mut SocketReports,
     metrics: &MediaMetrics,
 ) -> std::io::Result<Arrivals> {
     loop {
@@ -116,7 +121,7 @@ async fn recv(
             Ok(n) => {
                 metrics.udp_recv_calls.inc();
                 let (now, wall) = (Instant::now(), SystemTime::now());
-                let mut arrivals = Arrivals::default();
+                let mut arrivals = Arrivals::new(now);
                 for i in 0..n {
                     let (_, meta) = batch.get(i);
                     if let Some(total) = meta.drops {
@@ -140,43 +145,47 @@ async fn recv(
     }
 }
 
-/// The arrival times of one batch, without an allocation.
-#[derive(Default)]
+/// The arrival times of one batch, by the datagram's index in it, without an allocation.
 struct Arrivals {
-    at: [Option<Instant>; super::recv_batch::CAPACITY],
+    at: [Instant; super::recv_batch::CAPACITY],
     len: usize,
 }
 
 impl Arrivals {
+    fn new(any: Instant) -> Self {
+        Arrivals { at: [any; super::recv_batch::CAPACITY], len: 0 }
+    }
+
     fn push(&mut self, at: Instant) {
-        self.at[self.len] = Some(at);
+        self.at[self.len] = at;
         self.len += 1;
     }
 
-    fn iter(&self) -> impl Iterator<Item = &Instant> {
-        self.at[..self.len].iter().flatten()
+    fn as_slice(&self) -> &[Instant] {
+        &self.at[..self.len]
     }
 }
 
-/// Longest time in the kernel's queue that `arrival` believes; a larger gap between the stamp
-/// and the wall clock is a clock step, not a queue.
+/// Longest wait in the kernel's queue that `arrival` reports: a longer gap between the stamp
+/// and the wall clock is a reader stall (already far past the stale-media limit) or a clock
+/// step forward, and either way counts as this long.
 const MAX_QUEUED: Duration = Duration::from_secs(1);
 
 /// The `Instant` at which the kernel queued a datagram: its stamp (`CLOCK_REALTIME`, time since
-/// the epoch) is `wall - stamp` before the read, which happened at `now`. A stamp after `wall`
-/// or more than `MAX_QUEUED` before it (the clock was stepped) counts as no wait.
+/// the epoch) is `wall - stamp` before the read, which happened at `now`, at most
+/// `MAX_QUEUED`. A stamp after `wall` (the clock was stepped back) counts as no wait.
 fn arrival(stamp: Duration, wall: SystemTime, now: Instant) -> Instant {
     let wall = wall.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
     match wall.checked_sub(stamp) {
-        Some(waited) if waited <= MAX_QUEUED => now.checked_sub(waited).unwrap_or(now),
-        _ => now,
+        Some(waited) => now.checked_sub(waited.min(MAX_QUEUED)).unwrap_or(now),
+        None => now,
     }
 }
 
 /// Asks for `bytes` of kernel receive buffer on the media socket (past `net.core.rmem_max`
 /// where the process may, as root does); returns what the kernel granted (it reports double
-/// the usable size). Only called for `--udp-recv-buffer` > 0; why the default stays the
-/// kernel's is on that flag (`Config::udp_recv_buffer`, docs/PERFORMANCE.md 16.6).
+/// the usable size). Only called for `--udp-recv-buffer` > 0; why the default is 1 MiB is on
+/// that flag (`Config::udp_recv_buffer`, docs/PERFORMANCE.md 17.1).
 pub fn size_receive_buffer(socket: &UdpSocket, bytes: usize) -> usize {
     let sock = socket2::SockRef::from(socket);
     #[cfg(target_os = "linux")]
@@ -199,10 +208,10 @@ mod tests {
 
     /// Reads one batch: the first datagram's length, first byte, sender and arrival, and how
     /// many the batch held.
-    async fn recv_first(rx: &UdpSocket, batch: &mut RecvBatch, overflows: &mut OverflowCount, metrics: &MediaMetrics) -> (usize, u8, SocketAddr, Instant, usize) {
+    async fn recv_first(rx: &UdpSocket, batch: &mut RecvBatch, overflows: &mut SocketReports, metrics: &MediaMetrics) -> (usize, u8, SocketAddr, Instant, usize) {
         let arrivals = recv(rx, batch, overflows, metrics).await.unwrap();
         let (data, meta) = batch.get(0);
-        (data.len(), data.first().copied().unwrap_or_default(), meta.from.unwrap(), *arrivals.iter().next().unwrap(), batch.len())
+        (data.len(), data.first().copied().unwrap_or_default(), meta.from.unwrap(), arrivals.as_slice()[0], batch.len())
     }
 
     #[tokio::test]
@@ -210,7 +219,7 @@ mod tests {
         let rx = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let registry = prometheus::Registry::new();
         let metrics = MediaMetrics::new(&registry);
-        let mut overflows = OverflowCount::new(&rx);
+        let mut overflows = SocketReports::new(&rx);
         socket2::SockRef::from(&rx).set_recv_buffer_size(4096).unwrap();
         let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         for i in 0..200u8 {
@@ -237,7 +246,7 @@ mod tests {
         let rx = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let registry = prometheus::Registry::new();
         let metrics = MediaMetrics::new(&registry);
-        let mut overflows = OverflowCount::new(&rx);
+        let mut overflows = SocketReports::new(&rx);
         let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let mut batch = RecvBatch::default();
         // The kernel turns its receive stamps on asynchronously once a socket first asks (a
@@ -275,7 +284,8 @@ mod tests {
             (ms(7), ms(7)),
             (Duration::from_micros(250), Duration::from_micros(250)),
             (MAX_QUEUED, MAX_QUEUED),
-            (MAX_QUEUED + ms(1), ms(0)), // the clock was stepped forward
+            (MAX_QUEUED + ms(1), MAX_QUEUED), // a stall or a clock step forward: clamped
+            (Duration::from_secs(3600), MAX_QUEUED),
         ];
         for (before, waited) in table {
             assert_eq!(arrival(epoch(before), wall, now), now - waited, "stamped {before:?} before the wall clock");

@@ -28,6 +28,8 @@ pub struct Meta {
     pub drops: Option<u32>,
     /// The kernel's receive stamp (`CLOCK_REALTIME`, since the epoch), when it sent one.
     pub stamp: Option<Duration>,
+    /// Longer than [`MAX_DATAGRAM`]: cut by the kernel (no media datagram is this large).
+    pub truncated: bool,
 }
 
 /// Buffers for up to [`CAPACITY`] datagrams, reused for every read (no allocation per read).
@@ -83,12 +85,16 @@ impl RecvBatch {
         // below before the call.
         let mut iovs: [libc::iovec; CAPACITY] = unsafe { std::mem::zeroed() };
         let mut hdrs: [libc::mmsghdr; CAPACITY] = unsafe { std::mem::zeroed() };
+        for (iov, buf) in iovs.iter_mut().zip(self.bufs.iter_mut()) {
+            *iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: MAX_DATAGRAM };
+        }
+        let iov_base = iovs.as_mut_ptr();
         for i in 0..CAPACITY {
-            iovs[i] = libc::iovec { iov_base: self.bufs[i].as_mut_ptr().cast(), iov_len: MAX_DATAGRAM };
             let h = &mut hdrs[i].msg_hdr;
+            // in/out fields, so set again for every call
             h.msg_name = (&mut self.names[i] as *mut libc::sockaddr_storage).cast();
             h.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            h.msg_iov = iovs.as_mut_ptr().wrapping_add(i);
+            h.msg_iov = iov_base.wrapping_add(i);
             h.msg_iovlen = 1;
             h.msg_control = self.cmsgs[i].as_mut_ptr().cast();
             h.msg_controllen = std::mem::size_of::<[u64; CMSG_WORDS]>() as _;
@@ -101,11 +107,17 @@ impl RecvBatch {
         if n < 0 {
             return Err(std::io::Error::last_os_error());
         }
+        if n == 0 {
+            // not expected with a non-empty vector: treated as nothing queued, so the caller
+            // waits for readiness again instead of spinning
+            return Err(std::io::ErrorKind::WouldBlock.into());
+        }
         let n = n as usize;
         for (i, h) in hdrs.iter().enumerate().take(n) {
             self.meta[i] = Meta {
                 len: (h.msg_len as usize).min(MAX_DATAGRAM),
                 from: socket_addr(&self.names[i], h.msg_hdr.msg_namelen),
+                truncated: h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
                 ..Meta::default()
             };
             // SAFETY: the kernel wrote `msg_controllen` bytes of control messages into this
@@ -113,9 +125,14 @@ impl RecvBatch {
             unsafe {
                 let mut c = libc::CMSG_FIRSTHDR(&h.msg_hdr);
                 while !c.is_null() {
-                    if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SO_RXQ_OVFL {
+                    let holds = |size: usize| (*c).cmsg_len as usize >= libc::CMSG_LEN(size as libc::c_uint) as usize;
+                    let (level, kind) = ((*c).cmsg_level, (*c).cmsg_type);
+                    if level == libc::SOL_SOCKET && kind == libc::SO_RXQ_OVFL && holds(std::mem::size_of::<u32>()) {
                         self.meta[i].drops = Some(std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const u32));
-                    } else if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
+                    } else if level == libc::SOL_SOCKET
+                        && kind == libc::SCM_TIMESTAMPNS
+                        && holds(std::mem::size_of::<libc::timespec>())
+                    {
                         let ts = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::timespec);
                         if let (Ok(secs), Ok(nanos)) = (u64::try_from(ts.tv_sec), u32::try_from(ts.tv_nsec)) {
                             self.meta[i].stamp = Some(Duration::new(secs, nanos.min(999_999_999)));
@@ -169,7 +186,7 @@ fn socket_addr(s: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<Socke
 mod tests {
     use super::*;
 
-    async fn read_all(rx: &UdpSocket, batch: &mut RecvBatch, want: usize) -> (Vec<(Vec<u8>, SocketAddr)>, usize) {
+    async fn read_all(rx: &UdpSocket, batch: &mut RecvBatch, want: usize) -> (Vec<(Vec<u8>, SocketAddr, bool)>, usize) {
         let (mut got, mut reads) = (Vec::new(), 0);
         while got.len() < want {
             rx.readable().await.unwrap();
@@ -179,7 +196,7 @@ mod tests {
                     for i in 0..n {
                         let (data, m) = batch.get(i);
                         assert!(m.stamp.is_some(), "every datagram carries its receive stamp");
-                        got.push((data.to_vec(), m.from.unwrap()));
+                        got.push((data.to_vec(), m.from.unwrap(), m.truncated));
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
@@ -205,9 +222,13 @@ mod tests {
         }
         let mut batch = RecvBatch::default();
         let (got, reads) = read_all(&rx, &mut batch, sent.len()).await;
-        for (i, ((s, bytes), (data, from))) in sent.iter().zip(&got).enumerate() {
+        for (i, ((s, bytes), (data, from, truncated))) in sent.iter().zip(&got).enumerate() {
             let kept = bytes.len().min(MAX_DATAGRAM);
-            assert_eq!((data.as_slice(), *from), (&bytes[..kept], s.local_addr().unwrap()), "datagram {i}");
+            assert_eq!(
+                (data.as_slice(), *from, *truncated),
+                (&bytes[..kept], s.local_addr().unwrap(), bytes.len() > MAX_DATAGRAM),
+                "datagram {i}"
+            );
         }
         assert!(reads <= sent.len().div_ceil(CAPACITY) + 1, "{} datagrams took {reads} reads", sent.len());
     }

@@ -559,7 +559,10 @@ impl ControlledSelector for Agent {
             // check for every request and left a nomination on a pair without one unanswered
             // until the peer retransmitted it. Before the peer's credentials are known a
             // nomination stays unanswered (the peer retransmits it): the connection must not
-            // come up before the peer's description is applied.
+            // come up before the peer's description is applied. The latest nomination wins, as
+            // in mediasoup: a controlling peer with regular nomination (browsers) nominates only
+            // the pair it sends on, so a nomination of another pair means it moved there (a
+            // network change); upstream answered it and kept sending on the old path.
             if self.lite {
                 if use_candidate {
                     if self.ufrag_pwd.remote_credentials.is_none() {
@@ -567,7 +570,8 @@ impl ControlledSelector for Agent {
                         return;
                     }
                     self.candidate_pairs[pair_index].state = CandidatePairState::Succeeded;
-                    if self.get_selected_pair().is_none() {
+                    let switch = self.get_selected_pair() != Some(pair_index);
+                    if switch {
                         self.set_selected_pair(Some(now), Some(pair_index));
                     }
                 }
