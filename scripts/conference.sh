@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Conference runs (ROOMS rooms x PARTICIPANTS publishing participants) against a fresh local
+# server per run, alternating between the server binaries given (default target/release/sfu),
+# and one line per run: server CPU seconds, kernel drops on the media port, datagrams per
+# receive call, time datagrams waited in the socket buffer (mean, p50, p99, p99.9 from
+# sfu_udp_receive_queue_seconds), loss and end-to-end latency from the load tester's JSON.
+#
+#   scripts/conference.sh                                    # 10 x 4, 20 s, 1 run
+#   RUNS=3 scripts/conference.sh target/baseline/sfu-X target/release/sfu
+#   SFU_ARGS="--udp-recv-buffer 0" scripts/conference.sh     # the kernel's default buffer
+#
+# Environment: ROOMS (10), PARTICIPANTS (4), DURATION (20s), RUNS (1), SFU_ARGS, LOADTEST_BIN,
+# OUT (log directory, default a temporary one). Uses ports 7880 (HTTP) and 7882 (UDP).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bins=("$@"); [ ${#bins[@]} -gt 0 ] || bins=(target/release/sfu)
+LOADTEST_BIN=${LOADTEST_BIN:-target/release/loadtest}
+ROOMS=${ROOMS:-10} PARTICIPANTS=${PARTICIPANTS:-4} DURATION=${DURATION:-20s} RUNS=${RUNS:-1}
+OUT=${OUT:-$(mktemp -d)}
+for run in $(seq 1 "$RUNS"); do
+  for bin in "${bins[@]}"; do
+    tag="$(basename "$bin")-$run"
+    "$bin" --dev --http 127.0.0.1:7880 --udp 127.0.0.1:7882 --log warn ${SFU_ARGS:-} > "$OUT/sfu-$tag.log" 2>&1 &
+    pid=$!
+    for _ in $(seq 50); do curl -sf 127.0.0.1:7880/healthz >/dev/null && break; sleep 0.1; done
+    "$LOADTEST_BIN" conference --rooms "$ROOMS" --participants "$PARTICIPANTS" --duration "$DURATION" \
+      > "$OUT/loadtest-$tag.out" 2> "$OUT/loadtest-$tag.err"
+    cpu=$(awk '{print ($14+$15)/100}' "/proc/$pid/stat")
+    curl -s 127.0.0.1:7880/metrics > "$OUT/metrics-$tag.txt"
+    kill "$pid"; wait "$pid" 2>/dev/null
+    python3 - "$tag" "$cpu" "$OUT/metrics-$tag.txt" "$OUT/loadtest-$tag.out" <<'PY'
+import json, re, sys
+tag, cpu, metrics, out = sys.argv[1:]
+vals, buckets = {}, []
+for line in open(metrics):
+    m = re.match(r'sfu_udp_receive_queue_seconds_bucket\{le="([^"]+)"\} (\S+)', line)
+    if m:
+        buckets.append((float('inf') if m.group(1) == '+Inf' else float(m.group(1)), float(m.group(2))))
+    elif line and not line.startswith('#'):
+        k, _, v = line.rpartition(' ')
+        vals[k] = float(v)
+count = vals.get('sfu_udp_receive_queue_seconds_count', 0)
+def q(p):
+    want, lo, below = p * count, 0.0, 0.0
+    for le, c in buckets:
+        if c >= want:
+            return lo if le == float('inf') else lo + (le - lo) * (want - below) / max(c - below, 1)
+        lo, below = le, c
+    return float('nan')
+us = lambda s: f"{s * 1e6:.0f} µs"
+calls = vals.get('sfu_udp_recv_calls_total', 0)
+per_call = vals.get('sfu_udp_in_packets_total', 0) / calls if calls else float('nan')
+drops = int(vals.get('sfu_dropped_packets_total{reason="udp_receive_buffer_full"}', 0))
+lines = [l for l in open(out) if l.startswith('{')]
+r = json.loads(lines[-1]) if lines else {}
+queue = (f"mean {us(vals.get('sfu_udp_receive_queue_seconds_sum', 0) / count)}, p50 {us(q(.5))}, "
+         f"p99 {us(q(.99))}, p99.9 {us(q(.999))}") if count else "no stamps"
+print(f"{tag}: server CPU {cpu} s, kernel drops {drops}, {per_call:.1f} datagrams/receive call, "
+      f"queue {queue}; clients {r.get('clients_connected')}/{r.get('clients_planned')}, "
+      f"loss {r.get('loss_pct')}%, e2e p50/p99 {r.get('latency_p50_ms')}/{r.get('latency_p99_ms')} ms")
+PY
+  done
+done
+echo "logs: $OUT"
