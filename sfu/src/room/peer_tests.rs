@@ -44,7 +44,7 @@ fn a_check_before_the_answer_is_answered() {
     let addr = MediaAddr { local, announce: vec![local.ip()] };
     // columns: USERNAME (U = the server's ufrag), MESSAGE-INTEGRITY password (P = the
     // server's), USE-CANDIDATE, answered. A check is answered at once; a nomination waits for
-    // the answer (the server's own check of the pair needs the client's password).
+    // the answer (the connection must not come up before the client's description is applied).
     let rows = [
         ("U:client", "P", false, true),
         ("U:client", "P", true, false),
@@ -63,19 +63,7 @@ fn a_check_before_the_answer_is_answered() {
         let server_pwd = sdp.lines().find_map(|l| l.strip_prefix("a=ice-pwd:")).unwrap().trim().to_owned();
         while peer.pc.poll_write().is_some() {}
         let (request, tid) = binding_request(&username.replace('U', &peer.ufrag), &pwd.replace('P', &server_pwd), nominate);
-        let msg = TaggedBytesMut {
-            now,
-            transport: TransportContext { local_addr: local, peer_addr: client, ecn: None, transport_protocol: TransportProtocol::UDP },
-            message: bytes::BytesMut::from(&request[..]),
-        };
-        let _ = peer.pc.handle_read(msg);
-        let mut got = false;
-        while let Some(out) = peer.pc.poll_write() {
-            let mut m = Message::new();
-            if out.transport.peer_addr == client && m.unmarshal_binary(&out.message).is_ok() {
-                got |= m.typ == BINDING_SUCCESS && m.transaction_id == tid;
-            }
-        }
+        let (got, _) = read_check(&mut peer, local, client, &request, tid, now);
         assert_eq!(got, answered, "{username} / {pwd} / nominate {nominate}");
     }
 }

@@ -1,7 +1,7 @@
 //! The task that reads the media port and hands datagrams to room workers.
 
 use super::demux::{Datagram, Demux};
-use super::recv_batch::RecvBatch;
+use super::recv_batch::{Meta, RecvBatch};
 use crate::metrics::MediaMetrics;
 use bytes::BytesMut;
 use std::net::SocketAddr;
@@ -13,24 +13,29 @@ use tokio::sync::mpsc::error::TrySendError;
 /// Reads datagrams until the socket fails, routing each to its room.
 pub async fn run(socket: Arc<UdpSocket>, demux: Arc<Demux>, metrics: Arc<MediaMetrics>) {
     let mut batch = RecvBatch::default();
-    let mut overflows = SocketReports::new(&socket);
+    let mut reports = SocketReports::new(&socket);
     loop {
-        match recv(&socket, &mut batch, &mut overflows, &metrics).await {
-            Ok(arrivals) => {
-                for (i, &at) in arrivals.as_slice().iter().enumerate() {
-                    let (data, meta) = batch.get(i);
-                    if meta.truncated {
-                        // larger than any media datagram: garbage, or a path MTU gone wrong
-                        metrics.count_drop("oversized");
-                        continue;
-                    }
-                    match meta.from {
-                        Some(from) => route(data, from, at, &demux, &metrics),
-                        None => metrics.count_drop("unknown_source"),
-                    }
-                }
+        let n = match recv(&socket, &mut batch).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::debug!(error = %e, "udp recv error");
+                continue;
             }
-            Err(e) => tracing::debug!(error = %e, "udp recv error"),
+        };
+        metrics.udp_recv_calls.inc();
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        for i in 0..n {
+            let (data, meta) = batch.get(i);
+            let at = reports.take(meta, wall, now, &metrics);
+            if meta.truncated {
+                // larger than any media datagram: garbage, or a path MTU gone wrong
+                metrics.count_drop("oversized");
+                continue;
+            }
+            match meta.from {
+                Some(from) => route(data, from, at, &demux, &metrics),
+                None => metrics.count_drop("unknown_source"),
+            }
         }
     }
 }
@@ -80,13 +85,23 @@ impl SocketReports {
             if !super::set_int_option(fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1) {
                 tracing::warn!("SO_TIMESTAMPNS refused: arrival times are taken when a datagram is read");
             }
-            SocketReports { seen: 0, unlogged: 0, warned: None }
         }
         #[cfg(not(target_os = "linux"))]
-        {
-            let _ = socket;
-            SocketReports { seen: 0, unlogged: 0, warned: None }
+        let _ = socket;
+        SocketReports { seen: 0, unlogged: 0, warned: None }
+    }
+
+    /// Takes in what the kernel said about one datagram of a batch read at `now` (`wall` on
+    /// the wall clock): counts the drops it reported and the datagram's wait; returns when
+    /// the datagram arrived (`arrival` of its stamp, else the read time).
+    fn take(&mut self, meta: &Meta, wall: SystemTime, now: Instant, metrics: &MediaMetrics) -> Instant {
+        if let Some(total) = meta.drops {
+            self.update(total, metrics);
         }
+        let Some(stamp) = meta.stamp else { return now };
+        let at = arrival(stamp, wall, now);
+        metrics.udp_receive_queue.observe(now.duration_since(at).as_secs_f64());
+        at
     }
 
     /// Counts what the kernel dropped since the last report.
@@ -96,8 +111,8 @@ impl SocketReports {
             metrics.count_drop_n("udp_receive_buffer_full", u64::from(new));
             self.unlogged += u64::from(new);
             let now = Instant::now();
-            if self.warned.is_none_or(|at| now.duration_since(at) >= std::time::Duration::from_secs(1)) {
-                tracing::warn!(dropped = self.unlogged, total, "the media port's receive buffer overflowed: datagrams lost in the kernel (see --udp-buffer)");
+            if self.warned.is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1)) {
+                tracing::warn!(dropped = self.unlogged, total, "the media port's receive buffer overflowed: datagrams lost in the kernel (see --udp-recv-buffer)");
                 self.unlogged = 0;
                 self.warned = Some(now);
             }
@@ -106,63 +121,14 @@ impl SocketReports {
     }
 }
 
-/// Waits until datagrams are queued and reads up to a batch of them; returns each one's
-/// arrival (`arrival` of its kernel stamp, else the read time) and counts what the kernel
-/// dropped and how long the datagrams waited.
-async fn recv(
-    socket: &UdpSocket,
-    batch: &mut RecvBatch,
-    overflows: &mut SocketReports,
-    metrics: &MediaMetrics,
-) -> std::io::Result<Arrivals> {
+/// Waits until datagrams are queued and reads up to a batch of them; returns how many.
+async fn recv(socket: &UdpSocket, batch: &mut RecvBatch) -> std::io::Result<usize> {
     loop {
         socket.readable().await?;
         match socket.try_io(tokio::io::Interest::READABLE, || batch.read(socket)) {
-            Ok(n) => {
-                metrics.udp_recv_calls.inc();
-                let (now, wall) = (Instant::now(), SystemTime::now());
-                let mut arrivals = Arrivals::new(now);
-                for i in 0..n {
-                    let (_, meta) = batch.get(i);
-                    if let Some(total) = meta.drops {
-                        overflows.update(total, metrics);
-                    }
-                    let at = match meta.stamp {
-                        Some(stamp) => {
-                            let at = arrival(stamp, wall, now);
-                            metrics.udp_receive_queue.observe(now.duration_since(at).as_secs_f64());
-                            at
-                        }
-                        None => now,
-                    };
-                    arrivals.push(at);
-                }
-                return Ok(arrivals);
-            }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e),
+            result => return result,
         }
-    }
-}
-
-/// The arrival times of one batch, by the datagram's index in it, without an allocation.
-struct Arrivals {
-    at: [Instant; super::recv_batch::CAPACITY],
-    len: usize,
-}
-
-impl Arrivals {
-    fn new(any: Instant) -> Self {
-        Arrivals { at: [any; super::recv_batch::CAPACITY], len: 0 }
-    }
-
-    fn push(&mut self, at: Instant) {
-        self.at[self.len] = at;
-        self.len += 1;
-    }
-
-    fn as_slice(&self) -> &[Instant] {
-        &self.at[..self.len]
     }
 }
 
@@ -206,47 +172,51 @@ pub fn size_receive_buffer(socket: &UdpSocket, bytes: usize) -> usize {
 mod tests {
     use super::*;
 
-    /// Reads one batch: the first datagram's length, first byte, sender and arrival, and how
-    /// many the batch held.
-    async fn recv_first(rx: &UdpSocket, batch: &mut RecvBatch, overflows: &mut SocketReports, metrics: &MediaMetrics) -> (usize, u8, SocketAddr, Instant, usize) {
-        let arrivals = recv(rx, batch, overflows, metrics).await.unwrap();
+    /// A media socket with the kernel's reports turned on, and metrics to count them.
+    async fn receiver() -> (UdpSocket, MediaMetrics, SocketReports) {
+        let rx = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let metrics = MediaMetrics::new(&prometheus::Registry::new());
+        let reports = SocketReports::new(&rx);
+        (rx, metrics, reports)
+    }
+
+    /// Reads one batch and takes in what the kernel said about each datagram, as `run` does:
+    /// the first datagram's length, first byte, sender and arrival, and how many the batch held.
+    async fn recv_first(rx: &UdpSocket, batch: &mut RecvBatch, reports: &mut SocketReports, metrics: &MediaMetrics) -> (usize, u8, SocketAddr, Instant, usize) {
+        let n = recv(rx, batch).await.unwrap();
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        let arrivals: Vec<Instant> = (0..n).map(|i| reports.take(batch.get(i).1, wall, now, metrics)).collect();
         let (data, meta) = batch.get(0);
-        (data.len(), data.first().copied().unwrap_or_default(), meta.from.unwrap(), arrivals.as_slice()[0], batch.len())
+        (data.len(), data.first().copied().unwrap_or_default(), meta.from.unwrap(), arrivals[0], n)
     }
 
     #[tokio::test]
     async fn datagrams_the_kernel_dropped_are_counted() {
-        let rx = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let registry = prometheus::Registry::new();
-        let metrics = MediaMetrics::new(&registry);
-        let mut overflows = SocketReports::new(&rx);
+        let (rx, metrics, mut reports) = receiver().await;
         socket2::SockRef::from(&rx).set_recv_buffer_size(4096).unwrap();
         let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         for i in 0..200u8 {
             tx.send_to(&[i; 1000], rx.local_addr().unwrap()).unwrap();
         }
         let mut batch = RecvBatch::default();
-        let (n, first, from, _, _) = recv_first(&rx, &mut batch, &mut overflows, &metrics).await;
+        let (n, first, from, _, _) = recv_first(&rx, &mut batch, &mut reports, &metrics).await;
         assert_eq!((n, from, first), (1000, tx.local_addr().unwrap(), 0), "the first datagram was queued");
         // the kernel stamps its running drop count on datagrams queued after the drops
         while rx.try_recv(&mut [0; 2048]).is_ok() {}
         tx.send_to(&[7; 10], rx.local_addr().unwrap()).unwrap();
-        let (n, first, _, _, in_batch) = recv_first(&rx, &mut batch, &mut overflows, &metrics).await;
+        let (n, first, _, _, in_batch) = recv_first(&rx, &mut batch, &mut reports, &metrics).await;
         assert_eq!((n, first, in_batch), (10, 7, 1));
         let dropped = metrics.dropped("udp_receive_buffer_full");
         assert!(dropped > 150, "a 4 KiB buffer holds a few of 200 datagrams: {dropped} counted");
         // the count is cumulative: a later datagram with no new drops adds nothing
         tx.send_to(&[8; 10], rx.local_addr().unwrap()).unwrap();
-        let _ = recv_first(&rx, &mut batch, &mut overflows, &metrics).await;
+        let _ = recv_first(&rx, &mut batch, &mut reports, &metrics).await;
         assert_eq!(metrics.dropped("udp_receive_buffer_full"), dropped);
     }
 
     #[tokio::test]
     async fn a_datagram_keeps_the_time_the_kernel_queued_it() {
-        let rx = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let registry = prometheus::Registry::new();
-        let metrics = MediaMetrics::new(&registry);
-        let mut overflows = SocketReports::new(&rx);
+        let (rx, metrics, mut reports) = receiver().await;
         let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let mut batch = RecvBatch::default();
         // The kernel turns its receive stamps on asynchronously once a socket first asks (a
@@ -257,7 +227,7 @@ mod tests {
             let sent = Instant::now();
             tx.send_to(&[1; 100], rx.local_addr().unwrap()).unwrap();
             tokio::time::sleep(Duration::from_millis(80)).await;
-            let (n, _, _, at, _) = recv_first(&rx, &mut batch, &mut overflows, &metrics).await;
+            let (n, _, _, at, _) = recv_first(&rx, &mut batch, &mut reports, &metrics).await;
             let read = Instant::now();
             assert_eq!(n, 100);
             assert!(at + Duration::from_millis(5) >= sent, "stamped {:?} before it was sent", sent.saturating_duration_since(at));

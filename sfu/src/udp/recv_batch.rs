@@ -36,7 +36,6 @@ pub struct Meta {
 pub struct RecvBatch {
     bufs: Box<[[u8; MAX_DATAGRAM]; CAPACITY]>,
     meta: [Meta; CAPACITY],
-    len: usize,
     #[cfg(target_os = "linux")]
     names: Box<[libc::sockaddr_storage; CAPACITY]>,
     #[cfg(target_os = "linux")]
@@ -48,7 +47,6 @@ impl Default for RecvBatch {
         RecvBatch {
             bufs: Box::new([[0; MAX_DATAGRAM]; CAPACITY]),
             meta: [Meta::default(); CAPACITY],
-            len: 0,
             #[cfg(target_os = "linux")]
             // SAFETY: sockaddr_storage is plain data; all zeroes is a valid (unspecified) value.
             names: Box::new([unsafe { std::mem::zeroed() }; CAPACITY]),
@@ -59,17 +57,8 @@ impl Default for RecvBatch {
 }
 
 impl RecvBatch {
-    /// Datagrams of the last read.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// True when the last read returned nothing.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// The `i`th datagram of the last read: its bytes and what the kernel said about it.
+    /// The `i`th datagram of the last read (below what `read` returned): its bytes and what
+    /// the kernel said about it.
     pub fn get(&self, i: usize) -> (&[u8], &Meta) {
         let m = &self.meta[i];
         (&self.bufs[i][..m.len], m)
@@ -80,7 +69,6 @@ impl RecvBatch {
     #[cfg(target_os = "linux")]
     pub fn read(&mut self, socket: &UdpSocket) -> std::io::Result<usize> {
         use std::os::fd::AsRawFd;
-        self.len = 0;
         // SAFETY: iovec and mmsghdr are plain data; all zeroes is valid, every pointer is set
         // below before the call.
         let mut iovs: [libc::iovec; CAPACITY] = unsafe { std::mem::zeroed() };
@@ -89,8 +77,8 @@ impl RecvBatch {
             *iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: MAX_DATAGRAM };
         }
         let iov_base = iovs.as_mut_ptr();
-        for i in 0..CAPACITY {
-            let h = &mut hdrs[i].msg_hdr;
+        for (i, hdr) in hdrs.iter_mut().enumerate() {
+            let h = &mut hdr.msg_hdr;
             // in/out fields, so set again for every call
             h.msg_name = (&mut self.names[i] as *mut libc::sockaddr_storage).cast();
             h.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
@@ -142,17 +130,14 @@ impl RecvBatch {
                 }
             }
         }
-        self.len = n;
         Ok(n)
     }
 
     /// Reads one datagram without waiting (no batched receive on this platform).
     #[cfg(not(target_os = "linux"))]
     pub fn read(&mut self, socket: &UdpSocket) -> std::io::Result<usize> {
-        self.len = 0;
         let (n, from) = socket.try_recv_from(&mut self.bufs[0])?;
         self.meta[0] = Meta { len: n, from: Some(from), ..Meta::default() };
-        self.len = 1;
         Ok(1)
     }
 }
