@@ -18,6 +18,8 @@ pub struct MediaMetrics {
     pub udp_send_calls: IntCounter,
     /// Receive system calls on the media port that returned datagrams (recvmmsg batches).
     pub udp_recv_calls: IntCounter,
+    /// Receive system calls on the media port that failed.
+    pub udp_recv_errors: IntCounter,
     /// Send messages that carried several datagrams (UDP GSO).
     pub udp_gso_messages: IntCounter,
     /// Datagrams sent by the send pool's helper threads (part of `udp_out_packets`).
@@ -62,6 +64,7 @@ impl MediaMetrics {
             udp_out_bytes: c("sfu_udp_out_bytes_total", "Bytes sent on the media port"),
             udp_send_calls: c("sfu_udp_send_calls_total", "Send system calls on the media port"),
             udp_recv_calls: c("sfu_udp_recv_calls_total", "Receive system calls on the media port that returned datagrams (several per call when queued)"),
+            udp_recv_errors: c("sfu_udp_recv_errors_total", "Receive system calls on the media port that failed (a socket that keeps failing is retried at most every 100 ms)"),
             udp_gso_messages: c("sfu_udp_gso_messages_total", "Send messages carrying several datagrams to one destination (UDP GSO)"),
             udp_out_by_helpers: c("sfu_udp_out_helper_packets_total", "Datagrams of large flushes sent by the send pool's helper threads (part of sfu_udp_out_packets_total)"),
             rtp_in_packets: c("sfu_rtp_in_packets_total", "RTP packets received from publishers"),
@@ -106,6 +109,7 @@ impl MediaMetrics {
             Box::new(m.udp_out_bytes.clone()),
             Box::new(m.udp_send_calls.clone()),
             Box::new(m.udp_recv_calls.clone()),
+            Box::new(m.udp_recv_errors.clone()),
             Box::new(m.udp_gso_messages.clone()),
             Box::new(m.udp_out_by_helpers.clone()),
             Box::new(m.rtp_in_packets.clone()),

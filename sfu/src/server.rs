@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 /// A started node.
@@ -39,7 +39,7 @@ pub struct Server {
 /// mode: a node never serves media or the API unauthenticated.
 pub async fn start(config: &Config) -> anyhow::Result<Server> {
     let auth = Arc::new(Auth::new(&config.keys, config.dev)?);
-    let socket = UdpSocket::bind(config.udp).await?;
+    let socket = crate::udp::MediaSocket::bind(config.udp)?;
     let udp = socket.local_addr()?;
     if config.udp_recv_buffer > 0 {
         let granted = reader::size_receive_buffer(&socket, config.udp_recv_buffer);

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::seq::{SEQ_BITS, extend_near, low_u16, low_u32};
 
-/// Number of segments remembered for late packets and NACKs.
+/// Number of segments remembered for late packets and NACKs (the newest and a ring of older ones).
 const HISTORY: usize = 128;
 /// A packet this far behind the newest incoming one is never forwarded.
 const MAX_LATE: u64 = 1 << 15;
@@ -55,52 +55,61 @@ impl Segment {
     };
 }
 
-/// Fixed ring of the most recent segments.
+/// The most recent segments: the newest inline (every forwarded packet reads it, so it lives
+/// in the munger's own cache lines), the older ones in a ring allocated once.
 #[derive(Debug, Clone)]
 struct History {
-    /// Ring storage, allocated once.
-    segs: Box<[Segment; HISTORY]>,
-    /// Index of the newest segment.
-    newest: usize,
-    /// Number of valid segments.
-    len: usize,
+    /// The newest segment, if any.
+    head: Option<Segment>,
+    /// Ring storage of the older segments.
+    older: Box<[Segment; HISTORY - 1]>,
+    /// Index of the newest older segment.
+    newest_older: usize,
+    /// Number of valid older segments.
+    len_older: usize,
 }
 
 impl History {
     /// An empty ring.
     fn new() -> Self {
         Self {
-            segs: Box::new([Segment::EMPTY; HISTORY]),
-            newest: 0,
-            len: 0,
+            head: None,
+            older: Box::new([Segment::EMPTY; HISTORY - 1]),
+            newest_older: 0,
+            len_older: 0,
         }
     }
 
     /// Appends a segment, evicting the oldest when full.
     fn push(&mut self, seg: Segment) {
-        self.newest = (self.newest + 1) % HISTORY;
-        if let Some(slot) = self.segs.get_mut(self.newest) {
-            *slot = seg;
+        let Some(prev) = self.head.replace(seg) else { return };
+        self.newest_older = (self.newest_older + 1) % (HISTORY - 1);
+        if let Some(slot) = self.older.get_mut(self.newest_older) {
+            *slot = prev;
         }
-        self.len = (self.len + 1).min(HISTORY);
+        self.len_older = (self.len_older + 1).min(HISTORY - 1);
     }
 
     /// The newest segment, if any.
     fn newest_mut(&mut self) -> Option<&mut Segment> {
-        if self.len == 0 {
-            None
-        } else {
-            self.segs.get_mut(self.newest)
-        }
+        self.head.as_mut()
     }
 
     /// Segments from newest to oldest.
     fn newest_first(&self) -> impl Iterator<Item = &Segment> {
-        (0..self.len).filter_map(move |age| self.segs.get((self.newest + HISTORY - age) % HISTORY))
+        let older = (0..self.len_older)
+            .filter_map(move |age| self.older.get((self.newest_older + HISTORY - 1 - age) % (HISTORY - 1)));
+        self.head.iter().chain(older)
     }
 
     /// Outgoing extended sequence number of an incoming one of the current source; None if before the source or dropped.
     fn lookup_in(&self, seq: u64) -> Option<u64> {
+        if let Some(seg) = &self.head
+            && seq >= seg.start_in
+        {
+            // the common case, without touching the ring
+            return Some(seg.start_out.saturating_add(seq - seg.start_in));
+        }
         for seg in self.newest_first() {
             if seq >= seg.start_in {
                 return Some(seg.start_out.saturating_add(seq - seg.start_in));

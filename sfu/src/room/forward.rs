@@ -7,7 +7,8 @@ use super::track::{CachedPacket, Codec, DownTrack, SenderClock};
 use super::worker::Room;
 use crate::forward::h264;
 use crate::forward::munger::SeqOrigin;
-use crate::forward::selector::{Action, Layer, LayerActivity, LayerSelector, Wish};
+use crate::forward::selector::{Action, Layer, Wish};
+use super::fanout::{Subscriber, settled_elsewhere, settled_on};
 use crate::forward::vp8;
 use crate::udp::{PeerKey, SendBatch};
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
@@ -173,6 +174,9 @@ impl Room {
 
     /// Fans one publisher packet out to every subscriber of its track.
     fn forward_rtp(&mut self, key: PeerKey, rtc_track_id: &str, pkt: rtc::rtp::Packet, arrived: Instant, now: Instant) {
+        if std::mem::take(&mut self.fanout_stale) {
+            self.rebuild_fanout();
+        }
         let metrics = &self.plane.metrics;
         metrics.rtp_in_packets.inc();
         let Some(tidx) = self.tracks.iter().position(|t| t.peer == key && t.rtc_track_id == rtc_track_id) else {
@@ -201,8 +205,9 @@ impl Room {
 
         if pkt.payload.is_empty() {
             // padding-only (bandwidth probing): never forwarded, and no gap for subscribers
-            for p in self.participants.iter_mut() {
-                if let Some(dt) = p.downtracks.iter_mut().find(|d| d.track_key == track.key) {
+            for s in &track.fanout {
+                let p = subscriber_of(&mut self.participants, s, track.key);
+                if let Some(dt) = p.and_then(|p| p.downtracks.get_mut(s.downtrack as usize)) {
                     if dt.selector.current() == Some(layer) {
                         dt.munger.drop_packet(seq);
                     }
@@ -244,15 +249,20 @@ impl Room {
         let muted = self.admin.is_muted(&track.id);
 
         let mut forwarded = 0u64;
-        for p in self.participants.iter_mut() {
-            let events = &p.events;
-            let Some(dt) = p.downtracks.iter_mut().find(|d| d.track_key == track.key) else { continue };
-            if is_video && settled_elsewhere(&dt.selector, layer, &track.activity, now) {
+        let mut subscribers = std::mem::take(&mut track.fanout);
+        for s in subscribers.iter_mut() {
+            if is_video && settled_elsewhere(s.settled, layer, &track.activity, now) {
                 // a packet of another layer than the one it settled on: nothing to decide, and
-                // its connection is not looked up (most packets at a low layer: q subscribers
-                // see h and f packets too)
+                // neither its downtrack nor its connection is touched (most packets at a low
+                // layer: q subscribers see h and f packets too)
                 continue;
             }
+            let Some(p) = subscriber_of(&mut self.participants, s, track.key) else {
+                self.fanout_stale = true; // cannot happen: every change marks the lists stale
+                continue;
+            };
+            let events = &p.events;
+            let Some(dt) = p.downtracks.get_mut(s.downtrack as usize) else { continue };
             // one lookup of the subscriber's connection per packet
             let Some(peer) = self.peers.get_mut(&p.subscriber).filter(|peer| peer.connected) else { continue };
             // media flows once the connection has its SRTP output
@@ -264,6 +274,7 @@ impl Room {
                 let wish = Wish { paused: dt.wish.paused || muted, ..dt.wish };
                 dt.selector.update_target(&wish, &track.activity, now);
                 let a = dt.selector.on_packet(layer, keyframe);
+                s.settled = settled_on(&dt.selector);
                 if let Some(l) = dt.selector.wants_keyframe() {
                     want_keyframe = Some(want_keyframe.map_or(l, |w| w.max(l)));
                 }
@@ -352,6 +363,7 @@ impl Room {
                 }
             }
         }
+        self.tracks[tidx].fanout = subscribers;
         metrics.rtp_forwarded.inc_by(forwarded);
         if forwarded > 0 {
             // observed once its copies left (see `flush`)
@@ -390,17 +402,15 @@ fn send_copy(
     Ok(sent)
 }
 
-/// True when a packet of `layer` cannot change what a video downtrack does: it forwards its
-/// target layer, which is another one and still active. The selector would drop the packet
-/// and keep its state; only its target could move (a wish or the set of active layers
-/// changed), which the next packet of its own layer, one frame later, decides as well. With
-/// the current layer inactive (the publisher stopped it) every packet is looked at again, so
-/// the target moves to a live layer.
-fn settled_elsewhere(selector: &LayerSelector, layer: Layer, activity: &LayerActivity, now: Instant) -> bool {
-    match (selector.current(), selector.target()) {
-        (Some(c), Some(t)) => c == t && c != layer && activity.is_active(c, now),
-        _ => false,
-    }
+/// The participant a fan-out entry points at, if its downtrack there still carries `track_key`.
+fn subscriber_of<'a>(
+    participants: &'a mut [super::participant::Participant],
+    s: &Subscriber,
+    track_key: u32,
+) -> Option<&'a mut super::participant::Participant> {
+    participants
+        .get_mut(s.participant as usize)
+        .filter(|p| p.downtracks.get(s.downtrack as usize).is_some_and(|d| d.track_key == track_key))
 }
 
 fn ntp_seconds(ntp: u64) -> f64 {
@@ -433,52 +443,6 @@ mod tests {
 
     fn ntp(secs: f64) -> u64 {
         ((secs.trunc() as u64) << 32) | ((secs.fract() * 4_294_967_296.0) as u64)
-    }
-
-    #[test]
-    fn packets_of_other_layers_are_skipped_only_when_settled() {
-        let t0 = Instant::now();
-        let now = t0 + std::time::Duration::from_millis(500);
-        let mut live = LayerActivity::new();
-        for l in Layer::ALL {
-            live.on_packet(l, t0);
-        }
-        let mut q_stopped = LayerActivity::new();
-        q_stopped.on_packet(Layer::MEDIUM, now);
-        q_stopped.on_packet(Layer::HIGH, now);
-        let (q, h, f) = (Layer::LOW, Layer::MEDIUM, Layer::HIGH);
-        // a selector on `current` heading for `target`: built through its public calls
-        let selector = |current: Option<Layer>, target: Option<Layer>| {
-            let mut s = LayerSelector::new();
-            let wish = |l: Layer| Wish { max_layer: Some(l), ..Default::default() };
-            if let Some(c) = current {
-                s.update_target(&wish(c), &live, now);
-                let _ = s.on_packet(c, true);
-            }
-            match target {
-                Some(t) => s.update_target(&wish(t), &live, now),
-                None => s.update_target(&Wish { paused: true, ..Default::default() }, &live, now),
-            }
-            s
-        };
-        // columns: current, target, packet layer, activity, skipped
-        let rows: &[(Option<Layer>, Option<Layer>, Layer, &LayerActivity, bool)] = &[
-            (Some(q), Some(q), f, &live, true),
-            (Some(q), Some(q), h, &live, true),
-            (Some(q), Some(q), q, &live, false),             // its own layer
-            (Some(q), Some(f), f, &live, false),             // switching: waits for f's keyframe
-            (Some(q), Some(f), h, &live, false),
-            (None, Some(f), h, &live, false),                // not started
-            (Some(q), Some(q), h, &q_stopped, false),        // its layer stopped: h must move the target
-        ];
-        for &(current, target, layer, activity, want) in rows {
-            let s = selector(current, target);
-            assert_eq!((s.current(), s.target()), (current, target), "row setup");
-            assert_eq!(settled_elsewhere(&s, layer, activity, now), want, "{current:?} -> {target:?}, packet {layer:?}");
-        }
-        // paused (target None after a pause): never skipped
-        let paused = selector(Some(q), None);
-        assert!(!settled_elsewhere(&paused, f, &live, now));
     }
 
     #[test]

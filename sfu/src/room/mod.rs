@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod egress;
+pub mod fanout;
 pub mod forward;
 pub mod negotiate;
 pub mod participant;
@@ -18,7 +19,6 @@ pub use peer::MediaAddr;
 use signaling::room::{RoomCommand, RoomFactory, RoomSender};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 /// Commands a room may queue before signaling waits.
@@ -30,7 +30,7 @@ const DATAGRAM_QUEUE: usize = 8192;
 #[derive(Clone)]
 pub struct MediaPlane {
     /// The one media socket.
-    pub socket: Arc<UdpSocket>,
+    pub socket: Arc<crate::udp::MediaSocket>,
     /// Routing table of the media port.
     pub demux: Arc<Demux>,
     /// Media metrics.

@@ -68,6 +68,7 @@ impl Room {
             tracing::debug!(room = %self.name, participant = %id, "not announced until it publishes (large room)");
         }
         self.participants.push(participant);
+        self.fanout_stale = true;
         let idx = self.participants.len() - 1;
         let track_idxs: Vec<usize> = (0..self.tracks.len()).collect();
         for t in track_idxs {
@@ -80,6 +81,7 @@ impl Room {
     pub(super) fn leave(&mut self, id: &str) {
         let Some(idx) = self.participant_index(id) else { return };
         let p = self.participants.remove(idx);
+        self.fanout_stale = true;
         self.plane.metrics.subscribed_tracks.sub(p.downtracks.len() as i64);
         self.remove_peer(p.subscriber);
         if let Some(k) = p.publisher {
@@ -235,6 +237,7 @@ impl Room {
             dt.wish.size = Some(size);
         }
         dt.selector.update_target(&dt.wish, &t.activity, now);
+        self.fanout_stale = true; // its target may have moved: the packet path looks again
     }
 
     /// A new SSRC started on a publisher connection: a new track or another layer of one.
@@ -273,6 +276,7 @@ impl Room {
                     layers: Default::default(),
                     activity: LayerActivity::default(),
                     pli: PliThrottle::default(),
+                    fanout: Vec::new(),
                 };
                 tracing::info!(room = %self.name, participant = %owner, track = %track.id, ?kind,
                     codec = %track.rtc_codec.mime_type, rids = ?track.rids, "track published");
@@ -311,6 +315,7 @@ impl Room {
             return;
         }
         self.tracks.retain(|t| !gone.contains(&t.id));
+        self.fanout_stale = true;
         self.plane.metrics.published_tracks.sub(gone.len() as i64);
         let now = Instant::now();
         for s in 0..self.participants.len() {
@@ -364,6 +369,7 @@ impl Room {
             }
         };
         let clock_rate = track.rtc_codec.clock_rate;
+        self.fanout_stale = true;
         p.downtracks.push(DownTrack {
             track_key: track.key,
             track: track.id.clone(),

@@ -100,6 +100,8 @@ pub struct PublishedTrack {
     pub activity: LayerActivity,
     /// Keyframe-request throttle per layer.
     pub pli: PliThrottle,
+    /// Its subscribers, in fan-out order (see `fanout.rs`).
+    pub fanout: Vec<super::fanout::Subscriber>,
 }
 
 impl PublishedTrack {

@@ -41,7 +41,9 @@ pub struct Room {
     pub(super) datagrams: mpsc::Sender<Datagram>,
     pub(super) participants: Vec<Participant>,
     pub(super) tracks: Vec<PublishedTrack>,
-    pub(super) peers: FxHashMap<PeerKey, Peer>,
+    /// Boxed: the map's slots stay small and cache-resident (a connection is ~9 KB), so the
+    /// fan-out's lookup per subscriber costs no miss of its own.
+    pub(super) peers: FxHashMap<PeerKey, Box<Peer>>,
     /// Peer timers by due time; an entry is live while it equals its peer's `armed`.
     timers: BinaryHeap<Reverse<(Instant, PeerKey)>>,
     /// Connections with pending output.
@@ -56,6 +58,9 @@ pub struct Room {
     pub(super) forwarded_arrivals: Vec<Instant>,
     /// Source of [`PublishedTrack::key`]s.
     pub(super) next_track_key: u32,
+    /// Participants, downtracks or a selector changed outside the packet path: every track's
+    /// [`PublishedTrack::fanout`] is rebuilt before the next packet is forwarded.
+    pub(super) fanout_stale: bool,
     /// When the next slice of sender reports is due.
     next_reports: Instant,
     /// Slices sent so far (participant `i` reports in slice `i % REPORT_SLICES`).
@@ -87,6 +92,7 @@ impl Room {
             reads_buf: Vec::new(),
             forwarded_arrivals: Vec::new(),
             next_track_key: 0,
+            fanout_stale: false,
             next_reports: Instant::now(),
             report_slice: 0,
             overflow: Arc::default(),
@@ -216,7 +222,7 @@ impl Room {
         while let Some(key) = self.dirty.pop() {
             self.drain_peer(key);
         }
-        let f = self.sends.flush_with(&self.plane.socket, Some(&self.plane.send_pool));
+        let f = self.sends.flush_with(self.plane.socket.get_ref(), Some(&self.plane.send_pool));
         let metrics = &self.plane.metrics;
         metrics.udp_out_by_helpers.inc_by(f.by_helpers);
         metrics.udp_out_packets.inc_by(f.sent);
@@ -320,7 +326,7 @@ impl Room {
         let key = PeerKey(self.plane.next_key.fetch_add(1, Ordering::Relaxed));
         let peer = peer::new_peer(key, owner, role, &self.plane.addr, now)?;
         self.plane.demux.register(Route { room: self.datagrams.clone(), peer: key, ufrag: peer.ufrag.clone() });
-        self.peers.insert(key, peer);
+        self.peers.insert(key, Box::new(peer));
         Ok(key)
     }
 

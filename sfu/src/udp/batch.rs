@@ -6,7 +6,7 @@
 
 use bytes::BytesMut;
 use std::net::SocketAddr;
-use tokio::net::UdpSocket;
+use std::net::UdpSocket;
 
 /// Most messages per `sendmmsg` call.
 pub const MAX_CHUNK: usize = 64;
@@ -431,11 +431,20 @@ fn write_sockaddr(addr: &SocketAddr, storage: &mut libc::sockaddr_storage) -> li
 mod tests {
     use super::*;
 
+    use tokio::net::UdpSocket as Receiver;
+
+    /// A sender as the server's: non-blocking.
+    fn sender() -> UdpSocket {
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        tx.set_nonblocking(true).unwrap();
+        tx
+    }
+
     #[tokio::test]
     async fn flush_delivers_every_datagram_in_order_to_each_destination() {
-        let tx = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let rx_a = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let rx_b = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let tx = sender();
+        let rx_a = Receiver::bind("127.0.0.1:0").await.unwrap();
+        let rx_b = Receiver::bind("127.0.0.1:0").await.unwrap();
         let (a, b) = (rx_a.local_addr().unwrap(), rx_b.local_addr().unwrap());
         let mut batch = SendBatch::default();
         batch.set_gso(false);
@@ -517,9 +526,9 @@ mod tests {
 
     #[tokio::test]
     async fn gso_messages_arrive_as_separate_datagrams() {
-        let tx = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let rx_a = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let rx_b = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let tx = sender();
+        let rx_a = Receiver::bind("127.0.0.1:0").await.unwrap();
+        let rx_b = Receiver::bind("127.0.0.1:0").await.unwrap();
         let (a, b) = (rx_a.local_addr().unwrap(), rx_b.local_addr().unwrap());
         let mut batch = SendBatch::default();
         assert!(batch.gso());
@@ -547,8 +556,8 @@ mod tests {
 
     #[tokio::test]
     async fn an_unreachable_destination_does_not_stop_the_rest() {
-        let tx = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let rx = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let tx = sender();
+        let rx = Receiver::bind("127.0.0.1:0").await.unwrap();
         let mut batch = SendBatch::default();
         let v6 = SocketAddr::from(([0u16, 0, 0, 0, 0, 0, 0, 1], 9)); // IPv4 socket: EAFNOSUPPORT/EINVAL
         batch.push(BytesMut::from(&b"lost"[..]), v6);

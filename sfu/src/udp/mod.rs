@@ -5,11 +5,13 @@ pub mod pool;
 pub mod demux;
 pub mod reader;
 pub mod recv_batch;
+pub mod socket;
 pub mod stun;
 
 pub use batch::SendBatch;
 pub use pool::SendPool;
 pub use demux::{Datagram, Demux, PeerKey, Route};
+pub use socket::MediaSocket;
 
 /// Sets an integer socket option; false if the kernel refused it.
 #[cfg(unix)]

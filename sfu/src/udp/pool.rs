@@ -208,7 +208,8 @@ mod tests {
         use bytes::BytesMut;
         use tokio::net::UdpSocket;
         let pool = SendPool::new(2).unwrap();
-        let tx = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        tx.set_nonblocking(true).unwrap();
         let mut rxs = Vec::new();
         for _ in 0..40 {
             rxs.push(UdpSocket::bind("127.0.0.1:0").await.unwrap());

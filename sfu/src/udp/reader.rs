@@ -7,21 +7,27 @@ use bytes::BytesMut;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
-use tokio::net::UdpSocket;
+use super::MediaSocket;
 use tokio::sync::mpsc::error::TrySendError;
 
 /// Reads datagrams until the socket fails, routing each to its room.
-pub async fn run(socket: Arc<UdpSocket>, demux: Arc<Demux>, metrics: Arc<MediaMetrics>) {
+pub async fn run(socket: Arc<MediaSocket>, demux: Arc<Demux>, metrics: Arc<MediaMetrics>) {
     let mut batch = RecvBatch::default();
     let mut reports = SocketReports::new(&socket);
+    let mut errors = ErrorBackoff::default();
     loop {
-        let n = match recv(&socket, &mut batch).await {
+        let n = match socket.read(|s| batch.read(s)).await {
             Ok(n) => n,
             Err(e) => {
+                // ICMP errors of earlier sends (ECONNREFUSED) come back once each; a socket
+                // that keeps failing must not spin the reader
+                metrics.udp_recv_errors.inc();
                 tracing::debug!(error = %e, "udp recv error");
+                errors.wait().await;
                 continue;
             }
         };
+        errors.reset();
         metrics.udp_recv_calls.inc();
         let (now, wall) = (Instant::now(), SystemTime::now());
         for i in 0..n {
@@ -72,7 +78,7 @@ struct SocketReports {
 }
 
 impl SocketReports {
-    fn new(socket: &UdpSocket) -> Self {
+    fn new(socket: &MediaSocket) -> Self {
         #[cfg(target_os = "linux")]
         {
             use std::os::fd::AsRawFd;
@@ -121,14 +127,33 @@ impl SocketReports {
     }
 }
 
-/// Waits until datagrams are queued and reads up to a batch of them; returns how many.
-async fn recv(socket: &UdpSocket, batch: &mut RecvBatch) -> std::io::Result<usize> {
-    loop {
-        socket.readable().await?;
-        match socket.try_io(tokio::io::Interest::READABLE, || batch.read(socket)) {
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            result => return result,
+/// Pauses the reader after failed reads in a row: one error is read again at once, a socket
+/// that keeps failing (it cannot recover by itself) is retried at most every 100 ms instead
+/// of spinning a core.
+#[derive(Default)]
+struct ErrorBackoff {
+    streak: u32,
+}
+
+impl ErrorBackoff {
+    /// How long to wait after the `streak`th failure in a row.
+    fn delay(streak: u32) -> Duration {
+        match streak {
+            0 | 1 => Duration::ZERO,
+            n => Duration::from_millis(1u64 << (n - 2).min(7)).min(Duration::from_millis(100)),
         }
+    }
+
+    async fn wait(&mut self) {
+        self.streak = self.streak.saturating_add(1);
+        let d = Self::delay(self.streak);
+        if !d.is_zero() {
+            tokio::time::sleep(d).await;
+        }
+    }
+
+    fn reset(&mut self) {
+        self.streak = 0;
     }
 }
 
@@ -152,8 +177,8 @@ fn arrival(stamp: Duration, wall: SystemTime, now: Instant) -> Instant {
 /// where the process may, as root does); returns what the kernel granted (it reports double
 /// the usable size). Only called for `--udp-recv-buffer` > 0; why the default is 1 MiB is on
 /// that flag (`Config::udp_recv_buffer`, docs/PERFORMANCE.md 17.1).
-pub fn size_receive_buffer(socket: &UdpSocket, bytes: usize) -> usize {
-    let sock = socket2::SockRef::from(socket);
+pub fn size_receive_buffer(socket: &MediaSocket, bytes: usize) -> usize {
+    let sock = socket2::SockRef::from(socket.get_ref());
     #[cfg(target_os = "linux")]
     {
         use std::os::fd::AsRawFd;
@@ -173,8 +198,8 @@ mod tests {
     use super::*;
 
     /// A media socket with the kernel's reports turned on, and metrics to count them.
-    async fn receiver() -> (UdpSocket, MediaMetrics, SocketReports) {
-        let rx = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    async fn receiver() -> (MediaSocket, MediaMetrics, SocketReports) {
+        let rx = MediaSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let metrics = MediaMetrics::new(&prometheus::Registry::new());
         let reports = SocketReports::new(&rx);
         (rx, metrics, reports)
@@ -182,8 +207,8 @@ mod tests {
 
     /// Reads one batch and takes in what the kernel said about each datagram, as `run` does:
     /// the first datagram's length, first byte, sender and arrival, and how many the batch held.
-    async fn recv_first(rx: &UdpSocket, batch: &mut RecvBatch, reports: &mut SocketReports, metrics: &MediaMetrics) -> (usize, u8, SocketAddr, Instant, usize) {
-        let n = recv(rx, batch).await.unwrap();
+    async fn recv_first(rx: &MediaSocket, batch: &mut RecvBatch, reports: &mut SocketReports, metrics: &MediaMetrics) -> (usize, u8, SocketAddr, Instant, usize) {
+        let n = rx.read(|s| batch.read(s)).await.unwrap();
         let (now, wall) = (Instant::now(), SystemTime::now());
         let arrivals: Vec<Instant> = (0..n).map(|i| reports.take(batch.get(i).1, wall, now, metrics)).collect();
         let (data, meta) = batch.get(0);
@@ -193,7 +218,7 @@ mod tests {
     #[tokio::test]
     async fn datagrams_the_kernel_dropped_are_counted() {
         let (rx, metrics, mut reports) = receiver().await;
-        socket2::SockRef::from(&rx).set_recv_buffer_size(4096).unwrap();
+        socket2::SockRef::from(rx.get_ref()).set_recv_buffer_size(4096).unwrap();
         let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         for i in 0..200u8 {
             tx.send_to(&[i; 1000], rx.local_addr().unwrap()).unwrap();
@@ -202,7 +227,7 @@ mod tests {
         let (n, first, from, _, _) = recv_first(&rx, &mut batch, &mut reports, &metrics).await;
         assert_eq!((n, from, first), (1000, tx.local_addr().unwrap(), 0), "the first datagram was queued");
         // the kernel stamps its running drop count on datagrams queued after the drops
-        while rx.try_recv(&mut [0; 2048]).is_ok() {}
+        while rx.get_ref().recv(&mut [0; 2048]).is_ok() {}
         tx.send_to(&[7; 10], rx.local_addr().unwrap()).unwrap();
         let (n, first, _, _, in_batch) = recv_first(&rx, &mut batch, &mut reports, &metrics).await;
         assert_eq!((n, first, in_batch), (10, 7, 1));
@@ -240,6 +265,16 @@ mod tests {
             }
         }
         panic!("no datagram kept its arrival time: read {waits:?} after the stamps");
+    }
+
+    #[test]
+    fn a_failing_socket_is_retried_slower_and_slower() {
+        let ms = Duration::from_millis;
+        // columns: failures in a row, wait before the next read
+        let rows = [(1, ms(0)), (2, ms(1)), (3, ms(2)), (5, ms(8)), (8, ms(64)), (9, ms(100)), (1000, ms(100))];
+        for (streak, want) in rows {
+            assert_eq!(ErrorBackoff::delay(streak), want, "after {streak} failures");
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::time::Duration;
-use tokio::net::UdpSocket;
+use std::net::UdpSocket;
 
 /// Largest datagram accepted; anything longer is truncated by the kernel and dropped by SRTP.
 pub const MAX_DATAGRAM: usize = 2048;
@@ -171,11 +171,12 @@ fn socket_addr(s: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<Socke
 mod tests {
     use super::*;
 
-    async fn read_all(rx: &UdpSocket, batch: &mut RecvBatch, want: usize) -> (Vec<(Vec<u8>, SocketAddr, bool)>, usize) {
+    use crate::udp::MediaSocket;
+
+    async fn read_all(rx: &MediaSocket, batch: &mut RecvBatch, want: usize) -> (Vec<(Vec<u8>, SocketAddr, bool)>, usize) {
         let (mut got, mut reads) = (Vec::new(), 0);
         while got.len() < want {
-            rx.readable().await.unwrap();
-            match rx.try_io(tokio::io::Interest::READABLE, || batch.read(rx)) {
+            match rx.read(|s| batch.read(s)).await {
                 Ok(n) => {
                     reads += 1;
                     for i in 0..n {
@@ -193,7 +194,7 @@ mod tests {
 
     #[tokio::test]
     async fn one_read_takes_what_is_queued_in_order_with_each_sender() {
-        let rx = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let rx = MediaSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
         assert!(crate::udp::set_int_option(std::os::fd::AsRawFd::as_raw_fd(&rx), libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1));
         let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
