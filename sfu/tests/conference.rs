@@ -68,6 +68,50 @@ async fn one_publisher_two_subscribers() {
     assert_eq!(p.write_errors, 0);
 }
 
+/// Subscribers that stay are not disturbed when one before them in the room leaves (every
+/// track's fan-out list is rebuilt, the participants' indices shift): their streams go on
+/// without a gap or a layer switch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_others_keep_their_streams_when_a_subscriber_leaves() {
+    let h = Harness::start().await;
+    let _publisher = h.publisher("stay", "pub").await;
+    let mut first = h.join("stay", "first").await;
+    let mut low = h.join("stay", "low").await;
+    let mut full = h.join("stay", "full").await;
+    let tracks = remote_tracks(&mut low, 2).await;
+    let video = track_of(&tracks, TrackKind::Video);
+    let audio = track_of(&tracks, TrackKind::Audio);
+    for (c, layer) in [(&mut first, "h"), (&mut full, "f")] {
+        remote_tracks(c, 2).await;
+        c.set_layer(&video, Some(layer)).unwrap();
+    }
+    low.set_layer(&video, Some("q")).unwrap();
+    for (c, layer) in [(&mut first, "h"), (&mut low, "q"), (&mut full, "f")] {
+        wait_layer_changed(c, &video, layer).await.unwrap();
+    }
+    let media = |frames: u64, packets: u64| {
+        let (video, audio) = (video.clone(), audio.clone());
+        move |s: &ClientStats| {
+            s.track(&video).is_some_and(|v| v.layer.is_some() && v.frames >= frames)
+                && s.track(&audio).is_some_and(|a| a.packets >= packets)
+        }
+    };
+    let mut before = Vec::new();
+    for c in [&mut low, &mut full] {
+        before.push(c.wait_stats(STEP, "media before the leave", media(25, 50)).await.unwrap());
+    }
+    first.leave(STEP).await.expect("leave");
+    for ((who, c, layer), b) in [("low", &mut low, 0u8), ("full", &mut full, 2u8)].into_iter().zip(before) {
+        let (bv, ba) = (b.track(&video).unwrap(), b.track(&audio).unwrap());
+        let after = c.wait_stats(STEP, "media after the leave", media(bv.frames + 25, ba.packets + 50)).await.unwrap();
+        let (v, a) = (after.track(&video).unwrap(), after.track(&audio).unwrap());
+        assert_clean(who, v);
+        assert_clean(who, a);
+        assert_eq!(v.layer, Some(layer), "{who} stays on its layer");
+        assert_eq!(v.switches.len(), bv.switches.len(), "{who}: no layer switch after the leave: {:?}", v.switches);
+    }
+}
+
 /// Who `client` was told about (`participant_joined` / `participant_left`) so far, by name.
 fn roster_events(client: &mut loadtest::Client) -> Vec<String> {
     client

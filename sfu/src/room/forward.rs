@@ -249,6 +249,8 @@ impl Room {
         let muted = self.admin.is_muted(&track.id);
 
         let mut forwarded = 0u64;
+        // taken out so the loop can borrow the rest of the track; put back after it (the loop
+        // has no early return)
         let mut subscribers = std::mem::take(&mut track.fanout);
         for s in subscribers.iter_mut() {
             if is_video && settled_elsewhere(s.settled, layer, &track.activity, now) {
