@@ -5,8 +5,9 @@
 //! settled on at its last visit, so a packet of another layer skips it without touching the
 //! downtrack at all (at layer q, three of four packets are h or f: before this, each of them
 //! cost one cache miss per subscriber). The list is rebuilt whenever participants or
-//! downtracks move (`Room::fanout_stale`); between rebuilds only the packet path changes a
-//! selector, and it refreshes the entry's `settled` as it does.
+//! downtracks move (`Room::fanout_stale`; debug builds check it before every packet). A
+//! selector changes in the packet path, which refreshes the entry's `settled` as it does, and
+//! on a subscription request, which clears it (the next packet looks at the subscriber again).
 
 use crate::forward::selector::{Layer, LayerActivity, LayerSelector};
 use std::time::Instant;
@@ -50,6 +51,21 @@ impl super::worker::Room {
     pub(super) fn rebuild_fanout(&mut self) {
         let lists = self.tracks.iter_mut().map(|t| (t.key, &mut t.fanout));
         rebuild(lists, self.participants.iter().map(|p| p.downtracks.iter().map(|d| d.track_key)));
+    }
+
+    /// Debug builds: every list is what a rebuild would make (but for the `settled` layers),
+    /// so a change of participants or downtracks that forgot `fanout_stale` fails the tests
+    /// instead of skipping packets until the next rebuild.
+    #[cfg(debug_assertions)]
+    pub(super) fn check_fanout(&self) {
+        let mut fresh: Vec<Vec<Subscriber>> = vec![Vec::new(); self.tracks.len()];
+        let lists = self.tracks.iter().map(|t| t.key).zip(fresh.iter_mut());
+        rebuild(lists, self.participants.iter().map(|p| p.downtracks.iter().map(|d| d.track_key)));
+        for (t, want) in self.tracks.iter().zip(&fresh) {
+            let got: Vec<(u32, u32)> = t.fanout.iter().map(|s| (s.participant, s.downtrack)).collect();
+            let want: Vec<(u32, u32)> = want.iter().map(|s| (s.participant, s.downtrack)).collect();
+            debug_assert_eq!(got, want, "fan-out list of track {} is stale", t.id);
+        }
     }
 }
 

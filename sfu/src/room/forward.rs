@@ -177,6 +177,8 @@ impl Room {
         if std::mem::take(&mut self.fanout_stale) {
             self.rebuild_fanout();
         }
+        #[cfg(debug_assertions)]
+        self.check_fanout();
         let metrics = &self.plane.metrics;
         metrics.rtp_in_packets.inc();
         let Some(tidx) = self.tracks.iter().position(|t| t.peer == key && t.rtc_track_id == rtc_track_id) else {

@@ -211,12 +211,14 @@ impl Room {
 
     pub(super) fn on_subscription(&mut self, id: &str, track: &str, req: SubscriptionRequest, now: Instant) {
         let Some(idx) = self.participant_index(id) else { return };
-        let Some(t) = self.tracks.iter().find(|t| t.id == track) else {
+        let Some(tidx) = self.tracks.iter().position(|t| t.id == track) else {
             return self.reply_error(id, ErrorCode::UnknownTrack, format!("no track {track:?} in this room"));
         };
-        let Some(dt) = self.participants[idx].downtracks.iter_mut().find(|d| d.track == track) else {
+        let Some(didx) = self.participants[idx].downtracks.iter().position(|d| d.track == track) else {
             return self.reply_error(id, ErrorCode::UnknownTrack, format!("not subscribed to {track:?}"));
         };
+        let t = &self.tracks[tidx];
+        let dt = &mut self.participants[idx].downtracks[didx];
         if let Some(p) = req.paused {
             dt.wish.paused = p;
         }
@@ -237,7 +239,11 @@ impl Room {
             dt.wish.size = Some(size);
         }
         dt.selector.update_target(&dt.wish, &t.activity, now);
-        self.fanout_stale = true; // its target may have moved: the packet path looks again
+        // its target may have moved: the packet path looks at it again
+        let entry = (idx as u32, didx as u32);
+        if let Some(s) = self.tracks[tidx].fanout.iter_mut().find(|s| (s.participant, s.downtrack) == entry) {
+            s.settled = None;
+        }
     }
 
     /// A new SSRC started on a publisher connection: a new track or another layer of one.

@@ -58,8 +58,8 @@ pub struct Room {
     pub(super) forwarded_arrivals: Vec<Instant>,
     /// Source of [`PublishedTrack::key`]s.
     pub(super) next_track_key: u32,
-    /// Participants, downtracks or a selector changed outside the packet path: every track's
-    /// [`PublishedTrack::fanout`] is rebuilt before the next packet is forwarded.
+    /// Participants or downtracks changed: every track's [`PublishedTrack::fanout`] is rebuilt
+    /// before the next packet is forwarded.
     pub(super) fanout_stale: bool,
     /// When the next slice of sender reports is due.
     next_reports: Instant,

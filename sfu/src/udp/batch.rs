@@ -178,7 +178,7 @@ impl SendBatch {
             let _ = pool;
             for (data, to) in &self.queue {
                 out.syscalls += 1;
-                match socket.try_send_to(data, *to) {
+                match socket.send_to(data, *to) {
                     Ok(n) => {
                         out.sent += 1;
                         out.bytes += n as u64;

@@ -19,8 +19,8 @@ pub async fn run(socket: Arc<MediaSocket>, demux: Arc<Demux>, metrics: Arc<Media
         let n = match socket.read(|s| batch.read(s)).await {
             Ok(n) => n,
             Err(e) => {
-                // ICMP errors of earlier sends (ECONNREFUSED) come back once each; a socket
-                // that keeps failing must not spin the reader
+                // not expected on an unconnected UDP socket (ICMP errors are not reported to it
+                // without IP_RECVERR); a socket that keeps failing must not spin the reader
                 metrics.udp_recv_errors.inc();
                 tracing::debug!(error = %e, "udp recv error");
                 errors.wait().await;

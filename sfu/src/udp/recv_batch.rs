@@ -136,7 +136,7 @@ impl RecvBatch {
     /// Reads one datagram without waiting (no batched receive on this platform).
     #[cfg(not(target_os = "linux"))]
     pub fn read(&mut self, socket: &UdpSocket) -> std::io::Result<usize> {
-        let (n, from) = socket.try_recv_from(&mut self.bufs[0])?;
+        let (n, from) = socket.recv_from(&mut self.bufs[0])?;
         self.meta[0] = Meta { len: n, from: Some(from), ..Meta::default() };
         Ok(1)
     }
