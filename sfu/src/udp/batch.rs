@@ -57,6 +57,8 @@ pub struct SendBatch {
     /// Queue indices in sending order (grouped by destination when GSO is on).
     order: Vec<u32>,
     groups: Vec<Group>,
+    /// Scratch of [`plan`]: the queue's destinations as integers, sorted.
+    keys: Vec<DestKey>,
 }
 
 impl Default for SendBatch {
@@ -69,7 +71,7 @@ impl SendBatch {
     /// A batch sending up to `chunk` messages per system call (clamped to 1..=[`MAX_CHUNK`]),
     /// with GSO where the platform has it.
     pub fn new(chunk: usize) -> Self {
-        SendBatch { queue: Vec::new(), arena: BytesMut::new(), chunk: chunk.clamp(1, MAX_CHUNK), gso: cfg!(target_os = "linux"), order: Vec::new(), groups: Vec::new() }
+        SendBatch { queue: Vec::new(), arena: BytesMut::new(), chunk: chunk.clamp(1, MAX_CHUNK), gso: cfg!(target_os = "linux"), order: Vec::new(), groups: Vec::new(), keys: Vec::new() }
     }
 
     /// Turns segmentation offload on or off (on by default on Linux; turned off by itself when
@@ -147,7 +149,7 @@ impl SendBatch {
             let fd = socket.as_raw_fd();
             let shared = pool.filter(|p| p.helpers() > 0 && self.queue.len() >= super::pool::PARALLEL_MIN);
             // parts for the pool must not split a destination: group by destination even without GSO
-            plan(&self.queue, self.gso, shared.is_some(), &mut self.order, &mut self.groups);
+            plan(&self.queue, self.gso, shared.is_some(), &mut self.keys, &mut self.order, &mut self.groups);
             let (f, refused) = match shared {
                 Some(pool) => {
                     let planned = Planned {
@@ -266,16 +268,40 @@ fn send_groups(
     (out, refused)
 }
 
+/// A destination as integers, for sorting the queue: the address bits, then the port with the
+/// family and scope id above it (an IPv4 address and the IPv6 address with the same bits
+/// differ), then the queue index.
+type DestKey = (u128, u64, u32);
+
+fn dest_key(to: &SocketAddr, index: u32) -> DestKey {
+    match to {
+        SocketAddr::V4(a) => (u128::from(u32::from(*a.ip())), u64::from(a.port()), index),
+        SocketAddr::V6(a) => (u128::from(*a.ip()), u64::from(a.port()) | 1 << 16 | u64::from(a.scope_id()) << 32, index),
+    }
+}
+
 /// Splits `queue` into messages: with `gso`, the datagrams of each destination in queue
 /// order, cut into runs of equal length (a shorter one may end a run); without, one message
 /// per datagram, in queue order or (`by_destination`) grouped by destination in queue order.
-fn plan(queue: &[(BytesMut, SocketAddr)], gso: bool, by_destination: bool, order: &mut Vec<u32>, groups: &mut Vec<Group>) {
+fn plan(
+    queue: &[(BytesMut, SocketAddr)],
+    gso: bool,
+    by_destination: bool,
+    keys: &mut Vec<DestKey>,
+    order: &mut Vec<u32>,
+    groups: &mut Vec<Group>,
+) {
     order.clear();
-    order.extend(0..queue.len() as u32);
     groups.clear();
     if by_destination || gso {
-        // stable: each destination's datagrams keep their order
-        order.sort_by_key(|&i| queue[i as usize].1);
+        // integers sorted in place (no indirection, no scratch allocation); the queue index
+        // breaks ties, so each destination's datagrams keep their order
+        keys.clear();
+        keys.extend(queue.iter().enumerate().map(|(i, (_, to))| dest_key(to, i as u32)));
+        keys.sort_unstable();
+        order.extend(keys.iter().map(|k| k.2));
+    } else {
+        order.extend(0..queue.len() as u32);
     }
     if !gso {
         groups.extend((0..queue.len() as u32).map(|i| Group { start: i, count: 1, seg: 0 }));
@@ -493,10 +519,10 @@ mod tests {
             ("audio and video", &[('a', 1100), ('a', 120), ('a', 1100), ('a', 1100)], &[('a', 2, 1100), ('a', 2, 1100)]),
             ("the 64 KB limit", &[('a', 30_000), ('a', 30_000), ('a', 30_000)], &[('a', 2, 30_000), ('a', 1, 30_000)]),
         ];
-        let (mut order, mut groups) = (Vec::new(), Vec::new());
+        let (mut keys, mut order, mut groups) = (Vec::new(), Vec::new(), Vec::new());
         for (name, items, want) in rows {
             let queue = queue_of(items);
-            plan(&queue, true, true, &mut order, &mut groups);
+            plan(&queue, true, true, &mut keys, &mut order, &mut groups);
             let got: Vec<(char, u16, u16)> = groups
                 .iter()
                 .map(|g| {
@@ -517,10 +543,17 @@ mod tests {
         }
         // a run longer than the segment limit
         let queue = queue_of(&[('a', 100); 130]);
-        plan(&queue, true, true, &mut order, &mut groups);
+        plan(&queue, true, true, &mut keys, &mut order, &mut groups);
         assert_eq!(groups.iter().map(|g| g.count).collect::<Vec<_>>(), [64, 64, 2]);
+        // an IPv4 destination and the IPv6 one with the same address bits and port are two
+        let v4 = SocketAddr::from(([127, 0, 0, 1], 1000));
+        let v6 = SocketAddr::from(([0, 0, 0, 0, 0, 0, 0x7f00, 1], 1000));
+        let mixed: Vec<(BytesMut, SocketAddr)> = [v4, v6, v4, v6].iter().map(|&to| (BytesMut::from(&[0u8; 100][..]), to)).collect();
+        plan(&mixed, true, true, &mut keys, &mut order, &mut groups);
+        let dests: Vec<(SocketAddr, u16)> = groups.iter().map(|g| (mixed[order[g.start as usize] as usize].1, g.count)).collect();
+        assert_eq!(dests, [(v4, 2), (v6, 2)]);
         // without GSO: one message per datagram, queue order
-        plan(&queue_of(&[('a', 10), ('b', 10), ('a', 10)]), false, false, &mut order, &mut groups);
+        plan(&queue_of(&[('a', 10), ('b', 10), ('a', 10)]), false, false, &mut keys, &mut order, &mut groups);
         assert_eq!(groups.iter().map(|g| (g.start, g.count)).collect::<Vec<_>>(), [(0, 1), (1, 1), (2, 1)]);
     }
 
