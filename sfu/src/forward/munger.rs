@@ -104,12 +104,7 @@ impl History {
 
     /// Outgoing extended sequence number of an incoming one of the current source; None if before the source or dropped.
     fn lookup_in(&self, seq: u64) -> Option<u64> {
-        if let Some(seg) = &self.head
-            && seq >= seg.start_in
-        {
-            // the common case, without touching the ring
-            return Some(seg.start_out.saturating_add(seq - seg.start_in));
-        }
+        // the newest segment comes first: the common case never touches the ring
         for seg in self.newest_first() {
             if seq >= seg.start_in {
                 return Some(seg.start_out.saturating_add(seq - seg.start_in));

@@ -46,11 +46,16 @@ where
     }
 }
 
+/// Per participant, the track keys of its downtracks (what [`rebuild`] reads).
+fn downtrack_keys(participants: &[super::participant::Participant]) -> impl Iterator<Item = impl Iterator<Item = u32> + '_> {
+    participants.iter().map(|p| p.downtracks.iter().map(|d| d.track_key))
+}
+
 impl super::worker::Room {
     /// Rebuilds every track's subscriber list from the participants' downtracks.
     pub(super) fn rebuild_fanout(&mut self) {
         let lists = self.tracks.iter_mut().map(|t| (t.key, &mut t.fanout));
-        rebuild(lists, self.participants.iter().map(|p| p.downtracks.iter().map(|d| d.track_key)));
+        rebuild(lists, downtrack_keys(&self.participants));
     }
 
     /// Debug builds: every list is what a rebuild would make (but for the `settled` layers),
@@ -60,7 +65,7 @@ impl super::worker::Room {
     pub(super) fn check_fanout(&self) {
         let mut fresh: Vec<Vec<Subscriber>> = vec![Vec::new(); self.tracks.len()];
         let lists = self.tracks.iter().map(|t| t.key).zip(fresh.iter_mut());
-        rebuild(lists, self.participants.iter().map(|p| p.downtracks.iter().map(|d| d.track_key)));
+        rebuild(lists, downtrack_keys(&self.participants));
         for (t, want) in self.tracks.iter().zip(&fresh) {
             let got: Vec<(u32, u32)> = t.fanout.iter().map(|s| (s.participant, s.downtrack)).collect();
             let want: Vec<(u32, u32)> = want.iter().map(|s| (s.participant, s.downtrack)).collect();

@@ -8,7 +8,7 @@ use super::worker::Room;
 use crate::forward::h264;
 use crate::forward::munger::SeqOrigin;
 use crate::forward::selector::{Action, Layer, Wish};
-use super::fanout::{Subscriber, settled_elsewhere, settled_on};
+use super::fanout::{settled_elsewhere, settled_on};
 use crate::forward::vp8;
 use crate::udp::{PeerKey, SendBatch};
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
@@ -208,8 +208,8 @@ impl Room {
         if pkt.payload.is_empty() {
             // padding-only (bandwidth probing): never forwarded, and no gap for subscribers
             for s in &track.fanout {
-                let p = subscriber_of(&mut self.participants, s, track.key);
-                if let Some(dt) = p.and_then(|p| p.downtracks.get_mut(s.downtrack as usize)) {
+                let dt = self.participants.get_mut(s.participant as usize).and_then(|p| p.downtracks.get_mut(s.downtrack as usize));
+                if let Some(dt) = dt.filter(|d| d.track_key == track.key) {
                     if dt.selector.current() == Some(layer) {
                         dt.munger.drop_packet(seq);
                     }
@@ -261,12 +261,15 @@ impl Room {
                 // layer: q subscribers see h and f packets too)
                 continue;
             }
-            let Some(p) = subscriber_of(&mut self.participants, s, track.key) else {
+            let Some(p) = self.participants.get_mut(s.participant as usize) else {
                 self.fanout_stale = true; // cannot happen: every change marks the lists stale
                 continue;
             };
             let events = &p.events;
-            let Some(dt) = p.downtracks.get_mut(s.downtrack as usize) else { continue };
+            let Some(dt) = p.downtracks.get_mut(s.downtrack as usize).filter(|d| d.track_key == track.key) else {
+                self.fanout_stale = true;
+                continue;
+            };
             // one lookup of the subscriber's connection per packet
             let Some(peer) = self.peers.get_mut(&p.subscriber).filter(|peer| peer.connected) else { continue };
             // media flows once the connection has its SRTP output
@@ -404,17 +407,6 @@ fn send_copy(
         dt.sent.on_sent(timestamp, len, now);
     }
     Ok(sent)
-}
-
-/// The participant a fan-out entry points at, if its downtrack there still carries `track_key`.
-fn subscriber_of<'a>(
-    participants: &'a mut [super::participant::Participant],
-    s: &Subscriber,
-    track_key: u32,
-) -> Option<&'a mut super::participant::Participant> {
-    participants
-        .get_mut(s.participant as usize)
-        .filter(|p| p.downtracks.get(s.downtrack as usize).is_some_and(|d| d.track_key == track_key))
 }
 
 fn ntp_seconds(ntp: u64) -> f64 {

@@ -67,8 +67,8 @@ impl Room {
         } else {
             tracing::debug!(room = %self.name, participant = %id, "not announced until it publishes (large room)");
         }
+        // appended, with no downtracks yet: no list changes until `add_downtrack`
         self.participants.push(participant);
-        self.fanout_stale = true;
         let idx = self.participants.len() - 1;
         let track_idxs: Vec<usize> = (0..self.tracks.len()).collect();
         for t in track_idxs {
