@@ -58,7 +58,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Server> {
     let media_metrics = Arc::new(MediaMetrics::new(&metrics.registry));
     let demux = Arc::new(Demux::default());
     let addr = MediaAddr { local: udp, announce: config.announce_ips(udp) };
-    tracing::info!(announce = ?addr.announce, send_helpers = config.send_helpers(), gso = config.gso, "media addresses");
+    tracing::info!(announce = ?addr.announce, send_helpers = config.send_helpers(), gso = config.gso, send_only_socket = socket.has_send_only_socket(), "media addresses");
     let plane = MediaPlane {
         socket: socket.clone(),
         demux: demux.clone(),

@@ -5,6 +5,8 @@
 //! cargo run --release -p sfu-benches --bin udpcost                                  # loopback, 500 receivers
 //! cargo run --release -p sfu-benches --bin udpcost -- --segments 7 --receiver-gro   # GSO trains into GRO sockets
 //! sudo scripts/udpcost-veth.sh                                                      # send path only (no delivery)
+//! cargo run --release -p sfu-benches --bin udpcost -- --sender-in-epoll             # as a socket that also reads
+//! cargo run --release -p sfu-benches --bin udpcost -- --df                          # don't-fragment: no IP id
 //! ```
 //!
 //! One thread sends `--datagrams` datagrams of `--size` bytes with `sendmmsg` (64 messages per
@@ -46,6 +48,15 @@ struct Args {
     /// Receiving sockets turn UDP GRO on (a GSO train is queued and read as one buffer).
     #[arg(long)]
     receiver_gro: bool,
+    /// Register the sending socket with an epoll set for reading, as a socket that also
+    /// reads is (its wait queue then has an entry every freed datagram's write-space
+    /// callback walks, under the queue's lock).
+    #[arg(long)]
+    sender_in_epoll: bool,
+    /// Set don't-fragment on the sending socket (`IP_PMTUDISC_PROBE`: no IP identifier is
+    /// drawn per datagram).
+    #[arg(long)]
+    df: bool,
 }
 
 fn thread_cpu() -> f64 {
@@ -81,6 +92,16 @@ fn main() -> anyhow::Result<()> {
     let tx = UdpSocket::bind("0.0.0.0:0")?;
     set_int(&tx, libc::SOL_SOCKET, libc::SO_SNDBUF, 4 << 20);
     let fd = tx.as_raw_fd();
+    if args.df {
+        anyhow::ensure!(set_int(&tx, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_PROBE), "IP_MTU_DISCOVER refused");
+    }
+    // SAFETY: a new epoll instance, closed when the process exits.
+    let epoll = if args.sender_in_epoll { unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) } } else { -1 };
+    if args.sender_in_epoll {
+        let mut event = libc::epoll_event { events: libc::EPOLLIN as u32, u64: 0 };
+        // SAFETY: `epoll` and `fd` are live descriptors; `event` is read during the call.
+        anyhow::ensure!(epoll >= 0 && unsafe { libc::epoll_ctl(epoll, libc::EPOLL_CTL_ADD, fd, &mut event) } == 0, "epoll_ctl refused");
+    }
     let dests: Vec<libc::sockaddr_in> = (0..args.destinations)
         .map(|i| libc::sockaddr_in {
             sin_family: libc::AF_INET as libc::sa_family_t,
@@ -139,11 +160,13 @@ fn main() -> anyhow::Result<()> {
     // (the receiver's own CPU is not reported: it spins while data flows, so it says nothing)
     let got = received.load(Ordering::Relaxed);
     println!(
-        "to {} ({} destinations), {} B x {} per message: {:.2} us CPU per datagram sent ({} sent, {} failed, {:.2} s CPU in {:.2} s){}",
+        "to {} ({} destinations), {} B x {} per message{}{}: {:.2} us CPU per datagram sent ({} sent, {} failed, {:.2} s CPU in {:.2} s){}",
         args.to,
         args.destinations,
         args.size,
         args.segments,
+        if args.sender_in_epoll { ", sender in an epoll set" } else { "" },
+        if args.df { ", DF" } else { "" },
         cpu * 1e6 / (sent + failed) as f64,
         sent,
         failed,

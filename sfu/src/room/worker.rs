@@ -222,7 +222,7 @@ impl Room {
         while let Some(key) = self.dirty.pop() {
             self.drain_peer(key);
         }
-        let f = self.sends.flush_with(self.plane.socket.get_ref(), Some(&self.plane.send_pool));
+        let f = self.sends.flush_with(self.plane.socket.sender(), Some(&self.plane.send_pool));
         let metrics = &self.plane.metrics;
         metrics.udp_out_by_helpers.inc_by(f.by_helpers);
         metrics.udp_out_packets.inc_by(f.sent);
