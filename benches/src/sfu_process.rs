@@ -42,7 +42,7 @@ impl SfuProcess {
     /// (stderr) goes to `log`.
     pub async fn start(binary: &Path, extra: &[String], log: &Path) -> anyhow::Result<SfuProcess> {
         anyhow::ensure!(binary.exists(), "no server binary at {} (cargo build --release --bin sfu, or set SFU_BIN)", binary.display());
-        let log_file = std::fs::File::create(log)?;
+        let log_file = std::fs::File::create(log).map_err(|e| anyhow::anyhow!("server log {}: {e} (a relative path is from the working directory)", log.display()))?;
         let mut cmd = Command::new(binary);
         cmd.arg("--dev");
         // ephemeral loopback ports unless `extra` names them (e.g. a fixed media port that a
