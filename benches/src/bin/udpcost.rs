@@ -95,9 +95,9 @@ fn main() -> anyhow::Result<()> {
     if args.df {
         anyhow::ensure!(set_int(&tx, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_PROBE), "IP_MTU_DISCOVER refused");
     }
-    // SAFETY: a new epoll instance, closed when the process exits.
-    let epoll = if args.sender_in_epoll { unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) } } else { -1 };
     if args.sender_in_epoll {
+        // SAFETY: a new epoll instance, left open until the process exits.
+        let epoll = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
         let mut event = libc::epoll_event { events: libc::EPOLLIN as u32, u64: 0 };
         // SAFETY: `epoll` and `fd` are live descriptors; `event` is read during the call.
         anyhow::ensure!(epoll >= 0 && unsafe { libc::epoll_ctl(epoll, libc::EPOLL_CTL_ADD, fd, &mut event) } == 0, "epoll_ctl refused");

@@ -47,19 +47,20 @@ impl MediaSocket {
                 None
             }
         };
-        let mut socket = Self::from_std(reader)?;
-        socket.send = send;
-        socket.prepare_sends();
-        Ok(socket)
+        Self::new(reader, send)
     }
 
     /// Takes over a bound socket (made non-blocking here), which both reads and sends.
     pub fn from_std(socket: std::net::UdpSocket) -> io::Result<Self> {
-        socket.set_nonblocking(true)?;
+        Self::new(socket, None)
+    }
+
+    fn new(reader: std::net::UdpSocket, send: Option<std::net::UdpSocket>) -> io::Result<Self> {
+        reader.set_nonblocking(true)?;
         // SAFETY: the `std` socket owns its descriptor, which nothing else closes or replaces
         // while the `AsyncFd` holds it (the socket is only reachable through it).
-        let inner = unsafe { AsyncFd::register_with_interest(socket, Interest::READABLE) }.map_err(io::Error::from)?;
-        let socket = MediaSocket { inner, send: None };
+        let inner = unsafe { AsyncFd::register_with_interest(reader, Interest::READABLE) }.map_err(io::Error::from)?;
+        let socket = MediaSocket { inner, send };
         socket.prepare_sends();
         Ok(socket)
     }
