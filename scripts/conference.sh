@@ -10,12 +10,15 @@
 #   SFU_ARGS="--udp-recv-buffer 0" scripts/conference.sh     # the kernel's default buffer
 #
 # Environment: ROOMS (10), PARTICIPANTS (4), DURATION (20s), RUNS (1), SFU_ARGS, LOADTEST_BIN,
+# STEADY_AT / STEADY_FOR (12 / 10: the steady window whose server CPU is also printed, after
+# the load tester's 10 s ramp; keep STEADY_AT + STEADY_FOR below 10 s + DURATION),
 # OUT (log directory, default a temporary one). Uses ports 7880 (HTTP) and 7882 (UDP).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bins=("$@"); [ ${#bins[@]} -gt 0 ] || bins=(target/release/sfu)
 LOADTEST_BIN=${LOADTEST_BIN:-target/release/loadtest}
 ROOMS=${ROOMS:-10} PARTICIPANTS=${PARTICIPANTS:-4} DURATION=${DURATION:-20s} RUNS=${RUNS:-1}
+STEADY_AT=${STEADY_AT:-12} STEADY_FOR=${STEADY_FOR:-10}
 OUT=${OUT:-$(mktemp -d)}
 for run in $(seq 1 "$RUNS"); do
   for bin in "${bins[@]}"; do
@@ -24,13 +27,19 @@ for run in $(seq 1 "$RUNS"); do
     pid=$!
     for _ in $(seq 50); do curl -sf 127.0.0.1:7880/healthz >/dev/null && break; sleep 0.1; done
     "$LOADTEST_BIN" conference --rooms "$ROOMS" --participants "$PARTICIPANTS" --duration "$DURATION" \
-      > "$OUT/loadtest-$tag.out" 2> "$OUT/loadtest-$tag.err"
+      > "$OUT/loadtest-$tag.out" 2> "$OUT/loadtest-$tag.err" &
+    lt=$!
+    # the steady part: server CPU over STEADY_FOR seconds from STEADY_AT (after the 10 s ramp)
+    sleep "$STEADY_AT"; t0=$(awk '{print $14+$15}' "/proc/$pid/stat")
+    sleep "$STEADY_FOR"; t1=$(awk '{print $14+$15}' "/proc/$pid/stat")
+    wait "$lt"
     cpu=$(awk '{print ($14+$15)/100}' "/proc/$pid/stat")
+    steady=$(( t1 - t0 ))
     curl -s 127.0.0.1:7880/metrics > "$OUT/metrics-$tag.txt"
     kill "$pid"; wait "$pid" 2>/dev/null
-    python3 - "$tag" "$cpu" "$OUT/metrics-$tag.txt" "$OUT/loadtest-$tag.out" <<'PY'
+    python3 - "$tag" "$cpu" "$OUT/metrics-$tag.txt" "$OUT/loadtest-$tag.out" "$steady" "$STEADY_AT" "$STEADY_FOR" <<'PY'
 import json, re, sys
-tag, cpu, metrics, out = sys.argv[1:]
+tag, cpu, metrics, out, steady, at, span = sys.argv[1:]
 vals, buckets = {}, []
 for line in open(metrics):
     m = re.match(r'sfu_udp_receive_queue_seconds_bucket\{le="([^"]+)"\} (\S+)', line)
@@ -55,7 +64,7 @@ lines = [l for l in open(out) if l.startswith('{')]
 r = json.loads(lines[-1]) if lines else {}
 queue = (f"mean {us(vals.get('sfu_udp_receive_queue_seconds_sum', 0) / count)}, p50 {us(q(.5))}, "
          f"p99 {us(q(.99))}, p99.9 {us(q(.999))}") if count else "no stamps"
-print(f"{tag}: server CPU {cpu} s, kernel drops {drops}, {per_call:.1f} datagrams/receive call, "
+print(f"{tag}: server CPU {cpu} s ({int(steady) / 100:.2f} s in {at}-{int(at) + int(span)} s), kernel drops {drops}, {per_call:.1f} datagrams/receive call, "
       f"queue {queue}; clients {r.get('clients_connected')}/{r.get('clients_planned')}, "
       f"loss {r.get('loss_pct')}%, e2e p50/p99 {r.get('latency_p50_ms')}/{r.get('latency_p99_ms')} ms")
 PY

@@ -53,18 +53,14 @@ pub async fn run(socket: Arc<MediaSocket>, demux: Arc<Demux>, metrics: Arc<Media
 fn route(data: &[u8], from: SocketAddr, at: Instant, demux: &Demux, metrics: &MediaMetrics) {
     metrics.udp_in_packets.inc();
     metrics.udp_in_bytes.inc_by(data.len() as u64);
-    let route = match demux.route(data, from) {
-        Ok(r) => r,
-        Err(why) => {
-            metrics.count_drop(why.label());
-            return;
-        }
-    };
-    let dg = Datagram { peer: route.peer, from, at, data: BytesMut::from(data) };
-    match route.room.try_send(dg) {
-        Ok(()) => {}
-        Err(TrySendError::Full(_)) => metrics.count_drop("room_queue_full"),
-        Err(TrySendError::Closed(_)) => metrics.count_drop("room_closed"),
+    let sent = demux.dispatch(data, from, |route| {
+        route.room.try_send(Datagram { peer: route.peer, from, at, data: BytesMut::from(data) })
+    });
+    match sent {
+        Ok(Ok(())) => {}
+        Ok(Err(TrySendError::Full(_))) => metrics.count_drop("room_queue_full"),
+        Ok(Err(TrySendError::Closed(_))) => metrics.count_drop("room_closed"),
+        Err(why) => metrics.count_drop(why.label()),
     }
 }
 

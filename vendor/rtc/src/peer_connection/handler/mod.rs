@@ -127,6 +127,9 @@ pub(crate) struct PipelineContext {
     pub(crate) data_read_outs: VecDeque<TaggedRTCMessage>,
     pub(crate) write_outs: VecDeque<TaggedBytesMut>,
     pub(crate) event_outs: VecDeque<RTCPeerConnectionEvent>,
+    /// sfu patch: the queue `pump_reads` passes messages between handlers in, kept between
+    /// calls (empty between them) so a datagram costs no allocation of it.
+    pub(crate) read_scratch: VecDeque<TaggedRTCMessageInternal>,
 
     // Statistics accumulator
     pub(crate) stats: RTCStatsAccumulator,
@@ -285,7 +288,8 @@ impl RTCPeerConnection {
     }
 
     fn pump_reads(&mut self, msg: Option<TaggedRTCMessageInternal>) {
-        let mut intermediate_routs = VecDeque::<TaggedRTCMessageInternal>::new();
+        // sfu patch: reuses the queue's allocation (given back empty at the end)
+        let mut intermediate_routs = std::mem::take(&mut self.pipeline_context.read_scratch);
 
         if let Some(msg) = msg {
             intermediate_routs.push_back(msg);
@@ -349,6 +353,7 @@ impl RTCPeerConnection {
                 }
             }
         }
+        self.pipeline_context.read_scratch = intermediate_routs;
     }
 
     /// Returns whether any handler raised an event during the sweep.

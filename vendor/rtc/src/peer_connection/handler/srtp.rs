@@ -6,11 +6,28 @@ use crate::peer_connection::message::internal::{
 use interceptor::Packet;
 use log::debug;
 use shared::error::{Error, Result};
-use shared::marshal::{Marshal, Unmarshal};
+use shared::marshal::Marshal;
 use shared::util::is_rtcp;
 use srtp::context::Context;
 use std::collections::VecDeque;
 use std::time::Instant;
+
+/// sfu patch: the packet `rtp::Packet::unmarshal` would make of `plain` (an RTP packet whose
+/// `header` of `header_len` bytes is already parsed), without parsing the header again:
+/// the payload is `plain` after the header, less its padding.
+fn rtp_packet_from(header: rtp::Header, header_len: usize, mut plain: bytes::BytesMut) -> Result<rtp::Packet> {
+    use bytes::Buf;
+    plain.advance(header_len);
+    let mut payload = plain.freeze();
+    if header.padding {
+        let padding_len = payload.last().map_or(usize::MAX, |&n| n as usize);
+        if padding_len > payload.len() {
+            return Err(Error::ErrShortPacket);
+        }
+        payload.truncate(payload.len() - padding_len);
+    }
+    Ok(rtp::Packet { header, payload })
+}
 
 #[derive(Default)]
 pub(crate) struct SrtpHandlerContext {
@@ -75,8 +92,11 @@ impl<'a>
                 }
             } else {
                 if let Some(context) = self.ctx.remote_srtp_context.as_mut() {
-                    let mut decrypted = context.decrypt_rtp(&message)?;
-                    let rtp_packet = rtp::Packet::unmarshal(&mut decrypted)?;
+                    // sfu patch: decrypted in the datagram's own buffer (no copy, no
+                    // allocation), its header parsed once; the payload stays a slice of it
+                    let mut decrypted = message;
+                    let (header, header_len) = context.decrypt_rtp_in_place(&mut decrypted)?;
+                    let rtp_packet = rtp_packet_from(header, header_len, decrypted)?;
 
                     self.ctx.read_outs.push_back(TaggedRTCMessageInternal {
                         now: msg.now,
