@@ -65,7 +65,9 @@ impl Context {
             (header, buf.len() - b.len())
         };
         let auth_tag_len = self.cipher.rtp_auth_tag_len();
-        if buf.len() < header.marshal_size() + auth_tag_len {
+        // both lengths of the header (as parsed, as the cipher frames it) fit before the tag,
+        // so the caller can always skip `header_len` bytes of the plain packet
+        if buf.len() < header.marshal_size().max(header_len) + auth_tag_len {
             return Err(Error::ErrTooShortRtp);
         }
         let state = self.get_srtp_ssrc_state(header.ssrc);
