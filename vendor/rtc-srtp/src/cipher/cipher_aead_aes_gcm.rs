@@ -57,45 +57,14 @@ impl Cipher for CipherAeadAesGcm {
         Ok(writer)
     }
 
-    fn decrypt_rtp(
-        &mut self,
-        ciphertext: &[u8],
-        header: &rtp::Header,
-        roc: u32,
-    ) -> Result<BytesMut> {
-        let tag_len = self.aead_auth_tag_len();
-        if ciphertext.len() < tag_len {
-            return Err(Error::ErrFailedToVerifyAuthTag);
-        }
-
-        let payload_offset = header.marshal_size();
-        if ciphertext.len() < payload_offset + tag_len {
-            // Too short to hold header + tag; the AEAD would reject it and the
-            // slice split below would panic.
-            return Err(Error::ErrFailedToVerifyAuthTag);
-        }
-
-        let nonce = self.rtp_initialization_vector(header, roc);
-
-        let tag_offset = ciphertext.len() - tag_len;
-        let tag = &ciphertext[tag_offset..];
-        let mut writer = BytesMut::with_capacity(tag_offset);
-        writer.extend_from_slice(&ciphertext[..tag_offset]);
-
-        let (aad, encrypted_payload) = writer.split_at_mut(payload_offset);
-        self.srtp_cipher
-            .open_in_place(&nonce, aad, encrypted_payload, tag)
-            .map_err(|_| Error::ErrFailedToVerifyAuthTag)?;
-        Ok(writer)
-    }
-
     fn decrypt_rtp_in_place(
         &mut self,
         buf: &mut BytesMut,
         header: &rtp::Header,
         roc: u32,
     ) -> Result<()> {
-        // sfu patch: as `decrypt_rtp`, on the packet's own buffer
+        // sfu patch: upstream's `decrypt_rtp` framing, on the packet's own buffer (which
+        // `Cipher::decrypt_rtp` now copies into)
         let tag_len = self.aead_auth_tag_len();
         let payload_offset = header.marshal_size();
         if buf.len() < payload_offset + tag_len {

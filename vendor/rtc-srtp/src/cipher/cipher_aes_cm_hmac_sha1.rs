@@ -197,58 +197,14 @@ impl Cipher for CipherAesCmHmacSha1 {
         Ok(writer)
     }
 
-    fn decrypt_rtp(
-        &mut self,
-        encrypted: &[u8],
-        header: &rtp::Header,
-        roc: u32,
-    ) -> Result<BytesMut> {
-        let encrypted_len = encrypted.len();
-        if encrypted_len < self.rtp_auth_tag_len() {
-            return Err(Error::SrtpTooSmall(encrypted_len, self.rtp_auth_tag_len()));
-        }
-
-        let mut writer = BytesMut::with_capacity(encrypted_len - self.rtp_auth_tag_len());
-
-        // Split the auth tag and the cipher text into two parts.
-        let actual_tag = &encrypted[encrypted_len - self.rtp_auth_tag_len()..];
-        let cipher_text = &encrypted[..encrypted_len - self.rtp_auth_tag_len()];
-
-        // Generate the auth tag we expect to see from the ciphertext.
-        let full_expected_tag = self.generate_srtp_auth_tag(cipher_text, roc)?;
-        let expected_tag = &full_expected_tag[..self.rtp_auth_tag_len()];
-
-        // See if the auth tag actually matches.
-        // We use a constant time comparison to prevent timing attacks.
-        if !constant_time_eq(actual_tag, expected_tag) {
-            return Err(Error::RtpFailedToVerifyAuthTag);
-        }
-
-        // Write cipher_text to the destination buffer.
-        writer.extend_from_slice(cipher_text);
-
-        // Decrypt the ciphertext for the payload.
-        let counter = generate_counter(
-            header.sequence_number,
-            roc,
-            header.ssrc,
-            &self.srtp_session_salt,
-        );
-
-        self.srtp_cipher
-            .apply_keystream(&counter, &mut writer[header.marshal_size()..])
-            .map_err(crypto_error)?;
-
-        Ok(writer)
-    }
-
     fn decrypt_rtp_in_place(
         &mut self,
         buf: &mut BytesMut,
         header: &rtp::Header,
         roc: u32,
     ) -> Result<()> {
-        // sfu patch: as `decrypt_rtp`, on the packet's own buffer
+        // sfu patch: upstream's `decrypt_rtp` framing, on the packet's own buffer (which
+        // `Cipher::decrypt_rtp` now copies into)
         let tag_len = self.rtp_auth_tag_len();
         let header_len = header.marshal_size();
         if buf.len() < header_len + tag_len {

@@ -21,8 +21,18 @@ impl Context {
         encrypted: &[u8],
         header: &rtp::Header,
     ) -> Result<BytesMut> {
+        // sfu patch: a copy decrypted in place (one path for the checks below)
+        let mut buf = BytesMut::from(encrypted);
+        self.open_rtp_in_place(&mut buf, header, 0)?;
+        Ok(buf)
+    }
+
+    /// sfu patch: the checks and state of an RTP decryption around the cipher's in-place one:
+    /// the packet (`header` plus at least `header_len` bytes) holds the auth tag, is no replay;
+    /// on success the replay window and rollover counter take it in.
+    fn open_rtp_in_place(&mut self, buf: &mut BytesMut, header: &rtp::Header, header_len: usize) -> Result<()> {
         let auth_tag_len = self.cipher.rtp_auth_tag_len();
-        if encrypted.len() < header.marshal_size() + auth_tag_len {
+        if buf.len() < header.marshal_size().max(header_len) + auth_tag_len {
             return Err(Error::ErrTooShortRtp);
         }
 
@@ -37,16 +47,13 @@ impl Context {
             ));
         }
 
-        let dst = self.cipher.decrypt_rtp(encrypted, header, roc)?;
-        {
-            let state = self.get_srtp_ssrc_state(header.ssrc);
-            if let Some(replay_detector) = &mut state.replay_detector {
-                replay_detector.accept();
-            }
-            state.update_rollover_count(header.sequence_number, diff);
+        self.cipher.decrypt_rtp_in_place(buf, header, roc)?;
+        let state = self.get_srtp_ssrc_state(header.ssrc);
+        if let Some(replay_detector) = &mut state.replay_detector {
+            replay_detector.accept();
         }
-
-        Ok(dst)
+        state.update_rollover_count(header.sequence_number, diff);
+        Ok(())
     }
 
     /// sfu patch: decrypts an SRTP packet in its own buffer: on success `buf` holds the plain
@@ -64,28 +71,9 @@ impl Context {
             let header = rtp::Header::unmarshal(&mut b)?;
             (header, buf.len() - b.len())
         };
-        let auth_tag_len = self.cipher.rtp_auth_tag_len();
         // both lengths of the header (as parsed, as the cipher frames it) fit before the tag,
         // so the caller can always skip `header_len` bytes of the plain packet
-        if buf.len() < header.marshal_size().max(header_len) + auth_tag_len {
-            return Err(Error::ErrTooShortRtp);
-        }
-        let state = self.get_srtp_ssrc_state(header.ssrc);
-        let (roc, diff, _) = state.next_rollover_count(header.sequence_number);
-        if let Some(replay_detector) = &mut state.replay_detector
-            && !replay_detector.check(header.sequence_number as u64)
-        {
-            return Err(Error::SrtpSsrcDuplicated(
-                header.ssrc,
-                header.sequence_number,
-            ));
-        }
-        self.cipher.decrypt_rtp_in_place(buf, &header, roc)?;
-        let state = self.get_srtp_ssrc_state(header.ssrc);
-        if let Some(replay_detector) = &mut state.replay_detector {
-            replay_detector.accept();
-        }
-        state.update_rollover_count(header.sequence_number, diff);
+        self.open_rtp_in_place(buf, &header, header_len)?;
         Ok((header, header_len))
     }
 
