@@ -23,5 +23,5 @@ ip addr add 10.99.7.1/24 dev vcost0
 ip link set vcost0 up
 # a static neighbour entry: no ARP, and the peer stays down so the device drops each datagram
 ip neigh add 10.99.7.2 lladdr 02:00:00:00:07:02 dev vcost0 nud permanent
-target/release/udpcost --to 10.99.7.2 "$@"
+${UDPCOST_WRAP:-} target/release/udpcost --to 10.99.7.2 "$@"
 echo "# vcost0 dropped: $(ip -s link show vcost0 | awk '/TX:/{getline; print $4}') datagrams"
