@@ -7,6 +7,7 @@
 #
 #   sudo scripts/udpcost-veth.sh                    # 200-byte datagrams to 500 ports
 #   sudo scripts/udpcost-veth.sh --size 1200 --segments 7
+#   UDPCOST_WRAP="perf record -g -o /tmp/veth.data --" sudo -E scripts/udpcost-veth.sh --df   # profile it
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x target/release/udpcost ] || { echo "build first: cargo build --release -p sfu-benches --bin udpcost" >&2; exit 2; }
