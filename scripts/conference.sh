@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Conference runs (ROOMS rooms x PARTICIPANTS publishing participants) against a fresh local
 # server per run, alternating between the server binaries given (default target/release/sfu),
-# and one line per run: server CPU seconds, kernel drops on the media port, datagrams per
+# and one line per run: server CPU seconds (and context switches in the steady window), kernel
+# drops on the media port, datagrams per
 # receive call, time datagrams waited in the socket buffer (mean, p50, p99, p99.9 from
 # sfu_udp_receive_queue_seconds), loss and end-to-end latency from the load tester's JSON.
 #
@@ -30,16 +31,18 @@ for run in $(seq 1 "$RUNS"); do
       > "$OUT/loadtest-$tag.out" 2> "$OUT/loadtest-$tag.err" &
     lt=$!
     # the steady part: server CPU over STEADY_FOR seconds from STEADY_AT (after the 10 s ramp)
-    sleep "$STEADY_AT"; t0=$(awk '{print $14+$15}' "/proc/$pid/stat")
-    sleep "$STEADY_FOR"; t1=$(awk '{print $14+$15}' "/proc/$pid/stat")
+    # and its context switches there (every thread's, voluntary and not)
+    switches() { cat /proc/"$pid"/task/*/status 2>/dev/null | awk '/ctxt_switches/ {n += $2} END {print n + 0}'; }
+    sleep "$STEADY_AT"; t0=$(awk '{print $14+$15}' "/proc/$pid/stat"); s0=$(switches)
+    sleep "$STEADY_FOR"; t1=$(awk '{print $14+$15}' "/proc/$pid/stat"); s1=$(switches)
     wait "$lt"
     cpu=$(awk '{print ($14+$15)/100}' "/proc/$pid/stat")
     steady=$(( t1 - t0 ))
     curl -s 127.0.0.1:7880/metrics > "$OUT/metrics-$tag.txt"
     kill "$pid"; wait "$pid" 2>/dev/null
-    python3 - "$tag" "$cpu" "$OUT/metrics-$tag.txt" "$OUT/loadtest-$tag.out" "$steady" "$STEADY_AT" "$STEADY_FOR" <<'PY'
+    python3 - "$tag" "$cpu" "$OUT/metrics-$tag.txt" "$OUT/loadtest-$tag.out" "$steady" "$STEADY_AT" "$STEADY_FOR" $(( s1 - s0 )) <<'PY'
 import json, re, sys
-tag, cpu, metrics, out, steady, at, span = sys.argv[1:]
+tag, cpu, metrics, out, steady, at, span, switches = sys.argv[1:]
 vals, buckets = {}, []
 for line in open(metrics):
     m = re.match(r'sfu_udp_receive_queue_seconds_bucket\{le="([^"]+)"\} (\S+)', line)
@@ -64,7 +67,7 @@ lines = [l for l in open(out) if l.startswith('{')]
 r = json.loads(lines[-1]) if lines else {}
 queue = (f"mean {us(vals.get('sfu_udp_receive_queue_seconds_sum', 0) / count)}, p50 {us(q(.5))}, "
          f"p99 {us(q(.99))}, p99.9 {us(q(.999))}") if count else "no stamps"
-print(f"{tag}: server CPU {cpu} s ({int(steady) / 100:.2f} s in {at}-{int(at) + int(span)} s), kernel drops {drops}, {per_call:.1f} datagrams/receive call, "
+print(f"{tag}: server CPU {cpu} s ({int(steady) / 100:.2f} s in {at}-{int(at) + int(span)} s, {int(switches) / int(span):.0f} context switches/s), kernel drops {drops}, {per_call:.1f} datagrams/receive call, "
       f"queue {queue}; clients {r.get('clients_connected')}/{r.get('clients_planned')}, "
       f"loss {r.get('loss_pct')}%, e2e p50/p99 {r.get('latency_p50_ms')}/{r.get('latency_p99_ms')} ms")
 PY

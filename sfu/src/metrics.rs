@@ -1,7 +1,7 @@
 //! Prometheus metrics of the media plane.
 
 use prometheus::{
-    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
 /// Media-plane counters, shared by the UDP reader and every room worker.
@@ -50,6 +50,8 @@ pub struct MediaMetrics {
     pub forward_delay: Histogram,
     /// Time datagrams waited in the media socket's kernel receive buffer, seconds.
     pub udp_receive_queue: Histogram,
+    /// Live rooms by media thread (`--media-threads`; one series, thread "0", without).
+    pub media_thread_rooms: IntGaugeVec,
 }
 
 impl MediaMetrics {
@@ -101,6 +103,11 @@ impl MediaMetrics {
                 .buckets(vec![0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25]),
             )
             .expect("valid metric"),
+            media_thread_rooms: IntGaugeVec::new(
+                Opts::new("sfu_media_thread_rooms", "Live rooms by media thread (each thread reads its own media port and runs its rooms)"),
+                &["thread"],
+            )
+            .expect("valid metric"),
         };
         let all: Vec<Box<dyn prometheus::core::Collector>> = vec![
             Box::new(m.udp_in_packets.clone()),
@@ -125,6 +132,7 @@ impl MediaMetrics {
             Box::new(m.subscribed_tracks.clone()),
             Box::new(m.forward_delay.clone()),
             Box::new(m.udp_receive_queue.clone()),
+            Box::new(m.media_thread_rooms.clone()),
         ];
         // process-wide: fed by the tracing layer in `telemetry`
         registry

@@ -4,7 +4,7 @@
 use crate::assets::ASSETS;
 use crate::config::Config;
 use crate::metrics::MediaMetrics;
-use crate::room::{MediaAddr, MediaPlane};
+use crate::room::{MediaAddr, MediaPlane, MediaThreads};
 use crate::udp::{Demux, reader};
 use signaling::drain::{self, DrainOutcome};
 use signaling::{AppState, Auth, Metrics, Node, Rooms};
@@ -19,8 +19,10 @@ use tokio::sync::watch;
 pub struct Server {
     /// Bound HTTP address.
     pub http: SocketAddr,
-    /// Bound media address.
+    /// Bound media address (of the first media thread, with `--media-threads`).
     pub udp: SocketAddr,
+    /// Every media port, one per media thread (one without them).
+    pub media_ports: Vec<SocketAddr>,
     /// Node state (drain).
     pub node: Arc<Node>,
     /// Rooms.
@@ -39,42 +41,58 @@ pub struct Server {
 /// mode: a node never serves media or the API unauthenticated.
 pub async fn start(config: &Config) -> anyhow::Result<Server> {
     let auth = Arc::new(Auth::new(&config.keys, config.dev)?);
-    let socket = crate::udp::MediaSocket::bind(config.udp)?;
-    let udp = socket.local_addr()?;
-    if config.udp_recv_buffer > 0 {
-        let granted = reader::size_receive_buffer(&socket, config.udp_recv_buffer);
-        // Linux reports twice the usable size (the rest is its bookkeeping)
-        let usable = if cfg!(target_os = "linux") { granted / 2 } else { granted };
-        tracing::info!(requested = config.udp_recv_buffer, usable, "media socket receive buffer");
-        if usable < config.udp_recv_buffer {
-            tracing::warn!(requested = config.udp_recv_buffer, usable, "media socket receive buffer smaller than asked: raise net.core.rmem_max");
-        }
-    }
-    let socket = Arc::new(socket);
     let listener = TcpListener::bind(config.http).await?;
     let http = listener.local_addr()?;
 
     let metrics = Arc::new(Metrics::new());
     let media_metrics = Arc::new(MediaMetrics::new(&metrics.registry));
-    let demux = Arc::new(Demux::default());
-    let addr = MediaAddr { local: udp, announce: config.announce_ips(udp) };
-    tracing::info!(announce = ?addr.announce, send_helpers = config.send_helpers(), gso = config.gso, send_only_socket = socket.has_send_only_socket(), "media addresses");
-    let plane = MediaPlane {
-        socket: socket.clone(),
-        demux: demux.clone(),
-        metrics: media_metrics.clone(),
-        addr,
-        next_key: Arc::new(AtomicU64::new(1)),
-        send_batch: usize::from(config.send_batch),
-        gso: config.gso,
-        send_pool: Arc::new(crate::udp::SendPool::new(config.send_helpers())?),
-        quiet_viewers_above: config.quiet_viewers_above,
-    };
-    tokio::spawn(reader::run(socket, demux, media_metrics.clone()));
+    let next_key = Arc::new(AtomicU64::new(1));
+    let send_pool = Arc::new(crate::udp::SendPool::new(config.send_helpers())?);
+    let mut planes = Vec::new();
+    // without media threads the one plane runs on this runtime; with them, each thread's
+    // runtime owns its socket (registered with that runtime's poller) and runs its reader
+    for i in 0..config.media_threads.max(1) {
+        let runtime = match config.media_threads {
+            0 => None,
+            _ => Some(tokio::runtime::Builder::new_current_thread().enable_all().build()?),
+        };
+        let socket = {
+            let _in_thread = runtime.as_ref().map(|rt| rt.enter());
+            Arc::new(bind_media(config, config.media_thread_addr(i)?)?)
+        };
+        let udp = socket.local_addr()?;
+        let demux = Arc::new(Demux::default());
+        let addr = MediaAddr { local: udp, announce: config.announce_ips(udp) };
+        tracing::info!(thread = i, announce = ?addr.announce, send_helpers = config.send_helpers(), gso = config.gso, send_only_socket = socket.has_send_only_socket(), "media addresses");
+        let plane = MediaPlane {
+            socket: socket.clone(),
+            demux: demux.clone(),
+            metrics: media_metrics.clone(),
+            addr,
+            next_key: next_key.clone(),
+            send_batch: usize::from(config.send_batch),
+            gso: config.gso,
+            send_pool: send_pool.clone(),
+            quiet_viewers_above: config.quiet_viewers_above,
+            runtime: runtime.as_ref().map(|rt| rt.handle().clone()),
+            rooms: media_metrics.media_thread_rooms.with_label_values(&[&i.to_string()]),
+        };
+        let read = reader::run(socket, demux, media_metrics.clone(), runtime.is_some());
+        match runtime {
+            None => drop(tokio::spawn(read)),
+            Some(rt) => {
+                // the reader never ends: the thread lives as long as the process
+                std::thread::Builder::new().name(format!("sfu-media-{i}")).spawn(move || rt.block_on(read))?;
+            }
+        }
+        planes.push(plane);
+    }
+    let udp = planes[0].addr.local;
+    let media_ports = planes.iter().map(|p| p.addr.local).collect();
 
     let node = Arc::new(Node::new(env!("CARGO_PKG_VERSION")).with_drain_deadline(config.drain_deadline));
     let rooms = Arc::new(
-        Rooms::new(Arc::new(plane), node.clone(), config.max_participants).with_drain_admit(config.drain_admit),
+        Rooms::new(Arc::new(MediaThreads::new(planes)), node.clone(), config.max_participants).with_drain_admit(config.drain_admit),
     );
     tracing::info!(?auth, drain_deadline = %humantime::format_duration(config.drain_deadline), drain_admit = config.drain_admit, "access control");
     let state = AppState { rooms: rooms.clone(), node: node.clone(), auth, metrics, assets: ASSETS };
@@ -90,7 +108,22 @@ pub async fn start(config: &Config) -> anyhow::Result<Server> {
         }
     });
     let drained = tokio::spawn(drain::supervise(node.clone(), rooms.clone(), drain::EVACUATE_GRACE));
-    Ok(Server { http, udp, node, rooms, media_metrics, http_task, drained, shutdown })
+    Ok(Server { http, udp, media_ports, node, rooms, media_metrics, http_task, drained, shutdown })
+}
+
+/// Binds one media port (inside the runtime that will read it) and sizes its receive buffer.
+fn bind_media(config: &Config, addr: SocketAddr) -> anyhow::Result<crate::udp::MediaSocket> {
+    let socket = crate::udp::MediaSocket::bind(addr)?;
+    if config.udp_recv_buffer > 0 {
+        let granted = reader::size_receive_buffer(&socket, config.udp_recv_buffer);
+        // Linux reports twice the usable size (the rest is its bookkeeping)
+        let usable = if cfg!(target_os = "linux") { granted / 2 } else { granted };
+        tracing::info!(requested = config.udp_recv_buffer, usable, "media socket receive buffer");
+        if usable < config.udp_recv_buffer {
+            tracing::warn!(requested = config.udp_recv_buffer, usable, "media socket receive buffer smaller than asked: raise net.core.rmem_max");
+        }
+    }
+    Ok(socket)
 }
 
 impl Server {

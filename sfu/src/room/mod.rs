@@ -47,6 +47,32 @@ pub struct MediaPlane {
     pub send_pool: Arc<crate::udp::SendPool>,
     /// Room size from which participants that publish nothing are not announced (0: never).
     pub quiet_viewers_above: usize,
+    /// The media thread whose runtime runs this plane's reader and rooms; `None`: the
+    /// runtime that asks for a room (the server's shared one).
+    pub runtime: Option<tokio::runtime::Handle>,
+    /// Live rooms of this plane (`sfu_media_thread_rooms`): where the next room goes.
+    pub rooms: prometheus::IntGauge,
+}
+
+/// The media threads of a node (`--media-threads`): each new room starts on the plane with
+/// the fewest live rooms and stays there.
+pub struct MediaThreads {
+    planes: Vec<MediaPlane>,
+}
+
+impl MediaThreads {
+    /// The node's planes; at least one.
+    pub fn new(planes: Vec<MediaPlane>) -> Self {
+        assert!(!planes.is_empty(), "a node has a media plane");
+        MediaThreads { planes }
+    }
+}
+
+impl RoomFactory for MediaThreads {
+    fn spawn_room(&self, room: &str) -> RoomSender {
+        let plane = self.planes.iter().min_by_key(|p| p.rooms.get()).expect("at least one plane");
+        plane.spawn_room(room)
+    }
 }
 
 impl RoomFactory for MediaPlane {
@@ -55,10 +81,17 @@ impl RoomFactory for MediaPlane {
         let (dg_tx, dg_rx) = mpsc::channel::<Datagram>(DATAGRAM_QUEUE);
         let worker = worker::Room::new(room.to_string(), self.clone(), dg_tx);
         let name = room.to_string();
-        tokio::spawn(async move {
+        let rooms = self.rooms.clone();
+        rooms.inc();
+        let task = async move {
             worker.run(cmd_rx, dg_rx).await;
+            rooms.dec();
             tracing::info!(room = %name, "room worker stopped");
-        });
+        };
+        match &self.runtime {
+            Some(thread) => drop(thread.spawn(task)),
+            None => drop(tokio::spawn(task)),
+        }
         cmd_tx
     }
 }

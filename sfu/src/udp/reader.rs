@@ -10,8 +10,10 @@ use std::time::{Duration, Instant, SystemTime};
 use super::MediaSocket;
 use tokio::sync::mpsc::error::TrySendError;
 
-/// Reads datagrams until the socket fails, routing each to its room.
-pub async fn run(socket: Arc<MediaSocket>, demux: Arc<Demux>, metrics: Arc<MediaMetrics>) {
+/// Reads datagrams forever, routing each to its room. `shares_thread`: the rooms run on this
+/// task's thread (a media thread), so after a full batch (more is likely queued) the reader
+/// lets them run before it reads again instead of filling their queues first.
+pub async fn run(socket: Arc<MediaSocket>, demux: Arc<Demux>, metrics: Arc<MediaMetrics>, shares_thread: bool) {
     let mut batch = RecvBatch::default();
     let mut reports = SocketReports::new(&socket);
     let mut errors = ErrorBackoff::default();
@@ -42,6 +44,9 @@ pub async fn run(socket: Arc<MediaSocket>, demux: Arc<Demux>, metrics: Arc<Media
                 Some(from) => route(data, from, at, &demux, &metrics),
                 None => metrics.count_drop("unknown_source"),
             }
+        }
+        if shares_thread && n == super::recv_batch::CAPACITY {
+            tokio::task::yield_now().await;
         }
     }
 }
