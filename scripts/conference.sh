@@ -2,9 +2,9 @@
 # Conference runs (ROOMS rooms x PARTICIPANTS publishing participants) against a fresh local
 # server per run, alternating between the server binaries given (default target/release/sfu),
 # and one line per run: server CPU seconds (and context switches in the steady window), kernel
-# drops on the media port, datagrams per
-# receive call, time datagrams waited in the socket buffer (mean, p50, p99, p99.9 from
-# sfu_udp_receive_queue_seconds), loss and end-to-end latency from the load tester's JSON.
+# drops on the media port, datagrams per receive call, time datagrams waited in the socket
+# buffer (mean, p50, p99, p99.9 from sfu_udp_receive_queue_seconds), loss and end-to-end
+# latency from the load tester's JSON.
 #
 #   scripts/conference.sh                                    # 10 x 4, 20 s, 1 run
 #   RUNS=3 scripts/conference.sh target/baseline/sfu-X target/release/sfu

@@ -80,7 +80,8 @@ pub struct Config {
     /// HTTP/WebSocket listen address.
     #[arg(long, env = "SFU_HTTP", default_value = "0.0.0.0:7880")]
     pub http: SocketAddr,
-    /// UDP media listen address (one port for all media).
+    /// UDP media listen address (one port for all media; the first of `--media-threads`'
+    /// ports).
     #[arg(long, env = "SFU_UDP", default_value = "0.0.0.0:7882")]
     pub udp: SocketAddr,
     /// IPs announced in ICE candidates (comma-separated); defaults to the bound address, or
@@ -125,9 +126,9 @@ pub struct Config {
     /// port (`--udp`'s port + 0, 1, ..., or an ephemeral one each for port 0), so a room's
     /// datagrams never cross threads between the socket and its worker. A new room goes to
     /// the thread with the fewest rooms. Operators open every port of the range. 0 (default):
-    /// one media port, read by one task, rooms on the server's shared runtime. A 10 x 4
-    /// conference costs ~10% less server CPU on one thread than across the shared runtime's
-    /// two (docs/PERFORMANCE.md 22).
+    /// one media port, read by one task, rooms on the server's shared runtime. With 2, a
+    /// 25 x 4 conference cost ~11% less server CPU, one room of 500 viewers ~10% more
+    /// (docs/PERFORMANCE.md 22).
     #[arg(long, env = "SFU_MEDIA_THREADS", default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=256))]
     pub media_threads: u16,
     /// Log filter (tracing EnvFilter syntax).

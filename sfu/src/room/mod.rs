@@ -75,7 +75,8 @@ impl RoomFactory for MediaThreads {
     }
 }
 
-impl RoomFactory for MediaPlane {
+impl MediaPlane {
+    /// Starts the worker of `room` on this plane's runtime.
     fn spawn_room(&self, room: &str) -> RoomSender {
         let (cmd_tx, cmd_rx) = mpsc::channel::<RoomCommand>(COMMAND_QUEUE);
         let (dg_tx, dg_rx) = mpsc::channel::<Datagram>(DATAGRAM_QUEUE);
