@@ -167,7 +167,7 @@ impl Room {
             let pli = PictureLossIndication { sender_ssrc: 0, media_ssrc: ssrc };
             if receiver.write_rtcp(now, vec![Box::new(pli)]).is_ok() {
                 self.plane.metrics.plis_sent.inc();
-                self.dirty.push(key);
+                self.mark_dirty(key);
             }
         }
     }

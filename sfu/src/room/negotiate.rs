@@ -144,7 +144,7 @@ impl Room {
                 p.publisher = Some(key);
                 p.offered_rids = sdp::send_rids_by_mid(&sdp_text);
                 p.send(ServerMessage::Answer { sdp: answer });
-                self.dirty.push(key);
+                self.mark_dirty(key);
             }
             Err(e) => {
                 if fresh {
@@ -168,7 +168,7 @@ impl Room {
             self.reply_error(id, ErrorCode::BadSdp, format!("cannot apply the answer: {e}"));
             return;
         }
-        self.dirty.push(key);
+        self.mark_dirty(key);
         let p = &mut self.participants[idx];
         p.offer_outstanding = false;
         let offered = std::mem::take(&mut p.offered_tracks);
@@ -429,7 +429,7 @@ impl Room {
                 p.offered_tracks = tracks.values().map(|t| t.track.clone()).collect();
                 p.offer_outstanding = true;
                 p.send(ServerMessage::Offer { sdp, tracks });
-                self.dirty.push(key);
+                self.mark_dirty(key);
             }
             Err(e) => tracing::error!(participant = %p.id, error = %e, "cannot create subscriber offer"),
         }

@@ -3,13 +3,12 @@
 
 use crate::udp::PeerKey;
 use rand::Rng;
-use rtc::interceptor::{NackGeneratorBuilder, Registry, Slot};
+use rtc::interceptor::{NackGeneratorBuilder, ReceiverReportBuilder, Registry, Slot};
 use rtc::peer_connection::RTCPeerConnection;
 use rtc::peer_connection::RTCPeerConnectionBuilder;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::configuration::interceptor_registry::{
-    configure_rtcp_reports, configure_simulcast_extension_headers,
-    configure_twcc_receiver_only,
+    configure_simulcast_extension_headers, configure_twcc_receiver_only,
 };
 use rtc::peer_connection::configuration::media_engine::{
     MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_RTX, MIME_TYPE_VP8, MediaEngine,
@@ -59,6 +58,9 @@ pub struct Peer {
     pub connected: bool,
     /// Subscriber connections: our own SRTP output for forwarded media, once DTLS is up.
     pub egress: Option<super::egress::Egress>,
+    /// In the room's list of connections to drain (`Room::dirty`): a connection is listed once
+    /// however many of its datagrams a batch holds, since one drain takes all its output.
+    pub queued: bool,
 }
 
 /// Where this node's media port is and what address it announces.
@@ -145,22 +147,24 @@ pub fn new_peer(
         )
         .build();
     let mut media = media_engine()?;
-    // NACKs upstream come from the generator; subscribers' NACKs are answered by the worker
-    // from the per-layer packet cache (no per-subscriber copies), so no responder here.
+    // Only the interceptors a role uses: each one costs every inbound datagram of the
+    // connection a pass through its queue. NACKs upstream come from the generator and the
+    // publisher gets receiver reports and TWCC feedback; subscribers' NACKs are answered by the
+    // worker from the per-layer packet cache (no responder), and their sender reports come from
+    // `Egress`, which also sends their media, so no connection needs `rtc`'s sender-report
+    // interceptor (it reports only what went through `rtc`'s write pipeline) and a subscriber
+    // connection, which receives no media, needs no receiver reports.
     let registry = Registry::new();
-    let registry = if role == Role::Publisher {
-        registry.with(Slot::NackGenerator, NackGeneratorBuilder::new().with_max_nacks_per_packet(NACKS_PER_PACKET).build())
-    } else {
-        registry
-    };
-    let registry = configure_rtcp_reports(registry)
-        .with(rtc::interceptor::Slot::from(DeliverFeedback::SLOT), DeliverFeedback::default());
     configure_simulcast_extension_headers(&mut media)?;
     let registry = if role == Role::Publisher {
+        let registry = registry
+            .with(Slot::NackGenerator, NackGeneratorBuilder::new().with_max_nacks_per_packet(NACKS_PER_PACKET).build())
+            .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build());
         configure_twcc_receiver_only(registry, &mut media)?
     } else {
         registry
     };
+    let registry = registry.with(rtc::interceptor::Slot::from(DeliverFeedback::SLOT), DeliverFeedback::default());
     let mut pc = RTCPeerConnectionBuilder::new()
         .with_configuration(RTCConfigurationBuilder::new().build())
         .with_setting_engine(settings)
@@ -181,7 +185,7 @@ pub fn new_peer(
         .new_candidate_host()?;
         pc.add_local_candidate(RTCIceCandidate::from(&candidate).to_json()?)?;
     }
-    Ok(Peer { key, owner: owner.to_owned(), role, ufrag, pc, next_timeout: None, armed: None, connected: false, egress: None })
+    Ok(Peer { key, owner: owner.to_owned(), role, ufrag, pc, next_timeout: None, armed: None, connected: false, egress: None, queued: false })
 }
 
 impl MediaAddr {

@@ -171,7 +171,9 @@ impl Room {
                         tracing::debug!(room = %self.name, error = %e, "handle_timeout");
                     }
                     peer.next_timeout = None;
-                    self.dirty.push(key);
+                    if !std::mem::replace(&mut peer.queued, true) {
+                        self.dirty.push(key);
+                    }
                 }
                 Some(t) => {
                     // moved later since it was armed
@@ -213,7 +215,18 @@ impl Room {
             self.plane.metrics.count_drop("rejected_by_peer");
             tracing::trace!(room = %self.name, peer = dg.peer.0, error = %e, "datagram rejected");
         }
-        self.dirty.push(dg.peer);
+        if !std::mem::replace(&mut peer.queued, true) {
+            self.dirty.push(dg.peer);
+        }
+    }
+
+    /// Lists a connection for the next flush to drain (once, however often it is called).
+    pub(super) fn mark_dirty(&mut self, key: PeerKey) {
+        if let Some(peer) = self.peers.get_mut(&key)
+            && !std::mem::replace(&mut peer.queued, true)
+        {
+            self.dirty.push(key);
+        }
     }
 
     /// Drains every connection with pending output, including output caused by draining, then
@@ -245,6 +258,8 @@ impl Room {
 
     fn drain_peer(&mut self, key: PeerKey) {
         let Some(peer) = self.peers.get_mut(&key) else { return };
+        // output this drain causes on the connection itself lists it again
+        peer.queued = false;
         while let Some(out) = peer.pc.poll_write() {
             self.sends.push(out.message, out.transport.peer_addr);
         }

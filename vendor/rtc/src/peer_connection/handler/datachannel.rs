@@ -89,6 +89,16 @@ impl<'a> DataChannelHandler<'a> {
         "DataChannelHandler"
     }
 
+    /// sfu patch: what `handle_read` does to a message not from SCTP, without the queue: its
+    /// time observed, the message passed on unchanged. Shared with the media path of
+    /// `pump_reads`.
+    pub(crate) fn pass_read(&mut self, msg: TaggedRTCMessageInternal) -> TaggedRTCMessageInternal {
+        self.ctx.observe(msg.now);
+        // Bypass
+        debug!("bypass DataChannel read {:?}", msg.transport.peer_addr);
+        msg
+    }
+
     /// Fires `OnClose` for a channel that has been removed, and counts it as closed.
     ///
     /// The event names the channel by handle, as every application-facing event does; the
@@ -306,8 +316,7 @@ impl<'a>
                 });
             }
         } else {
-            // Bypass
-            debug!("bypass DataChannel read {:?}", msg.transport.peer_addr);
+            let msg = self.pass_read(msg);
             self.ctx.read_outs.push_back(msg);
         }
         Ok(())

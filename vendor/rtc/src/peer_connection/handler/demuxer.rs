@@ -67,6 +67,41 @@ impl<'a> DemuxerHandler<'a> {
     pub(crate) fn name(&self) -> &'static str {
         "DemuxerHandler"
     }
+
+    /// sfu patch: what `handle_read` does to a message, without the queue: the raw datagram
+    /// classified (or `None`, dropped), shared with the media path of `pump_reads`.
+    pub(crate) fn demux(
+        &mut self,
+        msg: TaggedRTCMessageInternal,
+    ) -> Option<TaggedRTCMessageInternal> {
+        let RTCMessageInternal::Raw(message) = msg.message else {
+            debug!("drop non-RAW packet {:?}", msg.message);
+            return None;
+        };
+        // Update transport stats for received packet
+        self.stats.transport.on_packet_received(message.len());
+        let message = if message.is_empty() {
+            error!("drop invalid packet due to zero length");
+            return None;
+        } else if match_dtls(&message) {
+            RTCMessageInternal::Dtls(DTLSMessage::Raw(message))
+        } else if match_srtp(&message) {
+            RTCMessageInternal::Rtp(RTPMessage::Raw(message))
+        } else {
+            RTCMessageInternal::Stun(STUNMessage::Raw(message))
+        };
+        Some(TaggedRTCMessageInternal {
+            now: msg.now,
+            transport: msg.transport,
+            message,
+        })
+    }
+}
+
+/// sfu patch: true for a raw datagram the demuxer classifies as SRTP/SRTCP, which every
+/// handler before the SRTP handler only passes on (see `pump_reads`).
+pub(crate) fn is_raw_srtp(msg: &RTCMessageInternal) -> bool {
+    matches!(msg, RTCMessageInternal::Raw(b) if match_srtp(b))
 }
 
 impl<'a>
@@ -80,33 +115,8 @@ impl<'a>
     type Time = Instant;
 
     fn handle_read(&mut self, msg: TaggedRTCMessageInternal) -> Result<(), Self::Error> {
-        if let RTCMessageInternal::Raw(message) = msg.message {
-            // Update transport stats for received packet
-            self.stats.transport.on_packet_received(message.len());
-
-            if message.is_empty() {
-                error!("drop invalid packet due to zero length");
-            } else if match_dtls(&message) {
-                self.ctx.read_outs.push_back(TaggedRTCMessageInternal {
-                    now: msg.now,
-                    transport: msg.transport,
-                    message: RTCMessageInternal::Dtls(DTLSMessage::Raw(message)),
-                });
-            } else if match_srtp(&message) {
-                self.ctx.read_outs.push_back(TaggedRTCMessageInternal {
-                    now: msg.now,
-                    transport: msg.transport,
-                    message: RTCMessageInternal::Rtp(RTPMessage::Raw(message)),
-                });
-            } else {
-                self.ctx.read_outs.push_back(TaggedRTCMessageInternal {
-                    now: msg.now,
-                    transport: msg.transport,
-                    message: RTCMessageInternal::Stun(STUNMessage::Raw(message)),
-                });
-            }
-        } else {
-            debug!("drop non-RAW packet {:?}", msg.message);
+        if let Some(msg) = self.demux(msg) {
+            self.ctx.read_outs.push_back(msg);
         }
         Ok(())
     }

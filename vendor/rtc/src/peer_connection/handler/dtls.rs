@@ -92,6 +92,14 @@ impl<'a> DtlsHandler<'a> {
         "DtlsHandler"
     }
 
+    /// sfu patch: what `handle_read` does to a message that is not DTLS, without the queue:
+    /// passed on unchanged. Shared with the media path of `pump_reads`.
+    pub(crate) fn pass_read(&mut self, msg: TaggedRTCMessageInternal) -> TaggedRTCMessageInternal {
+        // Bypass
+        debug!("bypass dtls read {:?}", msg.transport.peer_addr);
+        msg
+    }
+
     /// Update stats when DTLS handshake completes
     fn update_dtls_stats_from_profile(
         &mut self,
@@ -335,8 +343,7 @@ impl<'a>
                 });
             }
         } else {
-            // Bypass
-            debug!("bypass dtls read {:?}", msg.transport.peer_addr);
+            let msg = self.pass_read(msg);
             self.ctx.read_outs.push_back(msg);
         }
         Ok(())

@@ -55,6 +55,46 @@ impl<'a> IceHandler<'a> {
     pub(crate) fn name(&self) -> &'static str {
         "IceHandler"
     }
+
+    /// sfu patch: what `handle_read` does to a message that is not STUN, without the queue:
+    /// passed on once a candidate pair is selected, else dropped (`None`). Shared with the
+    /// media path of `pump_reads`.
+    pub(crate) fn pass_read(
+        &mut self,
+        mut msg: TaggedRTCMessageInternal,
+    ) -> Option<TaggedRTCMessageInternal> {
+        if self
+            .ctx
+            .ice_transport
+            .agent
+            .get_selected_candidate_pair()
+            .is_none()
+        {
+            trace!(
+                "drop message from {:?} to {:?} before ICE connection is connected",
+                msg.transport.peer_addr, msg.transport.local_addr
+            );
+            return None;
+        }
+        // only ICE connection is ready and bypass it
+        debug!("bypass ice read {:?}", msg.transport.peer_addr);
+
+        // Track packets/bytes received on the selected candidate pair. Look
+        // the accumulator up via the cached key (set on the last
+        // SelectedCandidatePairChange) to avoid allocating the key per packet.
+        let bytes = msg.message.len();
+        if let Some(key) = &self.ctx.selected_pair_key
+            && let Some(pair) = self.stats.ice_candidate_pairs.get_mut(key)
+        {
+            pair.on_packet_received(bytes, msg.now);
+        }
+
+        // When ICE restarts and the selected candidate pair changes,
+        // WebRTC treats this as a path migration, and DTLS continues unchanged, bound to the ICE transport, not to a fixed 5-tuple.
+        // Use default for transport to make DTLS tunneled
+        msg.transport = TransportContext::default();
+        Some(msg)
+    }
 }
 
 impl<'a>
@@ -67,43 +107,15 @@ impl<'a>
     type Error = Error;
     type Time = Instant;
 
-    fn handle_read(&mut self, mut msg: TaggedRTCMessageInternal) -> Result<()> {
+    fn handle_read(&mut self, msg: TaggedRTCMessageInternal) -> Result<()> {
         if let RTCMessageInternal::Stun(STUNMessage::Raw(message)) = msg.message {
             self.ctx.ice_transport.agent.handle_read(TransportMessage {
                 now: msg.now,
                 transport: msg.transport,
                 message,
             })?;
-        } else if self
-            .ctx
-            .ice_transport
-            .agent
-            .get_selected_candidate_pair()
-            .is_some()
-        {
-            // only ICE connection is ready and bypass it
-            debug!("bypass ice read {:?}", msg.transport.peer_addr);
-
-            // Track packets/bytes received on the selected candidate pair. Look
-            // the accumulator up via the cached key (set on the last
-            // SelectedCandidatePairChange) to avoid allocating the key per packet.
-            let bytes = msg.message.len();
-            if let Some(key) = &self.ctx.selected_pair_key
-                && let Some(pair) = self.stats.ice_candidate_pairs.get_mut(key)
-            {
-                pair.on_packet_received(bytes, msg.now);
-            }
-
-            // When ICE restarts and the selected candidate pair changes,
-            // WebRTC treats this as a path migration, and DTLS continues unchanged, bound to the ICE transport, not to a fixed 5-tuple.
-            // Use default for transport to make DTLS tunneled
-            msg.transport = TransportContext::default();
+        } else if let Some(msg) = self.pass_read(msg) {
             self.ctx.read_outs.push_back(msg);
-        } else {
-            trace!(
-                "drop message from {:?} to {:?} before ICE connection is connected",
-                msg.transport.peer_addr, msg.transport.local_addr
-            );
         }
 
         Ok(())

@@ -286,25 +286,36 @@ impl<'a> InterceptorHandler<'a> {
             return false;
         };
 
-        // Get kind and mid before borrowing receiver mutably
+        // Get kind before borrowing receiver mutably
         let kind = transceiver.kind();
+
+        // sfu patch: the established stream (every packet after the first) returns before the
+        // mid is cloned (a `String` allocated per packet before)
+        let is_track_codec_empty = {
+            let Some(receiver) = transceiver.receiver() else {
+                return false;
+            };
+            if !receiver
+                .track()
+                .ssrcs()
+                .any(|track_ssrc| track_ssrc == ssrc)
+            {
+                return false;
+            }
+            receiver
+                .track()
+                .get_codec_by_ssrc(ssrc)
+                .is_some_and(|codec| codec.mime_type.is_empty())
+        };
+        if !is_track_codec_empty {
+            // Already established — the common case, once per packet after the first.
+            return true;
+        }
         let mid = transceiver.mid().clone().unwrap_or_default();
 
         let Some(receiver) = transceiver.receiver_mut() else {
             return false;
         };
-        if !receiver
-            .track()
-            .ssrcs()
-            .any(|track_ssrc| track_ssrc == ssrc)
-        {
-            return false;
-        }
-
-        let is_track_codec_empty = receiver
-            .track()
-            .get_codec_by_ssrc(ssrc)
-            .is_some_and(|codec| codec.mime_type.is_empty());
 
         // `payload_type` is the *primary* codec's: an RTX packet was resolved back to the stream it
         // repairs before we got here. FEC de-encapsulation is still TODO (see #12).

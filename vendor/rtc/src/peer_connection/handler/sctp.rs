@@ -264,6 +264,14 @@ impl<'a> SctpHandler<'a> {
         "SctpHandler"
     }
 
+    /// sfu patch: what `handle_read` does to a message that is not DTLS, without the queue:
+    /// passed on unchanged. Shared with the media path of `pump_reads`.
+    pub(crate) fn pass_read(&mut self, msg: TaggedRTCMessageInternal) -> TaggedRTCMessageInternal {
+        // Bypass
+        debug!("bypass sctp read {:?}", msg.transport.peer_addr);
+        msg
+    }
+
     /// Asks for every association to be aborted (W3C `close()`: "tear down the underlying SCTP
     /// association by sending an SCTP ABORT chunk").
     ///
@@ -539,8 +547,7 @@ impl<'a>
             self.ctx.flush_dirty = true;
             self.ctx.observe(now);
         } else {
-            // Bypass
-            debug!("bypass sctp read {:?}", msg.transport.peer_addr);
+            let msg = self.pass_read(msg);
             self.ctx.read_outs.push_back(msg);
         }
         Ok(())
