@@ -63,6 +63,14 @@ pub struct Peer {
     pub queued: bool,
 }
 
+impl Peer {
+    /// Marks the connection listed for draining; true when it was not listed yet (the caller
+    /// lists it).
+    pub fn mark_queued(&mut self) -> bool {
+        !std::mem::replace(&mut self.queued, true)
+    }
+}
+
 /// Where this node's media port is and what address it announces.
 #[derive(Debug, Clone)]
 pub struct MediaAddr {

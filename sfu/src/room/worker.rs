@@ -171,7 +171,7 @@ impl Room {
                         tracing::debug!(room = %self.name, error = %e, "handle_timeout");
                     }
                     peer.next_timeout = None;
-                    if !std::mem::replace(&mut peer.queued, true) {
+                    if peer.mark_queued() {
                         self.dirty.push(key);
                     }
                 }
@@ -215,7 +215,7 @@ impl Room {
             self.plane.metrics.count_drop("rejected_by_peer");
             tracing::trace!(room = %self.name, peer = dg.peer.0, error = %e, "datagram rejected");
         }
-        if !std::mem::replace(&mut peer.queued, true) {
+        if peer.mark_queued() {
             self.dirty.push(dg.peer);
         }
     }
@@ -223,7 +223,7 @@ impl Room {
     /// Lists a connection for the next flush to drain (once, however often it is called).
     pub(super) fn mark_dirty(&mut self, key: PeerKey) {
         if let Some(peer) = self.peers.get_mut(&key)
-            && !std::mem::replace(&mut peer.queued, true)
+            && peer.mark_queued()
         {
             self.dirty.push(key);
         }

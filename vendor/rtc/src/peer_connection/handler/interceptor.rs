@@ -319,19 +319,13 @@ impl<'a> InterceptorHandler<'a> {
 
         // `payload_type` is the *primary* codec's: an RTX packet was resolved back to the stream it
         // repairs before we got here. FEC de-encapsulation is still TODO (see #12).
-        let track_codec = if is_track_codec_empty
-            && let Some(codec) = receiver
-                .get_codec_preferences()
-                .iter()
-                .find(|codec| codec.payload_type == payload_type)
-        {
-            Some((codec.rtp_codec.clone(), codec.payload_type))
-        } else {
-            None
-        };
-
-        let Some((codec, payload_type)) = track_codec else {
-            // Already established — the common case, once per packet after the first.
+        let Some((codec, payload_type)) = receiver
+            .get_codec_preferences()
+            .iter()
+            .find(|codec| codec.payload_type == payload_type)
+            .map(|codec| (codec.rtp_codec.clone(), codec.payload_type))
+        else {
+            // no negotiated codec of this payload type: not established, nothing to bind yet
             return true;
         };
 

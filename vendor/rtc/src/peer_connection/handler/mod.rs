@@ -316,33 +316,30 @@ impl RTCPeerConnection {
         }
 
         use sansio::Protocol;
-        process_handler_list!(call_macro: process_handler!(self, handler, {
-            while let Some(msg) = intermediate_routs.pop_front() {
-                if let Err(err) = handler.handle_read(msg) {
-                    warn!("{}.handle_read got error: {}", handler.name(), err);
-                }
-            }
-            while let Some(msg) = handler.poll_read() {
-                intermediate_routs.push_back(msg);
-            }
-        }), [
-            get_demuxer_handler,
+        // each listed handler in turn takes the queue and leaves its output in it
+        macro_rules! read_through {
+            ($this:ident: $($getter:ident),+) => {
+                process_handler_list!(call_macro: process_handler!($this, handler, {
+                    while let Some(msg) = intermediate_routs.pop_front() {
+                        if let Err(err) = handler.handle_read(msg) {
+                            warn!("{}.handle_read got error: {}", handler.name(), err);
+                        }
+                    }
+                    while let Some(msg) = handler.poll_read() {
+                        intermediate_routs.push_back(msg);
+                    }
+                }), [$($getter),+])
+            };
+        }
+        read_through!(
+            self: get_demuxer_handler,
             get_ice_handler,
             get_dtls_handler,
             get_sctp_handler,
             get_datachannel_handler
-        ]);
+        );
         intermediate_routs.extend(media);
-        process_handler_list!(call_macro: process_handler!(self, handler, {
-            while let Some(msg) = intermediate_routs.pop_front() {
-                if let Err(err) = handler.handle_read(msg) {
-                    warn!("{}.handle_read got error: {}", handler.name(), err);
-                }
-            }
-            while let Some(msg) = handler.poll_read() {
-                intermediate_routs.push_back(msg);
-            }
-        }), [get_srtp_handler, get_interceptor_handler, get_endpoint_handler]);
+        read_through!(self: get_srtp_handler, get_interceptor_handler, get_endpoint_handler);
 
         // Finally, put intermediate_routs into RTCPeerConnection's routs
         while let Some(msg) = intermediate_routs.pop_front() {
