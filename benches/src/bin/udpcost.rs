@@ -7,6 +7,7 @@
 //! sudo scripts/udpcost-veth.sh                                                      # send path only (no delivery)
 //! cargo run --release -p sfu-benches --bin udpcost -- --sender-in-epoll             # as a socket that also reads
 //! cargo run --release -p sfu-benches --bin udpcost -- --df                          # don't-fragment: no IP id
+//! cargo run --release -p sfu-benches --bin udpcost -- --df --connected              # a connected socket per destination
 //! ```
 //!
 //! One thread sends `--datagrams` datagrams of `--size` bytes with `sendmmsg` (64 messages per
@@ -57,6 +58,10 @@ struct Args {
     /// drawn per datagram).
     #[arg(long)]
     df: bool,
+    /// One socket connected to each destination, one `send` per datagram (no route lookup
+    /// or address import per datagram, but one system call each) instead of `sendmmsg`.
+    #[arg(long)]
+    connected: bool,
 }
 
 fn thread_cpu() -> f64 {
@@ -111,6 +116,9 @@ fn main() -> anyhow::Result<()> {
         })
         .collect();
     let payload = vec![0x5au8; args.size * args.segments];
+    if args.connected {
+        return send_connected(&args, &payload, receiver, &stop, &received);
+    }
     let mut cmsgs = [[0u64; 4]; 64];
     let mut sent = 0u64;
     let mut failed = 0u64;
@@ -176,6 +184,69 @@ fn main() -> anyhow::Result<()> {
             Some(_) => format!("; {} datagrams received{}", got, if args.receiver_gro { " (GRO sockets)" } else { "" }),
             None => String::new(),
         }
+    );
+    Ok(())
+}
+
+/// `--connected`: one connected socket per destination, one `send` each, round-robin.
+fn send_connected(
+    args: &Args,
+    payload: &[u8],
+    receiver: Option<std::thread::JoinHandle<f64>>,
+    stop: &AtomicBool,
+    received: &AtomicU64,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(args.segments == 1, "--connected sends one datagram per call");
+    let mut socks = Vec::new();
+    for i in 0..args.destinations {
+        let s = UdpSocket::bind("0.0.0.0:0")?;
+        set_int(&s, libc::SOL_SOCKET, libc::SO_SNDBUF, 4 << 20);
+        if args.df {
+            anyhow::ensure!(set_int(&s, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_PROBE), "IP_MTU_DISCOVER refused");
+        }
+        s.connect(SocketAddrV4::new(args.to, args.port + i))?;
+        socks.push(s);
+    }
+    if args.sender_in_epoll {
+        // a connected socket receives its peer's datagrams, so a server would watch each
+        // SAFETY: a new epoll instance, left open until the process exits; live descriptors.
+        let epoll = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        for s in &socks {
+            let mut event = libc::epoll_event { events: libc::EPOLLIN as u32, u64: 0 };
+            anyhow::ensure!(epoll >= 0 && unsafe { libc::epoll_ctl(epoll, libc::EPOLL_CTL_ADD, s.as_raw_fd(), &mut event) } == 0, "epoll_ctl refused");
+        }
+    }
+    let (mut sent, mut failed) = (0u64, 0u64);
+    let start = thread_cpu();
+    let mut next = 0usize;
+    while sent + failed < args.datagrams {
+        // SAFETY: a live socket and buffer of the length passed.
+        let n = unsafe { libc::send(socks[next].as_raw_fd(), payload.as_ptr().cast(), payload.len(), 0) };
+        if n < 0 {
+            failed += 1;
+        } else {
+            sent += 1;
+        }
+        next = (next + 1) % socks.len();
+    }
+    let cpu = thread_cpu() - start;
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    if let Some(r) = receiver {
+        r.join().expect("receiver thread");
+    }
+    println!(
+        "to {} ({} connected sockets{}), {} B, one send each{}: {:.2} us CPU per datagram sent ({} sent, {} failed, {:.2} s CPU); {} datagrams received",
+        args.to,
+        args.destinations,
+        if args.sender_in_epoll { " in an epoll set" } else { "" },
+        args.size,
+        if args.df { ", DF" } else { "" },
+        cpu * 1e6 / (sent + failed) as f64,
+        sent,
+        failed,
+        cpu,
+        received.load(Ordering::Relaxed)
     );
     Ok(())
 }

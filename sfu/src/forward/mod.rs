@@ -7,6 +7,7 @@ pub mod budget;
 pub mod cache;
 pub mod h264;
 pub mod munger;
+pub mod prefetch;
 pub mod selector;
 pub mod srtp;
 pub mod seq;

@@ -67,6 +67,15 @@ impl Egress {
         Ok(Egress { gcm, context, remote, master_key: keys.master_key.clone() })
     }
 
+    /// Prefetches the AES-GCM key schedule `send_rtp` reads, so its cache misses overlap other
+    /// work (see `fanout::warm`); `rtc`'s own contexts are left alone.
+    #[inline]
+    pub fn warm_cipher(&self) {
+        if let Some(gcm) = &self.gcm {
+            gcm.warm();
+        }
+    }
+
     /// Protects one RTP packet and queues it: `payload` is copied behind a fresh header into
     /// the batch's buffer, then `rewrite` may patch the copy in place (VP8 descriptor).
     /// `rollover` is the stream's counter (for the AES-GCM path). Returns the payload bytes sent, or `Ok(None)` when

@@ -8,8 +8,17 @@
 //! downtracks move (`Room::fanout_stale`; debug builds check it before every packet). A
 //! selector changes in the packet path, which refreshes the entry's `settled` as it does, and
 //! on a subscription request, which clears it (the next packet looks at the subscriber again).
+//!
+//! While one subscriber is visited, the next ones' state is prefetched in steps ([`Warm`]),
+//! so each visit finds its downtrack, connection and cipher in the cache: their misses,
+//! several per subscriber and each waited for in turn, cost more than the visit's own work.
 
+use super::participant::Participant;
+use super::peer::Peer;
+use crate::forward::prefetch;
 use crate::forward::selector::{Layer, LayerActivity, LayerSelector};
+use crate::udp::PeerKey;
+use rustc_hash::FxHashMap;
 use std::time::Instant;
 
 /// One subscriber of a track.
@@ -70,6 +79,51 @@ impl super::worker::Room {
             let got: Vec<(u32, u32)> = t.fanout.iter().map(|s| (s.participant, s.downtrack)).collect();
             let want: Vec<(u32, u32)> = want.iter().map(|s| (s.participant, s.downtrack)).collect();
             debug_assert_eq!(got, want, "fan-out list of track {} is stale", t.id);
+        }
+    }
+}
+
+/// One step of warming a subscriber's state before the fan-out visits it. Each step reads
+/// only what the step before warmed (one visit earlier), so the misses of several subscribers
+/// are in flight together instead of one after the other inside each visit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Warm {
+    /// Its participant entry (where its downtracks and connection key are).
+    Participant,
+    /// Its downtrack, its connection's hash slot, its connection's `connected` and output.
+    Connection,
+    /// Its connection's AES-GCM key schedule.
+    Cipher,
+}
+
+impl Warm {
+    /// How many visits ahead each step runs: the furthest first.
+    pub const AHEAD: [(usize, Warm); 3] = [(3, Warm::Participant), (2, Warm::Connection), (1, Warm::Cipher)];
+}
+
+/// Runs one warming step for subscriber `s` (prefetches only: nothing changes, and a stale
+/// entry warms nothing).
+#[inline]
+pub fn warm(participants: &[Participant], peers: &FxHashMap<PeerKey, Box<Peer>>, s: &Subscriber, step: Warm) {
+    let Some(p) = participants.get(s.participant as usize) else { return };
+    match step {
+        Warm::Participant => {
+            prefetch::value(&p.downtracks);
+            prefetch::value(&p.subscriber);
+        }
+        Warm::Connection => {
+            if let Some(dt) = p.downtracks.get(s.downtrack as usize) {
+                prefetch::value(dt);
+            }
+            if let Some(peer) = peers.get(&p.subscriber) {
+                prefetch::value(&peer.connected);
+                prefetch::value(&peer.egress);
+            }
+        }
+        Warm::Cipher => {
+            if let Some(egress) = peers.get(&p.subscriber).and_then(|peer| peer.egress.as_ref()) {
+                egress.warm_cipher();
+            }
         }
     }
 }

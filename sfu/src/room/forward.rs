@@ -8,7 +8,7 @@ use super::worker::Room;
 use crate::forward::h264;
 use crate::forward::munger::SeqOrigin;
 use crate::forward::selector::{Action, Layer, Wish};
-use super::fanout::{settled_elsewhere, settled_on};
+use super::fanout::{Warm, settled_elsewhere, settled_on, warm};
 use crate::forward::vp8;
 use crate::udp::{PeerKey, SendBatch};
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
@@ -254,7 +254,16 @@ impl Room {
         // taken out so the loop can borrow the rest of the track; put back after it (the loop
         // has no early return)
         let mut subscribers = std::mem::take(&mut track.fanout);
-        for s in subscribers.iter_mut() {
+        for i in 0..subscribers.len() {
+            // the next visits' state is fetched into the cache while this one runs (`Warm`)
+            for (ahead, step) in Warm::AHEAD {
+                if let Some(next) = subscribers.get(i + ahead)
+                    && !(is_video && settled_elsewhere(next.settled, layer, &track.activity, now))
+                {
+                    warm(&self.participants, &self.peers, next, step);
+                }
+            }
+            let s = &mut subscribers[i];
             if is_video && settled_elsewhere(s.settled, layer, &track.activity, now) {
                 // a packet of another layer than the one it settled on: nothing to decide, and
                 // neither its downtrack nor its connection is touched (most packets at a low
