@@ -77,10 +77,9 @@ impl GcmSender {
         Ok(GcmSender { cipher, salt })
     }
 
-    /// Prefetches the cipher's key schedule (its own allocation), for a `protect` soon.
-    #[inline]
-    pub fn warm(&self) {
-        super::prefetch::value(&*self.cipher);
+    /// Where the cipher's key schedule (its own allocation) lies, and its size.
+    pub fn key_span(&self) -> (usize, usize) {
+        ((&*self.cipher as *const dyn AeadCipher).cast::<u8>() as usize, std::mem::size_of_val(&*self.cipher))
     }
 
     /// Protects the RTP packet in `buf` in place: the first `header_len` bytes (the RTP header)

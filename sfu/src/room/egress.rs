@@ -67,13 +67,18 @@ impl Egress {
         Ok(Egress { gcm, context, remote, master_key: keys.master_key.clone() })
     }
 
-    /// Prefetches the AES-GCM key schedule `send_rtp` reads, so its cache misses overlap other
-    /// work (see `fanout::warm`); `rtc`'s own contexts are left alone.
-    #[inline]
-    pub fn warm_cipher(&self) {
-        if let Some(gcm) = &self.gcm {
-            gcm.warm();
-        }
+    /// What `send_rtp` reads of this output, for prefetching it (see `fanout::warm`): where
+    /// its own fields lie (the ones it reads on the AES-GCM path, and the one whose value
+    /// tells an `Option<Egress>` apart), and where the AES-GCM key schedule lies and its size
+    /// (zero for `rtc`'s own contexts).
+    pub fn hot_spans(&self) -> ([usize; 3], (usize, usize)) {
+        let addr = |r: *const u8| r as usize;
+        let fields = [
+            addr((&self.gcm as *const Option<GcmSender>).cast()),
+            addr((&self.remote as *const SocketAddr).cast()),
+            addr((&self.master_key as *const Vec<u8>).cast()),
+        ];
+        (fields, self.gcm.as_ref().map(GcmSender::key_span).unwrap_or_default())
     }
 
     /// Protects one RTP packet and queues it: `payload` is copied behind a fresh header into

@@ -9,16 +9,17 @@
 //! selector changes in the packet path, which refreshes the entry's `settled` as it does, and
 //! on a subscription request, which clears it (the next packet looks at the subscriber again).
 //!
-//! While one subscriber is visited, the next ones' state is prefetched in steps ([`Warm`]),
-//! so each visit finds its downtrack, connection and cipher in the cache: their misses,
-//! several per subscriber and each waited for in turn, cost more than the visit's own work.
+//! While one subscriber is visited, the next ones' state is prefetched ([`warm`], from where
+//! their last visit found it), so each visit finds its downtrack, connection and cipher in the
+//! cache: their misses, several per subscriber and each waited for in turn, cost more than
+//! the visit's own work.
 
+use super::egress::Egress;
 use super::participant::Participant;
 use super::peer::Peer;
+use super::track::DownTrack;
 use crate::forward::prefetch;
 use crate::forward::selector::{Layer, LayerActivity, LayerSelector};
-use crate::udp::PeerKey;
-use rustc_hash::FxHashMap;
 use std::time::Instant;
 
 /// One subscriber of a track.
@@ -31,6 +32,40 @@ pub struct Subscriber {
     /// The layer its selector forwards and targets, when both are the same (see
     /// [`settled_on`]); `None` until it was visited since the last rebuild.
     pub settled: Option<Layer>,
+    /// Where its state was at its last visit, for warming the cache before the next one.
+    pub hint: Hint,
+}
+
+/// Addresses of a subscriber's state as its last visit found them: its downtrack, its
+/// connection's slot in the room's map, the connection's fields the visit reads, and its
+/// output's AES-GCM key schedule. They are only ever prefetched, never read through: one that
+/// went stale (the state moved or was freed) costs a useless prefetch and changes nothing.
+/// Zero: not known yet.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Hint {
+    /// The downtrack.
+    pub downtrack: usize,
+    /// The connection's entry (its `Box`) in the room's map of connections.
+    pub slot: usize,
+    /// `Peer::connected` and the fields of its output `send_rtp` reads.
+    pub fields: [usize; 4],
+    /// The output's key schedule, and its size.
+    pub cipher: (usize, usize),
+}
+
+impl Hint {
+    /// The addresses of a visit's state.
+    #[allow(clippy::borrowed_box)] // the `Box` itself, where the map holds it
+    pub fn of(downtrack: &DownTrack, slot: &Box<Peer>, egress: &Egress) -> Hint {
+        let addr = |r: *const u8| r as usize;
+        let (e, cipher) = egress.hot_spans();
+        Hint {
+            downtrack: addr((downtrack as *const DownTrack).cast()),
+            slot: addr((slot as *const Box<Peer>).cast()),
+            fields: [addr((&slot.connected as *const bool).cast()), e[0], e[1], e[2]],
+            cipher,
+        }
+    }
 }
 
 /// Fills each track's list (given as its key and list) with the subscribers whose downtracks
@@ -49,7 +84,7 @@ where
     for (p, keys) in downtracks.into_iter().enumerate() {
         for (d, key) in keys.into_iter().enumerate() {
             if let Some(list) = by_key.get_mut(&key) {
-                list.push(Subscriber { participant: p as u32, downtrack: d as u32, settled: None });
+                list.push(Subscriber { participant: p as u32, downtrack: d as u32, settled: None, hint: Hint::default() });
             }
         }
     }
@@ -83,49 +118,30 @@ impl super::worker::Room {
     }
 }
 
-/// One step of warming a subscriber's state before the fan-out visits it. Each step reads
-/// only what the step before warmed (one visit earlier), so the misses of several subscribers
-/// are in flight together instead of one after the other inside each visit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Warm {
-    /// Its participant entry (where its downtracks and connection key are).
-    Participant,
-    /// Its downtrack, its connection's hash slot, its connection's `connected` and output.
-    Connection,
-    /// Its connection's AES-GCM key schedule.
-    Cipher,
-}
+/// How many visits ahead of the fan-out a subscriber's state is warmed: a visit (selector,
+/// munger, VP8 rewrite, AES-GCM) takes longer than a miss, so its prefetches land in time.
+pub const WARM_AHEAD: usize = 2;
 
-impl Warm {
-    /// How many visits ahead each step runs: the furthest first.
-    pub const AHEAD: [(usize, Warm); 3] = [(3, Warm::Participant), (2, Warm::Connection), (1, Warm::Cipher)];
-}
-
-/// Runs one warming step for subscriber `s` (prefetches only: nothing changes, and a stale
-/// entry warms nothing).
+/// Prefetches what visiting `s` reads: its participant entry, and, from its last visit's
+/// [`Hint`], its downtrack, connection and cipher. Nothing is read through the hints, so the
+/// misses of the next subscribers are in flight together while one is visited, instead of
+/// each visit waiting for its own one after the other.
 #[inline]
-pub fn warm(participants: &[Participant], peers: &FxHashMap<PeerKey, Box<Peer>>, s: &Subscriber, step: Warm) {
-    let Some(p) = participants.get(s.participant as usize) else { return };
-    match step {
-        Warm::Participant => {
-            prefetch::value(&p.downtracks);
-            prefetch::value(&p.subscriber);
-        }
-        Warm::Connection => {
-            if let Some(dt) = p.downtracks.get(s.downtrack as usize) {
-                prefetch::value(dt);
-            }
-            if let Some(peer) = peers.get(&p.subscriber) {
-                prefetch::value(&peer.connected);
-                prefetch::value(&peer.egress);
-            }
-        }
-        Warm::Cipher => {
-            if let Some(egress) = peers.get(&p.subscriber).and_then(|peer| peer.egress.as_ref()) {
-                egress.warm_cipher();
-            }
-        }
+pub fn warm(participants: &[Participant], s: &Subscriber) {
+    if let Some(p) = participants.get(s.participant as usize) {
+        prefetch::value(&p.downtracks);
+        prefetch::value(&p.subscriber);
     }
+    let h = &s.hint;
+    if h.downtrack == 0 {
+        return;
+    }
+    prefetch::bytes(h.downtrack as *const u8, std::mem::size_of::<DownTrack>());
+    prefetch::bytes(h.slot as *const u8, std::mem::size_of::<Box<Peer>>());
+    for f in h.fields {
+        prefetch::bytes(f as *const u8, 1);
+    }
+    prefetch::bytes(h.cipher.0 as *const u8, h.cipher.1);
 }
 
 /// The layer a selector forwards and targets, if both are the same: until a wish or the set of
@@ -154,7 +170,7 @@ mod tests {
 
     #[test]
     fn lists_follow_participants_and_their_downtracks() {
-        let entry = |participant, downtrack| Subscriber { participant, downtrack, settled: None };
+        let entry = |participant, downtrack| Subscriber { participant, downtrack, settled: None, hint: Hint::default() };
         // columns: per participant the keys of its downtracks; expected lists of tracks 7, 9, 11
         type Row = (&'static [&'static [u32]], [&'static [(u32, u32)]; 3]);
         let rows: &[Row] = &[
@@ -227,5 +243,24 @@ mod tests {
         assert!(!settled_elsewhere(settled_on(&paused), f, &live, now));
         // not visited since the last rebuild: never skipped
         assert!(!settled_elsewhere(None, f, &live, now));
+    }
+
+    #[test]
+    fn warming_with_stale_or_unknown_hints_touches_nothing() {
+        // a rebuilt entry (no hints yet), one pointing at freed or foreign memory, one whose
+        // participant is gone: each only prefetches, so nothing is read and nothing changes
+        let freed = Box::new([0u8; 512]);
+        let gone = (&*freed as *const [u8; 512]) as usize;
+        drop(freed);
+        let hint = Hint { downtrack: gone, slot: 8, fields: [gone, usize::MAX, 1, 0], cipher: (gone, 4096) };
+        let entries = [
+            Subscriber { participant: 0, downtrack: 0, settled: None, hint: Hint::default() },
+            Subscriber { participant: 0, downtrack: 3, settled: Some(Layer::LOW), hint },
+            Subscriber { participant: u32::MAX, downtrack: 0, settled: None, hint },
+        ];
+        for s in &entries {
+            warm(&[], s);
+        }
+        assert_eq!(entries[1].hint, hint);
     }
 }

@@ -8,7 +8,7 @@ use super::worker::Room;
 use crate::forward::h264;
 use crate::forward::munger::SeqOrigin;
 use crate::forward::selector::{Action, Layer, Wish};
-use super::fanout::{Warm, settled_elsewhere, settled_on, warm};
+use super::fanout::{Hint, WARM_AHEAD, settled_elsewhere, settled_on, warm};
 use crate::forward::vp8;
 use crate::udp::{PeerKey, SendBatch};
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
@@ -255,13 +255,11 @@ impl Room {
         // has no early return)
         let mut subscribers = std::mem::take(&mut track.fanout);
         for i in 0..subscribers.len() {
-            // the next visits' state is fetched into the cache while this one runs (`Warm`)
-            for (ahead, step) in Warm::AHEAD {
-                if let Some(next) = subscribers.get(i + ahead)
-                    && !(is_video && settled_elsewhere(next.settled, layer, &track.activity, now))
-                {
-                    warm(&self.participants, &self.peers, next, step);
-                }
+            // the state of the visit after next is fetched into the cache while this one runs
+            if let Some(next) = subscribers.get(i + WARM_AHEAD)
+                && !(is_video && settled_elsewhere(next.settled, layer, &track.activity, now))
+            {
+                warm(&self.participants, next);
             }
             let s = &mut subscribers[i];
             if is_video && settled_elsewhere(s.settled, layer, &track.activity, now) {
@@ -281,6 +279,9 @@ impl Room {
             };
             // one lookup of the subscriber's connection per packet
             let Some(peer) = self.peers.get_mut(&p.subscriber).filter(|peer| peer.connected) else { continue };
+            if let Some(egress) = &peer.egress {
+                s.hint = Hint::of(dt, peer, egress);
+            }
             // media flows once the connection has its SRTP output
             let (pc, Some(egress)) = (&mut peer.pc, peer.egress.as_mut()) else { continue };
             if !dt.negotiated {
