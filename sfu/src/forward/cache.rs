@@ -8,6 +8,8 @@ pub struct PacketCache<T> {
     slots: Box<[Option<(u64, T)>]>,
     /// `capacity - 1`; the capacity is a power of two.
     mask: u64,
+    /// The oldest sequence number [`PacketCache::expire_oldest`] has not looked at yet.
+    oldest: u64,
 }
 
 impl<T> PacketCache<T> {
@@ -19,7 +21,7 @@ impl<T> PacketCache<T> {
             .expect("packet cache capacity fits in usize");
         let slots: Box<[Option<(u64, T)>]> = (0..capacity).map(|_| None).collect();
         let mask = u64::try_from(capacity - 1).expect("packet cache capacity fits in u64");
-        Self { slots, mask }
+        Self { slots, mask, oldest: 0 }
     }
 
     /// Number of packets the cache can hold.
@@ -55,6 +57,36 @@ impl<T> PacketCache<T> {
         }
     }
 
+    /// Forgets the oldest packets while `expired` says so, looking at up to `max` sequence
+    /// numbers from the oldest one not yet looked at (the cache keeps that position), up to
+    /// `newest` (excluded). Called with a small `max` (more than one) on every insert, it walks
+    /// as fast as packets arrive or faster, so what the cache holds is bounded by age as well
+    /// as by count. Returns how many it forgot.
+    pub fn expire_oldest(&mut self, newest: u64, max: usize, expired: impl Fn(&T) -> bool) -> usize {
+        // everything below the last `capacity` numbers was overwritten already
+        let floor = newest.saturating_sub(self.mask);
+        self.oldest = self.oldest.max(floor);
+        let mut forgotten = 0;
+        for _ in 0..max {
+            if self.oldest >= newest {
+                break;
+            }
+            let i = self.index(self.oldest);
+            let Some(slot) = self.slots.get_mut(i) else { break };
+            if let Some((held, value)) = slot.as_ref()
+                && *held == self.oldest
+            {
+                if !expired(value) {
+                    break; // everything after it is newer
+                }
+                *slot = None;
+                forgotten += 1;
+            }
+            self.oldest += 1;
+        }
+        forgotten
+    }
+
     /// Forgets every stored packet, keeping the allocation.
     pub fn clear(&mut self) {
         self.slots.iter_mut().for_each(|slot| *slot = None);
@@ -73,6 +105,8 @@ mod tests {
         Get(u64, Option<u64>),
         /// Clear the cache.
         Clear,
+        /// `expire_oldest(newest, max, |v| v < below)`, expecting this many forgotten.
+        Expire { newest: u64, max: usize, below: u64, forgotten: usize },
     }
 
     #[test]
@@ -154,6 +188,75 @@ mod tests {
                 ],
             ),
             (
+                // values are seq * 10, so `below: 1020` expires seq 100 and 101
+                "expiry forgets the oldest, stops at a live packet",
+                4,
+                &[
+                    Insert(100, true),
+                    Insert(101, true),
+                    Insert(102, true),
+                    Insert(103, true),
+                    Expire { newest: 103, max: 4, below: 1020, forgotten: 2 },
+                    Get(100, None),
+                    Get(101, None),
+                    Get(102, Some(1020)),
+                    Expire { newest: 103, max: 4, below: 1020, forgotten: 0 },
+                    Get(102, Some(1020)),
+                    Get(103, Some(1030)),
+                ],
+            ),
+            (
+                "expiry walks on from where it stopped, over gaps, never to the newest",
+                16,
+                &[
+                    Insert(10, true),
+                    Insert(11, true),
+                    Insert(14, true),
+                    Insert(15, true),
+                    Insert(20, true),
+                    // the ring's range starts at 5: 5-9 free, 10 and 11 (below 120) forgotten, 12 free
+                    Expire { newest: 20, max: 8, below: 120, forgotten: 2 },
+                    Get(10, None),
+                    Get(11, None),
+                    // on from 13: stops at 14 (not below 120)
+                    Expire { newest: 20, max: 16, below: 120, forgotten: 0 },
+                    Get(14, Some(140)),
+                    // on from 14: 14, 15 expired, 16-19 empty, 20 is the newest itself
+                    Expire { newest: 20, max: 16, below: 1000, forgotten: 2 },
+                    Get(14, None),
+                    Get(15, None),
+                    Get(20, Some(200)),
+                ],
+            ),
+            (
+                "expiry bounded by max per call",
+                16,
+                &[
+                    Insert(0, true),
+                    Insert(1, true),
+                    Insert(2, true),
+                    Insert(3, true),
+                    Expire { newest: 3, max: 1, below: 1000, forgotten: 1 },
+                    Get(0, None),
+                    Get(1, Some(10)),
+                    Expire { newest: 3, max: 1, below: 1000, forgotten: 1 },
+                    Get(1, None),
+                    Get(2, Some(20)),
+                ],
+            ),
+            (
+                "expiry starts within the ring, not at zero",
+                4,
+                &[
+                    Insert(1_000_000, true),
+                    Insert(1_000_001, true),
+                    // 999_998 and 999_999 (the ring's range) free, then 1_000_000
+                    Expire { newest: 1_000_001, max: 3, below: u64::MAX, forgotten: 1 },
+                    Get(1_000_000, None),
+                    Get(1_000_001, Some(10_000_010)),
+                ],
+            ),
+            (
                 "clear",
                 4,
                 &[
@@ -176,6 +279,9 @@ mod tests {
                     ),
                     Get(seq, want) => assert_eq!(cache.get(seq).copied(), want, "{name}: op {i}"),
                     Clear => cache.clear(),
+                    Expire { newest, max, below, forgotten } => {
+                        assert_eq!(cache.expire_oldest(newest, max, |v| *v < below), forgotten, "{name}: op {i}")
+                    }
                 }
             }
         }

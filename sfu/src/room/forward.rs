@@ -3,7 +3,7 @@
 
 use super::peer::Role;
 use super::egress::{Egress, EgressError};
-use super::track::{CachedPacket, Codec, DownTrack, SenderClock};
+use super::track::{CACHE_EXPIRE_PER_INSERT, CachedPacket, Codec, DownTrack, SenderClock};
 use super::worker::Room;
 use crate::forward::h264;
 use crate::forward::munger::SeqOrigin;
@@ -114,6 +114,10 @@ impl Room {
             metrics.count_drop("nack_not_cached");
             return true;
         };
+        if cached.expired(now) {
+            metrics.count_drop("nack_too_old");
+            return true;
+        }
         let desc = if track.codec == Codec::Vp8 {
             let Ok(desc) = vp8::parse(&cached.payload) else { return true };
             Some(desc)
@@ -220,8 +224,9 @@ impl Room {
         }
 
         if let Some(l) = track.layers[layer.index()].as_mut() {
-            let cached = CachedPacket { ts: pkt.header.timestamp, marker: pkt.header.marker, payload: pkt.payload.clone() };
+            let cached = CachedPacket { ts: pkt.header.timestamp, marker: pkt.header.marker, payload: pkt.payload.clone(), at: now };
             l.cache.insert(seq, cached);
+            l.cache.expire_oldest(seq, CACHE_EXPIRE_PER_INSERT, |c| c.expired(now));
         }
 
         let (keyframe, desc) = match track.codec {

@@ -47,6 +47,15 @@ pub struct SenderClock {
 /// Packets kept per layer for answering NACKs (about 3 s of the top layer).
 pub const CACHE_PACKETS: usize = 512;
 
+/// The oldest packet a layer's cache keeps and resends: a retransmission later than this
+/// reaches a receiver that gave up on its frame long ago (mediasoup uses 2 s for video too).
+/// Without it a cache of 512 packets held 20 s of a 25 packets/s layer, and every cached
+/// packet keeps its whole datagram buffer.
+pub const CACHE_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Expired packets a cache insert may forget (more than one, so expiry outpaces arrivals).
+pub const CACHE_EXPIRE_PER_INSERT: usize = 2;
+
 /// What the NACK cache keeps of a packet: the payload is shared, never copied.
 #[derive(Debug, Clone)]
 pub struct CachedPacket {
@@ -56,6 +65,15 @@ pub struct CachedPacket {
     pub marker: bool,
     /// Payload (reference-counted).
     pub payload: bytes::Bytes,
+    /// When it was forwarded (for [`CACHE_MAX_AGE`]).
+    pub at: std::time::Instant,
+}
+
+impl CachedPacket {
+    /// Older than [`CACHE_MAX_AGE`] at `now`: neither kept nor resent.
+    pub fn expired(&self, now: std::time::Instant) -> bool {
+        now.saturating_duration_since(self.at) > CACHE_MAX_AGE
+    }
 }
 
 /// One incoming simulcast layer (one SSRC).
@@ -178,4 +196,29 @@ pub struct DownTrack {
     pub rollover: crate::forward::srtp::Rollover,
     /// How many NACKed packets it may still resend.
     pub retransmit_budget: crate::forward::budget::RetransmitBudget,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn cached_packets_expire_after_the_max_age() {
+        let t0 = Instant::now();
+        let packet = CachedPacket { ts: 0, marker: false, payload: bytes::Bytes::new(), at: t0 };
+        // columns: time since it was forwarded, expired
+        let rows = [
+            (Duration::ZERO, false),
+            (CACHE_MAX_AGE - Duration::from_millis(1), false),
+            (CACHE_MAX_AGE, false),
+            (CACHE_MAX_AGE + Duration::from_millis(1), true),
+            (Duration::from_secs(60), true),
+        ];
+        for (age, want) in rows {
+            assert_eq!(packet.expired(t0 + age), want, "{age:?}");
+        }
+        // a clock read before the packet (another task's `now`) is not an age
+        assert!(!CachedPacket { at: t0 + Duration::from_secs(5), ..packet }.expired(t0));
+    }
 }
