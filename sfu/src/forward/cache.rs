@@ -63,7 +63,9 @@ impl<T> PacketCache<T> {
     /// as fast as packets arrive or faster, so what the cache holds is bounded by age as well
     /// as by count. Returns how many it forgot.
     pub fn expire_oldest(&mut self, newest: u64, max: usize, expired: impl Fn(&T) -> bool) -> usize {
-        // everything below the last `capacity` numbers was overwritten already
+        // a number below the last `capacity` ones is not looked at: its slot holds a newer
+        // packet, or still an older one whose overwriting number was lost (that one stays until
+        // a later lap overwrites it, and `CachedPacket::expired` keeps it from being resent)
         let floor = newest.saturating_sub(self.mask);
         self.oldest = self.oldest.max(floor);
         let mut forgotten = 0;
@@ -90,6 +92,7 @@ impl<T> PacketCache<T> {
     /// Forgets every stored packet, keeping the allocation.
     pub fn clear(&mut self) {
         self.slots.iter_mut().for_each(|slot| *slot = None);
+        self.oldest = 0;
     }
 }
 
@@ -254,6 +257,35 @@ mod tests {
                     Expire { newest: 1_000_001, max: 3, below: u64::MAX, forgotten: 1 },
                     Get(1_000_000, None),
                     Get(1_000_001, Some(10_000_010)),
+                ],
+            ),
+            (
+                "a late insert below the walk's position, and a newest below it",
+                8,
+                &[
+                    Insert(20, true),
+                    Insert(21, true),
+                    Expire { newest: 22, max: 8, below: 1000, forgotten: 2 },
+                    // stored, but behind the walk: left to be overwritten
+                    Insert(18, true),
+                    Expire { newest: 22, max: 8, below: 1000, forgotten: 0 },
+                    Get(18, Some(180)),
+                    Expire { newest: 10, max: 8, below: 1000, forgotten: 0 },
+                    Insert(22, true),
+                    Expire { newest: 23, max: 8, below: 1000, forgotten: 1 },
+                    Get(22, None),
+                ],
+            ),
+            (
+                "clear starts the walk over",
+                4,
+                &[
+                    Insert(7, true),
+                    Expire { newest: 8, max: 4, below: 1000, forgotten: 1 },
+                    Clear,
+                    Insert(2, true),
+                    Expire { newest: 3, max: 4, below: 1000, forgotten: 1 },
+                    Get(2, None),
                 ],
             ),
             (

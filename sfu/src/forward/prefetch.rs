@@ -6,7 +6,7 @@
 //! work is too long for the CPU to run ahead into the next one's loads. A prefetch is only a
 //! hint: it never faults and changes no result, whatever the address.
 
-/// Bytes per cache line on every CPU this runs on.
+/// Bytes per cache line of x86-64 CPUs (the only ones prefetched for).
 const LINE: usize = 64;
 
 /// Prefetches every cache line of `len` bytes from `ptr`.
@@ -18,8 +18,8 @@ pub fn bytes(ptr: *const u8, len: usize) {
         let first = ptr.wrapping_sub(ptr as usize % LINE);
         let lines = (ptr as usize % LINE + len).div_ceil(LINE);
         for i in 0..lines {
-            // SAFETY: a prefetch never faults nor reads into the program, whatever the
-            // address; the pointer is derived from `ptr` without being dereferenced.
+            // SAFETY: the intrinsic needs SSE, which every x86-64 CPU has; a prefetch is a hint
+            // that never faults, whatever the address, and nothing is dereferenced here.
             unsafe { _mm_prefetch::<_MM_HINT_T0>(first.wrapping_add(i * LINE).cast()) };
         }
     }

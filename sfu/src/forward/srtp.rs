@@ -77,7 +77,8 @@ impl GcmSender {
         Ok(GcmSender { cipher, salt })
     }
 
-    /// Where the cipher's key schedule (its own allocation) lies, and its size.
+    /// Where the cipher's state (its own allocation: with `ring`, the key schedule itself)
+    /// lies, and its size.
     pub fn key_span(&self) -> (usize, usize) {
         ((&*self.cipher as *const dyn AeadCipher).cast::<u8>() as usize, std::mem::size_of_val(&*self.cipher))
     }

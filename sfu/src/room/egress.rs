@@ -68,9 +68,9 @@ impl Egress {
     }
 
     /// What `send_rtp` reads of this output, for prefetching it (see `fanout::warm`): where
-    /// its own fields lie (the ones it reads on the AES-GCM path, and the one whose value
-    /// tells an `Option<Egress>` apart), and where the AES-GCM key schedule lies and its size
-    /// (zero for `rtc`'s own contexts).
+    /// its own fields lie (the ones it reads on the AES-GCM path, and `master_key`, where the
+    /// compiler likely keeps what tells an `Option<Egress>` apart), and where the AES-GCM key
+    /// schedule lies and its size (zero for `rtc`'s own contexts).
     pub fn hot_spans(&self) -> ([usize; 3], (usize, usize)) {
         let addr = |r: *const u8| r as usize;
         let fields = [

@@ -32,11 +32,11 @@ pub struct Subscriber {
     /// The layer its selector forwards and targets, when both are the same (see
     /// [`settled_on`]); `None` until it was visited since the last rebuild.
     pub settled: Option<Layer>,
-    /// Where its state was at its last visit, for warming the cache before the next one.
-    pub hint: Hint,
 }
 
-/// Addresses of a subscriber's state as its last visit found them: its downtrack, its
+/// Addresses of a subscriber's state as its last visit found them (kept beside the list, in
+/// `PublishedTrack::hints`, so the list itself stays small for the packets that skip most of
+/// it): its downtrack, its
 /// connection's slot in the room's map, the connection's fields the visit reads, and its
 /// output's AES-GCM key schedule. They are only ever prefetched, never read through: one that
 /// went stale (the state moved or was freed) costs a useless prefetch and changes nothing.
@@ -84,7 +84,7 @@ where
     for (p, keys) in downtracks.into_iter().enumerate() {
         for (d, key) in keys.into_iter().enumerate() {
             if let Some(list) = by_key.get_mut(&key) {
-                list.push(Subscriber { participant: p as u32, downtrack: d as u32, settled: None, hint: Hint::default() });
+                list.push(Subscriber { participant: p as u32, downtrack: d as u32, settled: None });
             }
         }
     }
@@ -96,10 +96,15 @@ fn downtrack_keys(participants: &[super::participant::Participant]) -> impl Iter
 }
 
 impl super::worker::Room {
-    /// Rebuilds every track's subscriber list from the participants' downtracks.
+    /// Rebuilds every track's subscriber list from the participants' downtracks (and starts
+    /// their hints over: the next visits record them).
     pub(super) fn rebuild_fanout(&mut self) {
         let lists = self.tracks.iter_mut().map(|t| (t.key, &mut t.fanout));
         rebuild(lists, downtrack_keys(&self.participants));
+        for t in &mut self.tracks {
+            t.hints.clear();
+            t.hints.resize(t.fanout.len(), Hint::default());
+        }
     }
 
     /// Debug builds: every list is what a rebuild would make (but for the `settled` layers),
@@ -114,6 +119,7 @@ impl super::worker::Room {
             let got: Vec<(u32, u32)> = t.fanout.iter().map(|s| (s.participant, s.downtrack)).collect();
             let want: Vec<(u32, u32)> = want.iter().map(|s| (s.participant, s.downtrack)).collect();
             debug_assert_eq!(got, want, "fan-out list of track {} is stale", t.id);
+            debug_assert_eq!(t.hints.len(), t.fanout.len(), "hints of track {} do not match its list", t.id);
         }
     }
 }
@@ -123,16 +129,15 @@ impl super::worker::Room {
 pub const WARM_AHEAD: usize = 2;
 
 /// Prefetches what visiting `s` reads: its participant entry, and, from its last visit's
-/// [`Hint`], its downtrack, connection and cipher. Nothing is read through the hints, so the
+/// hint `h`, its downtrack, connection and cipher. Nothing is read through the hints, so the
 /// misses of the next subscribers are in flight together while one is visited, instead of
 /// each visit waiting for its own one after the other.
 #[inline]
-pub fn warm(participants: &[Participant], s: &Subscriber) {
+pub fn warm(participants: &[Participant], s: &Subscriber, h: &Hint) {
     if let Some(p) = participants.get(s.participant as usize) {
         prefetch::value(&p.downtracks);
         prefetch::value(&p.subscriber);
     }
-    let h = &s.hint;
     if h.downtrack == 0 {
         return;
     }
@@ -142,6 +147,17 @@ pub fn warm(participants: &[Participant], s: &Subscriber) {
         prefetch::bytes(f as *const u8, 1);
     }
     prefetch::bytes(h.cipher.0 as *const u8, h.cipher.1);
+}
+
+/// Warms visit `j` of a track's list (nothing past its end, nothing `skip` says the fan-out
+/// will pass over).
+#[inline]
+pub fn warm_at(participants: &[Participant], list: &[Subscriber], hints: &[Hint], j: usize, skip: impl Fn(&Subscriber) -> bool) {
+    if let (Some(s), Some(h)) = (list.get(j), hints.get(j))
+        && !skip(s)
+    {
+        warm(participants, s, h);
+    }
 }
 
 /// The layer a selector forwards and targets, if both are the same: until a wish or the set of
@@ -170,7 +186,7 @@ mod tests {
 
     #[test]
     fn lists_follow_participants_and_their_downtracks() {
-        let entry = |participant, downtrack| Subscriber { participant, downtrack, settled: None, hint: Hint::default() };
+        let entry = |participant, downtrack| Subscriber { participant, downtrack, settled: None };
         // columns: per participant the keys of its downtracks; expected lists of tracks 7, 9, 11
         type Row = (&'static [&'static [u32]], [&'static [(u32, u32)]; 3]);
         let rows: &[Row] = &[
@@ -246,21 +262,20 @@ mod tests {
     }
 
     #[test]
-    fn warming_with_stale_or_unknown_hints_touches_nothing() {
+    fn warming_with_stale_or_unknown_hints_does_not_fault() {
         // a rebuilt entry (no hints yet), one pointing at freed or foreign memory, one whose
-        // participant is gone: each only prefetches, so nothing is read and nothing changes
+        // participant is gone: each only prefetches, so this returning is the whole check
         let freed = Box::new([0u8; 512]);
         let gone = (&*freed as *const [u8; 512]) as usize;
         drop(freed);
         let hint = Hint { downtrack: gone, slot: 8, fields: [gone, usize::MAX, 1, 0], cipher: (gone, 4096) };
         let entries = [
-            Subscriber { participant: 0, downtrack: 0, settled: None, hint: Hint::default() },
-            Subscriber { participant: 0, downtrack: 3, settled: Some(Layer::LOW), hint },
-            Subscriber { participant: u32::MAX, downtrack: 0, settled: None, hint },
+            (Subscriber { participant: 0, downtrack: 0, settled: None }, Hint::default()),
+            (Subscriber { participant: 0, downtrack: 3, settled: Some(Layer::LOW) }, hint),
+            (Subscriber { participant: u32::MAX, downtrack: 0, settled: None }, hint),
         ];
-        for s in &entries {
-            warm(&[], s);
+        for (s, h) in &entries {
+            warm(&[], s, h);
         }
-        assert_eq!(entries[1].hint, hint);
     }
 }

@@ -3,12 +3,12 @@
 
 use super::peer::Role;
 use super::egress::{Egress, EgressError};
-use super::track::{CACHE_EXPIRE_PER_INSERT, CachedPacket, Codec, DownTrack, SenderClock};
+use super::track::{CACHE_EXPIRE_PER_INSERT, CACHE_PACKETS, CachedPacket, Codec, DownTrack, SenderClock};
 use super::worker::Room;
 use crate::forward::h264;
 use crate::forward::munger::SeqOrigin;
 use crate::forward::selector::{Action, Layer, Wish};
-use super::fanout::{Hint, WARM_AHEAD, settled_elsewhere, settled_on, warm};
+use super::fanout::{Hint, WARM_AHEAD, settled_elsewhere, settled_on, warm_at};
 use crate::forward::vp8;
 use crate::udp::{PeerKey, SendBatch};
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
@@ -137,6 +137,15 @@ impl Room {
         true
     }
 
+    /// Forgets expired packets of layers that receive few or none (a paused or stopped
+    /// layer is not expired by inserts); runs with the sender reports, ten times a second.
+    /// Costs one look per live layer: the walk stops at its first packet younger than the age.
+    pub(super) fn expire_caches(&mut self, now: Instant) {
+        for layer in self.tracks.iter_mut().flat_map(|t| t.layers.iter_mut().flatten()) {
+            layer.expire_cache(now, CACHE_PACKETS);
+        }
+    }
+
     /// Sends the sender reports of one slice of the participants (see `REPORT_SLICES`): each
     /// downtrack that sent media reports once per `SR_INTERVAL`, protected by the subscriber
     /// connection's own context like its RTP.
@@ -226,7 +235,7 @@ impl Room {
         if let Some(l) = track.layers[layer.index()].as_mut() {
             let cached = CachedPacket { ts: pkt.header.timestamp, marker: pkt.header.marker, payload: pkt.payload.clone(), at: now };
             l.cache.insert(seq, cached);
-            l.cache.expire_oldest(seq, CACHE_EXPIRE_PER_INSERT, |c| c.expired(now));
+            l.expire_cache(now, CACHE_EXPIRE_PER_INSERT);
         }
 
         let (keyframe, desc) = match track.codec {
@@ -259,13 +268,15 @@ impl Room {
         // taken out so the loop can borrow the rest of the track; put back after it (the loop
         // has no early return)
         let mut subscribers = std::mem::take(&mut track.fanout);
+        let mut hints = std::mem::take(&mut track.hints);
+        // the state of a visit is fetched into the cache two visits ahead (`fanout::warm`)
+        for j in 0..WARM_AHEAD {
+            warm_at(&self.participants, &subscribers, &hints, j, |s| is_video && settled_elsewhere(s.settled, layer, &track.activity, now));
+        }
         for i in 0..subscribers.len() {
-            // the state of the visit after next is fetched into the cache while this one runs
-            if let Some(next) = subscribers.get(i + WARM_AHEAD)
-                && !(is_video && settled_elsewhere(next.settled, layer, &track.activity, now))
-            {
-                warm(&self.participants, next);
-            }
+            warm_at(&self.participants, &subscribers, &hints, i + WARM_AHEAD, |s| {
+                is_video && settled_elsewhere(s.settled, layer, &track.activity, now)
+            });
             let s = &mut subscribers[i];
             if is_video && settled_elsewhere(s.settled, layer, &track.activity, now) {
                 // a packet of another layer than the one it settled on: nothing to decide, and
@@ -284,8 +295,8 @@ impl Room {
             };
             // one lookup of the subscriber's connection per packet
             let Some(peer) = self.peers.get_mut(&p.subscriber).filter(|peer| peer.connected) else { continue };
-            if let Some(egress) = &peer.egress {
-                s.hint = Hint::of(dt, peer, egress);
+            if let (Some(egress), Some(h)) = (&peer.egress, hints.get_mut(i)) {
+                *h = Hint::of(dt, peer, egress);
             }
             // media flows once the connection has its SRTP output
             let (pc, Some(egress)) = (&mut peer.pc, peer.egress.as_mut()) else { continue };
@@ -386,6 +397,7 @@ impl Room {
             }
         }
         self.tracks[tidx].fanout = subscribers;
+        self.tracks[tidx].hints = hints;
         metrics.rtp_forwarded.inc_by(forwarded);
         if forwarded > 0 {
             // observed once its copies left (see `flush`)

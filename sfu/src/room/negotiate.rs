@@ -283,6 +283,7 @@ impl Room {
                     activity: LayerActivity::default(),
                     pli: PliThrottle::default(),
                     fanout: Vec::new(),
+                    hints: Vec::new(),
                 };
                 tracing::info!(room = %self.name, participant = %owner, track = %track.id, ?kind,
                     codec = %track.rtc_codec.mime_type, rids = ?track.rids, "track published");

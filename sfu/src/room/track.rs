@@ -53,7 +53,8 @@ pub const CACHE_PACKETS: usize = 512;
 /// packet keeps its whole datagram buffer.
 pub const CACHE_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Expired packets a cache insert may forget (more than one, so expiry outpaces arrivals).
+/// Sequence numbers a cache insert looks at for expiry (more than one, so expiry outpaces
+/// arrivals).
 pub const CACHE_EXPIRE_PER_INSERT: usize = 2;
 
 /// What the NACK cache keeps of a packet: the payload is shared, never copied.
@@ -90,6 +91,16 @@ pub struct LayerIn {
     pub cache: PacketCache<CachedPacket>,
 }
 
+impl LayerIn {
+    /// Forgets cached packets older than [`CACHE_MAX_AGE`], looking at up to `max` sequence
+    /// numbers from where the last call stopped, up to the newest seen (included: a layer that
+    /// went quiet keeps nothing past the age either).
+    pub fn expire_cache(&mut self, now: std::time::Instant, max: usize) -> usize {
+        let Some(highest) = self.seq.highest() else { return 0 };
+        self.cache.expire_oldest(highest.saturating_add(1), max, |c| c.expired(now))
+    }
+}
+
 /// A track some participant publishes.
 pub struct PublishedTrack {
     /// Room-unique number: what the packet path compares instead of the id string.
@@ -120,6 +131,8 @@ pub struct PublishedTrack {
     pub pli: PliThrottle,
     /// Its subscribers, in fan-out order (see `fanout.rs`).
     pub fanout: Vec<super::fanout::Subscriber>,
+    /// Where each subscriber's state was at its last visit, by position in `fanout`.
+    pub hints: Vec<super::fanout::Hint>,
 }
 
 impl PublishedTrack {

@@ -153,6 +153,7 @@ impl Room {
     fn on_timeout(&mut self, now: Instant) {
         if now >= self.next_reports {
             self.send_sender_reports(now);
+            self.expire_caches(now);
             self.next_reports = now + super::egress::SR_INTERVAL / REPORT_SLICES;
         }
         while let Some(&Reverse((at, key))) = self.timers.peek() {
