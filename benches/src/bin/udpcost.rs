@@ -94,18 +94,14 @@ fn main() -> anyhow::Result<()> {
     } else {
         None
     };
-    let tx = UdpSocket::bind("0.0.0.0:0")?;
-    set_int(&tx, libc::SOL_SOCKET, libc::SO_SNDBUF, 4 << 20);
-    let fd = tx.as_raw_fd();
-    if args.df {
-        anyhow::ensure!(set_int(&tx, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_PROBE), "IP_MTU_DISCOVER refused");
+    let payload = vec![0x5au8; args.size * args.segments];
+    if args.connected {
+        return send_connected(&args, &payload, receiver, &stop, &received);
     }
+    let tx = sending_socket(args.df)?;
+    let fd = tx.as_raw_fd();
     if args.sender_in_epoll {
-        // SAFETY: a new epoll instance, left open until the process exits.
-        let epoll = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-        let mut event = libc::epoll_event { events: libc::EPOLLIN as u32, u64: 0 };
-        // SAFETY: `epoll` and `fd` are live descriptors; `event` is read during the call.
-        anyhow::ensure!(epoll >= 0 && unsafe { libc::epoll_ctl(epoll, libc::EPOLL_CTL_ADD, fd, &mut event) } == 0, "epoll_ctl refused");
+        watch_for_reading(&[fd])?;
     }
     let dests: Vec<libc::sockaddr_in> = (0..args.destinations)
         .map(|i| libc::sockaddr_in {
@@ -115,10 +111,6 @@ fn main() -> anyhow::Result<()> {
             sin_zero: [0; 8],
         })
         .collect();
-    let payload = vec![0x5au8; args.size * args.segments];
-    if args.connected {
-        return send_connected(&args, &payload, receiver, &stop, &received);
-    }
     let mut cmsgs = [[0u64; 4]; 64];
     let mut sent = 0u64;
     let mut failed = 0u64;
@@ -199,22 +191,13 @@ fn send_connected(
     anyhow::ensure!(args.segments == 1, "--connected sends one datagram per call");
     let mut socks = Vec::new();
     for i in 0..args.destinations {
-        let s = UdpSocket::bind("0.0.0.0:0")?;
-        set_int(&s, libc::SOL_SOCKET, libc::SO_SNDBUF, 4 << 20);
-        if args.df {
-            anyhow::ensure!(set_int(&s, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_PROBE), "IP_MTU_DISCOVER refused");
-        }
+        let s = sending_socket(args.df)?;
         s.connect(SocketAddrV4::new(args.to, args.port + i))?;
         socks.push(s);
     }
     if args.sender_in_epoll {
         // a connected socket receives its peer's datagrams, so a server would watch each
-        // SAFETY: a new epoll instance, left open until the process exits; live descriptors.
-        let epoll = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-        for s in &socks {
-            let mut event = libc::epoll_event { events: libc::EPOLLIN as u32, u64: 0 };
-            anyhow::ensure!(epoll >= 0 && unsafe { libc::epoll_ctl(epoll, libc::EPOLL_CTL_ADD, s.as_raw_fd(), &mut event) } == 0, "epoll_ctl refused");
-        }
+        watch_for_reading(&socks.iter().map(|s| s.as_raw_fd()).collect::<Vec<_>>())?;
     }
     let (mut sent, mut failed) = (0u64, 0u64);
     let start = thread_cpu();
@@ -249,6 +232,30 @@ fn send_connected(
         received.load(Ordering::Relaxed)
     );
     Ok(())
+}
+
+/// Registers `fds` with a new epoll set for reading (as a server's reading sockets are), left
+/// open until the process exits.
+fn watch_for_reading(fds: &[std::os::fd::RawFd]) -> anyhow::Result<()> {
+    // SAFETY: creates a new epoll instance; no memory is passed.
+    let epoll = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    anyhow::ensure!(epoll >= 0, "epoll_create1 refused");
+    for &fd in fds {
+        let mut event = libc::epoll_event { events: libc::EPOLLIN as u32, u64: 0 };
+        // SAFETY: `epoll` and `fd` are live descriptors; `event` is read during the call.
+        anyhow::ensure!(unsafe { libc::epoll_ctl(epoll, libc::EPOLL_CTL_ADD, fd, &mut event) } == 0, "epoll_ctl refused");
+    }
+    Ok(())
+}
+
+/// A socket to send from: a large send buffer, and don't-fragment with `df`.
+fn sending_socket(df: bool) -> anyhow::Result<UdpSocket> {
+    let s = UdpSocket::bind("0.0.0.0:0")?;
+    set_int(&s, libc::SOL_SOCKET, libc::SO_SNDBUF, 4 << 20);
+    if df {
+        anyhow::ensure!(set_int(&s, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_PROBE), "IP_MTU_DISCOVER refused");
+    }
+    Ok(s)
 }
 
 fn set_int(s: &UdpSocket, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> bool {

@@ -33,6 +33,25 @@ pub fn value<T: ?Sized>(value: &T) {
     bytes((value as *const T).cast(), std::mem::size_of_val(value));
 }
 
+/// Where `value` lies, as a plain number: a hint to warm later with [`at`], never a pointer
+/// to read through.
+#[inline(always)]
+pub fn addr<T: ?Sized>(value: &T) -> usize {
+    (value as *const T).cast::<u8>() as usize
+}
+
+/// Where `value` lies and its size (for values whose size only the value knows).
+#[inline(always)]
+pub fn span<T: ?Sized>(value: &T) -> (usize, usize) {
+    (addr(value), std::mem::size_of_val(value))
+}
+
+/// Prefetches `len` bytes at an [`addr`] taken earlier (a stale one only wastes the prefetch).
+#[inline(always)]
+pub fn at(addr: usize, len: usize) {
+    bytes(addr as *const u8, len);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

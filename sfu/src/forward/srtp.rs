@@ -80,7 +80,7 @@ impl GcmSender {
     /// Where the cipher's state (its own allocation: with `ring`, the key schedule itself)
     /// lies, and its size.
     pub fn key_span(&self) -> (usize, usize) {
-        ((&*self.cipher as *const dyn AeadCipher).cast::<u8>() as usize, std::mem::size_of_val(&*self.cipher))
+        super::prefetch::span(&*self.cipher)
     }
 
     /// Protects the RTP packet in `buf` in place: the first `header_len` bytes (the RTP header)

@@ -72,12 +72,8 @@ impl Egress {
     /// compiler likely keeps what tells an `Option<Egress>` apart), and where the AES-GCM key
     /// schedule lies and its size (zero for `rtc`'s own contexts).
     pub fn hot_spans(&self) -> ([usize; 3], (usize, usize)) {
-        let addr = |r: *const u8| r as usize;
-        let fields = [
-            addr((&self.gcm as *const Option<GcmSender>).cast()),
-            addr((&self.remote as *const SocketAddr).cast()),
-            addr((&self.master_key as *const Vec<u8>).cast()),
-        ];
+        use crate::forward::prefetch::addr;
+        let fields = [addr(&self.gcm), addr(&self.remote), addr(&self.master_key)];
         (fields, self.gcm.as_ref().map(GcmSender::key_span).unwrap_or_default())
     }
 

@@ -47,7 +47,7 @@ pub struct Hint {
     pub downtrack: usize,
     /// The connection's entry (its `Box`) in the room's map of connections.
     pub slot: usize,
-    /// `Peer::connected` and the fields of its output `send_rtp` reads.
+    /// `Peer::connected` and the fields of its output `send_rtp` reads (one line each).
     pub fields: [usize; 4],
     /// The output's key schedule, and its size.
     pub cipher: (usize, usize),
@@ -57,12 +57,11 @@ impl Hint {
     /// The addresses of a visit's state.
     #[allow(clippy::borrowed_box)] // the `Box` itself, where the map holds it
     pub fn of(downtrack: &DownTrack, slot: &Box<Peer>, egress: &Egress) -> Hint {
-        let addr = |r: *const u8| r as usize;
-        let (e, cipher) = egress.hot_spans();
+        let ([gcm, remote, key], cipher) = egress.hot_spans();
         Hint {
-            downtrack: addr((downtrack as *const DownTrack).cast()),
-            slot: addr((slot as *const Box<Peer>).cast()),
-            fields: [addr((&slot.connected as *const bool).cast()), e[0], e[1], e[2]],
+            downtrack: prefetch::addr(downtrack),
+            slot: prefetch::addr(slot),
+            fields: [prefetch::addr(&slot.connected), gcm, remote, key],
             cipher,
         }
     }
@@ -139,14 +138,14 @@ pub fn warm(participants: &[Participant], s: &Subscriber, h: &Hint) {
         prefetch::value(&p.subscriber);
     }
     if h.downtrack == 0 {
-        return;
+        return; // not visited since the last rebuild
     }
-    prefetch::bytes(h.downtrack as *const u8, std::mem::size_of::<DownTrack>());
-    prefetch::bytes(h.slot as *const u8, std::mem::size_of::<Box<Peer>>());
+    prefetch::at(h.downtrack, std::mem::size_of::<DownTrack>());
+    prefetch::at(h.slot, std::mem::size_of::<Box<Peer>>());
     for f in h.fields {
-        prefetch::bytes(f as *const u8, 1);
+        prefetch::at(f, 1);
     }
-    prefetch::bytes(h.cipher.0 as *const u8, h.cipher.1);
+    prefetch::at(h.cipher.0, h.cipher.1);
 }
 
 /// Warms visit `j` of a track's list (nothing past its end, nothing `skip` says the fan-out

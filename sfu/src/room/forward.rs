@@ -269,16 +269,16 @@ impl Room {
         // has no early return)
         let mut subscribers = std::mem::take(&mut track.fanout);
         let mut hints = std::mem::take(&mut track.hints);
+        let activity = &track.activity;
+        let skips = |s: &super::fanout::Subscriber| is_video && settled_elsewhere(s.settled, layer, activity, now);
         // the state of a visit is fetched into the cache two visits ahead (`fanout::warm`)
         for j in 0..WARM_AHEAD {
-            warm_at(&self.participants, &subscribers, &hints, j, |s| is_video && settled_elsewhere(s.settled, layer, &track.activity, now));
+            warm_at(&self.participants, &subscribers, &hints, j, skips);
         }
         for i in 0..subscribers.len() {
-            warm_at(&self.participants, &subscribers, &hints, i + WARM_AHEAD, |s| {
-                is_video && settled_elsewhere(s.settled, layer, &track.activity, now)
-            });
+            warm_at(&self.participants, &subscribers, &hints, i + WARM_AHEAD, skips);
             let s = &mut subscribers[i];
-            if is_video && settled_elsewhere(s.settled, layer, &track.activity, now) {
+            if skips(s) {
                 // a packet of another layer than the one it settled on: nothing to decide, and
                 // neither its downtrack nor its connection is touched (most packets at a low
                 // layer: q subscribers see h and f packets too)
