@@ -20,7 +20,9 @@
 # Environment: ROOMS (10), PARTICIPANTS (4), DURATION (20s), RAMP (10s), RUNS (1), SFU_ARGS,
 # LOADTEST_BIN, STEADY_AT / STEADY_FOR (12 / 10: the steady window whose server CPU is also
 # printed, after the load tester's ramp; keep STEADY_AT + STEADY_FOR below RAMP + DURATION),
-# OUT (log directory, default a temporary one). Uses ports 7880 (HTTP) and 7882 (UDP).
+# OUT (log directory, default a temporary one), PERF (`perf record` options, e.g. "-F 999 -g":
+# the steady window is profiled into $OUT/perf-<binary>-<run>.data, for scripts/perf-split.py).
+# Uses ports 7880 (HTTP) and 7882 (UDP).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bins=("$@"); [ ${#bins[@]} -gt 0 ] || bins=(target/release/sfu)
@@ -42,7 +44,12 @@ for run in $(seq 1 "$RUNS"); do
     switches() { cat /proc/"$pid"/task/*/status 2>/dev/null | awk '/ctxt_switches/ {n += $2} END {print n + 0}'; }
     inbound() { curl -sf 127.0.0.1:7880/metrics | awk '/^sfu_udp_in_packets_total/ {print $2}'; }
     sleep "$STEADY_AT"; t0=$(awk '{print $14+$15}' "/proc/$pid/stat"); s0=$(switches); d0=$(inbound)
-    sleep "$STEADY_FOR"; t1=$(awk '{print $14+$15}' "/proc/$pid/stat"); s1=$(switches); d1=$(inbound)
+    if [ -n "${PERF:-}" ]; then
+      perf record $PERF -o "$OUT/perf-$tag.data" -p "$pid" -- sleep "$STEADY_FOR" 2> "$OUT/perf-$tag.err"
+    else
+      sleep "$STEADY_FOR"
+    fi
+    t1=$(awk '{print $14+$15}' "/proc/$pid/stat"); s1=$(switches); d1=$(inbound)
     wait "$lt"
     cpu=$(awk '{print ($14+$15)/100}' "/proc/$pid/stat")
     steady=$(( t1 - t0 ))

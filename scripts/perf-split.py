@@ -9,6 +9,11 @@ as server CPU although on a real network it is work of the receiving host. This 
 share of samples in that receive path (any stack through `net_rx_action`), in the send system
 calls without it, in the server's own code, and the rest, so the server's cost per forwarded
 packet can be quoted with and without loopback delivery.
+
+    scripts/perf-split.py perf.data SYMBOL...
+
+also prints, for each SYMBOL (a substring of a function's name), the share of samples whose
+stack holds it (inclusive) and their count, e.g. `Chain::handle_read` for the interceptor chain.
 """
 import collections
 import subprocess
@@ -31,9 +36,11 @@ def classify(frames):
 
 
 def main():
-    if len(sys.argv) != 2:
+    if len(sys.argv) < 2:
         print(__doc__.strip(), file=sys.stderr)
         sys.exit(2)
+    wanted = sys.argv[2:]
+    inclusive = collections.Counter()
     out = subprocess.run(
         ["perf", "script", "-i", sys.argv[1], "-F", "ip,sym,dso"],
         check=True, capture_output=True, text=True,
@@ -53,12 +60,18 @@ def main():
             continue
         total += 1
         counts[classify(frames)] += 1
+        for symbol in wanted:
+            if any(symbol in frame for frame in frames):
+                inclusive[symbol] += 1
     if total == 0:
         print("no samples", file=sys.stderr)
         sys.exit(1)
     print(f"{total} samples")
     for what, n in counts.most_common():
         print(f"{100.0 * n / total:6.1f}%  {what}")
+    for symbol in wanted:
+        n = inclusive[symbol]
+        print(f"{100.0 * n / total:6.1f}%  {n:6d} samples with {symbol} on the stack")
 
 
 if __name__ == "__main__":

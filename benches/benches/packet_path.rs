@@ -1,5 +1,6 @@
 //! Micro-benchmarks of the per-packet work of forwarding: selection + munging, VP8 descriptor
-//! rewrite, SRTP protect, and the UDP demux lookup. Run: `cargo bench -p sfu-benches`.
+//! rewrite, SRTP protect and unprotect, the UDP demux lookup, and a publisher connection's
+//! interceptor chain. Run: `cargo bench -p sfu-benches`.
 
 use bytes::BytesMut;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -213,5 +214,75 @@ fn demux_lookup(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, munger_selector, vp8_rewrite, srtp_protect, srtp_unprotect, demux_lookup);
+/// A publisher connection's interceptor chain as the server builds it (NACK generator, receiver
+/// reports, TWCC receiver, then the chain's terminus), one inbound RTP packet per iteration:
+/// `handle_read`, then `poll_read` and `poll_write` until empty, as `rtc` polls; the packet is
+/// fed back with the next sequence number and transport-wide sequence number (no allocation of
+/// the bench's own in the loop). Every 1000 packets the chain's timers run and what it
+/// generated (reports, feedback) is drained.
+fn interceptor_chain(c: &mut Criterion) {
+    use rtc::interceptor::{
+        AttributedPacket, Interceptor, NackGeneratorBuilder, Packet, RTCPFeedback, RTPHeaderExtension, ReceiverReportBuilder,
+        Registry, Slot, StreamInfo, TaggedPacket, TwccReceiverBuilder,
+    };
+    use rtc::sansio::Protocol;
+    use rtc::shared::{TransportContext, TransportProtocol};
+    const TWCC: u8 = 3;
+    let mut chain = Registry::new()
+        .with(Slot::NackGenerator, NackGeneratorBuilder::new().build())
+        .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build())
+        .with(Slot::TwccReceiver, TwccReceiverBuilder::new().build())
+        .build();
+    chain.bind_remote_stream(&StreamInfo {
+        ssrc: 0x1234,
+        payload_type: 96,
+        clock_rate: 90_000,
+        mime_type: "video/VP8".to_owned(),
+        rtp_header_extensions: vec![RTPHeaderExtension { uri: "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01".to_owned(), id: u16::from(TWCC) }],
+        rtcp_feedback: vec![RTCPFeedback { typ: "nack".to_owned(), parameter: String::new() }],
+        ..Default::default()
+    });
+    // every transport-wide sequence number's two bytes, so setting one allocates nothing
+    let twcc: &'static [u8] = Box::leak((0..=u16::MAX).flat_map(u16::to_be_bytes).collect::<Vec<u8>>().into_boxed_slice());
+    let header = rtc::rtp::Header { version: 2, payload_type: 96, ssrc: 0x1234, ..Default::default() };
+    let mut packet = rtc::rtp::Packet { header, payload: bytes::Bytes::from(vec![0x55u8; 1100]) };
+    packet.header.set_extension(TWCC, bytes::Bytes::from_static(&twcc[..2])).expect("extension");
+    let transport = TransportContext {
+        local_addr: SocketAddr::from(([127, 0, 0, 1], 7882)),
+        peer_addr: SocketAddr::from(([127, 0, 0, 1], 50_000)),
+        ecn: None,
+        transport_protocol: TransportProtocol::UDP,
+    };
+    let t0 = Instant::now();
+    let mut msg = Some(TaggedPacket { now: t0, transport, message: AttributedPacket::new(Packet::Rtp(packet)) });
+    let mut n = 0u32;
+    let mut g = c.benchmark_group("interceptors");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("publisher chain, read one RTP packet", |b| {
+        b.iter(|| {
+            let mut m = msg.take().expect("the chain passed the last packet on");
+            n = n.wrapping_add(1);
+            m.now = t0 + Duration::from_micros(u64::from(n) * 30);
+            if let Packet::Rtp(p) = &mut m.message.packet {
+                p.header.sequence_number = n as u16;
+                p.header.timestamp = n.wrapping_mul(3000);
+                let at = usize::from(n as u16) * 2;
+                p.header.set_extension(TWCC, bytes::Bytes::from_static(&twcc[at..at + 2])).expect("extension");
+            }
+            chain.handle_read(m).expect("read");
+            msg = chain.poll_read();
+            // as `rtc` polls the chain: until it has nothing more either way
+            black_box((chain.poll_read().is_none(), chain.poll_write().is_none()));
+            if n % 1000 == 0 {
+                let now = t0 + Duration::from_micros(u64::from(n) * 30);
+                chain.handle_timeout(now).expect("timeout");
+                while chain.poll_write().is_some() {}
+            }
+            black_box(msg.is_some())
+        });
+    });
+    g.finish();
+}
+
+criterion_group!(benches, munger_selector, vp8_rewrite, srtp_protect, srtp_unprotect, demux_lookup, interceptor_chain);
 criterion_main!(benches);

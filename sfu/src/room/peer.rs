@@ -221,16 +221,9 @@ struct DeliverFeedback {
 impl DeliverFeedback {
     /// Application-most position in the chain.
     const SLOT: usize = 14_000;
-}
 
-impl rtc::sansio::Protocol<rtc::interceptor::TaggedPacket, rtc::interceptor::TaggedPacket, ()> for DeliverFeedback {
-    type Rout = rtc::interceptor::TaggedPacket;
-    type Wout = rtc::interceptor::TaggedPacket;
-    type Eout = ();
-    type Error = rtc::shared::error::Error;
-    type Time = Instant;
-
-    fn handle_read(&mut self, mut msg: rtc::interceptor::TaggedPacket) -> Result<(), Self::Error> {
+    /// Marks the feedback the worker acts on for delivery.
+    fn mark(msg: &mut rtc::interceptor::TaggedPacket) {
         use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
         use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
         use rtc::rtcp::sender_report::SenderReport;
@@ -247,6 +240,18 @@ impl rtc::sansio::Protocol<rtc::interceptor::TaggedPacket, rtc::interceptor::Tag
                 msg.message.add(rtc::interceptor::Attribute::DeliverToApplication);
             }
         }
+    }
+}
+
+impl rtc::sansio::Protocol<rtc::interceptor::TaggedPacket, rtc::interceptor::TaggedPacket, ()> for DeliverFeedback {
+    type Rout = rtc::interceptor::TaggedPacket;
+    type Wout = rtc::interceptor::TaggedPacket;
+    type Eout = ();
+    type Error = rtc::shared::error::Error;
+    type Time = Instant;
+
+    fn handle_read(&mut self, mut msg: rtc::interceptor::TaggedPacket) -> Result<(), Self::Error> {
+        Self::mark(&mut msg);
         self.reads.push_back(msg);
         Ok(())
     }
@@ -274,6 +279,12 @@ impl rtc::sansio::Protocol<rtc::interceptor::TaggedPacket, rtc::interceptor::Tag
 }
 
 impl rtc::interceptor::Interceptor for DeliverFeedback {
+    /// It only marks what it reads: read where it lies, not moved through `reads`.
+    fn read_in_place(&mut self, msg: &mut rtc::interceptor::TaggedPacket) -> bool {
+        Self::mark(msg);
+        true
+    }
+
     fn bind_local_stream(&mut self, _info: &rtc::interceptor::StreamInfo) {}
     fn unbind_local_stream(&mut self, _info: &rtc::interceptor::StreamInfo) {}
     fn bind_remote_stream(&mut self, _info: &rtc::interceptor::StreamInfo) {}
