@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Conference runs (ROOMS rooms x PARTICIPANTS publishing participants) against a fresh local
 # server per run, alternating between the server binaries given (default target/release/sfu),
-# and one line per run: server CPU seconds (and context switches in the steady window), kernel
+# and one line per run: server CPU seconds (and context switches and RSS in the steady window), kernel
 # drops on the media port, datagrams per receive call, time datagrams waited in the socket
 # buffer (mean, p50, p99, p99.9 from sfu_udp_receive_queue_seconds), loss and end-to-end
 # latency from the load tester's JSON.
@@ -50,14 +50,15 @@ for run in $(seq 1 "$RUNS"); do
       sleep "$STEADY_FOR"
     fi
     t1=$(awk '{print $14+$15}' "/proc/$pid/stat"); s1=$(switches); d1=$(inbound)
+    rss=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status")
     wait "$lt"
     cpu=$(awk '{print ($14+$15)/100}' "/proc/$pid/stat")
     steady=$(( t1 - t0 ))
     curl -s 127.0.0.1:7880/metrics > "$OUT/metrics-$tag.txt"
     kill "$pid"; wait "$pid" 2>/dev/null
-    python3 - "$tag" "$cpu" "$OUT/metrics-$tag.txt" "$OUT/loadtest-$tag.out" "$steady" "$STEADY_AT" "$STEADY_FOR" $(( s1 - s0 )) $(( ${d1:-0} - ${d0:-0} )) <<'PY'
+    python3 - "$tag" "$cpu" "$OUT/metrics-$tag.txt" "$OUT/loadtest-$tag.out" "$steady" "$STEADY_AT" "$STEADY_FOR" $(( s1 - s0 )) $(( ${d1:-0} - ${d0:-0} )) "${rss:-0}" <<'PY'
 import json, re, sys
-tag, cpu, metrics, out, steady, at, span, switches, inbound = sys.argv[1:]
+tag, cpu, metrics, out, steady, at, span, switches, inbound, rss = sys.argv[1:]
 vals, buckets = {}, []
 for line in open(metrics):
     m = re.match(r'sfu_udp_receive_queue_seconds_bucket\{le="([^"]+)"\} (\S+)', line)
@@ -84,7 +85,7 @@ queue = (f"mean {us(vals.get('sfu_udp_receive_queue_seconds_sum', 0) / count)}, 
          f"p99 {us(q(.99))}, p99.9 {us(q(.999))}") if count else "no stamps"
 per_in = f"{int(steady) * 1e4 / int(inbound):.2f} µs per inbound datagram" if int(inbound) > 0 else "no datagrams"
 print(f"{tag}: server CPU {cpu} s ({int(steady) / 100:.2f} s in {at}-{int(at) + int(span)} s, {int(switches) / int(span):.0f} context switches/s, "
-      f"{int(inbound) / int(span):.0f} datagrams in/s, {per_in}), kernel drops {drops}, {per_call:.1f} datagrams/receive call, "
+      f"{int(inbound) / int(span):.0f} datagrams in/s, {per_in}, RSS {int(rss) / 1024:.0f} MiB at its end), kernel drops {drops}, {per_call:.1f} datagrams/receive call, "
       f"queue {queue}; clients {r.get('clients_connected')}/{r.get('clients_planned')}, "
       f"loss {r.get('loss_pct')}%, e2e p50/p99 {r.get('latency_p50_ms')}/{r.get('latency_p99_ms')} ms")
 PY

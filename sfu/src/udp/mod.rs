@@ -1,5 +1,6 @@
 //! The single UDP media port: demultiplexing and the socket reader.
 
+pub mod arena;
 pub mod batch;
 pub mod pool;
 pub mod demux;

@@ -1,9 +1,9 @@
 //! The task that reads the media port and hands datagrams to room workers.
 
+use super::arena::DatagramArena;
 use super::demux::{Datagram, Demux};
 use super::recv_batch::{Meta, RecvBatch};
 use crate::metrics::MediaMetrics;
-use bytes::BytesMut;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -15,6 +15,7 @@ use tokio::sync::mpsc::error::TrySendError;
 /// lets them run before it reads again instead of filling their queues first.
 pub async fn run(socket: Arc<MediaSocket>, demux: Arc<Demux>, metrics: Arc<MediaMetrics>, shares_thread: bool) {
     let mut batch = RecvBatch::default();
+    let mut arena = DatagramArena::default();
     let mut reports = SocketReports::new(&socket);
     let mut errors = ErrorBackoff::default();
     loop {
@@ -41,7 +42,7 @@ pub async fn run(socket: Arc<MediaSocket>, demux: Arc<Demux>, metrics: Arc<Media
                 continue;
             }
             match meta.from {
-                Some(from) => route(data, from, at, &demux, &metrics),
+                Some(from) => route(data, from, at, &demux, &mut arena, &metrics),
                 None => metrics.count_drop("unknown_source"),
             }
         }
@@ -54,12 +55,13 @@ pub async fn run(socket: Arc<MediaSocket>, demux: Arc<Demux>, metrics: Arc<Media
 /// Hands one datagram to its room without ever blocking: a room whose queue is full loses the
 /// datagram (counted), other rooms are unaffected. Datagrams the kernel dropped because the
 /// socket's receive buffer was full are counted by the caller (`SO_RXQ_OVFL`, Linux):
-/// upstream loss that no other counter of the server sees. `at` is when the kernel queued it.
-fn route(data: &[u8], from: SocketAddr, at: Instant, demux: &Demux, metrics: &MediaMetrics) {
+/// upstream loss that no other counter of the server sees. `at` is when the kernel queued it;
+/// its bytes are copied into a buffer cut from `arena`.
+fn route(data: &[u8], from: SocketAddr, at: Instant, demux: &Demux, arena: &mut DatagramArena, metrics: &MediaMetrics) {
     metrics.udp_in_packets.inc();
     metrics.udp_in_bytes.inc_by(data.len() as u64);
     let sent = demux.dispatch(data, from, |route| {
-        route.room.try_send(Datagram { peer: route.peer, from, at, data: BytesMut::from(data) })
+        route.room.try_send(Datagram { peer: route.peer, from, at, data: arena.copy(data) })
     });
     match sent {
         Ok(Ok(())) => {}
