@@ -64,8 +64,8 @@ impl<T> PacketCache<T> {
     /// as by count. Returns how many it forgot.
     pub fn expire_oldest(&mut self, newest: u64, max: usize, expired: impl Fn(&T) -> bool) -> usize {
         // a number below the last `capacity` ones is not looked at: its slot holds a newer
-        // packet, or still an older one whose overwriting number was lost (that one stays until
-        // a later lap overwrites it, and `CachedPacket::expired` keeps it from being resent)
+        // packet, or still an older one whose overwriting number was lost, which is forgotten
+        // when the walk reaches the number that shares its slot (below)
         let floor = newest.saturating_sub(self.mask);
         self.oldest = self.oldest.max(floor);
         let mut forgotten = 0;
@@ -75,14 +75,22 @@ impl<T> PacketCache<T> {
             }
             let i = self.index(self.oldest);
             let Some(slot) = self.slots.get_mut(i) else { break };
-            if let Some((held, value)) = slot.as_ref()
-                && *held == self.oldest
-            {
-                if !expired(value) {
-                    break; // everything after it is newer
+            match slot.as_ref() {
+                Some((held, value)) if *held == self.oldest => {
+                    if !expired(value) {
+                        break; // everything after it is newer
+                    }
+                    *slot = None;
+                    forgotten += 1;
                 }
-                *slot = None;
-                forgotten += 1;
+                // an earlier lap's packet whose overwriting number was lost: outside the last
+                // `capacity` numbers, never asked for again (it would keep its datagram's
+                // block, `udp::arena`, until a later lap overwrote it)
+                Some((held, _)) if *held < self.oldest => {
+                    *slot = None;
+                    forgotten += 1;
+                }
+                _ => {}
             }
             self.oldest += 1;
         }
@@ -206,6 +214,25 @@ mod tests {
                     Expire { newest: 103, max: 4, below: 1020, forgotten: 0 },
                     Get(102, Some(1020)),
                     Get(103, Some(1030)),
+                ],
+            ),
+            (
+                // 105 was lost, so its slot still holds 101 from the lap before
+                "expiry forgets an earlier lap's packet left by a lost number",
+                4,
+                &[
+                    Insert(100, true),
+                    Insert(101, true),
+                    Insert(102, true),
+                    Insert(103, true),
+                    Insert(104, true),
+                    Insert(106, true),
+                    Insert(107, true),
+                    Expire { newest: 108, max: 4, below: 0, forgotten: 1 },
+                    Get(101, None),
+                    Get(105, None),
+                    Get(106, Some(1060)),
+                    Get(107, Some(1070)),
                 ],
             ),
             (

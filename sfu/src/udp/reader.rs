@@ -56,12 +56,13 @@ pub async fn run(socket: Arc<MediaSocket>, demux: Arc<Demux>, metrics: Arc<Media
 /// datagram (counted), other rooms are unaffected. Datagrams the kernel dropped because the
 /// socket's receive buffer was full are counted by the caller (`SO_RXQ_OVFL`, Linux):
 /// upstream loss that no other counter of the server sees. `at` is when the kernel queued it;
-/// its bytes are copied into a buffer cut from `arena`.
+/// its bytes are copied into a buffer cut from `arena` (unless the room has fallen behind).
 fn route(data: &[u8], from: SocketAddr, at: Instant, demux: &Demux, arena: &mut DatagramArena, metrics: &MediaMetrics) {
     metrics.udp_in_packets.inc();
     metrics.udp_in_bytes.inc_by(data.len() as u64);
     let sent = demux.dispatch(data, from, |route| {
-        route.room.try_send(Datagram { peer: route.peer, from, at, data: arena.copy(data) })
+        let queued = route.room.max_capacity() - route.room.capacity();
+        route.room.try_send(Datagram { peer: route.peer, from, at, data: arena.copy_for(data, queued) })
     });
     match sent {
         Ok(Ok(())) => {}

@@ -379,8 +379,9 @@ pub trait Interceptor:
     /// `handle_read` would and returns `true`; the chain then carries the packet on without
     /// moving it into and out of this interceptor's read queue. Reading in place produces no
     /// output in either direction (nothing new for `poll_read` or `poll_write`), so a walk
-    /// that only read in place leaves the chain nothing to poll. The default returns `false`,
-    /// and the chain hands the packet to `handle_read`.
+    /// that only read in place leaves the chain nothing to poll. Returning `false` must leave
+    /// both the packet and the interceptor unchanged: the chain then hands the same packet to
+    /// `handle_read`. The default returns `false`.
     fn read_in_place(&mut self, msg: &mut TaggedPacket) -> bool {
         let _ = msg;
         false
@@ -440,5 +441,9 @@ impl<P: Interceptor + ?Sized> Interceptor for &mut P {
 
     fn unbind_remote_stream(&mut self, info: &StreamInfo) {
         (**self).unbind_remote_stream(info)
+    }
+
+    fn read_in_place(&mut self, msg: &mut TaggedPacket) -> bool {
+        (**self).read_in_place(msg)
     }
 }
