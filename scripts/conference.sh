@@ -11,7 +11,7 @@
 #   SFU_ARGS="--udp-recv-buffer 0" scripts/conference.sh     # the kernel's default buffer
 #   ROOMS=40 PARTICIPANTS=1 RAMP=5s STEADY_AT=8 RUNS=3 scripts/conference.sh A B
 #   DURATION=60s STEADY_AT=45 scripts/conference.sh A B  # past the warm-up: until ~40 s the
-#                         # retransmission caches fill and the heap grows (PERFORMANCE 24.5)
+#                         # retransmission caches fill and the heap grows (docs/perf-history.md 24.5)
 #                         # publishers only, nothing forwarded: the receive path's µs/datagram
 #
 # The steady window also gives the datagrams the server read in it and its CPU per inbound

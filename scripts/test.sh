@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need (Debian chromium, node packages) and runs every test:
-# Kubernetes manifest validation, Rust unit + integration tests (and the vendored
-# rtc-interceptor's own), then the headless-Chromium browser tests.
+# Kubernetes manifest validation, formatting and lints, Rust unit + integration tests (and
+# the vendored rtc-interceptor's own), then the headless-Chromium browser tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,11 +20,18 @@ fi
 echo "== Kubernetes manifests (offline schema validation)"
 bash scripts/validate-k8s.sh
 
+echo "== cargo fmt --check, cargo clippy -D warnings"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings 2>&1
+
 echo "== cargo test (unit + loopback integration tests)"
 cargo test --workspace --locked 2>&1
 
 echo "== vendored rtc-interceptor: upstream's own tests and the in-place read walk (vendor/rtc-interceptor/PATCH.md)"
 cargo test --locked -p rtc-interceptor 2>&1
+
+echo "== vendored crates: the release plus vendor/patches, nothing else (scripts/vendor.sh)"
+bash scripts/vendor.sh check
 
 echo "== browser tests (headless Chromium)"
 cargo build --locked --bin sfu

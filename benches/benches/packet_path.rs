@@ -222,8 +222,8 @@ fn demux_lookup(c: &mut Criterion) {
 /// generated (reports, feedback) is drained.
 fn interceptor_chain(c: &mut Criterion) {
     use rtc::interceptor::{
-        AttributedPacket, Interceptor, NackGeneratorBuilder, Packet, RTCPFeedback, RTPHeaderExtension, ReceiverReportBuilder,
-        Registry, Slot, StreamInfo, TaggedPacket, TwccReceiverBuilder,
+        AttributedPacket, Interceptor, NackGeneratorBuilder, Packet, RTCPFeedback, RTPHeaderExtension,
+        ReceiverReportBuilder, Registry, Slot, StreamInfo, TaggedPacket, TwccReceiverBuilder,
     };
     use rtc::sansio::Protocol;
     use rtc::shared::{TransportContext, TransportProtocol};
@@ -238,12 +238,16 @@ fn interceptor_chain(c: &mut Criterion) {
         payload_type: 96,
         clock_rate: 90_000,
         mime_type: "video/VP8".to_owned(),
-        rtp_header_extensions: vec![RTPHeaderExtension { uri: "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01".to_owned(), id: u16::from(TWCC) }],
+        rtp_header_extensions: vec![RTPHeaderExtension {
+            uri: "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01".to_owned(),
+            id: u16::from(TWCC),
+        }],
         rtcp_feedback: vec![RTCPFeedback { typ: "nack".to_owned(), parameter: String::new() }],
         ..Default::default()
     });
     // every transport-wide sequence number's two bytes, so setting one allocates nothing
-    let twcc: &'static [u8] = Box::leak((0..=u16::MAX).flat_map(u16::to_be_bytes).collect::<Vec<u8>>().into_boxed_slice());
+    let twcc: &'static [u8] =
+        Box::leak((0..=u16::MAX).flat_map(u16::to_be_bytes).collect::<Vec<u8>>().into_boxed_slice());
     let header = rtc::rtp::Header { version: 2, payload_type: 96, ssrc: 0x1234, ..Default::default() };
     let mut packet = rtc::rtp::Packet { header, payload: bytes::Bytes::from(vec![0x55u8; 1100]) };
     packet.header.set_extension(TWCC, bytes::Bytes::from_static(&twcc[..2])).expect("extension");
@@ -273,7 +277,7 @@ fn interceptor_chain(c: &mut Criterion) {
             msg = chain.poll_read();
             // as `rtc` polls the chain: until it has nothing more either way
             black_box((chain.poll_read().is_none(), chain.poll_write().is_none()));
-            if n % 1000 == 0 {
+            if n.is_multiple_of(1000) {
                 let now = t0 + Duration::from_micros(u64::from(n) * 30);
                 chain.handle_timeout(now).expect("timeout");
                 while chain.poll_write().is_some() {}

@@ -98,7 +98,10 @@ pub struct Perf {
 }
 
 async fn join_subscriber(url: String, room: String, i: usize, engine: Engine, layer: String) -> Option<Client> {
-    let mut c = Client::join(&url, &room, &format!("sub-{i}"), JoinOptions { timeout: STEP, ..JoinOptions::on(&engine) }).await.ok()?;
+    let mut c =
+        Client::join(&url, &room, &format!("sub-{i}"), JoinOptions { timeout: STEP, ..JoinOptions::on(&engine) })
+            .await
+            .ok()?;
     // The first offer may precede the publisher's video (its track opens with its first
     // packet): wait for the offer that carries video, then cap its layer.
     let video = loop {
@@ -109,7 +112,8 @@ async fn join_subscriber(url: String, room: String, i: usize, engine: Engine, la
             })
             .await
             .ok()?;
-        let video: Vec<String> = tracks.values().filter(|t| t.kind == TrackKind::Video).map(|t| t.track.clone()).collect();
+        let video: Vec<String> =
+            tracks.values().filter(|t| t.kind == TrackKind::Video).map(|t| t.track.clone()).collect();
         if !video.is_empty() {
             break video;
         }
@@ -181,8 +185,17 @@ async fn wait_room_gone(server: &SfuProcess, within: Duration) {
 }
 
 /// Measures one fan-out point (see the module doc); clients are spread over `engines`.
-pub async fn run_point(server: &SfuProcess, engines: &[Engine], n: usize, opts: &Options, perf: Option<&Perf>) -> anyhow::Result<Point> {
-    let layer_index = ["q", "h", "f"].iter().position(|l| *l == opts.layer).ok_or_else(|| anyhow::anyhow!("layer must be q, h or f"))? as u8;
+pub async fn run_point(
+    server: &SfuProcess,
+    engines: &[Engine],
+    n: usize,
+    opts: &Options,
+    perf: Option<&Perf>,
+) -> anyhow::Result<Point> {
+    let layer_index = ["q", "h", "f"]
+        .iter()
+        .position(|l| *l == opts.layer)
+        .ok_or_else(|| anyhow::anyhow!("layer must be q, h or f"))? as u8;
     let url = format!("ws://{}/ws", server.http);
     let rss_before = procstat::sample(Some(server.pid))?.rss_bytes;
 
@@ -190,14 +203,23 @@ pub async fn run_point(server: &SfuProcess, engines: &[Engine], n: usize, opts: 
     let mut publishers = Vec::new();
     for r in 0..opts.rooms.max(1) {
         let room = format!("fanout-{n}-{r}");
-        let mut publisher = Client::join(&url, &room, "publisher", JoinOptions::on(&engines[r % engines.len()])).await?;
+        let mut publisher =
+            Client::join(&url, &room, "publisher", JoinOptions::on(&engines[r % engines.len()])).await?;
         publisher.publish_with(loadtest::PublishOptions { pacing: opts.pacing, ..Default::default() }).await?;
         publisher.wait_connected(Role::Publisher, STEP).await?;
         publishers.push(publisher);
     }
     let total = n * opts.rooms.max(1);
     let subs: Vec<Client> = futures::stream::iter(0..total)
-        .map(|i| join_subscriber(url.clone(), format!("fanout-{n}-{}", i / n.max(1)), i, engines[i % engines.len()].clone(), opts.layer.clone()))
+        .map(|i| {
+            join_subscriber(
+                url.clone(),
+                format!("fanout-{n}-{}", i / n.max(1)),
+                i,
+                engines[i % engines.len()].clone(),
+                opts.layer.clone(),
+            )
+        })
         .buffer_unordered(opts.join_concurrency.max(1))
         .filter_map(|c| async move { c })
         .collect()
@@ -218,9 +240,17 @@ pub async fn run_point(server: &SfuProcess, engines: &[Engine], n: usize, opts: 
             let tracks: Vec<String> = s
                 .tracks
                 .iter()
-                .map(|t| format!("{:?} layer {:?} packets {} before-keyframe {} keyframes {} plis {}", t.kind, t.layer, t.packets, t.before_keyframe, t.keyframes, t.plis_sent))
+                .map(|t| {
+                    format!(
+                        "{:?} layer {:?} packets {} before-keyframe {} keyframes {} plis {}",
+                        t.kind, t.layer, t.packets, t.before_keyframe, t.keyframes, t.plis_sent
+                    )
+                })
                 .collect();
-            eprintln!("# N={n}: not ready: {}", if tracks.is_empty() { "no tracks".to_string() } else { tracks.join("; ") });
+            eprintln!(
+                "# N={n}: not ready: {}",
+                if tracks.is_empty() { "no tracks".to_string() } else { tracks.join("; ") }
+            );
         }
     }
     tokio::time::sleep(opts.settle).await;
@@ -253,11 +283,13 @@ pub async fn run_point(server: &SfuProcess, engines: &[Engine], n: usize, opts: 
     }
 
     let rate = |name: &str| (prom::value(&m1, name) - prom::value(&m0, name)) / elapsed;
-    let forwarded = prom::value(&m1, "sfu_rtp_forwarded_packets_total") - prom::value(&m0, "sfu_rtp_forwarded_packets_total");
+    let forwarded =
+        prom::value(&m1, "sfu_rtp_forwarded_packets_total") - prom::value(&m0, "sfu_rtp_forwarded_packets_total");
     let cpu_s = p1.cpu_s() - p0.cpu_s();
     let us_per = if forwarded > 0.0 { cpu_s * 1e6 / forwarded } else { f64::NAN };
     let (received, lost, latency) = window_stats(&s0, &s1);
-    let delay = prom::delta(&prom::buckets(&m0, "sfu_forward_delay_seconds"), &prom::buckets(&m1, "sfu_forward_delay_seconds"));
+    let delay =
+        prom::delta(&prom::buckets(&m0, "sfu_forward_delay_seconds"), &prom::buckets(&m1, "sfu_forward_delay_seconds"));
     let subscribed_tracks = prom::value(&m1, "sfu_subscribed_tracks") as u64;
     let grown = p1.rss_bytes.saturating_sub(rss_before) as f64;
     let point = Point {

@@ -41,8 +41,14 @@ impl SfuProcess {
     /// `--udp`) with `extra` flags; its log
     /// (stderr) goes to `log`.
     pub async fn start(binary: &Path, extra: &[String], log: &Path) -> anyhow::Result<SfuProcess> {
-        anyhow::ensure!(binary.exists(), "no server binary at {} (cargo build --release --bin sfu, or set SFU_BIN)", binary.display());
-        let log_file = std::fs::File::create(log).map_err(|e| anyhow::anyhow!("server log {}: {e} (a relative path is from the working directory)", log.display()))?;
+        anyhow::ensure!(
+            binary.exists(),
+            "no server binary at {} (cargo build --release --bin sfu, or set SFU_BIN)",
+            binary.display()
+        );
+        let log_file = std::fs::File::create(log).map_err(|e| {
+            anyhow::anyhow!("server log {}: {e} (a relative path is from the working directory)", log.display())
+        })?;
         let mut cmd = Command::new(binary);
         cmd.arg("--dev");
         // ephemeral loopback ports unless `extra` names them (e.g. a fixed media port that a
@@ -52,10 +58,7 @@ impl SfuProcess {
                 cmd.args([flag, "127.0.0.1:0"]);
             }
         }
-        cmd.args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log_file))
-            .kill_on_drop(true);
+        cmd.args(extra).stdout(Stdio::piped()).stderr(Stdio::from(log_file)).kill_on_drop(true);
         for var in ["SFU_KEYS", "SFU_HTTP", "SFU_UDP", "SFU_LOG", "SFU_EXTERNAL_IP", "SFU_MAX_PARTICIPANTS"] {
             cmd.env_remove(var);
         }

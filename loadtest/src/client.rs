@@ -146,7 +146,13 @@ impl Client {
 
     /// Pauses or resumes remote video `track`.
     pub fn set_paused(&self, track: &str, paused: bool) -> Result<(), ClientError> {
-        self.send(ClientMessage::Subscription { track: track.to_owned(), paused: Some(paused), layer: None, width: None, height: None })
+        self.send(ClientMessage::Subscription {
+            track: track.to_owned(),
+            paused: Some(paused),
+            layer: None,
+            width: None,
+            height: None,
+        })
     }
 
     /// Sends raw datagrams from a connection's own socket to the server address it talks to.
@@ -261,7 +267,9 @@ impl Client {
     /// Sends `leave`, waits for the server to close the socket, and closes the connections.
     pub async fn leave(mut self, timeout: Duration) -> Result<(), ClientError> {
         self.send(ClientMessage::Leave {})?;
-        let closed = self.wait_event(timeout, "socket close after leave", |e| (*e == Event::SignalingClosed).then_some(())).await;
+        let closed = self
+            .wait_event(timeout, "socket close after leave", |e| (*e == Event::SignalingClosed).then_some(()))
+            .await;
         self.remove();
         closed
     }

@@ -9,8 +9,8 @@ use crate::event::{Event, Role};
 use crate::peer;
 use crate::probe::WallClock;
 use crate::publisher::{PublishOptions, Publisher};
-use crate::signal::Outbound;
 use crate::recv::RtpView;
+use crate::signal::Outbound;
 use crate::socket::{Closer, PeerSocket, Received};
 use crate::srtp_in::SrtpIn;
 use crate::stats::ClientStats;
@@ -210,7 +210,8 @@ impl Driver {
             {
                 let due = match srtp.open(data) {
                     Ok(clear) => {
-                        let view = RtpView { seq: clear.seq, ts: clear.ts, marker: clear.marker, payload: clear.payload() };
+                        let view =
+                            RtpView { seq: clear.seq, ts: clear.ts, marker: clear.marker, payload: clear.payload() };
                         sub.on_own_rtp(stream, view, now, self.clock.micros(now))
                     }
                     Err(e) => {
@@ -320,7 +321,9 @@ impl Driver {
             pc.remote = Some(out.transport.peer_addr);
             match pc.socket.try_send_to(&out.message, out.transport.peer_addr) {
                 Ok(_) => {}
-                Err(e) => tracing::debug!(pc = id.0, role = ?pc.role, error = %e, to = %out.transport.peer_addr, "send failed"),
+                Err(e) => {
+                    tracing::debug!(pc = id.0, role = ?pc.role, error = %e, to = %out.transport.peer_addr, "send failed")
+                }
             }
         }
         let next = pc.conn.poll_timeout();
@@ -490,7 +493,8 @@ impl Driver {
                 }
                 Err(e) => {
                     if let Some(c) = self.clients.get(&client) {
-                        let _ = c.events.send(Event::NegotiationFailed { role: Role::Subscriber, error: e.to_string() });
+                        let _ =
+                            c.events.send(Event::NegotiationFailed { role: Role::Subscriber, error: e.to_string() });
                     }
                     return;
                 }

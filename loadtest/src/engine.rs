@@ -87,12 +87,33 @@ pub(crate) enum Command {
         events: mpsc::UnboundedSender<crate::event::Event>,
         stats: watch::Sender<ClientStats>,
     },
-    Publish { id: ClientId, opts: PublishOptions, reply: oneshot::Sender<Result<(), ClientError>> },
-    PublisherAnswer { id: ClientId, sdp: String },
-    SubscriberOffer { id: ClientId, sdp: String, tracks: BTreeMap<String, TrackRef> },
-    Stats { id: ClientId, reply: oneshot::Sender<ClientStats> },
-    Inject { id: ClientId, role: Role, datagrams: Vec<Vec<u8>>, reply: oneshot::Sender<Result<(), ClientError>> },
-    RemoveClient { id: ClientId },
+    Publish {
+        id: ClientId,
+        opts: PublishOptions,
+        reply: oneshot::Sender<Result<(), ClientError>>,
+    },
+    PublisherAnswer {
+        id: ClientId,
+        sdp: String,
+    },
+    SubscriberOffer {
+        id: ClientId,
+        sdp: String,
+        tracks: BTreeMap<String, TrackRef>,
+    },
+    Stats {
+        id: ClientId,
+        reply: oneshot::Sender<ClientStats>,
+    },
+    Inject {
+        id: ClientId,
+        role: Role,
+        datagrams: Vec<Vec<u8>>,
+        reply: oneshot::Sender<Result<(), ClientError>>,
+    },
+    RemoveClient {
+        id: ClientId,
+    },
 }
 
 /// Handle of an engine task; clone it to put many clients on one task. The task ends when

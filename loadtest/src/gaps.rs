@@ -48,7 +48,14 @@ pub struct ArrivalGaps {
 
 impl Default for ArrivalGaps {
     fn default() -> Self {
-        ArrivalGaps { first_us: 0, last_us: 0, max_us: 0, long: Vec::new(), long_dropped: 0, per_second: [(u64::MAX, 0); SECONDS] }
+        ArrivalGaps {
+            first_us: 0,
+            last_us: 0,
+            max_us: 0,
+            long: Vec::new(),
+            long_dropped: 0,
+            per_second: [(u64::MAX, 0); SECONDS],
+        }
     }
 }
 
@@ -111,7 +118,11 @@ impl ArrivalGaps {
         }
         let min_us = min_us.max(LONG_GAP_US);
         if self.last_us == 0 || self.first_us > to_us {
-            return Some(if to_us - from_us >= min_us { vec![Gap { end_us: to_us, gap_us: to_us - from_us }] } else { vec![] });
+            return Some(if to_us - from_us >= min_us {
+                vec![Gap { end_us: to_us, gap_us: to_us - from_us }]
+            } else {
+                vec![]
+            });
         }
         let mut out: Vec<Gap> = Vec::new();
         if self.first_us > from_us {
@@ -127,7 +138,8 @@ impl ArrivalGaps {
 
     fn covers(&self, from_us: u64, to_us: u64) -> bool {
         let seconds = to_us / 1_000_000 - from_us / 1_000_000 + 1;
-        let long_complete = self.long_dropped == 0 || self.long.first().is_some_and(|g| g.end_us.saturating_sub(g.gap_us) <= from_us);
+        let long_complete =
+            self.long_dropped == 0 || self.long.first().is_some_and(|g| g.end_us.saturating_sub(g.gap_us) <= from_us);
         let newest_sec = self.last_us / 1_000_000;
         let short_complete = newest_sec < SECONDS as u64 || from_us / 1_000_000 + SECONDS as u64 > newest_sec;
         seconds <= SECONDS as u64 && long_complete && short_complete

@@ -100,14 +100,17 @@ pub fn new_connection(local: SocketAddr, now: Instant) -> Result<RTCPeerConnecti
 }
 
 /// A peer connection with only the interceptors `role` needs (what the engine uses).
-pub fn new_connection_for(local: SocketAddr, role: Role, now: Instant) -> Result<RTCPeerConnection, rtc::shared::error::Error> {
+pub fn new_connection_for(
+    local: SocketAddr,
+    role: Role,
+    now: Instant,
+) -> Result<RTCPeerConnection, rtc::shared::error::Error> {
     build(local, interceptors(Some(role)), now)
 }
 
 fn build(local: SocketAddr, registry: Registry, now: Instant) -> Result<RTCPeerConnection, rtc::shared::error::Error> {
-    let settings = SettingEngineBuilder::new()
-        .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
-        .build();
+    let settings =
+        SettingEngineBuilder::new().with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled).build();
     let media = media_engine()?;
     let mut pc = RTCPeerConnectionBuilder::new()
         .with_configuration(RTCConfigurationBuilder::new().build())

@@ -105,7 +105,13 @@ impl Publisher {
                 codec: peer::opus(),
                 ..Default::default()
             };
-            let track = MediaStreamTrack::new(stream_id.clone(), "audio".into(), "audio".into(), RtpCodecKind::Audio, vec![enc]);
+            let track = MediaStreamTrack::new(
+                stream_id.clone(),
+                "audio".into(),
+                "audio".into(),
+                RtpCodecKind::Audio,
+                vec![enc],
+            );
             let sender = pc.add_track(track)?;
             Some(Out {
                 sender,
@@ -139,7 +145,8 @@ impl Publisher {
                 });
                 layers.push(VideoLayer::new(i as u8, *spec, ssrc));
             }
-            let track = MediaStreamTrack::new(stream_id, "video".into(), "video".into(), RtpCodecKind::Video, encodings);
+            let track =
+                MediaStreamTrack::new(stream_id, "video".into(), "video".into(), RtpCodecKind::Video, encodings);
             let sender = pc.add_track(track)?;
             let n = layers.len();
             let ssrcs = layers.iter().map(|l| l.ssrc).collect();
@@ -214,7 +221,15 @@ impl Publisher {
                 }
                 for i in 0..video.streams.len() {
                     let layer = &mut video.streams[i];
-                    let key = layer.frame(capture, self.opts.fps, sent_us, now, self.opts.keyframe_interval, &mut self.arena, &mut self.packets);
+                    let key = layer.frame(
+                        capture,
+                        self.opts.fps,
+                        sent_us,
+                        now,
+                        self.opts.keyframe_interval,
+                        &mut self.arena,
+                        &mut self.packets,
+                    );
                     self.stats.frames[i] += 1;
                     self.stats.keyframes[i] += u64::from(key);
                 }
@@ -337,8 +352,6 @@ fn negotiated(pc: &mut RTCPeerConnection, id: RTCRtpSenderId) -> Option<Negotiat
     let mut sender = pc.rtp_sender(id)?;
     let params = sender.get_parameters();
     let pt = params.rtp_parameters.codecs.first()?.payload_type;
-    let ext = |uri: &str| {
-        params.rtp_parameters.header_extensions.iter().find(|e| e.uri == uri).map(|e| e.id as u8)
-    };
+    let ext = |uri: &str| params.rtp_parameters.header_extensions.iter().find(|e| e.uri == uri).map(|e| e.id as u8);
     Some(Negotiated { pt, mid_ext: ext(MID_URI), rid_ext: ext(RID_URI), mid: Bytes::from(mid) })
 }

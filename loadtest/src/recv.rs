@@ -286,11 +286,7 @@ impl RecvTrack {
 /// Extends a 16-bit sequence number to the value nearest to `reference`.
 pub fn extend(reference: u64, seq: u16) -> u64 {
     let diff = u64::from(seq.wrapping_sub(reference as u16));
-    if diff < 1 << 15 {
-        reference + diff
-    } else {
-        reference.saturating_sub((1 << 16) - diff)
-    }
+    if diff < 1 << 15 { reference + diff } else { reference.saturating_sub((1 << 16) - diff) }
 }
 
 #[cfg(test)]

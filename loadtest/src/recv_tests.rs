@@ -82,7 +82,15 @@ fn video_frames(layer: &mut VideoLayer, n: usize, keyframes: &[usize]) -> Vec<Ve
             }
             let mut out = Vec::new();
             let at = Duration::from_millis(40 * i as u64);
-            layer.frame(at, 25, 5_000_000 + at.as_micros() as u64, t0 + at, Duration::from_secs(100), &mut arena, &mut out);
+            layer.frame(
+                at,
+                25,
+                5_000_000 + at.as_micros() as u64,
+                t0 + at,
+                Duration::from_secs(100),
+                &mut arena,
+                &mut out,
+            );
             out
         })
         .collect()
@@ -204,10 +212,10 @@ fn sender_report_rtp_time_checked_against_received_timestamps() {
     // columns: report arrival after the last packet (µs), RTP time offset from the last packet's
     // timestamp (ticks), expected largest error (ms)
     let rows: &[(u64, i64, f64)] = &[
-        (0, 0, 0.0),           // at the last packet, same timestamp
-        (500_000, 24_000, 0.0), // half a second later, advanced by half a second
-        (500_000, 24_480, 10.0), // 10 ms ahead
-        (500_000, 23_520, 10.0), // 10 ms behind
+        (0, 0, 0.0),              // at the last packet, same timestamp
+        (500_000, 24_000, 0.0),   // half a second later, advanced by half a second
+        (500_000, 24_480, 10.0),  // 10 ms ahead
+        (500_000, 23_520, 10.0),  // 10 ms behind
         (100_000, -4_800, 200.0), // stale: 100 ms before the last packet
     ];
     for &(after_us, offset, want_ms) in rows {

@@ -115,11 +115,13 @@ pub fn report_block(r: &Reception, prior: &mut ReportPrior, now_us: u64) -> Rece
     // packets expected since the previous report (none before the first)
     let expected = if prior.highest == 0 { 0 } else { r.highest.saturating_sub(prior.highest) };
     let lost = r.lost.saturating_sub(prior.lost);
-    let fraction_lost = if expected == 0 { 0 } else { (lost.min(expected) * 256 / expected).min(255) as u8 };
+    let fraction_lost = (lost.min(expected) * 256).checked_div(expected).map_or(0, |f| f.min(255) as u8);
     *prior = ReportPrior { highest: r.highest, lost: r.lost };
     let (last_sender_report, delay) = match r.last_sr {
         // delay since that report in units of 1/65536 s
-        Some((ntp_mid, at_us)) => (ntp_mid, (now_us.saturating_sub(at_us) * 65_536 / 1_000_000).min(u64::from(u32::MAX)) as u32),
+        Some((ntp_mid, at_us)) => {
+            (ntp_mid, (now_us.saturating_sub(at_us) * 65_536 / 1_000_000).min(u64::from(u32::MAX)) as u32)
+        }
         None => (0, 0),
     };
     ReceptionReport {
@@ -218,8 +220,16 @@ mod tests {
                 &[(0, 0, 100, 0, 0), (64, 25, 200, 0, 0)],
             ),
             ("sequence wrapped once", &[(2 * 65_536 + 5, 3, None, 0)], &[(0, 3, 65_541, 0, 0)]),
-            ("half a second after a sender report", &[(70_000, 0, Some((0xabcd_0123, 1_000_000)), 1_500_000)], &[(0, 0, 4_464, 0xabcd_0123, 32_768)]),
-            ("late fills make the loss shrink: fraction 0", &[(65_636, 10, None, 0), (65_736, 4, None, 0)], &[(0, 10, 100, 0, 0), (0, 4, 200, 0, 0)]),
+            (
+                "half a second after a sender report",
+                &[(70_000, 0, Some((0xabcd_0123, 1_000_000)), 1_500_000)],
+                &[(0, 0, 4_464, 0xabcd_0123, 32_768)],
+            ),
+            (
+                "late fills make the loss shrink: fraction 0",
+                &[(65_636, 10, None, 0), (65_736, 4, None, 0)],
+                &[(0, 10, 100, 0, 0), (0, 4, 200, 0, 0)],
+            ),
         ];
         for (name, inputs, want) in rows {
             let mut prior = ReportPrior::default();

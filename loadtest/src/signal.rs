@@ -79,7 +79,13 @@ pub async fn recv(ws: &mut Ws) -> Result<ServerMessage, ClientError> {
 }
 
 /// Sends `join` and waits for `joined` (or the server's `error`).
-pub async fn join(ws: &mut Ws, room: &str, name: &str, token: Option<String>, timeout: Duration) -> Result<Joined, ClientError> {
+pub async fn join(
+    ws: &mut Ws,
+    room: &str,
+    name: &str,
+    token: Option<String>,
+    timeout: Duration,
+) -> Result<Joined, ClientError> {
     let msg = ClientMessage::Join { room: room.to_owned(), name: name.to_owned(), token };
     send(ws, &msg).await?;
     let reply = tokio::time::timeout(timeout, recv(ws)).await.map_err(|_| ClientError::Timeout("joined".into()))??;

@@ -228,7 +228,12 @@ mod tests {
             (*c).cmsg_type = libc::UDP_SEGMENT;
             (*c).cmsg_len = libc::CMSG_LEN(2) as usize;
             std::ptr::write_unaligned(libc::CMSG_DATA(c) as *mut u16, segment);
-            assert_eq!(libc::sendmsg(from.as_raw_fd(), &hdr, 0), payload.len() as isize, "{}", std::io::Error::last_os_error());
+            assert_eq!(
+                libc::sendmsg(from.as_raw_fd(), &hdr, 0),
+                payload.len() as isize,
+                "{}",
+                std::io::Error::last_os_error()
+            );
         }
     }
 

@@ -148,14 +148,22 @@ impl Replay {
 }
 
 /// RFC 3711 4.3.3 key derivation (AES-CM, key derivation rate 0) of the session key or salt.
-fn derive(crypto: &dyn RTCCrypto, master_key: &[u8], master_salt: &[u8], label: u8, out: &mut [u8]) -> Result<(), SrtpInError> {
+fn derive(
+    crypto: &dyn RTCCrypto,
+    master_key: &[u8],
+    master_salt: &[u8],
+    label: u8,
+    out: &mut [u8],
+) -> Result<(), SrtpInError> {
     let mut block = [0u8; 16];
     for (i, chunk) in out.chunks_mut(16).enumerate() {
         block.fill(0);
         block[..master_salt.len()].copy_from_slice(master_salt);
         block[7] ^= label;
         block[14..16].copy_from_slice(&(i as u16).to_be_bytes());
-        crypto.block_encrypt(BlockCipherAlgorithm::Aes128, master_key, &mut block).map_err(|e| SrtpInError::Setup(e.to_string()))?;
+        crypto
+            .block_encrypt(BlockCipherAlgorithm::Aes128, master_key, &mut block)
+            .map_err(|e| SrtpInError::Setup(e.to_string()))?;
         chunk.copy_from_slice(&block[..chunk.len()]);
     }
     Ok(())
@@ -211,7 +219,9 @@ impl GcmOpen {
         let end = packet.len() - GCM_TAG_LEN;
         let (aad, rest) = packet.split_at_mut(h.len);
         let (body, tag) = rest.split_at_mut(end - h.len);
-        self.cipher.open_in_place(&iv, aad, body, tag).map_err(|e| SrtpInError::Srtp(format!("ssrc {} seq {}: {e}", h.ssrc, h.seq)))?;
+        self.cipher
+            .open_in_place(&iv, aad, body, tag)
+            .map_err(|e| SrtpInError::Srtp(format!("ssrc {} seq {}: {e}", h.ssrc, h.seq)))?;
         self.streams[i].accept(index);
         packet.truncate(end);
         Ok(clear(h, packet))
@@ -265,7 +275,8 @@ impl SrtpIn {
                 let h = parse_header(&packet)?;
                 let mut buf = &packet[..];
                 let header = rtc::rtp::Header::unmarshal(&mut buf).map_err(|e| SrtpInError::Header(e.to_string()))?;
-                let clear_packet = context.decrypt_rtp_with_header(&packet, &header).map_err(|e| SrtpInError::Srtp(e.to_string()))?;
+                let clear_packet =
+                    context.decrypt_rtp_with_header(&packet, &header).map_err(|e| SrtpInError::Srtp(e.to_string()))?;
                 Ok(clear(h, clear_packet))
             }
         }
@@ -357,15 +368,24 @@ mod tests {
             *tampered.last_mut().unwrap() ^= 1;
             let open = |rx: &mut SrtpIn, b: &[u8]| rx.open(BytesMut::from(b));
             assert!(matches!(open(&mut rx, &tampered), Err(SrtpInError::Srtp(_))), "{profile:?}: tag checked");
-            assert!(matches!(open(&mut rx, &sealed[..5]), Err(SrtpInError::Header(_))), "{profile:?}: truncated header");
-            assert!(matches!(open(&mut rx, &sealed[..14]), Err(SrtpInError::Srtp(_))), "{profile:?}: no room for the tag");
+            assert!(
+                matches!(open(&mut rx, &sealed[..5]), Err(SrtpInError::Header(_))),
+                "{profile:?}: truncated header"
+            );
+            assert!(
+                matches!(open(&mut rx, &sealed[..14]), Err(SrtpInError::Srtp(_))),
+                "{profile:?}: no room for the tag"
+            );
             let mut v1 = sealed.to_vec();
             v1[0] = 0x40;
             assert!(matches!(open(&mut rx, &v1), Err(SrtpInError::Header(_))), "{profile:?}: version 1");
             let mut long_ext = sealed.to_vec();
             long_ext[0] |= 0x10;
             long_ext[14..16].copy_from_slice(&[0xff, 0xff]);
-            assert!(matches!(open(&mut rx, &long_ext), Err(SrtpInError::Header(_))), "{profile:?}: extension past the end");
+            assert!(
+                matches!(open(&mut rx, &long_ext), Err(SrtpInError::Header(_))),
+                "{profile:?}: extension past the end"
+            );
             assert!(open(&mut rx, &sealed).is_ok(), "{profile:?}: a failed packet does not poison the window");
             assert!(matches!(open(&mut rx, &sealed), Err(SrtpInError::Srtp(_))), "{profile:?}: replay refused");
         }

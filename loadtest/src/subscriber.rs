@@ -219,7 +219,11 @@ impl Subscriber {
                 continue;
             }
             self.tracks[i.track].stats.nacks_sent += seqs.len() as u64;
-            let nack = TransportLayerNack { sender_ssrc: FEEDBACK_SSRC, media_ssrc: i.ssrc, nacks: nack_pairs_from_sequence_numbers(&seqs) };
+            let nack = TransportLayerNack {
+                sender_ssrc: FEEDBACK_SSRC,
+                media_ssrc: i.ssrc,
+                nacks: nack_pairs_from_sequence_numbers(&seqs),
+            };
             write(pc, i.receiver, Box::new(nack), now);
         }
         if self.next_report.is_some_and(|t| t <= now) {
@@ -228,13 +232,25 @@ impl Subscriber {
             for i in &mut self.inbound {
                 let t = &self.tracks[i.track];
                 let Some(highest) = t.highest() else { continue };
-                let r = Reception { ssrc: i.ssrc, highest, lost: t.stats.lost, jitter: t.jitter_units(), last_sr: i.last_sr };
+                let r = Reception {
+                    ssrc: i.ssrc,
+                    highest,
+                    lost: t.stats.lost,
+                    jitter: t.jitter_units(),
+                    last_sr: i.last_sr,
+                };
                 reports.push(report_block(&r, &mut i.prior, now_us));
             }
             // at most 31 blocks per report (RFC 3550 6.4.2); any live receiver carries them
             for chunk in reports.chunks(MAX_REPORT_BLOCKS) {
-                let rr = ReceiverReport { ssrc: FEEDBACK_SSRC, reports: chunk.to_vec(), profile_extensions: Default::default() };
-                let Some(via) = self.inbound.iter().map(|i| i.receiver).find(|r| pc.rtp_receiver(*r).is_some()) else { break };
+                let rr = ReceiverReport {
+                    ssrc: FEEDBACK_SSRC,
+                    reports: chunk.to_vec(),
+                    profile_extensions: Default::default(),
+                };
+                let Some(via) = self.inbound.iter().map(|i| i.receiver).find(|r| pc.rtp_receiver(*r).is_some()) else {
+                    break;
+                };
                 write(pc, via, Box::new(rr), now);
             }
         }
@@ -265,7 +281,15 @@ mod tests {
     #[test]
     fn handover_only_without_a_wrap_in_between() {
         // columns: first seq through rtc, first seq on the own path, handed over
-        let rows = [(100, 101, true), (100, 100, true), (65000, 65535, true), (65534, 1, false), (65535, 0, false), (100, 99, false), (0, 40000, false)];
+        let rows = [
+            (100, 101, true),
+            (100, 100, true),
+            (65000, 65535, true),
+            (65534, 1, false),
+            (65535, 0, false),
+            (100, 99, false),
+            (0, 40000, false),
+        ];
         for (first, seq, want) in rows {
             assert_eq!(super::handover_ok(first, seq), want, "{first} -> {seq}");
         }

@@ -213,8 +213,7 @@ mod tests {
     fn frame_headers() {
         // columns: frame length, size, expected header length
         type Row = (usize, Option<(u16, u16)>, usize);
-        let rows: &[Row] =
-            &[(3000, Some((1280, 720)), 10), (700, Some((320, 180)), 10), (2500, None, 3), (5, None, 3)];
+        let rows: &[Row] = &[(3000, Some((1280, 720)), 10), (700, Some((320, 180)), 10), (2500, None, 3), (5, None, 3)];
         for &(frame_len, size, len) in rows {
             let mut buf = vec![0u8; frame_len];
             assert_eq!(write_frame_header(&mut buf, frame_len, size), len);

@@ -4,21 +4,22 @@
 use loadtest::probe::WallClock;
 use loadtest::publisher::{PublishOptions, Publisher};
 use loadtest::subscriber::Subscriber;
-use rtc::peer_connection::event::RTCTrackEvent;
-use signaling::protocol::{TrackKind, TrackRef};
 use rtc::peer_connection::RTCPeerConnection;
 use rtc::peer_connection::event::RTCPeerConnectionEvent;
+use rtc::peer_connection::event::RTCTrackEvent;
 use rtc::peer_connection::message::RTCMessage;
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::state::RTCPeerConnectionState;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use signaling::protocol::{TrackKind, TrackRef};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 fn deliver(to: &mut RTCPeerConnection, from: SocketAddr, local: SocketAddr, now: Instant, data: bytes::BytesMut) {
-    let transport = TransportContext { local_addr: local, peer_addr: from, ecn: None, transport_protocol: TransportProtocol::UDP };
+    let transport =
+        TransportContext { local_addr: local, peer_addr: from, ecn: None, transport_protocol: TransportProtocol::UDP };
     to.handle_read(TaggedBytesMut { now, transport, message: data }).expect("handle_read");
 }
 
@@ -74,7 +75,9 @@ fn pump(
             }
         }
         while let Some(e) = b.poll_event() {
-            if let (Some(s), RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init))) = (subscriber.as_deref_mut(), e) {
+            if let (Some(s), RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init))) =
+                (subscriber.as_deref_mut(), e)
+            {
                 s.on_track_open(b, &init);
             }
         }

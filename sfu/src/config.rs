@@ -114,7 +114,7 @@ pub struct Config {
     /// Arrival times come from the kernel (`SO_TIMESTAMPNS`), so a datagram that waited in the
     /// buffer does not look like network delay to its sender's bandwidth estimate (without
     /// them 1 MiB slowed a browser's ramp to its top layer from ~1 s to ~20 s;
-    /// docs/PERFORMANCE.md 16.6, 17.1).
+    /// docs/perf-history.md 16.6, 17.1).
     #[arg(long, env = "SFU_UDP_RECV_BUFFER", default_value_t = 1 << 20)]
     pub udp_recv_buffer: usize,
     /// Helper threads that share the sending of a room's large flushes (256+ datagrams, e.g. a
@@ -128,12 +128,20 @@ pub struct Config {
     /// the thread with the fewest rooms. Operators open every port of the range. 0 (default):
     /// one media port, read by one task, rooms on the server's shared runtime. With 2, a
     /// 25 x 4 conference cost ~11% less server CPU, one room of 500 viewers ~10% more
-    /// (docs/PERFORMANCE.md 22).
+    /// (docs/perf-history.md 22).
     #[arg(long, env = "SFU_MEDIA_THREADS", default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=256))]
     pub media_threads: u16,
     /// Log filter (tracing EnvFilter syntax).
-    #[arg(long, env = "SFU_LOG", default_value = "info,rtc=warn,rtc_ice=warn,rtc::peer_connection::handler=error,rtc_dtls=error,rtc_srtp=error")]
+    #[arg(
+        long,
+        env = "SFU_LOG",
+        default_value = "info,rtc=warn,rtc_ice=warn,rtc::peer_connection::handler=error,rtc_dtls=error,rtc_srtp=error"
+    )]
     pub log: String,
+    /// Tests only, no flag: the worker of the room of this name panics when a track is
+    /// published in it (the containment of a failed room is tested with a real one).
+    #[arg(skip)]
+    pub inject_room_panic: Option<String>,
 }
 
 impl Config {
@@ -150,7 +158,11 @@ impl Config {
         let mut addr = self.udp;
         if addr.port() != 0 {
             let port = addr.port().checked_add(i).ok_or_else(|| {
-                anyhow::anyhow!("--media-threads {}: media port {} + {i} is past 65535", self.media_threads, self.udp.port())
+                anyhow::anyhow!(
+                    "--media-threads {}: media port {} + {i} is past 65535",
+                    self.media_threads,
+                    self.udp.port()
+                )
             })?;
             addr.set_port(port);
         }
@@ -179,14 +191,12 @@ fn local_ips() -> Vec<IpAddr> {
     let mut ips = Vec::new();
     for probe in ["192.0.2.1:9", "[2001:db8::1]:9"] {
         let bind = if probe.starts_with('[') { "[::]:0" } else { "0.0.0.0:0" };
-        if let Ok(s) = std::net::UdpSocket::bind(bind) {
-            if s.connect(probe).is_ok() {
-                if let Ok(a) = s.local_addr() {
-                    if !a.ip().is_unspecified() {
-                        ips.push(a.ip());
-                    }
-                }
-            }
+        if let Ok(s) = std::net::UdpSocket::bind(bind)
+            && s.connect(probe).is_ok()
+            && let Ok(a) = s.local_addr()
+            && !a.ip().is_unspecified()
+        {
+            ips.push(a.ip());
         }
     }
     ips.push(IpAddr::from([127, 0, 0, 1]));

@@ -6,6 +6,7 @@
 
 pub mod assets;
 pub mod config;
+pub mod drop_reason;
 pub mod forward;
 pub mod metrics;
 pub mod room;

@@ -1,8 +1,7 @@
 //! Prometheus metrics of the media plane.
 
-use prometheus::{
-    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-};
+use crate::drop_reason::DropReason;
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 /// Media-plane counters, shared by the UDP reader and every room worker.
 pub struct MediaMetrics {
@@ -33,6 +32,8 @@ pub struct MediaMetrics {
     /// Sender reports sent to subscribers.
     pub sender_reports: IntCounter,
     drops: IntCounterVec,
+    /// `drops` resolved per reason once, so counting a drop is an index, not a label lookup.
+    drops_by_reason: [IntCounter; DropReason::ALL.len()],
     /// NACKs received from subscribers.
     pub nacks_received: IntCounter,
     /// PLIs sent to publishers.
@@ -41,6 +42,8 @@ pub struct MediaMetrics {
     pub layer_switches: IntCounter,
     /// Participants removed because their signaling queue overflowed.
     pub signaling_overflows: IntCounter,
+    /// Room workers that panicked (each room closed alone, the node kept serving).
+    pub room_panics: IntCounter,
     /// Tracks being published.
     pub published_tracks: IntGauge,
     /// Tracks being forwarded to subscribers.
@@ -59,6 +62,9 @@ impl MediaMetrics {
     pub fn new(registry: &Registry) -> Self {
         let c = |name: &str, help: &str| IntCounter::new(name, help).expect("valid metric");
         let g = |name: &str, help: &str| IntGauge::new(name, help).expect("valid metric");
+        let drops =
+            IntCounterVec::new(Opts::new("sfu_dropped_packets_total", "Packets dropped, by reason"), &["reason"])
+                .expect("valid metric");
         let m = MediaMetrics {
             udp_in_packets: c("sfu_udp_in_packets_total", "Datagrams read from the media port"),
             udp_in_bytes: c("sfu_udp_in_bytes_total", "Bytes read from the media port"),
@@ -73,17 +79,18 @@ impl MediaMetrics {
             rtp_forwarded: c("sfu_rtp_forwarded_packets_total", "RTP packets forwarded to subscribers"),
             rtp_retransmitted: c("sfu_rtp_retransmitted_packets_total", "Packets resent to subscribers after a NACK"),
             sender_reports: c("sfu_rtcp_sender_reports_total", "Sender reports sent to subscribers"),
-            drops: IntCounterVec::new(
-                Opts::new("sfu_dropped_packets_total", "Packets dropped, by reason"),
-                &["reason"],
-            )
-            .expect("valid metric"),
+            drops_by_reason: DropReason::ALL.map(|r| drops.with_label_values(&[r.label()])),
+            drops,
             nacks_received: c("sfu_nacks_received_total", "NACK feedback messages from subscribers"),
             plis_sent: c("sfu_plis_sent_total", "Keyframe requests sent to publishers"),
             layer_switches: c("sfu_layer_switches_total", "Simulcast layer switches"),
             signaling_overflows: c(
                 "sfu_signaling_overflows_total",
                 "Participants removed because their signaling queue overflowed (their session closed)",
+            ),
+            room_panics: c(
+                "sfu_room_panics_total",
+                "Room workers that panicked: the room's participants were told (error internal) and closed, other rooms went on",
             ),
             published_tracks: g("sfu_published_tracks", "Tracks being published"),
             subscribed_tracks: g("sfu_subscribed_tracks", "Tracks forwarded to subscribers"),
@@ -128,6 +135,7 @@ impl MediaMetrics {
             Box::new(m.plis_sent.clone()),
             Box::new(m.layer_switches.clone()),
             Box::new(m.signaling_overflows.clone()),
+            Box::new(m.room_panics.clone()),
             Box::new(m.published_tracks.clone()),
             Box::new(m.subscribed_tracks.clone()),
             Box::new(m.forward_delay.clone()),
@@ -145,17 +153,17 @@ impl MediaMetrics {
     }
 
     /// Counts a dropped packet.
-    pub fn count_drop(&self, reason: &str) {
-        self.drops.with_label_values(&[reason]).inc();
+    pub fn count_drop(&self, reason: DropReason) {
+        self.drops_by_reason[reason.index()].inc();
     }
 
     /// Counts `n` dropped packets.
-    pub fn count_drop_n(&self, reason: &str, n: u64) {
-        self.drops.with_label_values(&[reason]).inc_by(n);
+    pub fn count_drop_n(&self, reason: DropReason, n: u64) {
+        self.drops_by_reason[reason.index()].inc_by(n);
     }
 
     /// Dropped packets so far for `reason`.
-    pub fn dropped(&self, reason: &str) -> u64 {
-        self.drops.with_label_values(&[reason]).get()
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.drops_by_reason[reason.index()].get()
     }
 }

@@ -29,6 +29,8 @@ pub struct Server {
     pub rooms: Arc<Rooms>,
     /// Media metrics.
     pub media_metrics: Arc<MediaMetrics>,
+    /// Routing tables of the media ports, one per media thread.
+    pub demuxes: Vec<Arc<Demux>>,
     /// The HTTP server task.
     pub http_task: tokio::task::JoinHandle<()>,
     /// Ends with the drain (SIGTERM or `POST /api/node/drain`): when the last participant left,
@@ -76,6 +78,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Server> {
             quiet_viewers_above: config.quiet_viewers_above,
             runtime: runtime.as_ref().map(|rt| rt.handle().clone()),
             rooms: media_metrics.media_thread_rooms.with_label_values(&[&i.to_string()]),
+            inject_room_panic: config.inject_room_panic.clone(),
         };
         let read = reader::run(socket, demux, media_metrics.clone(), runtime.is_some());
         match runtime {
@@ -88,11 +91,13 @@ pub async fn start(config: &Config) -> anyhow::Result<Server> {
         planes.push(plane);
     }
     let udp = planes[0].addr.local;
+    let demuxes = planes.iter().map(|p| p.demux.clone()).collect();
     let media_ports = planes.iter().map(|p| p.addr.local).collect();
 
     let node = Arc::new(Node::new(env!("CARGO_PKG_VERSION")).with_drain_deadline(config.drain_deadline));
     let rooms = Arc::new(
-        Rooms::new(Arc::new(MediaThreads::new(planes)), node.clone(), config.max_participants).with_drain_admit(config.drain_admit),
+        Rooms::new(Arc::new(MediaThreads::new(planes)), node.clone(), config.max_participants)
+            .with_drain_admit(config.drain_admit),
     );
     tracing::info!(?auth, drain_deadline = %humantime::format_duration(config.drain_deadline), drain_admit = config.drain_admit, "access control");
     let state = AppState { rooms: rooms.clone(), node: node.clone(), auth, metrics, assets: ASSETS };
@@ -108,7 +113,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Server> {
         }
     });
     let drained = tokio::spawn(drain::supervise(node.clone(), rooms.clone(), drain::EVACUATE_GRACE));
-    Ok(Server { http, udp, media_ports, node, rooms, media_metrics, http_task, drained, shutdown })
+    Ok(Server { http, udp, media_ports, node, rooms, media_metrics, demuxes, http_task, drained, shutdown })
 }
 
 /// Binds one media port (inside the runtime that will read it) and sizes its receive buffer.
@@ -120,7 +125,11 @@ fn bind_media(config: &Config, addr: SocketAddr) -> anyhow::Result<crate::udp::M
         let usable = if cfg!(target_os = "linux") { granted / 2 } else { granted };
         tracing::info!(requested = config.udp_recv_buffer, usable, "media socket receive buffer");
         if usable < config.udp_recv_buffer {
-            tracing::warn!(requested = config.udp_recv_buffer, usable, "media socket receive buffer smaller than asked: raise net.core.rmem_max");
+            tracing::warn!(
+                requested = config.udp_recv_buffer,
+                usable,
+                "media socket receive buffer smaller than asked: raise net.core.rmem_max"
+            );
         }
     }
     Ok(socket)

@@ -74,10 +74,7 @@ pub fn init(filter: &str) -> anyhow::Result<()> {
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_filter(tracing_subscriber::EnvFilter::try_new(filter)?);
-    tracing_subscriber::registry()
-        .with(fmt)
-        .with(RejectLayer.with_filter(reject_filter()))
-        .try_init()?;
+    tracing_subscriber::registry().with(fmt).with(RejectLayer.with_filter(reject_filter())).try_init()?;
     Ok(())
 }
 

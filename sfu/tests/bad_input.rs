@@ -6,6 +6,7 @@ mod common;
 
 use common::{Harness, STEP, dropped_metric, remote_tracks, track_of};
 use loadtest::{Client, ClientStats, Outbound, Role};
+use sfu::drop_reason::DropReason::{self, BadStun, UnknownSource, UnknownUfrag};
 use signaling::protocol::{ClientMessage, ErrorCode, TrackKind};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -91,23 +92,23 @@ async fn garbage_datagrams_are_dropped_and_counted() {
     let h = Harness::start().await;
     let (_publisher, mut sub, video, audio) = conference(&h, "garbage").await;
     let m = &h.server.media_metrics;
-    let before = |r: &str| m.dropped(r);
-    let (src0, stun0, ufrag0) = (before("unknown_source"), before("bad_stun"), before("unknown_ufrag"));
+    let before = |r: DropReason| m.dropped(r);
+    let (src0, stun0, ufrag0) = (before(UnknownSource), before(BadStun), before(UnknownUfrag));
     let in0 = m.udp_in_packets.get();
 
     let mut rtp_junk = vec![0x80, 0x60, 0x12, 0x34, 0, 0, 0, 1, 0xde, 0xad, 0xbe, 0xef];
     rtp_junk.extend(junk(9, 200));
     let mut stun_truncated = stun_binding_request("someufrag:x", 0);
     stun_truncated[3] = 0xff; // declares a longer body than it has: USERNAME unreadable
-    let datagrams: Vec<(Vec<u8>, &str)> = vec![
-        (junk(1, 200), "unknown_source"),
-        (junk(2, 1200), "unknown_source"),
-        (junk(3, 37), "unknown_source"),
-        (vec![0x42], "unknown_source"),
-        (stun_binding_request("nobody:x", 0)[..12].to_vec(), "unknown_source"),
-        (rtp_junk, "unknown_source"),
-        (stun_truncated, "bad_stun"),
-        (stun_binding_request("nobody:x", 0), "unknown_ufrag"),
+    let datagrams: Vec<(Vec<u8>, DropReason)> = vec![
+        (junk(1, 200), UnknownSource),
+        (junk(2, 1200), UnknownSource),
+        (junk(3, 37), UnknownSource),
+        (vec![0x42], UnknownSource),
+        (stun_binding_request("nobody:x", 0)[..12].to_vec(), UnknownSource),
+        (rtp_junk, UnknownSource),
+        (stun_truncated, BadStun),
+        (stun_binding_request("nobody:x", 0), UnknownUfrag),
     ];
     let attacker = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     for (d, _) in &datagrams {
@@ -116,16 +117,16 @@ async fn garbage_datagrams_are_dropped_and_counted() {
     let sent_at = unix_us();
     assert_flowing_after(&mut sub, &video, &audio, sent_at, 0).await;
 
-    let count = |r: &str| datagrams.iter().filter(|(_, why)| *why == r).count() as u64;
-    assert_eq!(before("unknown_source") - src0, count("unknown_source"));
-    assert_eq!(before("bad_stun") - stun0, count("bad_stun"));
-    assert_eq!(before("unknown_ufrag") - ufrag0, count("unknown_ufrag"));
+    let count = |r: DropReason| datagrams.iter().filter(|(_, why)| *why == r).count() as u64;
+    assert_eq!(before(UnknownSource) - src0, count(UnknownSource));
+    assert_eq!(before(BadStun) - stun0, count(BadStun));
+    assert_eq!(before(UnknownUfrag) - ufrag0, count(UnknownUfrag));
     assert!(m.udp_in_packets.get() - in0 >= datagrams.len() as u64);
     let text = h.metrics().await;
     assert!(text.starts_with("HTTP/1.") && text.contains(" 200 "), "{text:.200}");
-    assert!(dropped_metric(&text, "unknown_source") >= src0 + count("unknown_source"), "{text}");
-    assert!(dropped_metric(&text, "bad_stun") >= stun0 + count("bad_stun"));
-    assert!(dropped_metric(&text, "unknown_ufrag") >= ufrag0 + count("unknown_ufrag"));
+    assert!(dropped_metric(&text, "unknown_source") >= src0 + count(UnknownSource), "{text}");
+    assert!(dropped_metric(&text, "bad_stun") >= stun0 + count(BadStun));
+    assert!(dropped_metric(&text, "unknown_ufrag") >= ufrag0 + count(UnknownUfrag));
 
     // a second of media after the garbage: still no loss
     assert_flowing_after(&mut sub, &video, &audio, sent_at, 1_000_000).await;
@@ -165,7 +166,10 @@ async fn srtp_junk_from_a_publishers_address_is_dropped() {
     // and each was counted as rejected by SRTP (authentication or replay).
     assert!(h.server.media_metrics.udp_in_packets.get() - in0 >= n);
     let rejected = rtc_rejected_metric(&h.metrics().await, "srtp");
-    assert!(rejected >= srtp0 + n, "sfu_rtc_rejected_packets_total{{stage=\"srtp\"}}: {srtp0} -> {rejected}, {n} junk packets sent");
+    assert!(
+        rejected >= srtp0 + n,
+        "sfu_rtc_rejected_packets_total{{stage=\"srtp\"}}: {srtp0} -> {rejected}, {n} junk packets sent"
+    );
     assert_flowing_after(&mut sub, &video, &audio, sent_at, 1_000_000).await;
     let p2 = publisher.stats().await.unwrap().publisher.unwrap();
     assert!(p2.frames[0] > p.frames[0] && p2.write_errors == 0, "the publisher connection survived: {p2:?}");
@@ -185,13 +189,25 @@ m=audio 9 UDP/TLS/RTP/SAVPF 9\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=sendonly\r\na=
         ("no type", Outbound::Text("{\"sdp\": \"x\"}".into()), ErrorCode::BadJson),
         ("unknown type", Outbound::Text("{\"type\": \"dance\"}".into()), ErrorCode::UnknownType),
         ("wrong field type", Outbound::Text("{\"type\": \"offer\", \"sdp\": 5}".into()), ErrorCode::BadMessage),
-        ("100 KiB frame", Outbound::Text(format!("{{\"type\":\"leave\",\"pad\":\"{}\"}}", "x".repeat(100 * 1024))), ErrorCode::TooLarge),
+        (
+            "100 KiB frame",
+            Outbound::Text(format!("{{\"type\":\"leave\",\"pad\":\"{}\"}}", "x".repeat(100 * 1024))),
+            ErrorCode::TooLarge,
+        ),
         ("binary frame", Outbound::Binary(vec![0x7b, 0x7d, 0, 1, 2]), ErrorCode::BinaryUnsupported),
-        ("second join", Outbound::Text("{\"type\":\"join\",\"room\":\"badws\",\"name\":\"again\"}".into()), ErrorCode::AlreadyJoined),
+        (
+            "second join",
+            Outbound::Text("{\"type\":\"join\",\"room\":\"badws\",\"name\":\"again\"}".into()),
+            ErrorCode::AlreadyJoined,
+        ),
         ("garbage SDP", offer("this is not SDP"), ErrorCode::BadSdp),
         ("VP9-only offer", offer(vp9_only), ErrorCode::NoCodec),
         ("G722-only offer", offer(g722_only), ErrorCode::NoCodec),
-        ("unknown track", Outbound::Text("{\"type\":\"subscription\",\"track\":\"TR_nope\",\"layer\":\"q\"}".into()), ErrorCode::UnknownTrack),
+        (
+            "unknown track",
+            Outbound::Text("{\"type\":\"subscription\",\"track\":\"TR_nope\",\"layer\":\"q\"}".into()),
+            ErrorCode::UnknownTrack,
+        ),
     ];
     for (what, frame, code) in cases {
         sub.send_raw(frame).unwrap();

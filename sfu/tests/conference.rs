@@ -118,7 +118,9 @@ fn roster_events(client: &mut loadtest::Client) -> Vec<String> {
         .pending_events()
         .iter()
         .filter_map(|e| match e {
-            loadtest::Event::Server(ServerMessage::ParticipantJoined { participant }) => Some(format!("+{}", participant.name)),
+            loadtest::Event::Server(ServerMessage::ParticipantJoined { participant }) => {
+                Some(format!("+{}", participant.name))
+            }
             loadtest::Event::Server(ServerMessage::ParticipantLeft { participant }) => Some(format!("-{participant}")),
             _ => None,
         })
@@ -154,13 +156,17 @@ async fn viewers_of_large_rooms_are_announced_when_they_publish() {
     late.publish().await.expect("publish");
     for c in [&mut host, &mut early, &mut later] {
         c.wait_event(STEP, "late announced", |e| match e {
-            loadtest::Event::Server(ServerMessage::ParticipantJoined { participant }) if participant.id == late_id => Some(()),
+            loadtest::Event::Server(ServerMessage::ParticipantJoined { participant }) if participant.id == late_id => {
+                Some(())
+            }
             _ => None,
         })
         .await
         .expect("participant_joined when it publishes");
         c.wait_event(STEP, "late's track", |e| match e {
-            loadtest::Event::Server(ServerMessage::TrackPublished { participant, .. }) if *participant == late_id => Some(()),
+            loadtest::Event::Server(ServerMessage::TrackPublished { participant, .. }) if *participant == late_id => {
+                Some(())
+            }
             _ => None,
         })
         .await
@@ -174,12 +180,17 @@ async fn viewers_of_large_rooms_are_announced_when_they_publish() {
     for (who, c) in [("host", &mut host), ("early", &mut early)] {
         // later left first: once late's leave arrived, a leave for later would have too
         c.wait_event(STEP, "late left", |e| match e {
-            loadtest::Event::Server(ServerMessage::ParticipantLeft { participant }) if *participant == late_id => Some(()),
+            loadtest::Event::Server(ServerMessage::ParticipantLeft { participant }) if *participant == late_id => {
+                Some(())
+            }
             _ => None,
         })
         .await
         .expect("participant_left for the announced one");
         let seen = roster_events(c);
-        assert!(!seen.iter().any(|e| e.contains("later") || e.contains(&later_id)), "{who} never heard of the quiet viewer: {seen:?}");
+        assert!(
+            !seen.iter().any(|e| e.contains("later") || e.contains(&later_id)),
+            "{who} never heard of the quiet viewer: {seen:?}"
+        );
     }
 }

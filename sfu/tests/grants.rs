@@ -21,7 +21,8 @@ async fn without_the_subscribe_grant_no_media_is_offered() {
     publisher.publish().await.unwrap();
 
     let listen_only = Grants { join: true, publish: true, subscribe: false, admin: false };
-    let (mut muted, _) = Ws::joined(addr, room, "no-sub", Some(&token(&key(), "no-sub", Some(room), listen_only))).await;
+    let (mut muted, _) =
+        Ws::joined(addr, room, "no-sub", Some(&token(&key(), "no-sub", Some(room), listen_only))).await;
     let (mut full, _) = Ws::joined(addr, room, "full", Some(&join_token(room, "full"))).await;
 
     // The control: a participant with the grant is offered the publisher's media (this raw

@@ -6,6 +6,7 @@ mod common;
 
 use common::{Harness, STEP, remote_tracks, track_of};
 use loadtest::{Client, ClientStats};
+use sfu::drop_reason::DropReason;
 use signaling::protocol::TrackKind;
 
 /// `sfu_media_thread_rooms{thread="i"}` in a metrics text.
@@ -22,7 +23,8 @@ async fn clean_subscriber(h: &Harness, room: &str) -> (Client, String, ClientSta
     let enough = {
         let (video, audio) = (video.clone(), audio.clone());
         move |s: &ClientStats| {
-            s.track(&video).is_some_and(|v| v.frames >= 25 && v.keyframes >= 1) && s.track(&audio).is_some_and(|a| a.packets >= 50)
+            s.track(&video).is_some_and(|v| v.frames >= 25 && v.keyframes >= 1)
+                && s.track(&audio).is_some_and(|a| a.packets >= 50)
         }
     };
     let stats = sub.wait_stats(STEP, &format!("media in room {room}"), enough).await.unwrap();
@@ -55,7 +57,7 @@ async fn rooms_spread_over_media_threads_each_with_its_port() {
     let (mut sub_b, video_b, before_b) = clean_subscriber(&h, "b").await;
 
     // garbage on both ports: counted, dropped, nobody's media disturbed
-    let dropped0 = h.server.media_metrics.dropped("unknown_source");
+    let dropped0 = h.server.media_metrics.dropped(DropReason::UnknownSource);
     let attacker = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     for port in &ports {
         for i in 0..10u8 {
@@ -68,7 +70,11 @@ async fn rooms_spread_over_media_threads_each_with_its_port() {
     };
     let after_a = sub_a.wait_stats(STEP, "room a after the garbage", more(&before_a, &video_a)).await.unwrap();
     let after_b = sub_b.wait_stats(STEP, "room b after the garbage", more(&before_b, &video_b)).await.unwrap();
-    assert_eq!(h.server.media_metrics.dropped("unknown_source") - dropped0, 20, "every garbage datagram counted, on both ports");
+    assert_eq!(
+        h.server.media_metrics.dropped(DropReason::UnknownSource) - dropped0,
+        20,
+        "every garbage datagram counted, on both ports"
+    );
     for (room, s, video) in [("a", &after_a, &video_a), ("b", &after_b, &video_b)] {
         let v = s.track(video).unwrap();
         assert_eq!((v.lost, v.malformed, v.picture_id_jumps), (0, 0, 0), "room {room} after the garbage: {v:?}");

@@ -19,13 +19,15 @@ async fn rooms_and_participants_on_a_real_node() {
     // no node without auth: every API route refuses anonymous and participant callers
     let (s, body) = http_json(addr, "GET", "/api/rooms", None, None).await;
     assert_eq!((s, body["reason"].as_str()), (401, Some("missing")));
-    let (s, body) = http_json(addr, "POST", "/api/rooms", Some(&join_token("x", "u")), Some(json!({"name": "x"}))).await;
+    let (s, body) =
+        http_json(addr, "POST", "/api/rooms", Some(&join_token("x", "u")), Some(json!({"name": "x"}))).await;
     assert_eq!((s, body["reason"].as_str()), (403, Some("no_admin_grant")));
     assert_eq!(server.rooms.len(), 0);
     // no dev token endpoint outside dev mode
     assert_eq!(http(addr, "GET", "/api/dev/token?room=x&name=y", None, None).await.0, 404);
 
-    let (s, body) = http_json(addr, "POST", "/api/rooms", t, Some(json!({"name": "standup", "max_participants": 2}))).await;
+    let (s, body) =
+        http_json(addr, "POST", "/api/rooms", t, Some(json!({"name": "standup", "max_participants": 2}))).await;
     assert_eq!(s, 201, "{body}");
     let (mut a, a_id) = Ws::joined(addr, "standup", "Ann", Some(&join_token("standup", "ann"))).await;
     let (mut b, b_id) = Ws::joined(addr, "standup", "Ben", Some(&join_token("standup", "ben"))).await;
@@ -62,7 +64,14 @@ async fn rooms_and_participants_on_a_real_node() {
     assert_eq!(left.await, b_id);
     until(&server.node, STEP, "Ben's place given back", || server.rooms.participants() == 1).await;
     assert_eq!(http(addr, "DELETE", &format!("/api/rooms/standup/participants/{b_id}"), t, None).await.0, 404);
-    let (s, _) = http_json(addr, "POST", &format!("/api/rooms/standup/participants/{a_id}/tracks/TR_none/mute"), t, Some(json!({"muted": true}))).await;
+    let (s, _) = http_json(
+        addr,
+        "POST",
+        &format!("/api/rooms/standup/participants/{a_id}/tracks/TR_none/mute"),
+        t,
+        Some(json!({"muted": true})),
+    )
+    .await;
     assert_eq!(s, 404, "Ann publishes nothing");
 
     // delete the room: Ann is told and disconnected; the name is free again at once
@@ -87,7 +96,8 @@ async fn muting_a_published_track_tells_the_room() {
 
     let (s, body) = http_json(addr, "GET", "/api/rooms/media/participants", Some(&admin), None).await;
     assert_eq!(s, 200, "{body}");
-    let ann_entry = body["participants"].as_array().unwrap().iter().find(|p| p["id"] == ann_id.as_str()).unwrap().clone();
+    let ann_entry =
+        body["participants"].as_array().unwrap().iter().find(|p| p["id"] == ann_id.as_str()).unwrap().clone();
     assert_eq!(ann_entry["identity"], "Ann", "tokenless dev joins use the name as identity");
     let tracks = ann_entry["tracks"].as_array().unwrap();
     assert_eq!(tracks.len(), 2, "{ann_entry}");
@@ -101,15 +111,27 @@ async fn muting_a_published_track_tells_the_room() {
     assert_eq!((s, body["muted"].as_bool()), (200, Some(true)), "{body}");
     let told = ben
         .wait_event(STEP, "track_muted", |e| match e {
-            Event::Server(ServerMessage::TrackMuted { participant, track, muted }) => Some((participant.clone(), track.clone(), *muted)),
+            Event::Server(ServerMessage::TrackMuted { participant, track, muted }) => {
+                Some((participant.clone(), track.clone(), *muted))
+            }
             _ => None,
         })
         .await
         .unwrap();
     assert_eq!(told, (ann_id.clone(), video.clone(), true));
     let (_, body) = http_json(addr, "GET", "/api/rooms/media", Some(&admin), None).await;
-    let muted: Vec<bool> = body["participants"].as_array().unwrap().iter()
-        .flat_map(|p| p["tracks"].as_array().unwrap().iter().filter(|t| t["id"] == video.as_str()).map(|t| t["muted"].as_bool().unwrap()))
+    let muted: Vec<bool> = body["participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| {
+            p["tracks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|t| t["id"] == video.as_str())
+                .map(|t| t["muted"].as_bool().unwrap())
+        })
         .collect();
     assert_eq!(muted, vec![true]);
 
@@ -147,7 +169,14 @@ struct MediaRoom {
 
 impl MediaRoom {
     async fn start(room: &str) -> MediaRoom {
-        let config = <sfu::config::Config as clap::Parser>::parse_from(["sfu", "--dev", "--http", "127.0.0.1:0", "--udp", "127.0.0.1:0"]);
+        let config = <sfu::config::Config as clap::Parser>::parse_from([
+            "sfu",
+            "--dev",
+            "--http",
+            "127.0.0.1:0",
+            "--udp",
+            "127.0.0.1:0",
+        ]);
         let server = sfu::server::start(&config).await.unwrap();
         let url = format!("ws://{}/ws", server.http);
         let admin = admin(&auth::dev_key());
@@ -164,12 +193,19 @@ impl MediaRoom {
 
 /// The id of the remote video track `client` knows of (from `joined` or `track_published`).
 async fn remote_video(client: &mut Client) -> String {
-    let known = client.participants_at_join().iter().flat_map(|p| p.tracks.iter()).find(|t| t.kind == TrackKind::Video).map(|t| t.id.clone());
+    let known = client
+        .participants_at_join()
+        .iter()
+        .flat_map(|p| p.tracks.iter())
+        .find(|t| t.kind == TrackKind::Video)
+        .map(|t| t.id.clone());
     match known {
         Some(id) => id,
         None => client
             .wait_event(STEP, "video track_published", |e| match e {
-                Event::Server(ServerMessage::TrackPublished { track, .. }) if track.kind == TrackKind::Video => Some(track.id.clone()),
+                Event::Server(ServerMessage::TrackPublished { track, .. }) if track.kind == TrackKind::Video => {
+                    Some(track.id.clone())
+                }
                 _ => None,
             })
             .await
@@ -216,7 +252,11 @@ async fn a_participant_that_stops_reading_is_removed_not_desynchronized() {
     let tcp = tokio::net::TcpSocket::new_v4().unwrap();
     tcp.set_recv_buffer_size(4096).unwrap();
     let stream = tcp.connect(addr).await.unwrap();
-    let ws = tokio_tungstenite::client_async(format!("ws://{addr}/ws"), tokio_tungstenite::MaybeTlsStream::Plain(stream)).await.unwrap().0;
+    let ws =
+        tokio_tungstenite::client_async(format!("ws://{addr}/ws"), tokio_tungstenite::MaybeTlsStream::Plain(stream))
+            .await
+            .unwrap()
+            .0;
     let mut stuck = Ws { ws };
     let stuck_id = match stuck.join("busy", "Stuck", None).await {
         ServerMessage::Joined { participant, .. } => participant.id,
@@ -247,7 +287,11 @@ async fn a_participant_that_stops_reading_is_removed_not_desynchronized() {
     let ids: Vec<&str> = list["participants"].as_array().unwrap().iter().filter_map(|p| p["id"].as_str()).collect();
     assert!(!ids.contains(&stuck_id.as_str()), "{ids:?}");
     stuck.closed(STEP * 3).await;
-    assert_eq!(metric(&metrics(addr).await, "sfu_signaling_overflows_total"), Some(1.0), "only the one that stopped reading");
+    assert_eq!(
+        metric(&metrics(addr).await, "sfu_signaling_overflows_total"),
+        Some(1.0),
+        "only the one that stopped reading"
+    );
 
     // Ben read everything: all toggles arrived in order, and video flows again after the last unmute
     let mut last = None;
@@ -263,7 +307,9 @@ async fn a_participant_that_stops_reading_is_removed_not_desynchronized() {
         last = Some(muted);
     }
     let before = ben.stats().await.unwrap().first_of(TrackKind::Video).map_or(0, |t| t.packets);
-    ben.wait_stats(STEP, "video after unmute", |s| s.first_of(TrackKind::Video).is_some_and(|t| t.packets > before + 20))
-        .await
-        .expect("the others keep their media");
+    ben.wait_stats(STEP, "video after unmute", |s| {
+        s.first_of(TrackKind::Video).is_some_and(|t| t.packets > before + 20)
+    })
+    .await
+    .expect("the others keep their media");
 }

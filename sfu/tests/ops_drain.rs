@@ -39,7 +39,10 @@ async fn drain_by_api_keeps_running_rooms_and_ends_when_they_are_empty() {
     assert_eq!(metric(&m, "sfu_rooms"), Some(1.0));
     assert_eq!(metric(&m, "sfu_participants"), Some(2.0));
     let (_, node) = http_json(addr, "GET", "/api/node", Some(&admin), None).await;
-    assert_eq!((node["state"].as_str(), node["rooms"].as_u64(), node["participants"].as_u64()), (Some("draining"), Some(1), Some(2)));
+    assert_eq!(
+        (node["state"].as_str(), node["rooms"].as_u64(), node["participants"].as_u64()),
+        (Some("draining"), Some(1), Some(2))
+    );
     assert!(node["drain_remaining_seconds"].as_u64().unwrap() > 7000, "{node}");
     assert!(!server.drained.is_finished(), "a running room keeps the node up");
 

@@ -5,7 +5,7 @@ mod ops_common;
 
 use ops_common::*;
 use serde_json::json;
-use signaling::auth::{Auth, ApiKey};
+use signaling::auth::{ApiKey, Auth};
 use signaling::protocol::{ErrorCode, ServerMessage};
 use std::net::SocketAddr;
 use std::process::Stdio;
@@ -17,7 +17,9 @@ const EXIT_WITHIN: Duration = Duration::from_secs(5);
 
 fn sfu() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_sfu"));
-    for var in ["SFU_DEV", "SFU_KEYS", "SFU_HTTP", "SFU_UDP", "SFU_DRAIN_DEADLINE", "SFU_DRAIN_ADMIT", "SFU_TOKEN_SECRET"] {
+    for var in
+        ["SFU_DEV", "SFU_KEYS", "SFU_HTTP", "SFU_UDP", "SFU_DRAIN_DEADLINE", "SFU_DRAIN_ADMIT", "SFU_TOKEN_SECRET"]
+    {
         c.env_remove(var);
     }
     c.env("SFU_LOG", "error").env("RUST_BACKTRACE", "0").kill_on_drop(true);
@@ -140,7 +142,8 @@ async fn refuses_to_start_without_keys() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no API keys configured") && err.contains("--keys"), "{err}");
     assert!(out.stdout.is_empty(), "never became ready");
-    let out = sfu().args(["--keys", "k:tooshort", "--http", "127.0.0.1:0", "--udp", "127.0.0.1:0"]).output().await.unwrap();
+    let out =
+        sfu().args(["--keys", "k:tooshort", "--http", "127.0.0.1:0", "--udp", "127.0.0.1:0"]).output().await.unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("shorter than 32 bytes"));
 }
@@ -148,7 +151,21 @@ async fn refuses_to_start_without_keys() {
 #[tokio::test]
 async fn token_subcommand_prints_a_token_the_node_accepts() {
     let out = sfu()
-        .args(["token", "--key", KEY, "--secret", SECRET, "--room", "r1", "--identity", "ann", "--name", "Ann", "--ttl", "10m"])
+        .args([
+            "token",
+            "--key",
+            KEY,
+            "--secret",
+            SECRET,
+            "--room",
+            "r1",
+            "--identity",
+            "ann",
+            "--name",
+            "Ann",
+            "--ttl",
+            "10m",
+        ])
         .output()
         .await
         .unwrap();

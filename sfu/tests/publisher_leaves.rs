@@ -39,7 +39,9 @@ async fn subscribers_see_the_publisher_leave() {
         for track in &gone {
             let who = first_id.clone();
             sub.wait_event(STEP, &format!("track_unpublished {track}"), |e| match e {
-                Event::Server(ServerMessage::TrackUnpublished { participant, track: t }) if *participant == who && t == track => {
+                Event::Server(ServerMessage::TrackUnpublished { participant, track: t })
+                    if *participant == who && t == track =>
+                {
                     Some(())
                 }
                 _ => None,

@@ -36,7 +36,8 @@ async fn lost_packets_come_back_and_sender_reports_match() {
     let enough = |s: &ClientStats| {
         let v = s.track(&video);
         let a = s.track(&audio);
-        v.is_some_and(|v| v.frames >= 100 && v.sender_reports >= 3) && a.is_some_and(|a| a.packets >= 200 && a.sender_reports >= 3)
+        v.is_some_and(|v| v.frames >= 100 && v.sender_reports >= 3)
+            && a.is_some_and(|a| a.packets >= 200 && a.sender_reports >= 3)
     };
     let stats = sub.wait_stats(STEP, "media and sender reports", enough).await.expect("media arrives");
     let metrics = h.metrics().await;
@@ -48,7 +49,11 @@ async fn lost_packets_come_back_and_sender_reports_match() {
     let dropped_video = v.packets / u64::from(DROP_EVERY - 1);
     assert!(v.out_of_order >= dropped_video / 2, "retransmissions arrived: {v:?}");
     assert!(v.lost <= 3, "video losses recovered by NACK: lost {} of ~{dropped_video}", v.lost);
-    assert_eq!(v.malformed + v.bad_keyframes + v.duplicates, 0, "retransmitted payloads are intact (VP8 rewritten again)");
+    assert_eq!(
+        v.malformed + v.bad_keyframes + v.duplicates,
+        0,
+        "retransmitted payloads are intact (VP8 rewritten again)"
+    );
     // audio has no NACK (Opus without the feedback line): its losses stay
     assert!(a.lost >= a.packets / u64::from(DROP_EVERY) / 2, "audio losses are real losses: {}", a.lost);
     assert!(metric(&metrics, "sfu_nacks_received_total") >= 1.0, "server counted NACKs");
@@ -61,7 +66,11 @@ async fn lost_packets_come_back_and_sender_reports_match() {
         // the count includes what the simulated network dropped and the retransmissions
         let received = t.packets;
         let count = u64::from(t.sr_packet_count);
-        assert!(count > 0 && count <= received + received / 5 + 60, "{:?} SR count {count} vs {received} received", t.kind);
+        assert!(
+            count > 0 && count <= received + received / 5 + 60,
+            "{:?} SR count {count} vs {received} received",
+            t.kind
+        );
     }
     assert!(metric(&metrics, "sfu_rtcp_sender_reports_total") >= 6.0);
 }
@@ -82,7 +91,9 @@ async fn retransmissions_to_a_lossy_subscriber_are_bounded() {
     lossy.set_layer(&video, Some("f")).unwrap();
     healthy.set_layer(&video, Some("f")).unwrap();
     let healthy_stats = healthy
-        .wait_stats(STEP, "three seconds of full-layer video", |s| s.track(&video).is_some_and(|v| v.frames >= 75 && v.layer == Some(2)))
+        .wait_stats(STEP, "three seconds of full-layer video", |s| {
+            s.track(&video).is_some_and(|v| v.frames >= 75 && v.layer == Some(2))
+        })
         .await
         .expect("healthy subscriber receives");
     let m = h.metrics().await;
@@ -99,6 +110,8 @@ async fn retransmissions_to_a_lossy_subscriber_are_bounded() {
     assert!(resent > 0.0, "some losses were answered");
     assert!(limited > 0.0, "the rest was rate limited");
     // both subscribers' forwarded packets count; the lossy one's share is about half of it
-    let bound = forwarded / 2.0 * f64::from(sfu::forward::budget::RETRANSMIT_SHARE) + 2.0 * f64::from(sfu::forward::budget::RETRANSMIT_BURST) + 20.0;
+    let bound = forwarded / 2.0 * f64::from(sfu::forward::budget::RETRANSMIT_SHARE)
+        + 2.0 * f64::from(sfu::forward::budget::RETRANSMIT_BURST)
+        + 20.0;
     assert!(resent <= bound, "resent {resent} of {forwarded} forwarded: above the budget {bound}");
 }

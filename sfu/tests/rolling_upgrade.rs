@@ -51,7 +51,15 @@ impl Node {
     /// Starts `sfu --dev` on loopback ports and waits for its `SFU_READY http=... udp=...` line.
     async fn start(name: &'static str) -> Node {
         let mut cmd = Command::new(BIN);
-        for var in ["SFU_DEV", "SFU_KEYS", "SFU_HTTP", "SFU_UDP", "SFU_DRAIN_DEADLINE", "SFU_DRAIN_ADMIT", "SFU_MAX_PARTICIPANTS"] {
+        for var in [
+            "SFU_DEV",
+            "SFU_KEYS",
+            "SFU_HTTP",
+            "SFU_UDP",
+            "SFU_DRAIN_DEADLINE",
+            "SFU_DRAIN_ADMIT",
+            "SFU_MAX_PARTICIPANTS",
+        ] {
             cmd.env_remove(var);
         }
         let mut child = cmd
@@ -121,7 +129,10 @@ impl Drop for LogsOnPanic {
         if std::thread::panicking() {
             for (name, log) in &self.0 {
                 let log = log.lock().unwrap();
-                eprintln!("--- node {name} log (last 150 lines) ---\n{}", log[log.len().saturating_sub(150)..].join("\n"));
+                eprintln!(
+                    "--- node {name} log (last 150 lines) ---\n{}",
+                    log[log.len().saturating_sub(150)..].join("\n")
+                );
             }
         }
     }
@@ -208,7 +219,9 @@ async fn settle(client: &mut Client, video: &str, audio: &str, layer: &str, widt
     client.set_layer(video, Some(layer)).unwrap();
     client
         .wait_event(STEP, &format!("layer_changed {layer}"), |e| match e {
-            Event::Server(ServerMessage::LayerChanged { track, layer: Some(l) }) if track == video && l == layer => Some(()),
+            Event::Server(ServerMessage::LayerChanged { track, layer: Some(l) }) if track == video && l == layer => {
+                Some(())
+            }
             _ => None,
         })
         .await
@@ -259,7 +272,15 @@ fn merge(mut spans: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
 
 /// Adds one subscriber's tracks over `[from_us, to_us]` to `w`; `stalls` are the test process's
 /// own stalls (merged).
-fn measure(who: &str, before: &ClientStats, after: &ClientStats, from_us: u64, to_us: u64, stalls: &[(u64, u64)], w: &mut Window) {
+fn measure(
+    who: &str,
+    before: &ClientStats,
+    after: &ClientStats,
+    from_us: u64,
+    to_us: u64,
+    stalls: &[(u64, u64)],
+    w: &mut Window,
+) {
     assert_eq!(after.tracks.len(), 2, "{who} receives audio and video: {after:?}");
     let rel = |us: u64| (us as f64 - from_us as f64) / 1000.0;
     for t in &after.tracks {
@@ -314,7 +335,8 @@ fn disturbing(e: &Event) -> bool {
 }
 
 async fn admin_token() -> String {
-    let out = Command::new(BIN).args(["token", "--dev", "--identity", "ops", "--admin"]).output().await.expect("sfu token");
+    let out =
+        Command::new(BIN).args(["token", "--dev", "--identity", "ops", "--admin"]).output().await.expect("sfu token");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
@@ -365,7 +387,9 @@ async fn rolling_upgrade_keeps_calls_running_and_the_old_node_exits_zero() {
     // New rooms: the balancer now picks B; A itself refuses them.
     wait_pick(&pool, b.http).await;
     let lb_switch = drain_started.elapsed();
-    match Client::join(&url_a, "after-drain", "probe", JoinOptions { timeout: STEP, ..JoinOptions::on(&engine_a) }).await {
+    match Client::join(&url_a, "after-drain", "probe", JoinOptions { timeout: STEP, ..JoinOptions::on(&engine_a) })
+        .await
+    {
         Err(ClientError::Rejected { code: ErrorCode::Draining, .. }) => {}
         Err(e) => panic!("A must refuse a new room with `draining`, got {e}"),
         Ok(_) => panic!("A must refuse a new room while draining"),
@@ -380,7 +404,8 @@ async fn rolling_upgrade_keeps_calls_running_and_the_old_node_exits_zero() {
     let (video_b, audio_b) = (track_of(&tracks_b, TrackKind::Video), track_of(&tracks_b, TrackKind::Audio));
     let sb = sub_b
         .wait_stats(STEP, "media of the new room on B", |s| {
-            s.track(&video_b).is_some_and(|t| t.frames >= 25 && t.keyframes >= 1) && s.track(&audio_b).is_some_and(|t| t.packets >= 50)
+            s.track(&video_b).is_some_and(|t| t.frames >= 25 && t.keyframes >= 1)
+                && s.track(&audio_b).is_some_and(|t| t.packets >= 50)
         })
         .await
         .expect("media flows on B");
@@ -407,7 +432,10 @@ async fn rolling_upgrade_keeps_calls_running_and_the_old_node_exits_zero() {
     let rel = |us: u64| (us as f64 - from_us as f64) / 1000.0;
     eprintln!(
         "  test-process stalls >= 30 ms: {:?}",
-        stalls.iter().map(|&(s, e)| format!("{:.0} ms ending +{:.0} ms", (e - s) as f64 / 1000.0, rel(e))).collect::<Vec<_>>()
+        stalls
+            .iter()
+            .map(|&(s, e)| format!("{:.0} ms ending +{:.0} ms", (e - s) as f64 / 1000.0, rel(e)))
+            .collect::<Vec<_>>()
     );
     for (who, c, seen) in [("low", &mut low, disturbed_low), ("high", &mut high, disturbed_high)] {
         let events: Vec<Event> = c.pending_events().into_iter().skip(seen).filter(disturbing).collect();
@@ -431,7 +459,9 @@ async fn rolling_upgrade_keeps_calls_running_and_the_old_node_exits_zero() {
     low.leave(STEP).await.expect("low leaves");
     let status = tokio::time::timeout(EXIT_WITHIN, a.child.wait())
         .await
-        .unwrap_or_else(|_| panic!("A did not exit within {EXIT_WITHIN:?} of its last participant leaving:\n{}", a.log_tail(40)))
+        .unwrap_or_else(|_| {
+            panic!("A did not exit within {EXIT_WITHIN:?} of its last participant leaving:\n{}", a.log_tail(40))
+        })
         .unwrap();
     let exit_after_empty = last_leave.elapsed();
     assert_eq!(status.code(), Some(0), "A's exit status {status:?}");

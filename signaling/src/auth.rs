@@ -408,14 +408,28 @@ mod tests {
             (sign_claims(&unknown, &claims(now + 60, now), true), "unknown_key"),
             (sign_claims(&key, &claims(now + 60, now), false), "unknown_key"), // neither kid nor iss
             // type confusion: nbf as a string must not skip the nbf check
-            (sign_claims(&key, &serde_json::json!({"sub": "a", "room": "r", "exp": now + 60, "nbf": "99999999999", "iss": "k1"}), false), "malformed"),
-            (sign_claims(&key, &serde_json::json!({"sub": "a", "room": "r", "exp": now + 60, "iss": "k1"}), false), "malformed"),
+            (
+                sign_claims(
+                    &key,
+                    &serde_json::json!({"sub": "a", "room": "r", "exp": now + 60, "nbf": "99999999999", "iss": "k1"}),
+                    false,
+                ),
+                "malformed",
+            ),
+            (
+                sign_claims(&key, &serde_json::json!({"sub": "a", "room": "r", "exp": now + 60, "iss": "k1"}), false),
+                "malformed",
+            ),
         ];
         for (token, want) in rows {
             assert_eq!(auth.verify(&token).unwrap_err().reason(), want, "{token}");
         }
         // iss instead of kid names the key
-        let by_iss = sign_claims(&key, &serde_json::json!({"sub": "a", "room": "r", "exp": now + 60, "nbf": now, "iss": "k1", "grants": {"join": true}}), false);
+        let by_iss = sign_claims(
+            &key,
+            &serde_json::json!({"sub": "a", "room": "r", "exp": now + 60, "nbf": now, "iss": "k1", "grants": {"join": true}}),
+            false,
+        );
         assert!(auth.check_join(Some(&by_iss), "r", "x").is_ok());
         // alg none is refused
         let none = format!("{}.{}.", b64(r#"{"alg":"none","kid":"k1"}"#), b64(&claims(now + 60, now).to_string()));

@@ -12,17 +12,17 @@ pub mod protocol;
 pub mod room;
 pub mod session;
 
+pub use api::RouteInfo;
 pub use auth::Auth;
 pub use metrics::Metrics;
 pub use node::{Node, NodeState};
 pub use room::{RoomCommand, RoomFactory, RoomSender, Rooms};
-pub use api::RouteInfo;
 
+use axum::Router;
 use axum::extract::{State, WebSocketUpgrade};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
 use std::sync::Arc;
 
 /// A static file served by the HTTP server.

@@ -29,10 +29,8 @@ impl Metrics {
         )
         .expect("valid metric");
         let rooms = IntGauge::new("sfu_rooms", "Rooms on this node").expect("valid metric");
-        let participants =
-            IntGauge::new("sfu_participants", "Participants on this node").expect("valid metric");
-        let draining =
-            IntGauge::new("sfu_node_draining", "1 while the node is draining").expect("valid metric");
+        let participants = IntGauge::new("sfu_participants", "Participants on this node").expect("valid metric");
+        let draining = IntGauge::new("sfu_node_draining", "1 while the node is draining").expect("valid metric");
         let drain_remaining = IntGauge::new(
             "sfu_node_drain_remaining_seconds",
             "Seconds until the drain deadline evacuates the remaining participants (0 when not draining)",

@@ -96,9 +96,7 @@ pub enum ClientMessage {
     Leave {},
 }
 
-fn double_option<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-    d: D,
-) -> Result<Option<Option<T>>, D::Error> {
+fn double_option<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)
 }
 
@@ -140,8 +138,7 @@ impl ClientMessage {
         if text.len() > MAX_MESSAGE_BYTES {
             return Err(ParseError::TooLarge(text.len()));
         }
-        let value: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| ParseError::BadJson(e.to_string()))?;
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| ParseError::BadJson(e.to_string()))?;
         let ty = value
             .get("type")
             .and_then(|t| t.as_str())
@@ -393,10 +390,7 @@ mod tests {
         let text = serde_json::to_string(&m).unwrap();
         assert_eq!(text, r#"{"type":"error","code":"bad_sdp","message":"nope"}"#);
         let m = ServerMessage::LayerChanged { track: "T".into(), layer: None };
-        assert_eq!(
-            serde_json::to_string(&m).unwrap(),
-            r#"{"type":"layer_changed","track":"T","layer":null}"#
-        );
+        assert_eq!(serde_json::to_string(&m).unwrap(), r#"{"type":"layer_changed","track":"T","layer":null}"#);
     }
 
     #[test]

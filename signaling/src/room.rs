@@ -231,6 +231,18 @@ impl Rooms {
     fn reserve(&self, room: &str, member: Option<(ParticipantId, Member)>) -> Result<RoomSender, JoinError> {
         let draining = self.node.state() != NodeState::Serving;
         let mut entry = match self.rooms.entry(room.to_string()) {
+            Entry::Occupied(mut e) if e.get().sender.is_closed() => {
+                // its worker ended without closing the room (it failed): the room starts
+                // anew; late leaves of the old one do not count (`leave_as`)
+                if draining {
+                    e.remove();
+                    return Err(JoinError::Draining);
+                }
+                tracing::warn!(room, "room worker gone: the room starts anew");
+                let max = e.get().max_participants;
+                e.insert(self.new_entry(room, max));
+                e.into_ref()
+            }
             Entry::Occupied(e) => {
                 if draining && !self.drain_admit {
                     return Err(JoinError::Draining);

@@ -1,10 +1,10 @@
 //! One client's WebSocket session: parses frames, forwards commands to its room worker and
 //! relays the worker's messages back.
 
+use crate::AppState;
 use crate::auth::{AuthError, Grants};
 use crate::protocol::{ClientMessage, ErrorCode, MAX_MESSAGE_BYTES, ServerMessage, valid_room_name};
 use crate::room::{JoinError, Member, ParticipantId, RoomCommand, RoomSender};
-use crate::AppState;
 use axum::extract::ws::{Message, WebSocket};
 use futures::{SinkExt, StreamExt};
 use rand::Rng;
@@ -18,8 +18,7 @@ const EVENT_QUEUE: usize = 256;
 pub fn new_participant_id() -> ParticipantId {
     const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
     let mut rng = rand::rng();
-    let tail: String =
-        (0..12).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect();
+    let tail: String = (0..12).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect();
     format!("PA_{tail}")
 }
 
@@ -62,10 +61,10 @@ pub async fn run(socket: WebSocket, state: AppState) {
                     Message::Close(_) => break,
                     Message::Ping(_) | Message::Pong(_) => None,
                 };
-                if let Some(m) = reply {
-                    if send(&mut ws_tx, &m).await.is_err() {
-                        break;
-                    }
+                if let Some(m) = reply
+                    && send(&mut ws_tx, &m).await.is_err()
+                {
+                    break;
                 }
             }
             event = events_rx.recv(), if joined.is_some() => {
@@ -152,9 +151,7 @@ async fn handle_text(
         }
         ClientMessage::Offer { sdp } => RoomCommand::Offer { participant, sdp },
         ClientMessage::Answer { sdp } => RoomCommand::Answer { participant, sdp },
-        ClientMessage::Candidate { target, candidate } => {
-            RoomCommand::Candidate { participant, target, candidate }
-        }
+        ClientMessage::Candidate { target, candidate } => RoomCommand::Candidate { participant, target, candidate },
         m @ ClientMessage::Subscription { .. } => {
             let (track, request) = m.subscription_request().expect("is a subscription");
             RoomCommand::Subscription { participant, track, request }
@@ -174,10 +171,7 @@ async fn join(
     state: &AppState,
 ) -> Result<Joined, ServerMessage> {
     if !valid_room_name(&room) {
-        return Err(ServerMessage::error(
-            ErrorCode::BadRoom,
-            "room names are 1-128 characters of A-Z a-z 0-9 _ . -",
-        ));
+        return Err(ServerMessage::error(ErrorCode::BadRoom, "room names are 1-128 characters of A-Z a-z 0-9 _ . -"));
     }
     let name = name.trim().to_string();
     if name.is_empty() || name.chars().count() > 128 {

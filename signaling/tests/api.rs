@@ -5,15 +5,20 @@ mod common;
 use axum::http::{Method, StatusCode};
 use common::*;
 use serde_json::json;
-use signaling::protocol::ServerMessage;
 use signaling::NodeState;
+use signaling::protocol::ServerMessage;
 use std::time::Duration;
 
 fn admin_routes(state: &signaling::AppState) -> Vec<(Method, String)> {
     signaling::routes(state)
         .into_iter()
         .filter(|r| r.admin)
-        .map(|r| (r.method.parse().unwrap(), r.path.replace("{room}", "r1").replace("{participant}", "PA_x").replace("{track}", "TR_x")))
+        .map(|r| {
+            (
+                r.method.parse().unwrap(),
+                r.path.replace("{room}", "r1").replace("{participant}", "PA_x").replace("{track}", "TR_x"),
+            )
+        })
         .collect()
 }
 
@@ -127,7 +132,14 @@ async fn rooms_participants_and_tracks() {
     }
     let (s, body) = call(&app, Method::POST, path, t, Some(json!({"muted": "yes"}))).await;
     assert_eq!((s, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("bad_request")));
-    let (s, _) = call(&app, Method::POST, "/api/rooms/r1/participants/PA_a/tracks/TR_nope/mute", t, Some(json!({"muted": true}))).await;
+    let (s, _) = call(
+        &app,
+        Method::POST,
+        "/api/rooms/r1/participants/PA_a/tracks/TR_nope/mute",
+        t,
+        Some(json!({"muted": true})),
+    )
+    .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 
     // remove bob
@@ -139,7 +151,9 @@ async fn rooms_participants_and_tracks() {
     assert_eq!((s, body["error"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
 
     // unknown rooms
-    for (m, p) in [(Method::GET, "/api/rooms/zz"), (Method::DELETE, "/api/rooms/zz"), (Method::GET, "/api/rooms/zz/participants")] {
+    for (m, p) in
+        [(Method::GET, "/api/rooms/zz"), (Method::DELETE, "/api/rooms/zz"), (Method::GET, "/api/rooms/zz/participants")]
+    {
         let (s, body) = call(&app, m.clone(), p, t, None).await;
         assert_eq!((s, body["error"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")), "{m} {p}");
     }
@@ -229,12 +243,20 @@ async fn openapi_document_matches_the_checked_in_file_and_the_router() {
     let documented = openapi_operations(&served);
     let routes = signaling::routes(&state);
     for r in &routes {
-        assert!(documented.contains_key(&(r.method.to_string(), r.path.to_string())), "route {} {} is not in docs/openapi.json", r.method, r.path);
+        assert!(
+            documented.contains_key(&(r.method.to_string(), r.path.to_string())),
+            "route {} {} is not in docs/openapi.json",
+            r.method,
+            r.path
+        );
         let op = &served["paths"][r.path][r.method.to_lowercase()];
         assert_eq!(op["security"].is_array(), r.admin, "{} {}: security matches the admin guard", r.method, r.path);
     }
     for (method, path) in documented.keys() {
-        assert!(routes.iter().any(|r| r.method == method && r.path == path), "{method} {path} is documented but not routed");
+        assert!(
+            routes.iter().any(|r| r.method == method && r.path == path),
+            "{method} {path} is documented but not routed"
+        );
     }
     // every documented admin operation is reachable (not the API's 404 fallback, not 405)
     let admin = admin_token();

@@ -65,7 +65,10 @@ async fn join_refuses_bad_tokens_and_nothing_leaks() {
         (Some(raw_token(&unknown, claims(now + 600, now))), "unknown_key"),
         (Some(join_token("r2")), "wrong_room"),
         (Some(admin_token()), "wrong_room"),
-        (Some(token_with(&key(), Some("r1"), Grants { publish: true, subscribe: true, ..Grants::default() })), "no_join_grant"),
+        (
+            Some(token_with(&key(), Some("r1"), Grants { publish: true, subscribe: true, ..Grants::default() })),
+            "no_join_grant",
+        ),
         (Some("a.b.c".into()), "malformed"),
         (Some(token_with(&auth::dev_key(), Some("r1"), Grants::participant())), "unknown_key"),
     ];
@@ -87,7 +90,11 @@ async fn join_refuses_bad_tokens_and_nothing_leaks() {
     }
     let (_, metrics) = call(&signaling::app(state.clone()), axum::http::Method::GET, "/metrics", None, None).await;
     let metrics = metrics.as_str().unwrap().to_string();
-    assert_eq!(metric(&metrics, "sfu_auth_failures_total{reason=\"wrong_room\",surface=\"ws\"}"), Some(2.0), "{metrics}");
+    assert_eq!(
+        metric(&metrics, "sfu_auth_failures_total{reason=\"wrong_room\",surface=\"ws\"}"),
+        Some(2.0),
+        "{metrics}"
+    );
 
     // the right token joins, under the token's name
     let mut ws = connect(addr).await;
@@ -164,7 +171,8 @@ async fn removed_participant_is_disconnected_and_released() {
         other => panic!("{other:?}"),
     };
     let admin = admin_token();
-    let (s, _) = call(&app, axum::http::Method::DELETE, &format!("/api/rooms/r1/participants/{id}"), Some(&admin), None).await;
+    let (s, _) =
+        call(&app, axum::http::Method::DELETE, &format!("/api/rooms/r1/participants/{id}"), Some(&admin), None).await;
     assert_eq!(s, axum::http::StatusCode::NO_CONTENT);
     assert!(matches!(recv(&mut ws).await, ServerMessage::Removed { .. }));
     // the server closes the socket, and the place is given back

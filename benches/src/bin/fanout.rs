@@ -88,7 +88,10 @@ fn machine() -> String {
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|c| c.lines().find_map(|l| l.strip_prefix("model name").map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())))
+        .and_then(|c| {
+            c.lines()
+                .find_map(|l| l.strip_prefix("model name").map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned()))
+        })
         .unwrap_or_default();
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     format!("{cpus} CPUs ({model}), loadavg {}", load.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
@@ -105,12 +108,20 @@ async fn run(args: Args) -> anyhow::Result<Vec<Point>> {
 
 /// Every N against one server binary.
 async fn run_server(args: &Args, binary: &Path) -> anyhow::Result<Vec<Point>> {
-    let mut extra = vec!["--log".to_owned(), args.sfu_log.clone(), "--max-participants".to_owned(), "100000".to_owned()];
+    let mut extra =
+        vec!["--log".to_owned(), args.sfu_log.clone(), "--max-participants".to_owned(), "100000".to_owned()];
     extra.extend(args.sfu_args.split_whitespace().map(str::to_owned));
     let label = binary.file_name().map_or_else(String::new, |f| f.to_string_lossy().into_owned())
         + &if args.sfu_args.trim().is_empty() { String::new() } else { format!(" {}", args.sfu_args.trim()) };
     let server = SfuProcess::start(binary, &extra, &args.sfu_log_file).await?;
-    eprintln!("# server {} pid {} http {} udp {}; {}", binary.display(), server.pid, server.http, server.udp, machine());
+    eprintln!(
+        "# server {} pid {} http {} udp {}; {}",
+        binary.display(),
+        server.pid,
+        server.http,
+        server.udp,
+        machine()
+    );
     let engine_opts = EngineOptions {
         stats_interval: Duration::from_millis(500),
         sink_media: args.sink,

@@ -243,7 +243,10 @@ fn watch_for_reading(fds: &[std::os::fd::RawFd]) -> anyhow::Result<()> {
     for &fd in fds {
         let mut event = libc::epoll_event { events: libc::EPOLLIN as u32, u64: 0 };
         // SAFETY: `epoll` and `fd` are live descriptors; `event` is read during the call.
-        anyhow::ensure!(unsafe { libc::epoll_ctl(epoll, libc::EPOLL_CTL_ADD, fd, &mut event) } == 0, "epoll_ctl refused");
+        anyhow::ensure!(
+            unsafe { libc::epoll_ctl(epoll, libc::EPOLL_CTL_ADD, fd, &mut event) } == 0,
+            "epoll_ctl refused"
+        );
     }
     Ok(())
 }
@@ -253,7 +256,10 @@ fn sending_socket(df: bool) -> anyhow::Result<UdpSocket> {
     let s = UdpSocket::bind("0.0.0.0:0")?;
     set_int(&s, libc::SOL_SOCKET, libc::SO_SNDBUF, 4 << 20);
     if df {
-        anyhow::ensure!(set_int(&s, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_PROBE), "IP_MTU_DISCOVER refused");
+        anyhow::ensure!(
+            set_int(&s, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_PROBE),
+            "IP_MTU_DISCOVER refused"
+        );
     }
     Ok(s)
 }
@@ -261,7 +267,13 @@ fn sending_socket(df: bool) -> anyhow::Result<UdpSocket> {
 fn set_int(s: &UdpSocket, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> bool {
     // SAFETY: a valid socket and a c_int option of the size passed.
     unsafe {
-        libc::setsockopt(s.as_raw_fd(), level, name, (&value as *const libc::c_int).cast(), std::mem::size_of::<libc::c_int>() as libc::socklen_t) == 0
+        libc::setsockopt(
+            s.as_raw_fd(),
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        ) == 0
     }
 }
 
@@ -270,7 +282,8 @@ fn set_int(s: &UdpSocket, level: libc::c_int, name: libc::c_int, value: libc::c_
 fn drain(sockets: &[UdpSocket], size: usize, stop: &AtomicBool, received: &AtomicU64) -> f64 {
     let start = thread_cpu();
     let mut buf = vec![0u8; 65_536];
-    let mut fds: Vec<libc::pollfd> = sockets.iter().map(|s| libc::pollfd { fd: s.as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
+    let mut fds: Vec<libc::pollfd> =
+        sockets.iter().map(|s| libc::pollfd { fd: s.as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
     let mut count = 0u64;
     while !stop.load(Ordering::Relaxed) {
         // SAFETY: `fds` is a live array of pollfd of the length passed.

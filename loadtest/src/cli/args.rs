@@ -173,7 +173,8 @@ mod tests {
 
     #[test]
     fn defaults_and_flags() {
-        let cli = parse(&["broadcast", "--viewers", "500", "--layer", "q", "--duration", "1m", "--ramp", "0s"]).unwrap();
+        let cli =
+            parse(&["broadcast", "--viewers", "500", "--layer", "q", "--duration", "1m", "--ramp", "0s"]).unwrap();
         let Scenario::Broadcast { viewers, common } = &cli.scenario else { panic!("broadcast") };
         assert_eq!(*viewers, 500);
         assert_eq!(common.layer, LayerArg::Q);

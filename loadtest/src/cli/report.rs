@@ -100,14 +100,22 @@ fn window(end: &TrackStats, start: Option<&TrackStats>) -> TrackWindow {
             latency: end.latency.since(&s.latency),
             switches: switches(end).saturating_sub(switches(s)),
         },
-        None => TrackWindow { packets: end.packets, lost: end.lost, latency: end.latency.clone(), switches: switches(end) },
+        None => {
+            TrackWindow { packets: end.packets, lost: end.lost, latency: end.latency.clone(), switches: switches(end) }
+        }
     }
 }
 
 impl Summary {
     /// Sums `outcomes`; `layer` is the layer index subscribers asked for.
     pub fn new(scenario: &str, outcomes: &[Outcome], layer: u8, duration_s: f64, cpu: CpuUse) -> Summary {
-        let mut s = Summary { scenario: scenario.to_owned(), clients_planned: outcomes.len(), duration_s, cpu, ..Default::default() };
+        let mut s = Summary {
+            scenario: scenario.to_owned(),
+            clients_planned: outcomes.len(),
+            duration_s,
+            cpu,
+            ..Default::default()
+        };
         let mut jitter_sum = 0.0;
         for o in outcomes {
             let subscribes = o.spec.as_ref().is_some_and(|p| p.subscribes());
@@ -259,26 +267,66 @@ impl Summary {
         let f_ms = |v: Option<u64>| ms(v).map_or_else(na, |v| format!("{v:.1} ms"));
         let rows: Vec<(&str, String)> = vec![
             ("scenario", self.scenario.clone()),
-            ("clients", format!("{} planned, {} connected ({:.1}%), {} failed, {} dropped, {} interrupted",
-                self.clients_planned, self.clients_connected, self.connected_pct(), self.clients_failed, self.clients_dropped,
-                self.clients_interrupted)),
+            (
+                "clients",
+                format!(
+                    "{} planned, {} connected ({:.1}%), {} failed, {} dropped, {} interrupted",
+                    self.clients_planned,
+                    self.clients_connected,
+                    self.connected_pct(),
+                    self.clients_failed,
+                    self.clients_dropped,
+                    self.clients_interrupted
+                ),
+            ),
             ("subscribers", format!("{} receiving every track / {}", self.subscribers_receiving, self.subscribers)),
             ("video tracks", format!("{} on the requested layer / {}", self.video_tracks_on_layer, self.video_tracks)),
             ("window", format!("{:.1} s", self.duration_s)),
-            ("packets", format!("{} received ({:.0}/s), {} lost ({:.3}%)",
-                self.packets_received, self.packets_per_s(), self.packets_lost, self.loss_pct())),
-            ("latency", format!("p50 {}, p99 {}, max {}", f_ms(self.latency.quantile(0.5)),
-                f_ms(self.latency.quantile(0.99)), f_ms((self.latency.count > 0).then_some(self.latency.max)))),
+            (
+                "packets",
+                format!(
+                    "{} received ({:.0}/s), {} lost ({:.3}%)",
+                    self.packets_received,
+                    self.packets_per_s(),
+                    self.packets_lost,
+                    self.loss_pct()
+                ),
+            ),
+            (
+                "latency",
+                format!(
+                    "p50 {}, p99 {}, max {}",
+                    f_ms(self.latency.quantile(0.5)),
+                    f_ms(self.latency.quantile(0.99)),
+                    f_ms((self.latency.count > 0).then_some(self.latency.max))
+                ),
+            ),
             ("jitter", format!("{:.2} ms (mean over video tracks)", self.jitter_ms)),
             ("layer switches", self.layer_switches.to_string()),
-            ("keyframes", format!("{} ({} bad), {} malformed packets", self.keyframes, self.bad_keyframes, self.malformed)),
+            (
+                "keyframes",
+                format!("{} ({} bad), {} malformed packets", self.keyframes, self.bad_keyframes, self.malformed),
+            ),
             ("published", format!("{} packets", self.published_packets)),
-            ("connect time", format!("p50 {}, max {}", self.connect_ms.quantile(0.5).map_or_else(na, |v| format!("{v} ms")),
-                if self.connect_ms.count > 0 { format!("{} ms", self.connect_ms.max) } else { na() })),
-            ("loadtest cpu", format!("{:.2} s in window ({:.0}% of a core), {:.2} s total, {} us/packet, ~{} subscribers/core",
-                self.cpu.window_s, pct(self.cpu.window_s, self.duration_s), self.cpu.total_s,
-                self.cpu_us_per_packet().map_or_else(na, |v| format!("{v:.1}")),
-                self.subscribers_per_core().map_or_else(na, |v| format!("{v:.0}")))),
+            (
+                "connect time",
+                format!(
+                    "p50 {}, max {}",
+                    self.connect_ms.quantile(0.5).map_or_else(na, |v| format!("{v} ms")),
+                    if self.connect_ms.count > 0 { format!("{} ms", self.connect_ms.max) } else { na() }
+                ),
+            ),
+            (
+                "loadtest cpu",
+                format!(
+                    "{:.2} s in window ({:.0}% of a core), {:.2} s total, {} us/packet, ~{} subscribers/core",
+                    self.cpu.window_s,
+                    pct(self.cpu.window_s, self.duration_s),
+                    self.cpu.total_s,
+                    self.cpu_us_per_packet().map_or_else(na, |v| format!("{v:.1}")),
+                    self.subscribers_per_core().map_or_else(na, |v| format!("{v:.0}"))
+                ),
+            ),
         ];
         let mut out = String::new();
         for (k, v) in rows {
@@ -323,14 +371,28 @@ mod tests {
 
     #[test]
     fn sums_the_window_and_checks_thresholds() {
-        let start = ClientStats { publisher: None, tracks: vec![track(TrackKind::Video, 100, 5, &[50_000; 10])], ..Default::default() };
+        let start = ClientStats {
+            publisher: None,
+            tracks: vec![track(TrackKind::Video, 100, 5, &[50_000; 10])],
+            ..Default::default()
+        };
         let mut v = track(TrackKind::Video, 1100, 6, &[50_000; 10]);
         for _ in 0..1000 {
             v.latency.record(2000);
         }
-        let end = ClientStats { publisher: None, tracks: vec![v, track(TrackKind::Audio, 500, 0, &[1000; 500])], ..Default::default() };
+        let end = ClientStats {
+            publisher: None,
+            tracks: vec![v, track(TrackKind::Audio, 500, 0, &[1000; 500])],
+            ..Default::default()
+        };
         let failed = Outcome { error: Some("rejected: room_full".into()), ..Default::default() };
-        let s = Summary::new("broadcast", &[viewer(Some(start), end), failed], 0, 10.0, CpuUse { total_s: 3.0, window_s: 1.0 });
+        let s = Summary::new(
+            "broadcast",
+            &[viewer(Some(start), end), failed],
+            0,
+            10.0,
+            CpuUse { total_s: 3.0, window_s: 1.0 },
+        );
         assert_eq!((s.clients_connected, s.clients_failed, s.subscribers_receiving), (1, 1, 1));
         // window: 1000 video + 500 audio (audio joined after the window start: all of it)
         assert_eq!((s.packets_received, s.packets_lost), (1500, 1));
@@ -342,19 +404,45 @@ mod tests {
         assert!((s.cpu_us_per_packet().unwrap() - 1e6 / 1500.0).abs() < 1e-6);
         assert!((s.subscribers_per_core().unwrap() - 10.0).abs() < 1e-9);
         let j = s.json();
-        for key in ["clients_connected", "clients_failed", "packets_received", "packets_lost", "loss_pct", "latency_p50_ms",
-            "latency_p99_ms", "jitter_ms", "layer_switches", "duration_s", "cpu_s"] {
+        for key in [
+            "clients_connected",
+            "clients_failed",
+            "packets_received",
+            "packets_lost",
+            "loss_pct",
+            "latency_p50_ms",
+            "latency_p99_ms",
+            "jitter_ms",
+            "layer_switches",
+            "duration_s",
+            "cpu_s",
+        ] {
             assert!(j.get(key).is_some(), "{key}");
         }
         assert!(s.table().contains("room_full"));
 
-        let cli = Cli::parse_from(["loadtest", "broadcast", "--max-loss-pct", "0.01", "--min-connected-pct", "90", "--max-p99-latency-ms", "10"]);
+        let cli = Cli::parse_from([
+            "loadtest",
+            "broadcast",
+            "--max-loss-pct",
+            "0.01",
+            "--min-connected-pct",
+            "90",
+            "--max-p99-latency-ms",
+            "10",
+        ]);
         assert_eq!(s.check(cli.scenario.common()).len(), 2, "loss and connected fail, latency passes");
         let cli = Cli::parse_from(["loadtest", "broadcast", "--max-loss-pct", "1", "--max-p99-latency-ms", "1"]);
         assert_eq!(s.check(cli.scenario.common()).len(), 1);
 
         // a run in which every client failed has no loss figure: it fails a loss threshold
-        let none = Summary::new("broadcast", &[Outcome { error: Some("connection failed".into()), ..Default::default() }], 0, 10.0, CpuUse::default());
+        let none = Summary::new(
+            "broadcast",
+            &[Outcome { error: Some("connection failed".into()), ..Default::default() }],
+            0,
+            10.0,
+            CpuUse::default(),
+        );
         let cli = Cli::parse_from(["loadtest", "broadcast", "--max-loss-pct", "0.5"]);
         let failed = none.check(cli.scenario.common());
         assert_eq!(failed.len(), 1, "{failed:?}");

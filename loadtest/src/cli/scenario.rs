@@ -61,7 +61,8 @@ pub fn plan(scenario: &Scenario) -> Vec<JoinSpec> {
         }
         Scenario::Broadcast { viewers, .. } => {
             let room = format!("{prefix}-0");
-            let publisher = JoinSpec { room: room.clone(), name: "publisher".into(), publish: true, expected_tracks: 0 };
+            let publisher =
+                JoinSpec { room: room.clone(), name: "publisher".into(), publish: true, expected_tracks: 0 };
             let viewers = (0..*viewers).map(|v| JoinSpec {
                 room: room.clone(),
                 name: format!("viewer-{v}"),

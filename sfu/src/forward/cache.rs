@@ -15,10 +15,7 @@ pub struct PacketCache<T> {
 impl<T> PacketCache<T> {
     /// Creates a cache holding `capacity` packets, rounded up to a power of two (at least 1); allocates once, here.
     pub fn new(capacity: usize) -> Self {
-        let capacity = capacity
-            .max(1)
-            .checked_next_power_of_two()
-            .expect("packet cache capacity fits in usize");
+        let capacity = capacity.max(1).checked_next_power_of_two().expect("packet cache capacity fits in usize");
         let slots: Box<[Option<(u64, T)>]> = (0..capacity).map(|_| None).collect();
         let mask = u64::try_from(capacity - 1).expect("packet cache capacity fits in u64");
         Self { slots, mask, oldest: 0 }
@@ -31,8 +28,7 @@ impl<T> PacketCache<T> {
 
     /// Slot index for an extended sequence number.
     fn index(&self, seq: u64) -> usize {
-        usize::try_from(seq & self.mask)
-            .expect("masked index is below the capacity, which is a usize")
+        usize::try_from(seq & self.mask).expect("masked index is below the capacity, which is a usize")
     }
 
     /// Stores a packet unless its slot already holds a newer one; returns whether it was stored.
@@ -122,14 +118,9 @@ mod tests {
 
     #[test]
     fn capacity_table() {
-        let cases: &[(usize, usize)] =
-            &[(0, 1), (1, 1), (3, 4), (4, 4), (1000, 1024), (1024, 1024)];
+        let cases: &[(usize, usize)] = &[(0, 1), (1, 1), (3, 4), (4, 4), (1000, 1024), (1024, 1024)];
         for &(asked, want) in cases {
-            assert_eq!(
-                PacketCache::<u8>::new(asked).capacity(),
-                want,
-                "new({asked})"
-            );
+            assert_eq!(PacketCache::<u8>::new(asked).capacity(), want, "new({asked})");
         }
     }
 
@@ -138,43 +129,18 @@ mod tests {
         use Op::*;
         let scenarios: &[(&str, usize, &[Op])] = &[
             ("never stored", 4, &[Get(0, None), Get(7, None)]),
-            (
-                "stored and read",
-                4,
-                &[
-                    Insert(10, true),
-                    Get(10, Some(100)),
-                    Get(11, None),
-                    Get(6, None),
-                ],
-            ),
+            ("stored and read", 4, &[Insert(10, true), Get(10, Some(100)), Get(11, None), Get(6, None)]),
             (
                 "wrap overwrites the slot",
                 4,
-                &[
-                    Insert(1, true),
-                    Insert(2, true),
-                    Insert(5, true),
-                    Get(1, None),
-                    Get(5, Some(50)),
-                    Get(2, Some(20)),
-                ],
+                &[Insert(1, true), Insert(2, true), Insert(5, true), Get(1, None), Get(5, Some(50)), Get(2, Some(20))],
             ),
             (
                 "late packet does not evict a newer one",
                 4,
-                &[
-                    Insert(9, true),
-                    Insert(5, false),
-                    Get(9, Some(90)),
-                    Get(5, None),
-                ],
+                &[Insert(9, true), Insert(5, false), Get(9, Some(90)), Get(5, None)],
             ),
-            (
-                "duplicate replaces",
-                4,
-                &[Insert(3, true), Insert(3, true), Get(3, Some(30))],
-            ),
+            ("duplicate replaces", 4, &[Insert(3, true), Insert(3, true), Get(3, Some(30))]),
             (
                 "full ring keeps the last capacity packets",
                 4,
@@ -192,11 +158,7 @@ mod tests {
             (
                 "high extended numbers",
                 1024,
-                &[
-                    Insert(u64::MAX, true),
-                    Get(u64::MAX, Some(u64::MAX.wrapping_mul(10))),
-                    Get(1023, None),
-                ],
+                &[Insert(u64::MAX, true), Get(u64::MAX, Some(u64::MAX.wrapping_mul(10))), Get(1023, None)],
             ),
             (
                 // values are seq * 10, so `below: 1020` expires seq 100 and 101
@@ -315,27 +277,15 @@ mod tests {
                     Get(2, None),
                 ],
             ),
-            (
-                "clear",
-                4,
-                &[
-                    Insert(1, true),
-                    Clear,
-                    Get(1, None),
-                    Insert(1, true),
-                    Get(1, Some(10)),
-                ],
-            ),
+            ("clear", 4, &[Insert(1, true), Clear, Get(1, None), Insert(1, true), Get(1, Some(10))]),
         ];
         for (name, capacity, ops) in scenarios {
             let mut cache = PacketCache::new(*capacity);
             for (i, op) in ops.iter().enumerate() {
                 match *op {
-                    Insert(seq, stored) => assert_eq!(
-                        cache.insert(seq, seq.wrapping_mul(10)),
-                        stored,
-                        "{name}: op {i}"
-                    ),
+                    Insert(seq, stored) => {
+                        assert_eq!(cache.insert(seq, seq.wrapping_mul(10)), stored, "{name}: op {i}")
+                    }
                     Get(seq, want) => assert_eq!(cache.get(seq).copied(), want, "{name}: op {i}"),
                     Clear => cache.clear(),
                     Expire { newest, max, below, forgotten } => {

@@ -3,14 +3,16 @@
 //! selection, the retransmission cache and SRTP protection. No IO and no clock reads: time is
 //! always passed in.
 
+pub mod audio;
 pub mod budget;
 pub mod cache;
 pub mod h264;
 pub mod munger;
 pub mod prefetch;
 pub mod selector;
-pub mod srtp;
 pub mod seq;
+pub mod srtp;
+pub mod switch_hint;
 pub mod vp8;
 
 pub use cache::PacketCache;

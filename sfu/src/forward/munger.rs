@@ -47,12 +47,7 @@ struct Segment {
 
 impl Segment {
     /// Placeholder for unused ring slots.
-    const EMPTY: Self = Self {
-        start_in: 0,
-        dropped: 0,
-        start_out: 0,
-        source_start: true,
-    };
+    const EMPTY: Self = Self { start_in: 0, dropped: 0, start_out: 0, source_start: true };
 }
 
 /// The most recent segments: the newest inline (every forwarded packet reads it, so it lives
@@ -72,12 +67,7 @@ struct History {
 impl History {
     /// An empty ring.
     fn new() -> Self {
-        Self {
-            head: None,
-            older: Box::new([Segment::EMPTY; HISTORY - 1]),
-            newest_older: 0,
-            len_older: 0,
-        }
+        Self { head: None, older: Box::new([Segment::EMPTY; HISTORY - 1]), newest_older: 0, len_older: 0 }
     }
 
     /// Appends a segment, evicting the oldest when full.
@@ -189,13 +179,7 @@ impl RtpMunger {
     }
 
     /// Starts forwarding a new source whose next packet has `first_seq`/`first_ts`; `out_ts` (extended, see `last_out_ts`) overrides the wall-clock estimate and is raised to at least last + 1.
-    pub fn switch_source(
-        &mut self,
-        first_seq: u64,
-        first_ts: u64,
-        out_ts: Option<u64>,
-        now: Instant,
-    ) {
+    pub fn switch_source(&mut self, first_seq: u64, first_ts: u64, out_ts: Option<u64>, now: Instant) {
         let (start_out, ts_out) = match (self.highest_out, self.newest_ts) {
             (Some(last_seq), Some((last_ts, at))) => {
                 let at_least = last_ts.saturating_add(1);
@@ -211,27 +195,15 @@ impl RtpMunger {
             // Nothing forwarded yet: the first packet gets the initial values.
             _ => (self.init_seq, self.init_ts),
         };
-        self.history.push(Segment {
-            start_in: first_seq,
-            dropped: 0,
-            start_out,
-            source_start: true,
-        });
-        self.source = Some(Source {
-            highest_in: None,
-            ts_in: first_ts,
-            ts_out,
-        });
+        self.history.push(Segment { start_in: first_seq, dropped: 0, start_out, source_start: true });
+        self.source = Some(Source { highest_in: None, ts_in: first_ts, ts_out });
     }
 
     /// Maps a packet of the current source to the outgoing (seq, ts); None if it precedes the source, was dropped, is too late, or no source is set.
     #[must_use = "a packet whose mapping is None must not be forwarded"]
     pub fn forward(&mut self, seq: u64, ts: u64, now: Instant) -> Option<(u16, u32)> {
         let source = self.source.as_mut()?;
-        if source
-            .highest_in
-            .is_some_and(|h| h.saturating_sub(seq) >= MAX_LATE)
-        {
+        if source.highest_in.is_some_and(|h| h.saturating_sub(seq) >= MAX_LATE) {
             return None;
         }
         let out_seq = self.history.lookup_in(seq)?;
@@ -271,12 +243,7 @@ impl RtpMunger {
             seg.dropped += 1;
         } else {
             let start_out = seg.start_out.saturating_add(seq - seg.start_in);
-            self.history.push(Segment {
-                start_in: seq.saturating_add(1),
-                dropped: 1,
-                start_out,
-                source_start: false,
-            });
+            self.history.push(Segment { start_in: seq.saturating_add(1), dropped: 1, start_out, source_start: false });
         }
     }
 
@@ -291,11 +258,7 @@ impl RtpMunger {
         for seg in self.history.newest_first() {
             if out >= seg.start_out {
                 let seq = seg.start_in.saturating_add(out - seg.start_out);
-                return Some(if sources_back == 0 {
-                    SeqOrigin::Current(seq)
-                } else {
-                    SeqOrigin::Previous(seq)
-                });
+                return Some(if sources_back == 0 { SeqOrigin::Current(seq) } else { SeqOrigin::Previous(seq) });
             }
             if seg.source_start {
                 sources_back += 1;

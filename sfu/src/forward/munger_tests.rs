@@ -11,19 +11,9 @@ const T: u64 = 1 << 32;
 #[derive(Debug, Clone, Copy)]
 enum Op {
     /// `switch_source` at `ms` milliseconds.
-    Switch {
-        seq: u64,
-        ts: u64,
-        out_ts: Option<u64>,
-        ms: u64,
-    },
+    Switch { seq: u64, ts: u64, out_ts: Option<u64>, ms: u64 },
     /// `forward` at `ms`, expecting `want`.
-    Fwd {
-        seq: u64,
-        ts: u64,
-        ms: u64,
-        want: Option<(u16, u32)>,
-    },
+    Fwd { seq: u64, ts: u64, ms: u64, want: Option<(u16, u32)> },
     /// `drop_packet`.
     Drop(u64),
     /// `out_to_in`, expecting the origin relative to `S`.
@@ -33,42 +23,22 @@ use Op::{Drop, Nack};
 
 /// Switch without an SR-derived timestamp.
 const fn sw(seq: u64, ts: u64, ms: u64) -> Op {
-    Op::Switch {
-        seq: S + seq,
-        ts: T + ts,
-        out_ts: None,
-        ms,
-    }
+    Op::Switch { seq: S + seq, ts: T + ts, out_ts: None, ms }
 }
 
 /// Switch with an SR-derived outgoing timestamp (relative to `T`, like the munger's extended space).
 const fn sw_sr(seq: u64, ts: u64, out_ts: u64, ms: u64) -> Op {
-    Op::Switch {
-        seq: S + seq,
-        ts: T + ts,
-        out_ts: Some(T + out_ts),
-        ms,
-    }
+    Op::Switch { seq: S + seq, ts: T + ts, out_ts: Some(T + out_ts), ms }
 }
 
 /// Forward expecting an outgoing (seq, ts).
 const fn fwd(seq: u64, ts: u64, ms: u64, want: (u16, u32)) -> Op {
-    Op::Fwd {
-        seq: S + seq,
-        ts: T + ts,
-        ms,
-        want: Some(want),
-    }
+    Op::Fwd { seq: S + seq, ts: T + ts, ms, want: Some(want) }
 }
 
 /// Forward expecting the packet to be refused.
 const fn refused(seq: u64, ts: u64, ms: u64) -> Op {
-    Op::Fwd {
-        seq: S + seq,
-        ts: T + ts,
-        ms,
-        want: None,
-    }
+    Op::Fwd { seq: S + seq, ts: T + ts, ms, want: None }
 }
 
 /// Drop of an incoming packet.
@@ -103,19 +73,9 @@ fn run(scenarios: &[Scenario]) {
         let mut m = RtpMunger::new(sc.clock, sc.init_seq, sc.init_ts);
         for (i, op) in sc.ops.iter().enumerate() {
             match *op {
-                Op::Switch {
-                    seq,
-                    ts,
-                    out_ts,
-                    ms,
-                } => m.switch_source(seq, ts, out_ts, at(ms)),
+                Op::Switch { seq, ts, out_ts, ms } => m.switch_source(seq, ts, out_ts, at(ms)),
                 Op::Fwd { seq, ts, ms, want } => {
-                    assert_eq!(
-                        m.forward(seq, ts, at(ms)),
-                        want,
-                        "{}: op {i} {op:?}",
-                        sc.name
-                    );
+                    assert_eq!(m.forward(seq, ts, at(ms)), want, "{}: op {i} {op:?}", sc.name);
                 }
                 Drop(seq) => m.drop_packet(seq),
                 Nack(out, want) => assert_eq!(m.out_to_in(out), want, "{}: op {i} {op:?}", sc.name),
@@ -223,13 +183,7 @@ fn sequence_tables() {
             clock: 90_000,
             init_seq: 1000,
             init_ts: 5000,
-            ops: &[
-                refused(0, 0, 0),
-                drop_(0),
-                Nack(1000, None),
-                sw(5, 0, 0),
-                fwd(5, 0, 0, (1000, 5000)),
-            ],
+            ops: &[refused(0, 0, 0), drop_(0), Nack(1000, None), sw(5, 0, 0), fwd(5, 0, 0, (1000, 5000))],
         },
         Scenario {
             name: "packets before the source start are refused and not dropped",
@@ -330,12 +284,7 @@ fn timestamp_and_switch_tables() {
             clock: 90_000,
             init_seq: 1000,
             init_ts: 5000,
-            ops: &[
-                sw(0, 0, 0),
-                fwd(0, 0, 0, (1000, 5000)),
-                sw(300, 50, 0),
-                fwd(300, 50, 0, (1001, 5001)),
-            ],
+            ops: &[sw(0, 0, 0), fwd(0, 0, 0, (1000, 5000)), sw(300, 50, 0), fwd(300, 50, 0, (1001, 5001))],
         },
         Scenario {
             name: "first switch ignores the SR timestamp",
@@ -421,22 +370,12 @@ fn history_eviction_refuses_what_it_forgot() {
     for i in 0..blocks {
         m.drop_packet(S + 3 * i + 1);
         let want = 1002 + 2 * i;
-        assert_eq!(
-            m.forward(S + 3 * i + 3, T, now),
-            Some((low_u16(want), 0)),
-            "block {i}"
-        );
+        assert_eq!(m.forward(S + 3 * i + 3, T, now), Some((low_u16(want), 0)), "block {i}");
     }
     let last = blocks - 1;
     // A recent lost packet arrives late and gets its slot.
-    assert_eq!(
-        m.forward(S + 3 * last + 2, T, now),
-        Some((low_u16(1001 + 2 * last), 0))
-    );
-    assert_eq!(
-        m.out_to_in(low_u16(1001 + 2 * last)),
-        Some(SeqOrigin::Current(S + 3 * last + 2))
-    );
+    assert_eq!(m.forward(S + 3 * last + 2, T, now), Some((low_u16(1001 + 2 * last), 0)));
+    assert_eq!(m.out_to_in(low_u16(1001 + 2 * last)), Some(SeqOrigin::Current(S + 3 * last + 2)));
     // The oldest segments were evicted: neither direction guesses.
     assert_eq!(m.forward(S + 2, T, now), None);
     assert_eq!(m.out_to_in(1001), None);

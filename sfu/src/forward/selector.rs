@@ -27,11 +27,7 @@ impl Layer {
 
     /// The layer with this index (0 = lowest), for rids the caller ordered itself.
     pub const fn new(index: u8) -> Option<Self> {
-        if (index as usize) < Self::COUNT {
-            Some(Self(index))
-        } else {
-            None
-        }
+        if (index as usize) < Self::COUNT { Some(Self(index)) } else { None }
     }
 
     /// Index of this layer, 0 = lowest.
@@ -78,26 +74,17 @@ pub struct LayerActivity {
 impl LayerActivity {
     /// Activity with no packet seen on any layer.
     pub const fn new() -> Self {
-        Self {
-            layers: [LayerState {
-                last_packet: None,
-                size: None,
-            }; Layer::COUNT],
-        }
+        Self { layers: [LayerState { last_packet: None, size: None }; Layer::COUNT] }
     }
 
     /// The state of one layer.
     fn state(&self, layer: Layer) -> &LayerState {
-        self.layers
-            .get(layer.index())
-            .expect("a Layer's index is always below Layer::COUNT")
+        self.layers.get(layer.index()).expect("a Layer's index is always below Layer::COUNT")
     }
 
     /// The state of one layer, for updating.
     fn state_mut(&mut self, layer: Layer) -> &mut LayerState {
-        self.layers
-            .get_mut(layer.index())
-            .expect("a Layer's index is always below Layer::COUNT")
+        self.layers.get_mut(layer.index()).expect("a Layer's index is always below Layer::COUNT")
     }
 
     /// Records a packet of `layer` arriving at `now`.
@@ -117,9 +104,7 @@ impl LayerActivity {
 
     /// True if `layer` sent a packet within the last second before `now`.
     pub fn is_active(&self, layer: Layer, now: Instant) -> bool {
-        self.state(layer)
-            .last_packet
-            .is_some_and(|at| now.saturating_duration_since(at) <= ACTIVE_WINDOW)
+        self.state(layer).last_packet.is_some_and(|at| now.saturating_duration_since(at) <= ACTIVE_WINDOW)
     }
 
     /// The known size of `layer`, else one scaled by 2 per layer from the highest layer with a known size.
@@ -127,10 +112,7 @@ impl LayerActivity {
         if let Some(size) = self.size(layer) {
             return Some(size);
         }
-        let (known, (w, h)) = Layer::ALL
-            .into_iter()
-            .rev()
-            .find_map(|l| self.size(l).map(|s| (l, s)))?;
+        let (known, (w, h)) = Layer::ALL.into_iter().rev().find_map(|l| self.size(l).map(|s| (l, s)))?;
         let factor = 1u32 << known.0.abs_diff(layer.0);
         Some(if layer > known {
             (w.saturating_mul(factor), h.saturating_mul(factor))
@@ -180,10 +162,7 @@ pub struct LayerSelector {
 impl LayerSelector {
     /// A selector forwarding nothing until a target is set and its keyframe arrives.
     pub const fn new() -> Self {
-        Self {
-            current: None,
-            target: None,
-        }
+        Self { current: None, target: None }
     }
 
     /// The layer being forwarded.
@@ -217,11 +196,7 @@ impl LayerSelector {
         // An explicit layer wins over the rendered size (docs/protocol.md).
         let size = if wish.max_layer.is_some() { None } else { wish.size };
         let fits = |l: &Layer| {
-            size.is_some_and(|(w, h)| {
-                activity
-                    .estimated_size(*l)
-                    .is_some_and(|(lw, lh)| lw >= w && lh >= h)
-            })
+            size.is_some_and(|(w, h)| activity.estimated_size(*l).is_some_and(|(lw, lh)| lw >= w && lh >= h))
         };
         self.target = Some(eligible.clone().find(fits).unwrap_or(highest_eligible));
     }
@@ -269,19 +244,13 @@ impl Default for PliThrottle {
 impl PliThrottle {
     /// A throttle allowing one request per layer per `interval` (500 ms by default).
     pub const fn new(interval: Duration) -> Self {
-        Self {
-            interval,
-            last: [None; Layer::COUNT],
-        }
+        Self { interval, last: [None; Layer::COUNT] }
     }
 
     /// True (and records the request) if a keyframe may be requested for `layer` at `now`.
     #[must_use = "a refused request must not be sent"]
     pub fn allow(&mut self, layer: Layer, now: Instant) -> bool {
-        let last = self
-            .last
-            .get_mut(layer.index())
-            .expect("a Layer's index is always below Layer::COUNT");
+        let last = self.last.get_mut(layer.index()).expect("a Layer's index is always below Layer::COUNT");
         if last.is_some_and(|at| now.saturating_duration_since(at) < self.interval) {
             return false;
         }

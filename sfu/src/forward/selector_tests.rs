@@ -8,28 +8,15 @@ const F: Layer = Layer::HIGH;
 
 #[test]
 fn layer_table() {
-    let rids: &[(&str, Option<Layer>)] = &[
-        ("q", Some(Q)),
-        ("h", Some(H)),
-        ("f", Some(F)),
-        ("", None),
-        ("x", None),
-        ("Q", None),
-        ("full", None),
-    ];
+    let rids: &[(&str, Option<Layer>)] =
+        &[("q", Some(Q)), ("h", Some(H)), ("f", Some(F)), ("", None), ("x", None), ("Q", None), ("full", None)];
     for &(rid, want) in rids {
         assert_eq!(Layer::from_rid(rid), want, "from_rid({rid:?})");
         if let Some(layer) = want {
             assert_eq!(layer.rid(), rid, "rid round trip");
         }
     }
-    let indexes: &[(u8, Option<Layer>)] = &[
-        (0, Some(Q)),
-        (1, Some(H)),
-        (2, Some(F)),
-        (3, None),
-        (255, None),
-    ];
+    let indexes: &[(u8, Option<Layer>)] = &[(0, Some(Q)), (1, Some(H)), (2, Some(F)), (3, None), (255, None)];
     for &(i, want) in indexes {
         assert_eq!(Layer::new(i), want, "Layer::new({i})");
         if let Some(layer) = want {
@@ -41,11 +28,7 @@ fn layer_table() {
 
 /// Shorthand for a wish.
 const fn wish(max_layer: Option<Layer>, size: Option<(u32, u32)>) -> Wish {
-    Wish {
-        paused: false,
-        max_layer,
-        size,
-    }
+    Wish { paused: false, max_layer, size }
 }
 
 /// Sizes of a typical 1280x720 three-layer publisher.
@@ -62,10 +45,7 @@ fn target_table() {
         want: Option<Layer>,
     }
     let all: &[Layer] = &[Q, H, F];
-    let paused = Wish {
-        paused: true,
-        ..Wish::default()
-    };
+    let paused = Wish { paused: true, ..Wish::default() };
     let rows = [
         Row {
             name: "no wish: highest active",
@@ -83,22 +63,8 @@ fn target_table() {
             before: Some(F),
             want: Some(H),
         },
-        Row {
-            name: "paused",
-            wish: paused,
-            active: all,
-            sizes: SIZES,
-            before: Some(F),
-            want: None,
-        },
-        Row {
-            name: "paused with nothing active",
-            wish: paused,
-            active: &[],
-            sizes: &[],
-            before: Some(F),
-            want: None,
-        },
+        Row { name: "paused", wish: paused, active: all, sizes: SIZES, before: Some(F), want: None },
+        Row { name: "paused with nothing active", wish: paused, active: &[], sizes: &[], before: Some(F), want: None },
         Row {
             name: "nothing active keeps target",
             wish: Wish::default(),
@@ -107,14 +73,7 @@ fn target_table() {
             before: Some(H),
             want: Some(H),
         },
-        Row {
-            name: "max layer",
-            wish: wish(Some(H), None),
-            active: all,
-            sizes: &[],
-            before: None,
-            want: Some(H),
-        },
+        Row { name: "max layer", wish: wish(Some(H), None), active: all, sizes: &[], before: None, want: Some(H) },
         Row {
             name: "max layer inactive: next lower",
             wish: wish(Some(H), None),
@@ -229,10 +188,7 @@ fn target_table() {
         for &(l, w, h) in row.sizes {
             activity.set_size(l, w, h);
         }
-        let mut sel = LayerSelector {
-            current: None,
-            target: row.before,
-        };
+        let mut sel = LayerSelector { current: None, target: row.before };
         sel.update_target(&row.wish, &activity, now);
         assert_eq!(sel.target(), row.want, "{}", row.name);
     }
@@ -262,10 +218,7 @@ const fn switch(from: Option<Layer>, to: Layer) -> Action {
 
 #[test]
 fn scenario_tables() {
-    let paused = Wish {
-        paused: true,
-        ..Wish::default()
-    };
+    let paused = Wish { paused: true, ..Wish::default() };
     let scenarios: &[(&str, &[Step])] = &[
         (
             "start switches only at a keyframe of the target",
@@ -381,9 +334,7 @@ fn scenario_tables() {
         for (i, step) in steps.iter().enumerate() {
             match *step {
                 Want(new) => w = new,
-                Sizes => SIZES
-                    .iter()
-                    .for_each(|&(l, width, height)| activity.set_size(l, width, height)),
+                Sizes => SIZES.iter().for_each(|&(l, width, height)| activity.set_size(l, width, height)),
                 Pkt(layer, key, ms, want) => {
                     let now = base + Duration::from_millis(ms);
                     activity.on_packet(layer, now);
@@ -421,10 +372,6 @@ fn pli_throttle_table() {
     let base = Instant::now();
     let mut throttle = PliThrottle::default();
     for (i, &(layer, ms, want)) in rows.iter().enumerate() {
-        assert_eq!(
-            throttle.allow(layer, base + Duration::from_millis(ms)),
-            want,
-            "row {i}: {layer:?} at {ms} ms"
-        );
+        assert_eq!(throttle.allow(layer, base + Duration::from_millis(ms)), want, "row {i}: {layer:?} at {ms} ms");
     }
 }

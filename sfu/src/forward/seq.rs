@@ -154,60 +154,29 @@ mod tests {
         // Each row: a name, the incoming sequence numbers, the expected extended values.
         let cases: &[(&str, &[u16], &[u64])] = &[
             ("in order", &[10, 11, 12], &[R16 + 10, R16 + 11, R16 + 12]),
-            (
-                "forward wrap",
-                &[65534, 65535, 0, 1],
-                &[R16 + 65534, R16 + 65535, 2 * R16, 2 * R16 + 1],
-            ),
+            ("forward wrap", &[65534, 65535, 0, 1], &[R16 + 65534, R16 + 65535, 2 * R16, 2 * R16 + 1]),
             ("late right after start", &[5, 3], &[R16 + 5, R16 + 3]),
             ("late across start at 0", &[0, 65535], &[R16, R16 - 1]),
-            (
-                "reorder across wrap",
-                &[65535, 1, 0, 2],
-                &[R16 + 65535, 2 * R16 + 1, 2 * R16, 2 * R16 + 2],
-            ),
+            ("reorder across wrap", &[65535, 1, 0, 2], &[R16 + 65535, 2 * R16 + 1, 2 * R16, 2 * R16 + 2]),
             (
                 "late before wrap after wrap",
                 &[65530, 2, 65533, 3],
                 &[R16 + 65530, 2 * R16 + 2, R16 + 65533, 2 * R16 + 3],
             ),
-            (
-                "duplicates",
-                &[7, 7, 8, 8, 7],
-                &[R16 + 7, R16 + 7, R16 + 8, R16 + 8, R16 + 7],
-            ),
+            ("duplicates", &[7, 7, 8, 8, 7], &[R16 + 7, R16 + 7, R16 + 8, R16 + 8, R16 + 7]),
             ("gap below half", &[0, 32767], &[R16, R16 + 32767]),
-            (
-                "jump of exactly half is late",
-                &[0, 32768],
-                &[R16, R16 - 32768],
-            ),
-            (
-                "jump above half is late",
-                &[100, 40000],
-                &[R16 + 100, R16 + 40000 - R16],
-            ),
+            ("jump of exactly half is late", &[0, 32768], &[R16, R16 - 32768]),
+            ("jump above half is late", &[100, 40000], &[R16 + 100, R16 + 40000 - R16]),
             (
                 "large forward jumps in steps",
                 &[0, 30000, 60000, 24464],
                 &[R16, R16 + 30000, R16 + 60000, 2 * R16 + 24464],
             ),
-            (
-                "late does not move reference",
-                &[1000, 990, 1001],
-                &[R16 + 1000, R16 + 990, R16 + 1001],
-            ),
+            ("late does not move reference", &[1000, 990, 1001], &[R16 + 1000, R16 + 990, R16 + 1001]),
             (
                 "many wraps",
                 &[0, 32000, 64000, 30464, 62464, 28928],
-                &[
-                    R16,
-                    R16 + 32000,
-                    R16 + 64000,
-                    2 * R16 + 30464,
-                    2 * R16 + 62464,
-                    3 * R16 + 28928,
-                ],
+                &[R16, R16 + 32000, R16 + 64000, 2 * R16 + 30464, 2 * R16 + 62464, 3 * R16 + 28928],
             ),
         ];
         for (name, input, want) in cases {
@@ -221,26 +190,10 @@ mod tests {
     fn ts_unwrap_tables() {
         let cases: &[(&str, &[u32], &[u64])] = &[
             ("in order", &[0, 3000, 6000], &[R32, R32 + 3000, R32 + 6000]),
-            (
-                "forward wrap",
-                &[u32::MAX - 1499, 1500],
-                &[R32 + u64::from(u32::MAX) - 1499, 2 * R32 + 1500],
-            ),
-            (
-                "reorder across wrap",
-                &[u32::MAX, 10, u32::MAX - 5],
-                &[2 * R32 - 1, 2 * R32 + 10, 2 * R32 - 6],
-            ),
-            (
-                "same timestamp repeated",
-                &[90_000, 90_000, 90_000],
-                &[R32 + 90_000; 3],
-            ),
-            (
-                "jump above half is late",
-                &[0, 0x8000_0001],
-                &[R32, R32 - 0x7fff_ffff],
-            ),
+            ("forward wrap", &[u32::MAX - 1499, 1500], &[R32 + u64::from(u32::MAX) - 1499, 2 * R32 + 1500]),
+            ("reorder across wrap", &[u32::MAX, 10, u32::MAX - 5], &[2 * R32 - 1, 2 * R32 + 10, 2 * R32 - 6]),
+            ("same timestamp repeated", &[90_000, 90_000, 90_000], &[R32 + 90_000; 3]),
+            ("jump above half is late", &[0, 0x8000_0001], &[R32, R32 - 0x7fff_ffff]),
         ];
         for (name, input, want) in cases {
             let mut u = TsUnwrapper::new();
@@ -264,12 +217,8 @@ mod tests {
         for &(a, b, want) in seq {
             assert_eq!(seq_is_newer(a, b), want, "seq_is_newer({a}, {b})");
         }
-        let ts: &[(u32, u32, bool)] = &[
-            (1, 0, true),
-            (0, u32::MAX, true),
-            (u32::MAX, 0, false),
-            (0x8000_0000, 0, false),
-        ];
+        let ts: &[(u32, u32, bool)] =
+            &[(1, 0, true), (0, u32::MAX, true), (u32::MAX, 0, false), (0x8000_0000, 0, false)];
         for &(a, b, want) in ts {
             assert_eq!(ts_is_newer(a, b), want, "ts_is_newer({a}, {b})");
         }
@@ -294,33 +243,15 @@ mod tests {
     #[test]
     fn wrapping_add_and_extend_tables() {
         // (value, delta, bits, expected)
-        let add: &[(u64, u64, u32, u64)] = &[
-            (127, 1, 7, 0),
-            (0x7fff, 1, 15, 0),
-            (255, 2, 8, 1),
-            (31, 1, 5, 0),
-            (3, 4, 16, 7),
-        ];
+        let add: &[(u64, u64, u32, u64)] =
+            &[(127, 1, 7, 0), (0x7fff, 1, 15, 0), (255, 2, 8, 1), (31, 1, 5, 0), (3, 4, 16, 7)];
         for &(v, d, b, want) in add {
-            assert_eq!(
-                wrapping_add_bits(v, d, b),
-                want,
-                "wrapping_add_bits({v}, {d}, {b})"
-            );
+            assert_eq!(wrapping_add_bits(v, d, b), want, "wrapping_add_bits({v}, {d}, {b})");
         }
-        let sub: &[(u64, u64, u32, u64)] = &[
-            (0, 1, 7, 127),
-            (0, 1, 15, 0x7fff),
-            (1, 2, 8, 255),
-            (5, 3, 5, 2),
-            (3, u64::MAX, 8, 4),
-        ];
+        let sub: &[(u64, u64, u32, u64)] =
+            &[(0, 1, 7, 127), (0, 1, 15, 0x7fff), (1, 2, 8, 255), (5, 3, 5, 2), (3, u64::MAX, 8, 4)];
         for &(v, d, b, want) in sub {
-            assert_eq!(
-                wrapping_sub_bits(v, d, b),
-                want,
-                "wrapping_sub_bits({v}, {d}, {b})"
-            );
+            assert_eq!(wrapping_sub_bits(v, d, b), want, "wrapping_sub_bits({v}, {d}, {b})");
         }
         // (reference, value, bits, expected)
         let ext: &[(u64, u64, u32, u64)] = &[
@@ -335,18 +266,10 @@ mod tests {
             assert_eq!(extend_near(r, v, b), want, "extend_near({r}, {v}, {b})");
         }
         // (extended, low 16 bits, low 32 bits)
-        let low: &[(u64, u16, u32)] = &[
-            (0, 0, 0),
-            (R16 + 5, 5, 65541),
-            (R32 + R16 - 1, 65535, 65535),
-            (u64::MAX, u16::MAX, u32::MAX),
-        ];
+        let low: &[(u64, u16, u32)] =
+            &[(0, 0, 0), (R16 + 5, 5, 65541), (R32 + R16 - 1, 65535, 65535), (u64::MAX, u16::MAX, u32::MAX)];
         for &(v, want16, want32) in low {
-            assert_eq!(
-                (low_u16(v), low_u32(v)),
-                (want16, want32),
-                "low bits of {v}"
-            );
+            assert_eq!((low_u16(v), low_u32(v)), (want16, want32), "low bits of {v}");
         }
     }
 }

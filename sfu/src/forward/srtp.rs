@@ -41,7 +41,13 @@ pub enum SrtpError {
 
 /// RFC 3711 4.3.3 AES-CM key derivation with a key derivation rate of 0 (RFC 5764): the
 /// session key or salt for `label`.
-fn derive(crypto: &dyn RTCCrypto, master_key: &[u8], master_salt: &[u8], label: u8, out: &mut [u8]) -> Result<(), SrtpError> {
+fn derive(
+    crypto: &dyn RTCCrypto,
+    master_key: &[u8],
+    master_salt: &[u8],
+    label: u8,
+    out: &mut [u8],
+) -> Result<(), SrtpError> {
     let mut block = [0u8; 16];
     for (i, chunk) in out.chunks_mut(16).enumerate() {
         block.fill(0);
@@ -106,9 +112,7 @@ impl GcmSender {
         }
         let mut tag = [0u8; GCM_TAG_LEN];
         let (aad, payload) = buf.split_at_mut(header_len);
-        self.cipher
-            .seal_in_place(&iv, aad, payload, &mut tag)
-            .map_err(|e| SrtpError::Crypto(e.to_string()))?;
+        self.cipher.seal_in_place(&iv, aad, payload, &mut tag).map_err(|e| SrtpError::Crypto(e.to_string()))?;
         buf.extend_from_slice(&tag);
         Ok(())
     }
@@ -157,11 +161,20 @@ mod tests {
         let key: Vec<u8> = (1..=16).collect();
         let salt: Vec<u8> = (100..112).collect();
         let mut ours = GcmSender::new(provider.crypto(), &key, &salt).unwrap();
-        let mut reference = Context::new(&key, &salt, ProtectionProfile::AeadAes128Gcm, None, None, provider.crypto()).unwrap();
-        let mut receiver = Context::new(&key, &salt, ProtectionProfile::AeadAes128Gcm, None, None, provider.crypto()).unwrap();
+        let mut reference =
+            Context::new(&key, &salt, ProtectionProfile::AeadAes128Gcm, None, None, provider.crypto()).unwrap();
+        let mut receiver =
+            Context::new(&key, &salt, ProtectionProfile::AeadAes128Gcm, None, None, provider.crypto()).unwrap();
         let mut roc = Rollover::default();
         for (i, seq) in [65533u16, 65534, 65535, 0, 1, 2, 65535].into_iter().enumerate() {
-            let header = rtc::rtp::Header { version: 2, payload_type: 96, sequence_number: seq, timestamp: 3000 * i as u32, ssrc: 0xfeed, ..Default::default() };
+            let header = rtc::rtp::Header {
+                version: 2,
+                payload_type: 96,
+                sequence_number: seq,
+                timestamp: 3000 * i as u32,
+                ssrc: 0xfeed,
+                ..Default::default()
+            };
             let mut plain = bytes::BytesMut::new();
             plain.extend_from_slice(&crate::room::egress::rtp_header(false, 96, seq, header.timestamp, 0xfeed));
             plain.extend_from_slice(&[i as u8; 100]);
@@ -259,7 +272,10 @@ mod tests {
     #[test]
     fn bad_input_is_an_error() {
         let provider = rtc::crypto::default_provider().unwrap();
-        assert_eq!(GcmSender::new(provider.crypto(), &[0; 32], &[0; 12]).err(), Some(SrtpError::KeyLength { key: 32, salt: 12 }));
+        assert_eq!(
+            GcmSender::new(provider.crypto(), &[0; 32], &[0; 12]).err(),
+            Some(SrtpError::KeyLength { key: 32, salt: 12 })
+        );
         let mut s = GcmSender::new(provider.crypto(), &[0; 16], &[0; 12]).unwrap();
         let mut short = bytes::BytesMut::from(&[0u8; 5][..]);
         assert_eq!(s.protect(&mut short, 12, 1, 0, 0), Err(SrtpError::Truncated { len: 5, header_len: 12 }));

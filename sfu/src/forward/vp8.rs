@@ -97,10 +97,11 @@ struct Reader<'a> {
 impl Reader<'_> {
     /// Returns the next byte or a truncation error.
     fn byte(&mut self) -> Result<u8, Vp8Error> {
-        let b = self.buf.get(self.pos).copied().ok_or(Vp8Error::Truncated {
-            needed: self.pos + 1,
-            have: self.buf.len(),
-        })?;
+        let b = self
+            .buf
+            .get(self.pos)
+            .copied()
+            .ok_or(Vp8Error::Truncated { needed: self.pos + 1, have: self.buf.len() })?;
         self.pos += 1;
         Ok(b)
     }
@@ -108,10 +109,7 @@ impl Reader<'_> {
 
 /// Parses the payload descriptor at the start of a VP8 RTP payload.
 pub fn parse(payload: &[u8]) -> Result<Vp8Descriptor, Vp8Error> {
-    let mut r = Reader {
-        buf: payload,
-        pos: 0,
-    };
+    let mut r = Reader { buf: payload, pos: 0 };
     let b0 = r.byte()?;
     let mut desc = Vp8Descriptor {
         picture_id: None,
@@ -131,15 +129,9 @@ pub fn parse(payload: &[u8]) -> Result<Vp8Descriptor, Vp8Error> {
             let p = r.byte()?;
             desc.picture_id = Some(if p & 0x80 != 0 {
                 let low = r.byte()?;
-                PictureId {
-                    value: (u16::from(p & 0x7f) << 8) | u16::from(low),
-                    long: true,
-                }
+                PictureId { value: (u16::from(p & 0x7f) << 8) | u16::from(low), long: true }
             } else {
-                PictureId {
-                    value: u16::from(p),
-                    long: false,
-                }
+                PictureId { value: u16::from(p), long: false }
             });
         }
         if x & 0x40 != 0 {
@@ -208,11 +200,7 @@ struct FieldMap {
 impl FieldMap {
     /// A map that passes the first source through unchanged.
     const fn new() -> Self {
-        Self {
-            offset: 0,
-            newest_out: None,
-            resync: true,
-        }
+        Self { offset: 0, newest_out: None, resync: true }
     }
 
     /// Maps an incoming value of a `bits`-wide field.
@@ -226,10 +214,7 @@ impl FieldMap {
             };
         }
         let out = wrapping_sub_bits(input, self.offset, bits);
-        if self
-            .newest_out
-            .is_none_or(|newest| is_newer_bits(out, newest, bits))
-        {
+        if self.newest_out.is_none_or(|newest| is_newer_bits(out, newest, bits)) {
             self.newest_out = Some(out);
         }
         out
@@ -256,11 +241,7 @@ impl Default for Vp8Munger {
 impl Vp8Munger {
     /// Creates a munger whose first source passes through unchanged.
     pub const fn new() -> Self {
-        Self {
-            picture_id: FieldMap::new(),
-            tl0picidx: FieldMap::new(),
-            keyidx: FieldMap::new(),
-        }
+        Self { picture_id: FieldMap::new(), tl0picidx: FieldMap::new(), keyidx: FieldMap::new() }
     }
 
     /// Marks that the next packet comes from a new source (its first picture continues at newest + 1).
@@ -277,36 +258,22 @@ impl Vp8Munger {
             // Masked to 7 or 15 bits, so the low 16 bits are the whole value.
             low_u16(self.picture_id.map(u64::from(pid.value), pid.bits()))
         });
-        let tl0picidx = desc
-            .tl0picidx
-            .map(|v| low_u8(self.tl0picidx.map(u64::from(v), TL0PICIDX_BITS)));
-        let keyidx = desc
-            .keyidx
-            .map(|v| low_u8(self.keyidx.map(u64::from(v), KEYIDX_BITS)));
-        Vp8Rewrite {
-            picture_id,
-            tl0picidx,
-            keyidx,
-        }
+        let tl0picidx = desc.tl0picidx.map(|v| low_u8(self.tl0picidx.map(u64::from(v), TL0PICIDX_BITS)));
+        let keyidx = desc.keyidx.map(|v| low_u8(self.keyidx.map(u64::from(v), KEYIDX_BITS)));
+        Vp8Rewrite { picture_id, tl0picidx, keyidx }
     }
 }
 
 /// Returns the byte at `pos` for writing, or a truncation error.
 fn byte_mut(payload: &mut [u8], pos: usize) -> Result<&mut u8, Vp8Error> {
     let have = payload.len();
-    payload.get_mut(pos).ok_or(Vp8Error::Truncated {
-        needed: pos + 1,
-        have,
-    })
+    payload.get_mut(pos).ok_or(Vp8Error::Truncated { needed: pos + 1, have })
 }
 
 /// Rewrites the descriptor of `payload` (which `desc` was parsed from) in place; fields absent from `desc` are left alone.
 pub fn write(payload: &mut [u8], desc: &Vp8Descriptor, rw: &Vp8Rewrite) -> Result<(), Vp8Error> {
     if payload.len() < desc.header_len {
-        return Err(Vp8Error::Truncated {
-            needed: desc.header_len,
-            have: payload.len(),
-        });
+        return Err(Vp8Error::Truncated { needed: desc.header_len, have: payload.len() });
     }
     // Optional fields start after the required byte and the X byte.
     let mut pos = 2;

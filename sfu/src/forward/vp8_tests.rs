@@ -89,22 +89,14 @@ fn parse_table() {
 
 #[test]
 fn parse_and_write_never_panic() {
-    let seeds: &[&[u8]] = &[
-        &[0x90, 0xf0, 0xff, 0xff, 0x2a, 0x5f, 0x00, 0x9d],
-        &[0xff; 8],
-        &[0x80, 0x10, 0xe5, 0x00],
-    ];
+    let seeds: &[&[u8]] = &[&[0x90, 0xf0, 0xff, 0xff, 0x2a, 0x5f, 0x00, 0x9d], &[0xff; 8], &[0x80, 0x10, 0xe5, 0x00]];
     for seed in seeds {
         for end in 0..=seed.len() {
             let mut buf = seed[..end].to_vec();
             if let Ok(desc) = parse(&buf) {
                 assert!(desc.header_len < buf.len());
                 let _ = keyframe_size(&buf, &desc);
-                let rw = Vp8Rewrite {
-                    picture_id: Some(u16::MAX),
-                    tl0picidx: Some(1),
-                    keyidx: Some(u8::MAX),
-                };
+                let rw = Vp8Rewrite { picture_id: Some(u16::MAX), tl0picidx: Some(1), keyidx: Some(u8::MAX) };
                 assert_eq!(write(&mut buf, &desc, &rw), Ok(()));
                 // Writing must not change the descriptor's shape.
                 let again = parse(&buf).expect("rewritten descriptor parses");
@@ -157,13 +149,7 @@ const fn row(
     keyidx: Option<u8>,
     want: (Option<u16>, Option<u8>, Option<u8>),
 ) -> MungeRow {
-    MungeRow {
-        switch,
-        pid,
-        tl0,
-        keyidx,
-        want,
-    }
+    MungeRow { switch, pid, tl0, keyidx, want }
 }
 
 #[test]
@@ -258,18 +244,9 @@ fn munger_tables() {
             if r.switch {
                 m.switch_source();
             }
-            let desc = Vp8Descriptor {
-                picture_id: r.pid,
-                tl0picidx: r.tl0,
-                keyidx: r.keyidx,
-                ..BASE
-            };
+            let desc = Vp8Descriptor { picture_id: r.pid, tl0picidx: r.tl0, keyidx: r.keyidx, ..BASE };
             let got = m.munge(&desc);
-            assert_eq!(
-                (got.picture_id, got.tl0picidx, got.keyidx),
-                r.want,
-                "{name}: row {i}"
-            );
+            assert_eq!((got.picture_id, got.tl0picidx, got.keyidx), r.want, "{name}: row {i}");
         }
     }
 }
@@ -322,40 +299,19 @@ fn write_round_trip_table() {
         let mut buf = input.to_vec();
         write(&mut buf, &before, rw).expect("write fits");
         let after = parse(&buf).expect("rewritten payload parses");
+        assert_eq!((after.picture_id, after.tl0picidx, after.keyidx), *want, "case {name}");
         assert_eq!(
-            (after.picture_id, after.tl0picidx, after.keyidx),
-            *want,
-            "case {name}"
-        );
-        assert_eq!(
-            Vp8Descriptor {
-                picture_id: None,
-                tl0picidx: None,
-                keyidx: None,
-                ..after
-            },
-            Vp8Descriptor {
-                picture_id: None,
-                tl0picidx: None,
-                keyidx: None,
-                ..before
-            },
+            Vp8Descriptor { picture_id: None, tl0picidx: None, keyidx: None, ..after },
+            Vp8Descriptor { picture_id: None, tl0picidx: None, keyidx: None, ..before },
             "case {name}: other fields unchanged"
         );
-        assert_eq!(
-            buf[before.header_len..],
-            input[before.header_len..],
-            "case {name}: payload unchanged"
-        );
+        assert_eq!(buf[before.header_len..], input[before.header_len..], "case {name}: payload unchanged");
     }
 }
 
 #[test]
 fn munge_then_write_round_trip() {
-    let packets: &[&[u8]] = &[
-        &[0x90, 0xe0, 0x80, 0x10, 0x05, 0x00, 0x00],
-        &[0x90, 0xe0, 0xff, 0xff, 0x09, 0x40, 0x00],
-    ];
+    let packets: &[&[u8]] = &[&[0x90, 0xe0, 0x80, 0x10, 0x05, 0x00, 0x00], &[0x90, 0xe0, 0xff, 0xff, 0x09, 0x40, 0x00]];
     let mut m = Vp8Munger::new();
     let mut outs = Vec::new();
     for (i, p) in packets.iter().enumerate() {

@@ -33,18 +33,25 @@ impl Room {
                 let _ = reply.send(self.participant_details());
             }
             RoomCommand::Remove { participant, reason, reply } => {
-                let _ = reply.send(self.remove_participant(&participant, reason));
+                let _ = reply.send(self.remove_participant(&participant, reason, now));
             }
             RoomCommand::MuteTrack { participant, track, muted, reply } => {
                 let _ = reply.send(self.set_track_muted(&participant, &track, muted, now));
             }
-            RoomCommand::Close { reason } => self.close_room(reason),
+            RoomCommand::Close { reason } => self.close_room(reason, now),
             other => tracing::error!(room = %self.name, command = ?other, "not an operator command"),
         }
     }
 
     /// A join, unless the room was deleted; the newcomer learns which tracks are muted.
-    pub(super) fn admit(&mut self, participant: String, name: String, events: EventSender, subscribe: bool, now: Instant) {
+    pub(super) fn admit(
+        &mut self,
+        participant: String,
+        name: String,
+        events: EventSender,
+        subscribe: bool,
+        now: Instant,
+    ) {
         if let Some(reason) = &self.admin.closed {
             let _ = events.try_send(ServerMessage::Removed { reason: reason.clone() });
             return;
@@ -81,10 +88,10 @@ impl Room {
             .collect()
     }
 
-    fn remove_participant(&mut self, id: &str, reason: String) -> bool {
+    fn remove_participant(&mut self, id: &str, reason: String, now: Instant) -> bool {
         let Some(idx) = self.participant_index(id) else { return false };
         self.participants[idx].send(ServerMessage::Removed { reason: reason.clone() });
-        self.leave(id);
+        self.leave(id, now);
         tracing::info!(room = %self.name, participant = %id, %reason, "participant removed by an operator");
         true
     }
@@ -110,13 +117,13 @@ impl Room {
         Some(self.track_detail(idx))
     }
 
-    fn close_room(&mut self, reason: String) {
+    fn close_room(&mut self, reason: String, now: Instant) {
         let ids: Vec<String> = self.participants.iter().map(|p| p.id.clone()).collect();
         for p in &self.participants {
             p.send(ServerMessage::Removed { reason: reason.clone() });
         }
         for id in &ids {
-            self.leave(id);
+            self.leave(id, now);
         }
         tracing::info!(room = %self.name, participants = ids.len(), %reason, "room closed by an operator");
         self.admin.closed = Some(reason);

@@ -61,7 +61,9 @@ impl Egress {
         let provider = rtc::crypto::default_provider().map_err(|e| EgressError::Crypto(e.to_string()))?;
         let context = Context::new(&keys.master_key, &keys.master_salt, keys.profile, None, None, provider.crypto())?;
         let gcm = match keys.profile {
-            ProtectionProfile::AeadAes128Gcm => Some(GcmSender::new(provider.crypto(), &keys.master_key, &keys.master_salt)?),
+            ProtectionProfile::AeadAes128Gcm => {
+                Some(GcmSender::new(provider.crypto(), &keys.master_key, &keys.master_salt)?)
+            }
             _ => None,
         };
         Ok(Egress { gcm, context, remote, master_key: keys.master_key.clone() })
@@ -90,7 +92,13 @@ impl Egress {
         sends: &mut SendBatch,
     ) -> Result<Option<usize>, EgressError> {
         let buf = sends.builder(RTP_HEADER_LEN + payload.len() + GCM_TAG_LEN);
-        buf.extend_from_slice(&rtp_header(header.marker, header.payload_type, header.sequence_number, header.timestamp, header.ssrc));
+        buf.extend_from_slice(&rtp_header(
+            header.marker,
+            header.payload_type,
+            header.sequence_number,
+            header.timestamp,
+            header.ssrc,
+        ));
         buf.extend_from_slice(payload);
         if !rewrite(&mut buf[RTP_HEADER_LEN..]) {
             sends.discard();
@@ -202,7 +210,15 @@ mod tests {
             (false, 102, 4242, 123_456_789, 0x8000_0000),
         ];
         for &(marker, pt, seq, ts, ssrc) in rows {
-            let h = rtc::rtp::Header { version: 2, marker, payload_type: pt, sequence_number: seq, timestamp: ts, ssrc, ..Default::default() };
+            let h = rtc::rtp::Header {
+                version: 2,
+                marker,
+                payload_type: pt,
+                sequence_number: seq,
+                timestamp: ts,
+                ssrc,
+                ..Default::default()
+            };
             let want = h.marshal().expect("marshal");
             assert_eq!(&rtp_header(marker, pt, seq, ts, ssrc)[..], &want[..], "{h:?}");
         }
@@ -242,24 +258,48 @@ mod tests {
     fn protected_packets_decrypt_with_the_peer_keys() {
         use rtc::srtp::protection_profile::ProtectionProfile;
         for profile in [ProtectionProfile::AeadAes128Gcm, ProtectionProfile::Aes128CmHmacSha1_80] {
-            let keys = SrtpSessionKeys { profile, master_key: vec![3; profile.key_len()], master_salt: vec![5; profile.salt_len()] };
+            let keys = SrtpSessionKeys {
+                profile,
+                master_key: vec![3; profile.key_len()],
+                master_salt: vec![5; profile.salt_len()],
+            };
             let remote: SocketAddr = "127.0.0.1:5000".parse().unwrap();
             let mut egress = Egress::new(&keys, remote).expect("context");
             assert!(egress.same_keys(&keys));
             let rekeyed = SrtpSessionKeys { master_key: vec![4; profile.key_len()], ..keys.clone() };
             assert!(!egress.same_keys(&rekeyed), "a new handshake's keys need a new context");
             let provider = rtc::crypto::default_provider().unwrap();
-            let mut peer = Context::new(&keys.master_key, &keys.master_salt, profile, None, None, provider.crypto()).unwrap();
+            let mut peer =
+                Context::new(&keys.master_key, &keys.master_salt, profile, None, None, provider.crypto()).unwrap();
             let mut sends = SendBatch::new(8);
-            let header = rtc::rtp::Header { version: 2, marker: true, payload_type: 96, sequence_number: 65535, timestamp: 9, ssrc: 77, ..Default::default() };
+            let header = rtc::rtp::Header {
+                version: 2,
+                marker: true,
+                payload_type: 96,
+                sequence_number: 65535,
+                timestamp: 9,
+                ssrc: 77,
+                ..Default::default()
+            };
             let mut roc = Rollover::default();
             let sent = egress
-                .send_rtp(&header, b"\x90\x80\x05payload", |p| { p[2] = 0x06; true }, &mut roc, &mut sends)
+                .send_rtp(
+                    &header,
+                    b"\x90\x80\x05payload",
+                    |p| {
+                        p[2] = 0x06;
+                        true
+                    },
+                    &mut roc,
+                    &mut sends,
+                )
                 .expect("protect");
             assert_eq!(sent, Some(10));
             let refused = egress.send_rtp(&header, b"x", |_| false, &mut roc, &mut sends).expect("no error");
             assert_eq!(refused, None);
-            let sr = SentStats { packets: 1, octets: 10, last: Some((9, Instant::now())) }.report(77, Instant::now(), 5, 90_000).unwrap();
+            let sr = SentStats { packets: 1, octets: 10, last: Some((9, Instant::now())) }
+                .report(77, Instant::now(), 5, 90_000)
+                .unwrap();
             egress.send_rtcp(&sr, &mut sends).expect("protect rtcp");
             let queued = sends.take_for_test();
             assert_eq!(queued.len(), 2);

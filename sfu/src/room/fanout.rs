@@ -17,7 +17,8 @@
 use super::egress::Egress;
 use super::participant::Participant;
 use super::peer::Peer;
-use super::track::DownTrack;
+use super::track::{DownTrack, PublishedTrack};
+use super::worker::Room;
 use crate::forward::prefetch;
 use crate::forward::selector::{Layer, LayerActivity, LayerSelector};
 use std::time::Instant;
@@ -90,11 +91,59 @@ where
 }
 
 /// Per participant, the track keys of its downtracks (what [`rebuild`] reads).
-fn downtrack_keys(participants: &[super::participant::Participant]) -> impl Iterator<Item = impl Iterator<Item = u32> + '_> {
+fn downtrack_keys(
+    participants: &[super::participant::Participant],
+) -> impl Iterator<Item = impl Iterator<Item = u32> + '_> {
     participants.iter().map(|p| p.downtracks.iter().map(|d| d.track_key))
 }
 
-impl super::worker::Room {
+/// Changes of the roster (participants, tracks, downtracks) go through these, which mark the
+/// lists stale: the next packet rebuilds them before it is forwarded.
+impl Room {
+    /// Adds a participant.
+    pub(super) fn push_participant(&mut self, p: Participant) {
+        self.participants.push(p);
+        self.fanout_stale = true;
+    }
+
+    /// Removes the participant at `idx` (those after it move down one place).
+    pub(super) fn remove_participant_at(&mut self, idx: usize) -> Participant {
+        self.fanout_stale = true;
+        self.participants.remove(idx)
+    }
+
+    /// Adds a published track.
+    pub(super) fn push_track(&mut self, t: PublishedTrack) {
+        self.tracks.push(t);
+        self.fanout_stale = true;
+    }
+
+    /// Keeps only the published tracks for which `keep` holds.
+    pub(super) fn retain_tracks(&mut self, keep: impl FnMut(&PublishedTrack) -> bool) {
+        self.tracks.retain(keep);
+        self.fanout_stale = true;
+    }
+
+    /// Adds a downtrack to participant `idx`.
+    pub(super) fn push_downtrack(&mut self, idx: usize, dt: DownTrack) {
+        self.participants[idx].downtracks.push(dt);
+        self.fanout_stale = true;
+    }
+
+    /// Keeps only participant `idx`'s downtracks for which `keep` holds; returns the others.
+    pub(super) fn take_downtracks(&mut self, idx: usize, mut gone: impl FnMut(&DownTrack) -> bool) -> Vec<DownTrack> {
+        let p = &mut self.participants[idx];
+        let (removed, kept): (Vec<DownTrack>, Vec<DownTrack>) = p.downtracks.drain(..).partition(|d| gone(d));
+        p.downtracks = kept;
+        self.fanout_stale = !removed.is_empty() || self.fanout_stale;
+        removed
+    }
+
+    /// True once after the roster changed: the lists must be rebuilt.
+    pub(super) fn roster_changed(&mut self) -> bool {
+        std::mem::take(&mut self.fanout_stale)
+    }
+
     /// Rebuilds every track's subscriber list from the participants' downtracks (and starts
     /// their hints over: the next visits record them).
     pub(super) fn rebuild_fanout(&mut self) {
@@ -151,7 +200,13 @@ pub fn warm(participants: &[Participant], s: &Subscriber, h: &Hint) {
 /// Warms visit `j` of a track's list (nothing past its end, nothing `skip` says the fan-out
 /// will pass over).
 #[inline]
-pub fn warm_at(participants: &[Participant], list: &[Subscriber], hints: &[Hint], j: usize, skip: impl Fn(&Subscriber) -> bool) {
+pub fn warm_at(
+    participants: &[Participant],
+    list: &[Subscriber],
+    hints: &[Hint],
+    j: usize,
+    skip: impl Fn(&Subscriber) -> bool,
+) {
     if let (Some(s), Some(h)) = (list.get(j), hints.get(j))
         && !skip(s)
     {
@@ -237,11 +292,11 @@ mod tests {
         let rows: &[(Option<Layer>, Option<Layer>, Layer, &LayerActivity, bool)] = &[
             (Some(q), Some(q), f, &live, true),
             (Some(q), Some(q), h, &live, true),
-            (Some(q), Some(q), q, &live, false),             // its own layer
-            (Some(q), Some(f), f, &live, false),             // switching: waits for f's keyframe
+            (Some(q), Some(q), q, &live, false), // its own layer
+            (Some(q), Some(f), f, &live, false), // switching: waits for f's keyframe
             (Some(q), Some(f), h, &live, false),
-            (None, Some(f), h, &live, false),                // not started
-            (Some(q), Some(q), h, &q_stopped, false),        // its layer stopped: h must move the target
+            (None, Some(f), h, &live, false),         // not started
+            (Some(q), Some(q), h, &q_stopped, false), // its layer stopped: h must move the target
         ];
         for &(current, target, layer, activity, want) in rows {
             let s = selector(current, target);

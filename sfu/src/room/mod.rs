@@ -5,7 +5,8 @@
 pub mod admin;
 pub mod egress;
 pub mod fanout;
-pub mod forward;
+pub mod feedback;
+pub mod media_path;
 pub mod negotiate;
 pub mod participant;
 pub mod peer;
@@ -15,8 +16,10 @@ pub mod worker;
 
 use crate::metrics::MediaMetrics;
 use crate::udp::{Datagram, Demux};
+use futures::FutureExt;
 pub use peer::MediaAddr;
 use signaling::room::{RoomCommand, RoomFactory, RoomSender};
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use tokio::sync::mpsc;
@@ -52,6 +55,8 @@ pub struct MediaPlane {
     pub runtime: Option<tokio::runtime::Handle>,
     /// Live rooms of this plane (`sfu_media_thread_rooms`): where the next room goes.
     pub rooms: prometheus::IntGauge,
+    /// Tests only: the room of this name panics when a track is published in it.
+    pub inject_room_panic: Option<String>,
 }
 
 /// The media threads of a node (`--media-threads`): each new room starts on the plane with
@@ -82,12 +87,22 @@ impl MediaPlane {
         let (dg_tx, dg_rx) = mpsc::channel::<Datagram>(DATAGRAM_QUEUE);
         let worker = worker::Room::new(room.to_string(), self.clone(), dg_tx);
         let name = room.to_string();
-        let rooms = self.rooms.clone();
+        let (rooms, metrics) = (self.rooms.clone(), self.metrics.clone());
         rooms.inc();
         let task = async move {
-            worker.run(cmd_rx, dg_rx).await;
+            // a panic stays in its room: the worker's state is dropped while unwinding, which
+            // closes its participants and forgets its routes (`Room`'s `Drop`), and the
+            // node goes on serving every other room
+            let outcome = AssertUnwindSafe(worker.run(cmd_rx, dg_rx)).catch_unwind().await;
             rooms.dec();
-            tracing::info!(room = %name, "room worker stopped");
+            match outcome {
+                Ok(()) => tracing::info!(room = %name, "room worker stopped"),
+                Err(panic) => {
+                    metrics.room_panics.inc();
+                    let what = panic_message(panic.as_ref());
+                    tracing::error!(room = %name, panic = what, "room worker panicked: its participants were told and closed");
+                }
+            }
         };
         match &self.runtime {
             Some(thread) => drop(thread.spawn(task)),
@@ -95,4 +110,13 @@ impl MediaPlane {
         }
         cmd_tx
     }
+}
+
+/// The message of a caught panic (a `&str` or `String` payload, as `panic!` makes).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(not a message)")
 }

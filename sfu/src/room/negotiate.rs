@@ -5,8 +5,8 @@ use super::participant::Participant;
 use super::peer::Role;
 use super::sdp::{self, OfferError};
 use super::track::{CACHE_PACKETS, Codec, DownTrack, LayerIn, PublishedTrack};
-use crate::forward::cache::PacketCache;
 use super::worker::Room;
+use crate::forward::cache::PacketCache;
 use crate::forward::munger::RtpMunger;
 use crate::forward::selector::{Layer, LayerActivity, LayerSelector, PliThrottle, Wish};
 use crate::forward::seq::{SeqUnwrapper, TsUnwrapper};
@@ -56,7 +56,8 @@ impl Room {
             overflowed: Default::default(),
             room_overflow: self.overflow.clone(),
         };
-        let others = self.participants.iter().filter(|p| p.announced).map(|p| p.info(self.track_infos(&p.id))).collect();
+        let others =
+            self.participants.iter().filter(|p| p.announced).map(|p| p.info(self.track_infos(&p.id))).collect();
         participant.send(ServerMessage::Joined {
             room: self.name.clone(),
             participant: participant.info(Vec::new()),
@@ -67,8 +68,7 @@ impl Room {
         } else {
             tracing::debug!(room = %self.name, participant = %id, "not announced until it publishes (large room)");
         }
-        // appended, with no downtracks yet: no list changes until `add_downtrack`
-        self.participants.push(participant);
+        self.push_participant(participant);
         let idx = self.participants.len() - 1;
         let track_idxs: Vec<usize> = (0..self.tracks.len()).collect();
         for t in track_idxs {
@@ -78,16 +78,15 @@ impl Room {
         tracing::info!(room = %self.name, participant = %id, participants = self.participants.len(), "joined room");
     }
 
-    pub(super) fn leave(&mut self, id: &str) {
+    pub(super) fn leave(&mut self, id: &str, now: Instant) {
         let Some(idx) = self.participant_index(id) else { return };
-        let p = self.participants.remove(idx);
-        self.fanout_stale = true;
+        let p = self.remove_participant_at(idx);
         self.plane.metrics.subscribed_tracks.sub(p.downtracks.len() as i64);
         self.remove_peer(p.subscriber);
         if let Some(k) = p.publisher {
             self.remove_peer(k);
         }
-        self.unpublish(id, None);
+        self.unpublish(id, None, now);
         if p.announced {
             self.broadcast(id, &ServerMessage::ParticipantLeft { participant: id.to_string() });
         }
@@ -161,9 +160,8 @@ impl Room {
         if !self.participants[idx].offer_outstanding {
             return self.reply_error(id, ErrorCode::BadMessage, "no subscriber offer is outstanding");
         }
-        let result = RTCSessionDescription::answer(sdp_text).and_then(|d| {
-            self.peers.get_mut(&key).expect("subscriber peer exists").pc.set_remote_description(now, d)
-        });
+        let result = RTCSessionDescription::answer(sdp_text)
+            .and_then(|d| self.peers.get_mut(&key).expect("subscriber peer exists").pc.set_remote_description(now, d));
         if let Err(e) = result {
             self.reply_error(id, ErrorCode::BadSdp, format!("cannot apply the answer: {e}"));
             return;
@@ -223,9 +221,9 @@ impl Room {
             dt.wish.paused = p;
         }
         match req.layer {
-            Some(Some(rid)) => match Layer::from_rid(&rid).or_else(|| {
-                t.rids.iter().position(|r| *r == rid).and_then(|i| Layer::new(i as u8))
-            }) {
+            Some(Some(rid)) => match Layer::from_rid(&rid)
+                .or_else(|| t.rids.iter().position(|r| *r == rid).and_then(|i| Layer::new(i as u8)))
+            {
                 Some(l) => dt.wish.max_layer = Some(l),
                 None => {
                     let msg = format!("unknown layer {rid:?}; use one of q, h, f");
@@ -247,7 +245,10 @@ impl Room {
     }
 
     /// A new SSRC started on a publisher connection: a new track or another layer of one.
-    pub(super) fn on_track_open(&mut self, key: PeerKey, owner: &str, init: RTCTrackEventInit) {
+    pub(super) fn on_track_open(&mut self, key: PeerKey, owner: &str, init: RTCTrackEventInit, now: Instant) {
+        if self.plane.inject_room_panic.as_deref() == Some(self.name.as_str()) {
+            panic!("injected fault: room {} fails on a published track", self.name);
+        }
         let Some(pidx) = self.participant_index(owner) else { return };
         let existing = self.tracks.iter().position(|t| t.publisher == owner && t.rtc_track_id == init.track_id);
         let tidx = match existing {
@@ -265,7 +266,9 @@ impl Room {
                     return;
                 };
                 let rids = mid
-                    .and_then(|m| self.participants[pidx].offered_rids.iter().find(|(x, _)| *x == m).map(|(_, r)| r.clone()))
+                    .and_then(|m| {
+                        self.participants[pidx].offered_rids.iter().find(|(x, _)| *x == m).map(|(_, r)| r.clone())
+                    })
                     .unwrap_or_default();
                 self.next_track_key = self.next_track_key.wrapping_add(1);
                 let track = PublishedTrack {
@@ -289,11 +292,10 @@ impl Room {
                     codec = %track.rtc_codec.mime_type, rids = ?track.rids, "track published");
                 let msg = ServerMessage::TrackPublished { participant: owner.to_string(), track: track.info() };
                 self.announce(owner);
-                self.tracks.push(track);
+                self.push_track(track);
                 self.plane.metrics.published_tracks.inc();
                 self.broadcast(owner, &msg);
                 let tidx = self.tracks.len() - 1;
-                let now = Instant::now();
                 for s in 0..self.participants.len() {
                     if self.participants[s].id != owner {
                         self.add_downtrack(s, tidx);
@@ -311,7 +313,7 @@ impl Room {
     }
 
     /// Removes `publisher`'s tracks (one, or all when `rtc_track_id` is None) from the room.
-    pub(super) fn unpublish(&mut self, publisher: &str, rtc_track_id: Option<&str>) {
+    pub(super) fn unpublish(&mut self, publisher: &str, rtc_track_id: Option<&str>, now: Instant) {
         let gone: Vec<String> = self
             .tracks
             .iter()
@@ -321,18 +323,14 @@ impl Room {
         if gone.is_empty() {
             return;
         }
-        self.tracks.retain(|t| !gone.contains(&t.id));
-        self.fanout_stale = true;
+        self.retain_tracks(|t| !gone.contains(&t.id));
         self.plane.metrics.published_tracks.sub(gone.len() as i64);
-        let now = Instant::now();
         for s in 0..self.participants.len() {
-            let p = &mut self.participants[s];
-            let (removed, kept): (Vec<DownTrack>, Vec<DownTrack>) =
-                p.downtracks.drain(..).partition(|d| gone.contains(&d.track));
-            p.downtracks = kept;
+            let removed = self.take_downtracks(s, |d| gone.contains(&d.track));
             if removed.is_empty() {
                 continue;
             }
+            let p = &self.participants[s];
             self.plane.metrics.subscribed_tracks.sub(removed.len() as i64);
             if let Some(peer) = self.peers.get_mut(&p.subscriber) {
                 for d in &removed {
@@ -367,7 +365,8 @@ impl Room {
             codec: track.rtc_codec.clone(),
             ..Default::default()
         };
-        let mst = MediaStreamTrack::new(track.publisher.clone(), track.id.clone(), track.id.clone(), kind, vec![encoding]);
+        let mst =
+            MediaStreamTrack::new(track.publisher.clone(), track.id.clone(), track.id.clone(), kind, vec![encoding]);
         let sender_id = match peer.pc.add_track(mst) {
             Ok(s) => s,
             Err(e) => {
@@ -376,8 +375,7 @@ impl Room {
             }
         };
         let clock_rate = track.rtc_codec.clock_rate;
-        self.fanout_stale = true;
-        p.downtracks.push(DownTrack {
+        let downtrack = DownTrack {
             track_key: track.key,
             track: track.id.clone(),
             publisher: track.publisher.clone(),
@@ -398,7 +396,8 @@ impl Room {
             sent: Default::default(),
             rollover: Default::default(),
             retransmit_budget: Default::default(),
-        });
+        };
+        self.push_downtrack(sidx, downtrack);
         self.plane.metrics.subscribed_tracks.inc();
     }
 
@@ -424,7 +423,10 @@ impl Room {
                 let mut tracks = BTreeMap::new();
                 for d in &p.downtracks {
                     if let Some(mid) = peer.pc.rtp_transceiver(d.sender_id.into()).and_then(|t| t.mid().clone()) {
-                        tracks.insert(mid, TrackRef { participant: d.publisher.clone(), track: d.track.clone(), kind: d.kind });
+                        tracks.insert(
+                            mid,
+                            TrackRef { participant: d.publisher.clone(), track: d.track.clone(), kind: d.kind },
+                        );
                     }
                 }
                 p.offered_tracks = tracks.values().map(|t| t.track.clone()).collect();
@@ -461,7 +463,15 @@ mod announce_tests {
     #[test]
     fn newcomers_of_large_rooms_are_announced_when_they_publish() {
         // columns: participants present, limit, announced at join
-        let rows = [(0, 100, true), (99, 100, true), (100, 100, false), (5000, 100, false), (5000, 0, true), (0, 1, true), (1, 1, false)];
+        let rows = [
+            (0, 100, true),
+            (99, 100, true),
+            (100, 100, false),
+            (5000, 100, false),
+            (5000, 0, true),
+            (0, 1, true),
+            (1, 1, false),
+        ];
         for (present, limit, want) in rows {
             assert_eq!(super::announce_on_join(present, limit), want, "{present} present, limit {limit}");
         }

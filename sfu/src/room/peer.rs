@@ -14,12 +14,9 @@ use rtc::peer_connection::configuration::media_engine::{
     MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_RTX, MIME_TYPE_VP8, MediaEngine,
 };
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
-use rtc::peer_connection::transport::{
-    CandidateConfig, CandidateHostConfig, RTCDtlsRole, RTCIceCandidate,
-};
+use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCDtlsRole, RTCIceCandidate};
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability,
-    RtpCodecKind,
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
 };
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -94,7 +91,14 @@ fn video_feedback() -> Vec<RTCPFeedback> {
         .collect()
 }
 
-fn codec(mime: &str, clock_rate: u32, channels: u16, fmtp: &str, fb: Vec<RTCPFeedback>, pt: u8) -> RTCRtpCodecParameters {
+fn codec(
+    mime: &str,
+    clock_rate: u32,
+    channels: u16,
+    fmtp: &str,
+    fb: Vec<RTCPFeedback>,
+    pt: u8,
+) -> RTCRtpCodecParameters {
     RTCRtpCodecParameters {
         rtp_codec: RTCRtpCodec {
             mime_type: mime.to_owned(),
@@ -114,9 +118,23 @@ pub fn media_engine() -> Result<MediaEngine, rtc::shared::error::Error> {
     let video = [
         codec(MIME_TYPE_VP8, 90000, 0, "", video_feedback(), 96),
         codec(MIME_TYPE_RTX, 90000, 0, "apt=96", vec![], 97),
-        codec(MIME_TYPE_H264, 90000, 0, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f", video_feedback(), 102),
+        codec(
+            MIME_TYPE_H264,
+            90000,
+            0,
+            "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f",
+            video_feedback(),
+            102,
+        ),
         codec(MIME_TYPE_RTX, 90000, 0, "apt=102", vec![], 103),
-        codec(MIME_TYPE_H264, 90000, 0, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f", video_feedback(), 104),
+        codec(
+            MIME_TYPE_H264,
+            90000,
+            0,
+            "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f",
+            video_feedback(),
+            104,
+        ),
         codec(MIME_TYPE_RTX, 90000, 0, "apt=104", vec![], 105),
     ];
     for c in video {
@@ -193,17 +211,28 @@ pub fn new_peer(
         .new_candidate_host()?;
         pc.add_local_candidate(RTCIceCandidate::from(&candidate).to_json()?)?;
     }
-    Ok(Peer { key, owner: owner.to_owned(), role, ufrag, pc, next_timeout: None, armed: None, connected: false, egress: None, queued: false })
+    Ok(Peer {
+        key,
+        owner: owner.to_owned(),
+        role,
+        ufrag,
+        pc,
+        next_timeout: None,
+        armed: None,
+        connected: false,
+        egress: None,
+        queued: false,
+    })
 }
 
 impl MediaAddr {
     /// The local address the ICE agent is told packets arrive on: the bound address, or the
     /// first announced address when bound to an unspecified address.
     pub fn ice_local(&self) -> SocketAddr {
-        if self.local.ip().is_unspecified() {
-            if let Some(ip) = self.announce.first() {
-                return SocketAddr::new(*ip, self.local.port());
-            }
+        if self.local.ip().is_unspecified()
+            && let Some(ip) = self.announce.first()
+        {
+            return SocketAddr::new(*ip, self.local.port());
         }
         self.local
     }

@@ -62,7 +62,8 @@ fn a_check_before_the_answer_is_answered() {
         let sdp = peer.pc.local_description().unwrap().sdp;
         let server_pwd = sdp.lines().find_map(|l| l.strip_prefix("a=ice-pwd:")).unwrap().trim().to_owned();
         while peer.pc.poll_write().is_some() {}
-        let (request, tid) = binding_request(&username.replace('U', &peer.ufrag), &pwd.replace('P', &server_pwd), nominate);
+        let (request, tid) =
+            binding_request(&username.replace('U', &peer.ufrag), &pwd.replace('P', &server_pwd), nominate);
         let (got, _) = read_check(&mut peer, local, client, &request, tid, now);
         assert_eq!(got, answered, "{username} / {pwd} / nominate {nominate}");
     }
@@ -70,10 +71,22 @@ fn a_check_before_the_answer_is_answered() {
 
 /// What the server sent back to `client` after reading `request`: whether it answered the
 /// transaction, and how many Binding requests (checks of its own) it sent.
-fn read_check(peer: &mut Peer, local: SocketAddr, client: SocketAddr, request: &[u8], tid: TransactionId, now: Instant) -> (bool, usize) {
+fn read_check(
+    peer: &mut Peer,
+    local: SocketAddr,
+    client: SocketAddr,
+    request: &[u8],
+    tid: TransactionId,
+    now: Instant,
+) -> (bool, usize) {
     let msg = TaggedBytesMut {
         now,
-        transport: TransportContext { local_addr: local, peer_addr: client, ecn: None, transport_protocol: TransportProtocol::UDP },
+        transport: TransportContext {
+            local_addr: local,
+            peer_addr: client,
+            ecn: None,
+            transport_protocol: TransportProtocol::UDP,
+        },
         message: bytes::BytesMut::from(request),
     };
     let _ = peer.pc.handle_read(msg);
@@ -136,8 +149,13 @@ fn a_nomination_after_the_description_selects_the_pair_at_once() {
         }
         let mut ice_connected = false;
         while let Some(e) = peer.pc.poll_event() {
-            ice_connected |= matches!(e, RTCPeerConnectionEvent::OnIceConnectionStateChangeEvent(RTCIceConnectionState::Connected));
+            ice_connected |=
+                matches!(e, RTCPeerConnectionEvent::OnIceConnectionStateChangeEvent(RTCIceConnectionState::Connected));
         }
-        assert_eq!((last, ice_connected, peer.pc.selected_remote_addr()), (answered, connected, selected), "{requests:?}");
+        assert_eq!(
+            (last, ice_connected, peer.pc.selected_remote_addr()),
+            (answered, connected, selected),
+            "{requests:?}"
+        );
     }
 }

@@ -18,10 +18,10 @@ pub fn send_rids_by_mid(sdp: &str) -> Vec<(String, Vec<String>)> {
                 }
             }
         }
-        if let Some(mid) = mid {
-            if !rids.is_empty() {
-                out.push((mid, rids));
-            }
+        if let Some(mid) = mid
+            && !rids.is_empty()
+        {
+            out.push((mid, rids));
         }
     }
     out
@@ -52,8 +52,7 @@ pub fn check_offer(sdp: &str) -> Result<(), OfferError> {
         media += 1;
         let has = section.lines().any(|l| {
             let l = l.to_ascii_lowercase();
-            l.starts_with("a=rtpmap:")
-                && (l.contains(" opus/") || l.contains(" vp8/") || l.contains(" h264/"))
+            l.starts_with("a=rtpmap:") && (l.contains(" opus/") || l.contains(" vp8/") || l.contains(" h264/"))
         });
         if has {
             usable += 1;

@@ -35,14 +35,7 @@ impl Codec {
     }
 }
 
-/// Sender report of one layer: maps its RTP clock to wall-clock (NTP) time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SenderClock {
-    /// NTP timestamp (32.32 fixed point).
-    pub ntp: u64,
-    /// RTP timestamp at that instant.
-    pub rtp: u32,
-}
+pub use crate::forward::switch_hint::SenderClock;
 
 /// Packets kept per layer for answering NACKs (about 3 s of the top layer).
 pub const CACHE_PACKETS: usize = 512;
@@ -148,9 +141,10 @@ impl PublishedTrack {
 
     /// The layer an SSRC carries, if known.
     pub fn layer_of(&self, ssrc: u32) -> Option<Layer> {
-        self.layers.iter().enumerate().find_map(|(i, l)| {
-            l.as_ref().filter(|l| l.ssrc == ssrc).and_then(|_| Layer::new(i as u8))
-        })
+        self.layers
+            .iter()
+            .enumerate()
+            .find_map(|(i, l)| l.as_ref().filter(|l| l.ssrc == ssrc).and_then(|_| Layer::new(i as u8)))
     }
 
     /// Public description.

@@ -8,15 +8,16 @@ use super::MediaPlane;
 use super::participant::Participant;
 use super::peer::{self, Peer, Role};
 use super::track::PublishedTrack;
+use crate::drop_reason::DropReason;
 use crate::udp::{Datagram, PeerKey, Route, SendBatch};
 use rtc::peer_connection::event::RTCPeerConnectionEvent;
-use rtc::peer_connection::state::RTCPeerConnectionState;
 use rtc::peer_connection::message::TaggedRTCMessage;
+use rtc::peer_connection::state::RTCPeerConnectionState;
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use rustc_hash::FxHashMap;
 use signaling::protocol::{ErrorCode, ServerMessage};
 use signaling::room::RoomCommand;
-use rustc_hash::FxHashMap;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::Arc;
@@ -100,49 +101,53 @@ impl Room {
     }
 
     /// Runs until every command sender is dropped (the room closed).
-    pub async fn run(
-        mut self,
-        mut commands: mpsc::Receiver<RoomCommand>,
-        mut datagrams: mpsc::Receiver<Datagram>,
-    ) {
+    pub async fn run(mut self, mut commands: mpsc::Receiver<RoomCommand>, mut datagrams: mpsc::Receiver<Datagram>) {
         let mut batch = Vec::with_capacity(BATCH);
+        let mut now = Instant::now();
         loop {
-            let deadline = self.next_timeout().unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            let deadline = self.next_timeout().unwrap_or_else(|| now + Duration::from_secs(3600));
+            // the clock is read once per wake-up: everything this input causes sees one time
             tokio::select! {
                 cmd = commands.recv() => match cmd {
-                    Some(cmd) => self.on_command(cmd, Instant::now()),
+                    Some(cmd) => {
+                        now = Instant::now();
+                        self.on_command(cmd, now)
+                    }
                     None => break,
                 },
                 n = datagrams.recv_many(&mut batch, BATCH) => {
                     if n == 0 {
                         break;
                     }
-                    let now = Instant::now();
+                    now = Instant::now();
                     for dg in batch.drain(..) {
                         self.on_datagram(dg, now);
                     }
                 }
-                _ = tokio::time::sleep_until(deadline.into()) => self.on_timeout(Instant::now()),
+                _ = tokio::time::sleep_until(deadline.into()) => {
+                    now = Instant::now();
+                    self.on_timeout(now)
+                }
             }
-            self.flush();
+            self.flush(now);
             if self.overflow.swap(false, Ordering::Relaxed) {
-                self.remove_overflowed();
+                self.remove_overflowed(now);
             }
         }
-        self.close();
+        // dropping `self` closes every connection (`Drop`)
     }
 
     /// Removes the participants whose signaling queue overflowed: dropping their event sender
     /// ends their session, which closes the socket (the client may rejoin).
-    fn remove_overflowed(&mut self) {
+    fn remove_overflowed(&mut self, now: Instant) {
         let ids: Vec<String> =
             self.participants.iter().filter(|p| p.overflowed.load(Ordering::Relaxed)).map(|p| p.id.clone()).collect();
         for id in ids {
             self.plane.metrics.signaling_overflows.inc();
             tracing::warn!(room = %self.name, participant = %id, "removed: its signaling queue overflowed");
-            self.leave(&id);
+            self.leave(&id, now);
         }
-        self.flush();
+        self.flush(now);
     }
 
     fn next_timeout(&self) -> Option<Instant> {
@@ -190,11 +195,11 @@ impl Room {
         if is_stale_media(&dg.data, dg.at, now) {
             // the worker fell behind: forwarding it now helps nobody, and skipping it is how
             // the worker catches up before ICE consent answers (queued behind it) come too late
-            self.plane.metrics.count_drop("stale");
+            self.plane.metrics.count_drop(DropReason::Stale);
             return;
         }
         let Some(peer) = self.peers.get_mut(&dg.peer) else {
-            self.plane.metrics.count_drop("peer_gone");
+            self.plane.metrics.count_drop(DropReason::PeerGone);
             return;
         };
         let local_addr = self.plane.addr.ice_local();
@@ -213,7 +218,7 @@ impl Room {
         };
         if let Err(e) = peer.pc.handle_read(msg) {
             // garbage, failed SRTP authentication, replays: counted and dropped
-            self.plane.metrics.count_drop("rejected_by_peer");
+            self.plane.metrics.count_drop(DropReason::RejectedByPeer);
             tracing::trace!(room = %self.name, peer = dg.peer.0, error = %e, "datagram rejected");
         }
         if peer.mark_queued() {
@@ -232,9 +237,9 @@ impl Room {
 
     /// Drains every connection with pending output, including output caused by draining, then
     /// sends all of it in batches.
-    pub(super) fn flush(&mut self) {
+    pub(super) fn flush(&mut self, now: Instant) {
         while let Some(key) = self.dirty.pop() {
-            self.drain_peer(key);
+            self.drain_peer(key, now);
         }
         let f = self.sends.flush_with(self.plane.socket.sender(), Some(&self.plane.send_pool));
         let metrics = &self.plane.metrics;
@@ -244,10 +249,10 @@ impl Room {
         metrics.udp_send_calls.inc_by(f.syscalls);
         metrics.udp_gso_messages.inc_by(f.gso_messages);
         if f.would_block > 0 {
-            metrics.count_drop_n("send_would_block", f.would_block);
+            metrics.count_drop_n(DropReason::SendWouldBlock, f.would_block);
         }
         if f.errors > 0 {
-            metrics.count_drop_n("send_error", f.errors);
+            metrics.count_drop_n(DropReason::SendError, f.errors);
         }
         if !self.forwarded_arrivals.is_empty() {
             let sent = Instant::now();
@@ -257,7 +262,7 @@ impl Room {
         }
     }
 
-    fn drain_peer(&mut self, key: PeerKey) {
+    fn drain_peer(&mut self, key: PeerKey, now: Instant) {
         let Some(peer) = self.peers.get_mut(&key) else { return };
         // output this drain causes on the connection itself lists it again
         peer.queued = false;
@@ -287,16 +292,16 @@ impl Room {
         }
         let role = peer.role;
         for e in events.drain(..) {
-            self.on_peer_event(key, role, e);
+            self.on_peer_event(key, role, e, now);
         }
         for m in reads.drain(..) {
-            self.on_peer_message(key, role, m);
+            self.on_peer_message(key, role, m, now);
         }
         self.events_buf = events;
         self.reads_buf = reads;
     }
 
-    fn on_peer_event(&mut self, key: PeerKey, role: Role, event: RTCPeerConnectionEvent) {
+    fn on_peer_event(&mut self, key: PeerKey, role: Role, event: RTCPeerConnectionEvent, now: Instant) {
         use rtc::peer_connection::event::RTCTrackEvent;
         let owner = self.peers.get(&key).map(|p| p.owner.clone()).unwrap_or_default();
         match event {
@@ -328,17 +333,22 @@ impl Room {
                 tracing::debug!(room = %self.name, participant = %owner, ?role, %state, "ice state");
             }
             RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) if role == Role::Publisher => {
-                self.on_track_open(key, &owner, init);
+                self.on_track_open(key, &owner, init, now);
             }
             RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnClose(track_id)) if role == Role::Publisher => {
-                self.unpublish(&owner, Some(&track_id));
+                self.unpublish(&owner, Some(&track_id), now);
             }
             _ => {}
         }
     }
 
     /// Creates a connection for `owner` and routes its ufrag to this room.
-    pub(super) fn add_peer(&mut self, owner: &str, role: Role, now: Instant) -> Result<PeerKey, rtc::shared::error::Error> {
+    pub(super) fn add_peer(
+        &mut self,
+        owner: &str,
+        role: Role,
+        now: Instant,
+    ) -> Result<PeerKey, rtc::shared::error::Error> {
         let key = PeerKey(self.plane.next_key.fetch_add(1, Ordering::Relaxed));
         let peer = peer::new_peer(key, owner, role, &self.plane.addr, now)?;
         self.plane.demux.register(Route { room: self.datagrams.clone(), peer: key, ufrag: peer.ufrag.clone() });
@@ -362,7 +372,7 @@ impl Room {
             RoomCommand::Join { participant, name, events, subscribe } => {
                 self.admit(participant, name, events, subscribe, now)
             }
-            RoomCommand::Leave { participant } => self.leave(&participant),
+            RoomCommand::Leave { participant } => self.leave(&participant, now),
             RoomCommand::Offer { participant, sdp } => self.on_publisher_offer(&participant, sdp, now),
             RoomCommand::Answer { participant, sdp } => self.on_subscriber_answer(&participant, sdp, now),
             RoomCommand::Candidate { participant, target, candidate } => {
@@ -402,11 +412,29 @@ impl Room {
             p.send(msg.clone());
         }
     }
+}
 
-    fn close(&mut self) {
-        let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
-        for key in keys {
-            self.remove_peer(key);
+impl Drop for Room {
+    /// The room ends: it closed, or its worker panicked and this runs while unwinding. Either
+    /// way its routes and gauges go; after a panic the connections' state is not trusted (no
+    /// `rtc` call) and every participant is told `error internal` before its session closes
+    /// (its events sender is dropped with the room).
+    fn drop(&mut self) {
+        let panicked = std::thread::panicking();
+        if panicked {
+            let msg = ServerMessage::error(ErrorCode::Internal, "the room failed on the server; join again");
+            for p in &self.participants {
+                let _ = p.events.try_send(msg.clone());
+            }
+            for peer in self.peers.values() {
+                self.plane.demux.unregister(&peer.ufrag);
+            }
+            self.peers.clear();
+        } else {
+            let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+            for key in keys {
+                self.remove_peer(key);
+            }
         }
         let subscribed: usize = self.participants.iter().map(|p| p.downtracks.len()).sum();
         self.plane.metrics.subscribed_tracks.sub(subscribed as i64);
@@ -432,9 +460,7 @@ fn is_rtp(data: &[u8]) -> bool {
 fn new_egress(peer: &Peer) -> Option<super::egress::Egress> {
     let keys = peer.pc.local_srtp_keys()?;
     let remote = peer.pc.selected_remote_addr()?;
-    super::egress::Egress::new(keys, remote)
-        .map_err(|e| tracing::error!(error = %e, "srtp context"))
-        .ok()
+    super::egress::Egress::new(keys, remote).map_err(|e| tracing::error!(error = %e, "srtp context")).ok()
 }
 
 #[cfg(test)]

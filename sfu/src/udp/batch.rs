@@ -71,7 +71,15 @@ impl SendBatch {
     /// A batch sending up to `chunk` messages per system call (clamped to 1..=[`MAX_CHUNK`]),
     /// with GSO where the platform has it.
     pub fn new(chunk: usize) -> Self {
-        SendBatch { queue: Vec::new(), arena: BytesMut::new(), chunk: chunk.clamp(1, MAX_CHUNK), gso: cfg!(target_os = "linux"), order: Vec::new(), groups: Vec::new(), keys: Vec::new() }
+        SendBatch {
+            queue: Vec::new(),
+            arena: BytesMut::new(),
+            chunk: chunk.clamp(1, MAX_CHUNK),
+            gso: cfg!(target_os = "linux"),
+            order: Vec::new(),
+            groups: Vec::new(),
+            keys: Vec::new(),
+        }
     }
 
     /// Turns segmentation offload on or off (on by default on Linux; turned off by itself when
@@ -276,7 +284,9 @@ type DestKey = (u128, u64, u32);
 fn dest_key(to: &SocketAddr, index: u32) -> DestKey {
     match to {
         SocketAddr::V4(a) => (u128::from(u32::from(*a.ip())), u64::from(a.port()), index),
-        SocketAddr::V6(a) => (u128::from(*a.ip()), u64::from(a.port()) | 1 << 16 | u64::from(a.scope_id()) << 32, index),
+        SocketAddr::V6(a) => {
+            (u128::from(*a.ip()), u64::from(a.port()) | 1 << 16 | u64::from(a.scope_id()) << 32, index)
+        }
     }
 }
 
@@ -493,7 +503,10 @@ mod tests {
         for (sock, parity) in [(&rx_a, 0u32), (&rx_b, 1)] {
             for k in 0..75u32 {
                 let i = 2 * k + parity;
-                let n = tokio::time::timeout(std::time::Duration::from_secs(2), sock.recv(&mut buf)).await.unwrap().unwrap();
+                let n = tokio::time::timeout(std::time::Duration::from_secs(2), sock.recv(&mut buf))
+                    .await
+                    .unwrap()
+                    .unwrap();
                 assert_eq!(u32::from_be_bytes(buf[..4].try_into().unwrap()), i);
                 assert_eq!(n, 4 + (i as usize % 7) * 100);
             }
@@ -503,7 +516,9 @@ mod tests {
     fn queue_of(items: &[(char, usize)]) -> Vec<(BytesMut, SocketAddr)> {
         items
             .iter()
-            .map(|&(dest, len)| (BytesMut::from(&vec![0u8; len][..]), SocketAddr::from(([127, 0, 0, 1], 1000 + dest as u16))))
+            .map(|&(dest, len)| {
+                (BytesMut::from(&vec![0u8; len][..]), SocketAddr::from(([127, 0, 0, 1], 1000 + dest as u16)))
+            })
             .collect()
     }
 
@@ -513,10 +528,22 @@ mod tests {
         let rows: &[(&str, &[(char, usize)], &[(char, u16, u16)])] = &[
             ("one datagram", &[('a', 100)], &[('a', 1, 100)]),
             ("a frame to one subscriber", &[('a', 1200), ('a', 1200), ('a', 1200), ('a', 700)], &[('a', 4, 1200)]),
-            ("interleaved subscribers keep their own order", &[('a', 1200), ('b', 1200), ('a', 1200), ('b', 900)], &[('a', 2, 1200), ('b', 2, 1200)]),
-            ("a longer datagram starts a new message", &[('a', 100), ('a', 1200), ('a', 1200)], &[('a', 1, 100), ('a', 2, 1200)]),
+            (
+                "interleaved subscribers keep their own order",
+                &[('a', 1200), ('b', 1200), ('a', 1200), ('b', 900)],
+                &[('a', 2, 1200), ('b', 2, 1200)],
+            ),
+            (
+                "a longer datagram starts a new message",
+                &[('a', 100), ('a', 1200), ('a', 1200)],
+                &[('a', 1, 100), ('a', 2, 1200)],
+            ),
             ("a shorter one ends it", &[('a', 1200), ('a', 800), ('a', 1200)], &[('a', 2, 1200), ('a', 1, 1200)]),
-            ("audio and video", &[('a', 1100), ('a', 120), ('a', 1100), ('a', 1100)], &[('a', 2, 1100), ('a', 2, 1100)]),
+            (
+                "audio and video",
+                &[('a', 1100), ('a', 120), ('a', 1100), ('a', 1100)],
+                &[('a', 2, 1100), ('a', 2, 1100)],
+            ),
             ("the 64 KB limit", &[('a', 30_000), ('a', 30_000), ('a', 30_000)], &[('a', 2, 30_000), ('a', 1, 30_000)]),
         ];
         let (mut keys, mut order, mut groups) = (Vec::new(), Vec::new(), Vec::new());
@@ -532,7 +559,8 @@ mod tests {
                 .collect();
             assert_eq!(&got[..], *want, "{name}");
             // every datagram exactly once, in queue order per destination
-            let mut seen: Vec<u32> = groups.iter().flat_map(|g| order[g.start as usize..][..usize::from(g.count)].to_vec()).collect();
+            let mut seen: Vec<u32> =
+                groups.iter().flat_map(|g| order[g.start as usize..][..usize::from(g.count)].to_vec()).collect();
             for w in seen.windows(2) {
                 if queue[w[0] as usize].1 == queue[w[1] as usize].1 {
                     assert!(w[0] < w[1], "{name}: order kept");
@@ -548,9 +576,11 @@ mod tests {
         // an IPv4 destination and the IPv6 one with the same address bits and port are two
         let v4 = SocketAddr::from(([127, 0, 0, 1], 1000));
         let v6 = SocketAddr::from(([0, 0, 0, 0, 0, 0, 0x7f00, 1], 1000));
-        let mixed: Vec<(BytesMut, SocketAddr)> = [v4, v6, v4, v6].iter().map(|&to| (BytesMut::from(&[0u8; 100][..]), to)).collect();
+        let mixed: Vec<(BytesMut, SocketAddr)> =
+            [v4, v6, v4, v6].iter().map(|&to| (BytesMut::from(&[0u8; 100][..]), to)).collect();
         plan(&mixed, true, true, &mut keys, &mut order, &mut groups);
-        let dests: Vec<(SocketAddr, u16)> = groups.iter().map(|g| (mixed[order[g.start as usize] as usize].1, g.count)).collect();
+        let dests: Vec<(SocketAddr, u16)> =
+            groups.iter().map(|g| (mixed[order[g.start as usize] as usize].1, g.count)).collect();
         assert_eq!(dests, [(v4, 2), (v6, 2)]);
         // without GSO: one message per datagram, queue order
         plan(&queue_of(&[('a', 10), ('b', 10), ('a', 10)]), false, false, &mut keys, &mut order, &mut groups);
@@ -580,7 +610,10 @@ mod tests {
         let mut buf = [0u8; 2048];
         for (sock, tag) in [(&rx_a, 0xa0u8), (&rx_b, 0xb0)] {
             for (k, len) in sizes.iter().enumerate() {
-                let n = tokio::time::timeout(std::time::Duration::from_secs(2), sock.recv(&mut buf)).await.unwrap().unwrap();
+                let n = tokio::time::timeout(std::time::Duration::from_secs(2), sock.recv(&mut buf))
+                    .await
+                    .unwrap()
+                    .unwrap();
                 assert_eq!((n, buf[0]), (*len, k as u8), "datagram {k} whole and in order");
                 assert!(buf[1..n].iter().all(|&x| x == tag + k as u8));
             }

@@ -2,6 +2,7 @@
 //! first, then by the remote address learned from it.
 
 use super::stun;
+use crate::drop_reason::DropReason;
 use bytes::BytesMut;
 use dashmap::DashMap;
 use std::net::SocketAddr;
@@ -47,13 +48,12 @@ pub enum Unrouted {
     BadStun,
 }
 
-impl Unrouted {
-    /// Metric label.
-    pub fn label(self) -> &'static str {
-        match self {
-            Unrouted::UnknownUfrag => "unknown_ufrag",
-            Unrouted::UnknownSource => "unknown_source",
-            Unrouted::BadStun => "bad_stun",
+impl From<Unrouted> for DropReason {
+    fn from(why: Unrouted) -> DropReason {
+        match why {
+            Unrouted::UnknownUfrag => DropReason::UnknownUfrag,
+            Unrouted::UnknownSource => DropReason::UnknownSource,
+            Unrouted::BadStun => DropReason::BadStun,
         }
     }
 }

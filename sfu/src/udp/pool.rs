@@ -84,7 +84,8 @@ impl Job {
 impl SendPool {
     /// A pool of `helpers` threads (0: every flush is sent by its worker alone).
     pub fn new(helpers: usize) -> std::io::Result<SendPool> {
-        let inner = Arc::new(Inner { jobs: Mutex::new(VecDeque::new()), ready: Condvar::new(), stop: AtomicBool::new(false) });
+        let inner =
+            Arc::new(Inner { jobs: Mutex::new(VecDeque::new()), ready: Condvar::new(), stop: AtomicBool::new(false) });
         for i in 0..helpers {
             let inner = inner.clone();
             std::thread::Builder::new().name(format!("sfu-send-{i}")).spawn(move || helper(&inner))?;
@@ -102,10 +103,21 @@ impl SendPool {
     /// more (to be reused).
     pub(super) fn send(&self, plan: Planned) -> (Flushed, bool, Option<Planned>) {
         let datagrams = plan.queue.len();
-        let parts = split(plan.groups.len(), |g| plan.dest(g), |g| usize::from(plan.groups[g].count), datagrams.div_ceil(PART_DATAGRAMS));
+        let parts = split(
+            plan.groups.len(),
+            |g| plan.dest(g),
+            |g| usize::from(plan.groups[g].count),
+            datagrams.div_ceil(PART_DATAGRAMS),
+        );
         let plan = Arc::new(plan);
         let invited = self.helpers.min(parts.len().saturating_sub(1));
-        let job = Arc::new(Job { plan: plan.clone(), parts, next: AtomicUsize::new(0), state: Mutex::default(), finished: Condvar::new() });
+        let job = Arc::new(Job {
+            plan: plan.clone(),
+            parts,
+            next: AtomicUsize::new(0),
+            state: Mutex::default(),
+            finished: Condvar::new(),
+        });
         if invited > 0 {
             let mut jobs = self.inner.jobs.lock().unwrap_or_else(|e| e.into_inner());
             jobs.extend(std::iter::repeat_n(job.clone(), invited));
@@ -160,7 +172,12 @@ fn helper(inner: &Inner) {
 /// Cuts `n` messages into at most `parts` ranges of about equal datagram counts
 /// (`count(g)` datagrams in message `g`), never between two messages to one destination
 /// (`dest(g)`; messages are grouped by destination). Always at least one range.
-fn split(n: usize, dest: impl Fn(usize) -> SocketAddr, count: impl Fn(usize) -> usize, parts: usize) -> Vec<Range<usize>> {
+fn split(
+    n: usize,
+    dest: impl Fn(usize) -> SocketAddr,
+    count: impl Fn(usize) -> usize,
+    parts: usize,
+) -> Vec<Range<usize>> {
     let total: usize = (0..n).map(&count).sum();
     let mut ranges = Vec::with_capacity(parts);
     let mut start = 0;
@@ -229,7 +246,10 @@ mod tests {
             let mut buf = [0u8; 256];
             for rx in &rxs {
                 for k in 0..10u8 {
-                    let n = tokio::time::timeout(std::time::Duration::from_secs(2), rx.recv(&mut buf)).await.unwrap().unwrap();
+                    let n = tokio::time::timeout(std::time::Duration::from_secs(2), rx.recv(&mut buf))
+                        .await
+                        .unwrap()
+                        .unwrap();
                     assert_eq!((n, buf[0]), (200, k), "gso {gso}: packet {k} in order");
                 }
             }

@@ -1,13 +1,14 @@
 //! The task that reads the media port and hands datagrams to room workers.
 
+use super::MediaSocket;
 use super::arena::DatagramArena;
 use super::demux::{Datagram, Demux};
 use super::recv_batch::{Meta, RecvBatch};
+use crate::drop_reason::DropReason;
 use crate::metrics::MediaMetrics;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
-use super::MediaSocket;
 use tokio::sync::mpsc::error::TrySendError;
 
 /// Reads datagrams forever, routing each to its room. `shares_thread`: the rooms run on this
@@ -38,12 +39,12 @@ pub async fn run(socket: Arc<MediaSocket>, demux: Arc<Demux>, metrics: Arc<Media
             let at = reports.take(meta, wall, now, &metrics);
             if meta.truncated {
                 // larger than any media datagram: garbage, or a path MTU gone wrong
-                metrics.count_drop("oversized");
+                metrics.count_drop(DropReason::Oversized);
                 continue;
             }
             match meta.from {
                 Some(from) => route(data, from, at, &demux, &mut arena, &metrics),
-                None => metrics.count_drop("unknown_source"),
+                None => metrics.count_drop(DropReason::UnknownSource),
             }
         }
         if shares_thread && n == super::recv_batch::CAPACITY {
@@ -66,9 +67,9 @@ fn route(data: &[u8], from: SocketAddr, at: Instant, demux: &Demux, arena: &mut 
     });
     match sent {
         Ok(Ok(())) => {}
-        Ok(Err(TrySendError::Full(_))) => metrics.count_drop("room_queue_full"),
-        Ok(Err(TrySendError::Closed(_))) => metrics.count_drop("room_closed"),
-        Err(why) => metrics.count_drop(why.label()),
+        Ok(Err(TrySendError::Full(_))) => metrics.count_drop(DropReason::RoomQueueFull),
+        Ok(Err(TrySendError::Closed(_))) => metrics.count_drop(DropReason::RoomClosed),
+        Err(why) => metrics.count_drop(why.into()),
     }
 }
 
@@ -118,11 +119,15 @@ impl SocketReports {
     fn update(&mut self, total: u32, metrics: &MediaMetrics) {
         let new = total.wrapping_sub(self.seen);
         if new > 0 && new < u32::MAX / 2 {
-            metrics.count_drop_n("udp_receive_buffer_full", u64::from(new));
+            metrics.count_drop_n(DropReason::UdpReceiveBufferFull, u64::from(new));
             self.unlogged += u64::from(new);
             let now = Instant::now();
             if self.warned.is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1)) {
-                tracing::warn!(dropped = self.unlogged, total, "the media port's receive buffer overflowed: datagrams lost in the kernel (see --udp-recv-buffer)");
+                tracing::warn!(
+                    dropped = self.unlogged,
+                    total,
+                    "the media port's receive buffer overflowed: datagrams lost in the kernel (see --udp-recv-buffer)"
+                );
                 self.unlogged = 0;
                 self.warned = Some(now);
             }
@@ -180,7 +185,7 @@ fn arrival(stamp: Duration, wall: SystemTime, now: Instant) -> Instant {
 /// Asks for `bytes` of kernel receive buffer on the media socket (past `net.core.rmem_max`
 /// where the process may, as root does); returns what the kernel granted (it reports double
 /// the usable size). Only called for `--udp-recv-buffer` > 0; why the default is 1 MiB is on
-/// that flag (`Config::udp_recv_buffer`, docs/PERFORMANCE.md 17.1).
+/// that flag (`Config::udp_recv_buffer`, docs/perf-history.md 17.1).
 pub fn size_receive_buffer(socket: &MediaSocket, bytes: usize) -> usize {
     let sock = socket2::SockRef::from(socket.get_ref());
     #[cfg(target_os = "linux")]
@@ -211,7 +216,12 @@ mod tests {
 
     /// Reads one batch and takes in what the kernel said about each datagram, as `run` does:
     /// the first datagram's length, first byte, sender and arrival, and how many the batch held.
-    async fn recv_first(rx: &MediaSocket, batch: &mut RecvBatch, reports: &mut SocketReports, metrics: &MediaMetrics) -> (usize, u8, SocketAddr, Instant, usize) {
+    async fn recv_first(
+        rx: &MediaSocket,
+        batch: &mut RecvBatch,
+        reports: &mut SocketReports,
+        metrics: &MediaMetrics,
+    ) -> (usize, u8, SocketAddr, Instant, usize) {
         let n = rx.read(|s| batch.read(s)).await.unwrap();
         let (now, wall) = (Instant::now(), SystemTime::now());
         let arrivals: Vec<Instant> = (0..n).map(|i| reports.take(batch.get(i).1, wall, now, metrics)).collect();
@@ -235,12 +245,12 @@ mod tests {
         tx.send_to(&[7; 10], rx.local_addr().unwrap()).unwrap();
         let (n, first, _, _, in_batch) = recv_first(&rx, &mut batch, &mut reports, &metrics).await;
         assert_eq!((n, first, in_batch), (10, 7, 1));
-        let dropped = metrics.dropped("udp_receive_buffer_full");
+        let dropped = metrics.dropped(DropReason::UdpReceiveBufferFull);
         assert!(dropped > 150, "a 4 KiB buffer holds a few of 200 datagrams: {dropped} counted");
         // the count is cumulative: a later datagram with no new drops adds nothing
         tx.send_to(&[8; 10], rx.local_addr().unwrap()).unwrap();
         let _ = recv_first(&rx, &mut batch, &mut reports, &metrics).await;
-        assert_eq!(metrics.dropped("udp_receive_buffer_full"), dropped);
+        assert_eq!(metrics.dropped(DropReason::UdpReceiveBufferFull), dropped);
     }
 
     #[tokio::test]
@@ -259,12 +269,21 @@ mod tests {
             let (n, _, _, at, _) = recv_first(&rx, &mut batch, &mut reports, &metrics).await;
             let read = Instant::now();
             assert_eq!(n, 100);
-            assert!(at + Duration::from_millis(5) >= sent, "stamped {:?} before it was sent", sent.saturating_duration_since(at));
+            assert!(
+                at + Duration::from_millis(5) >= sent,
+                "stamped {:?} before it was sent",
+                sent.saturating_duration_since(at)
+            );
             waits.push(read.duration_since(at));
             if read.duration_since(at) >= Duration::from_millis(70) {
                 // and the wait is in the receive-queue histogram
                 let h = &metrics.udp_receive_queue;
-                assert!(h.get_sample_count() >= 1 && h.get_sample_sum() >= 0.07, "{} samples, {} s", h.get_sample_count(), h.get_sample_sum());
+                assert!(
+                    h.get_sample_count() >= 1 && h.get_sample_sum() >= 0.07,
+                    "{} samples, {} s",
+                    h.get_sample_count(),
+                    h.get_sample_sum()
+                );
                 return;
             }
         }

@@ -3,8 +3,8 @@
 //! running count of datagrams dropped on the socket (`SO_RXQ_OVFL`).
 
 use std::net::SocketAddr;
-use std::time::Duration;
 use std::net::UdpSocket;
+use std::time::Duration;
 
 /// Largest datagram accepted; anything longer is truncated by the kernel and dropped by SRTP.
 pub const MAX_DATAGRAM: usize = 2048;
@@ -90,7 +90,13 @@ impl RecvBatch {
         // SAFETY: every header points at live buffers of the stated lengths (this batch's
         // buffers, addresses and control space, and `iovs`, all alive until the call returns).
         let n = unsafe {
-            libc::recvmmsg(socket.as_raw_fd(), hdrs.as_mut_ptr(), CAPACITY as libc::c_uint, libc::MSG_DONTWAIT, std::ptr::null_mut())
+            libc::recvmmsg(
+                socket.as_raw_fd(),
+                hdrs.as_mut_ptr(),
+                CAPACITY as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
         };
         if n < 0 {
             return Err(std::io::Error::last_os_error());
@@ -151,7 +157,10 @@ fn socket_addr(s: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<Socke
         libc::AF_INET if len >= std::mem::size_of::<libc::sockaddr_in>() => {
             // SAFETY: the family says the storage holds a sockaddr_in, and it is long enough.
             let a = unsafe { &*(s as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
-            Some(SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)), u16::from_be(a.sin_port))))
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)),
+                u16::from_be(a.sin_port),
+            )))
         }
         libc::AF_INET6 if len >= std::mem::size_of::<libc::sockaddr_in6>() => {
             // SAFETY: the family says the storage holds a sockaddr_in6, and it is long enough.
@@ -173,7 +182,11 @@ mod tests {
 
     use crate::udp::MediaSocket;
 
-    async fn read_all(rx: &MediaSocket, batch: &mut RecvBatch, want: usize) -> (Vec<(Vec<u8>, SocketAddr, bool)>, usize) {
+    async fn read_all(
+        rx: &MediaSocket,
+        batch: &mut RecvBatch,
+        want: usize,
+    ) -> (Vec<(Vec<u8>, SocketAddr, bool)>, usize) {
         let (mut got, mut reads) = (Vec::new(), 0);
         while got.len() < want {
             match rx.read(|s| batch.read(s)).await {
@@ -195,13 +208,20 @@ mod tests {
     #[tokio::test]
     async fn one_read_takes_what_is_queued_in_order_with_each_sender() {
         let rx = MediaSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-        assert!(crate::udp::set_int_option(std::os::fd::AsRawFd::as_raw_fd(&rx), libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1));
+        assert!(crate::udp::set_int_option(
+            std::os::fd::AsRawFd::as_raw_fd(&rx),
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            1
+        ));
         let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let to = rx.local_addr().unwrap();
         // (sender, bytes): sizes from empty to past the largest datagram (truncated)
         let sent: Vec<(&std::net::UdpSocket, Vec<u8>)> = (0..40u8)
-            .map(|i| (if i % 3 == 0 { &b } else { &a }, vec![i; [0, 1, 200, 1200, MAX_DATAGRAM, 3000][usize::from(i) % 6]]))
+            .map(|i| {
+                (if i % 3 == 0 { &b } else { &a }, vec![i; [0, 1, 200, 1200, MAX_DATAGRAM, 3000][usize::from(i) % 6]])
+            })
             .collect();
         for (s, bytes) in &sent {
             s.send_to(bytes, to).unwrap();

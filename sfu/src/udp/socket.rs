@@ -140,7 +140,9 @@ const SO_ATTACH_REUSEPORT_CBPF: Option<libc::c_int> = if cfg!(any(
 #[cfg(target_os = "linux")]
 fn send_only_member(reader: &std::net::UdpSocket) -> io::Result<std::net::UdpSocket> {
     use socket2::SockRef;
-    let option = SO_ATTACH_REUSEPORT_CBPF.ok_or_else(|| io::Error::new(io::ErrorKind::Unsupported, "SO_ATTACH_REUSEPORT_CBPF unknown on this architecture"))?;
+    let option = SO_ATTACH_REUSEPORT_CBPF.ok_or_else(|| {
+        io::Error::new(io::ErrorKind::Unsupported, "SO_ATTACH_REUSEPORT_CBPF unknown on this architecture")
+    })?;
     let joined = join_group(reader, option);
     if joined.is_err() {
         let _ = SockRef::from(reader).set_reuse_port(false);
@@ -201,11 +203,15 @@ mod tests {
             if !is_epoll {
                 continue;
             }
-            let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", entry.file_name().to_string_lossy())).ok()?;
+            let info =
+                std::fs::read_to_string(format!("/proc/self/fdinfo/{}", entry.file_name().to_string_lossy())).ok()?;
             for line in info.lines() {
                 // tfd:        7 events:       19 data: ...
                 let mut words = line.split_whitespace();
-                if words.next() == Some("tfd:") && words.next() == Some(fd.to_string().as_str()) && words.next() == Some("events:") {
+                if words.next() == Some("tfd:")
+                    && words.next() == Some(fd.to_string().as_str())
+                    && words.next() == Some("events:")
+                {
                     return words.next().and_then(|e| u32::from_str_radix(e, 16).ok());
                 }
             }
@@ -219,7 +225,8 @@ mod tests {
         let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let to = rx.local_addr().unwrap();
         // nothing queued: the read waits instead of returning WouldBlock
-        let waiting = tokio::time::timeout(std::time::Duration::from_millis(50), rx.read(|s| s.recv_from(&mut [0; 16]))).await;
+        let waiting =
+            tokio::time::timeout(std::time::Duration::from_millis(50), rx.read(|s| s.recv_from(&mut [0; 16]))).await;
         assert!(waiting.is_err(), "a read returned with nothing queued: {waiting:?}");
         tx.send_to(b"hello", to).unwrap();
         let mut buf = [0u8; 16];
@@ -244,14 +251,16 @@ mod tests {
     /// group's steering, not the kernel's hash of the 4-tuple); sends leave from the port.
     async fn check_port_pair(media: &MediaSocket, peer_ip: &str) {
         let port = media.local_addr().unwrap();
-        let peers: Vec<std::net::UdpSocket> = (0..64).map(|_| std::net::UdpSocket::bind(format!("{peer_ip}:0")).unwrap()).collect();
+        let peers: Vec<std::net::UdpSocket> =
+            (0..64).map(|_| std::net::UdpSocket::bind(format!("{peer_ip}:0")).unwrap()).collect();
         for (i, p) in peers.iter().enumerate() {
             p.send_to(&[i as u8; 20], port).unwrap();
         }
         let mut seen = vec![false; peers.len()];
         let mut buf = [0u8; 64];
         for _ in 0..peers.len() {
-            let got = tokio::time::timeout(std::time::Duration::from_secs(5), media.read(|s| s.recv_from(&mut buf))).await;
+            let got =
+                tokio::time::timeout(std::time::Duration::from_secs(5), media.read(|s| s.recv_from(&mut buf))).await;
             let (n, from) = got.expect("every datagram reaches the reading socket").unwrap();
             assert_eq!(n, 20);
             let i = buf[0] as usize;
@@ -292,7 +301,10 @@ mod tests {
         };
         assert!(media.has_send_only_socket());
         check_port_pair(&media, "[::1]").await;
-        assert_eq!(int_option(media.sender().as_raw_fd(), libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER), libc::IPV6_PMTUDISC_PROBE);
+        assert_eq!(
+            int_option(media.sender().as_raw_fd(), libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER),
+            libc::IPV6_PMTUDISC_PROBE
+        );
     }
 
     #[cfg(target_os = "linux")]

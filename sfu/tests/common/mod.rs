@@ -4,14 +4,14 @@
 #![allow(dead_code)]
 
 use clap::Parser;
-use tracing_subscriber::Layer;
-use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::util::SubscriberInitExt;
 use loadtest::{Client, ClientError, Engine, Event, JoinOptions, Role};
 use signaling::protocol::{ServerMessage, TrackInfo, TrackKind};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// Generous bound for one step (connecting, a keyframe after a PLI, ...).
 pub const STEP: Duration = Duration::from_secs(10);
@@ -31,6 +31,12 @@ impl Harness {
 
     /// Starts a dev-mode server with `args` added to its command line.
     pub async fn start_with(args: &[&str]) -> Harness {
+        Harness::start_configured(args, |_| {}).await
+    }
+
+    /// Starts a dev-mode server with `args` added to its command line, then `edit` applied
+    /// to its configuration (for settings that have no flag).
+    pub async fn start_configured(args: &[&str], edit: impl FnOnce(&mut sfu::config::Config)) -> Harness {
         // As the binary does: logs, plus the counter of packets `rtc` rejects internally.
         let filter = tracing_subscriber::EnvFilter::try_from_env("TEST_LOG")
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,rtc_dtls=error"));
@@ -39,7 +45,8 @@ impl Harness {
             .with(sfu::telemetry::RejectLayer.with_filter(sfu::telemetry::reject_filter()))
             .try_init();
         let base = ["sfu", "--dev", "--http", "127.0.0.1:0", "--udp", "127.0.0.1:0"];
-        let config = sfu::config::Config::parse_from(base.iter().chain(args));
+        let mut config = sfu::config::Config::parse_from(base.iter().chain(args));
+        edit(&mut config);
         let server = sfu::server::start(&config).await.expect("server starts");
         let url = format!("ws://{}/ws", server.http);
         Harness { server, url, engine: Engine::spawn() }
@@ -111,7 +118,9 @@ pub fn track_of(tracks: &[TrackInfo], kind: TrackKind) -> String {
 pub async fn wait_layer_changed(client: &mut Client, track: &str, layer: &str) -> Result<(), ClientError> {
     client
         .wait_event(STEP, &format!("layer_changed {layer}"), |e| match e {
-            Event::Server(ServerMessage::LayerChanged { track: t, layer: Some(l) }) if t == track && l == layer => Some(()),
+            Event::Server(ServerMessage::LayerChanged { track: t, layer: Some(l) }) if t == track && l == layer => {
+                Some(())
+            }
             _ => None,
         })
         .await

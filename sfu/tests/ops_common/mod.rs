@@ -42,7 +42,13 @@ pub async fn start_node(extra: &[&str]) -> sfu::server::Server {
 
 /// A token signed with `key`.
 pub fn token(key: &ApiKey, identity: &str, room: Option<&str>, grants: Grants) -> String {
-    let req = TokenRequest { identity: identity.into(), name: None, room: room.map(Into::into), grants, ttl: Duration::from_secs(600) };
+    let req = TokenRequest {
+        identity: identity.into(),
+        name: None,
+        room: room.map(Into::into),
+        grants,
+        ttl: Duration::from_secs(600),
+    };
     auth::issue(key, &req).unwrap().0
 }
 
@@ -55,7 +61,13 @@ pub fn join_token(room: &str, identity: &str) -> String {
 }
 
 /// One HTTP/1.0 request; returns status and body.
-pub async fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, body: Option<serde_json::Value>) -> (u16, String) {
+pub async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<serde_json::Value>,
+) -> (u16, String) {
     let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect http");
     let mut req = format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\n");
     if let Some(t) = token {
@@ -81,7 +93,13 @@ pub async fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str
 }
 
 /// [`http`] with a JSON answer.
-pub async fn http_json(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, body: Option<serde_json::Value>) -> (u16, serde_json::Value) {
+pub async fn http_json(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
     let (s, b) = http(addr, method, path, token, body).await;
     (s, serde_json::from_str(&b).unwrap_or(serde_json::Value::Null))
 }

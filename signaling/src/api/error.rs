@@ -2,11 +2,11 @@
 //! `{"error": code, "message": text}` (plus `reason` for auth failures).
 
 use crate::auth::AuthError;
+use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::de::DeserializeOwned;
 
 /// A failed API request.

@@ -11,12 +11,12 @@ pub use node::{DevToken, NodeStatus};
 pub use rooms::{CreateRoom, MuteRequest, ParticipantList, RoomDetail, RoomList};
 
 use crate::AppState;
+use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, any, delete, get, post};
-use axum::Router;
 
 /// The OpenAPI 3 document served at `/api/openapi.json` (docs/openapi.json).
 pub const OPENAPI_JSON: &str = include_str!("../../../docs/openapi.json");

@@ -1,10 +1,10 @@
 //! Node status, drain, and the development token endpoint.
 
 use super::error::ApiError;
+use crate::AppState;
 use crate::auth::{self, Claims, Grants, TokenRequest};
 use crate::node::NodeState;
 use crate::protocol::valid_room_name;
-use crate::AppState;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
@@ -105,6 +105,7 @@ pub(super) async fn dev_token(
         grants: Grants::participant(),
         ttl: DEV_TOKEN_TTL,
     };
-    let (token, claims) = auth::issue(&auth::dev_key(), &req).map_err(|e| ApiError::Internal(format!("signing: {e}")))?;
+    let (token, claims) =
+        auth::issue(&auth::dev_key(), &req).map_err(|e| ApiError::Internal(format!("signing: {e}")))?;
     Ok(Json(DevToken { token, room, identity: claims.sub, expires_at: claims.exp }))
 }

@@ -2,10 +2,10 @@
 //! [`RoomCommand`] with a oneshot reply; identities come from the registry.
 
 use super::error::{ApiError, ApiJson};
+use crate::AppState;
 use crate::auth::Claims;
 use crate::protocol::valid_room_name;
-use crate::room::{ParticipantDetail, RoomCommand, RoomSender, RoomSummary, TrackDetail, CreateError};
-use crate::AppState;
+use crate::room::{CreateError, ParticipantDetail, RoomCommand, RoomSender, RoomSummary, TrackDetail};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
@@ -65,7 +65,11 @@ fn room_sender(state: &AppState, room: &str) -> Result<(RoomSummary, RoomSender)
 }
 
 /// Sends a query to a room worker and waits for its answer.
-async fn ask<T>(room: &str, sender: &RoomSender, make: impl FnOnce(oneshot::Sender<T>) -> RoomCommand) -> Result<T, ApiError> {
+async fn ask<T>(
+    room: &str,
+    sender: &RoomSender,
+    make: impl FnOnce(oneshot::Sender<T>) -> RoomCommand,
+) -> Result<T, ApiError> {
     let (tx, rx) = oneshot::channel();
     if sender.send(make(tx)).await.is_err() {
         return Err(ApiError::NotFound(format!("room {room:?} has closed")));
@@ -77,7 +81,11 @@ async fn ask<T>(room: &str, sender: &RoomSender, make: impl FnOnce(oneshot::Send
     }
 }
 
-async fn participant_details(state: &AppState, room: &str, sender: &RoomSender) -> Result<Vec<ParticipantDetail>, ApiError> {
+async fn participant_details(
+    state: &AppState,
+    room: &str,
+    sender: &RoomSender,
+) -> Result<Vec<ParticipantDetail>, ApiError> {
     let mut list = ask(room, sender, |reply| RoomCommand::Participants { reply }).await?;
     let members = state.rooms.members(room);
     for p in &mut list {
@@ -123,7 +131,8 @@ pub(super) async fn delete(
     Extension(who): Extension<Claims>,
     Path(room): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let sender = state.rooms.remove(&room).ok_or_else(|| ApiError::NotFound(format!("room {room:?} does not exist")))?;
+    let sender =
+        state.rooms.remove(&room).ok_or_else(|| ApiError::NotFound(format!("room {room:?} does not exist")))?;
     // The worker may already be gone (last participant just left): nothing to disconnect then.
     let _ = sender.send(RoomCommand::Close { reason: "the room was deleted by an operator".into() }).await;
     tracing::info!(%room, by = %who.sub, "api: room deleted");
@@ -165,7 +174,9 @@ pub(super) async fn mute(
     let muted = body.muted;
     let detail = ask(&room, &sender, |reply| RoomCommand::MuteTrack { participant: p, track: t, muted, reply })
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("participant {participant:?} publishes no track {track:?} in room {room:?}")))?;
+        .ok_or_else(|| {
+            ApiError::NotFound(format!("participant {participant:?} publishes no track {track:?} in room {room:?}"))
+        })?;
     tracing::info!(%room, %participant, %track, muted, by = %who.sub, "api: track mute changed");
     Ok(Json(detail))
 }

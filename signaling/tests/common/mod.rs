@@ -3,9 +3,9 @@
 
 #![allow(dead_code)]
 
+use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
-use axum::Router;
 use http_body_util::BodyExt;
 use signaling::auth::{self, ApiKey, Grants, TokenRequest};
 use signaling::protocol::{ParticipantInfo, ServerMessage, TrackKind};
@@ -65,7 +65,11 @@ impl RoomFactory for FakePlane {
                             let _ = events.try_send(ServerMessage::Removed { reason: "closed".into() });
                             continue;
                         }
-                        let info = |p: &FakeParticipant| ParticipantInfo { id: p.id.clone(), name: p.name.clone(), tracks: vec![] };
+                        let info = |p: &FakeParticipant| ParticipantInfo {
+                            id: p.id.clone(),
+                            name: p.name.clone(),
+                            tracks: vec![],
+                        };
                         let me = FakeParticipant { id: participant, name, events, muted: false };
                         let _ = me.events.try_send(ServerMessage::Joined {
                             room: room.clone(),
@@ -93,14 +97,19 @@ impl RoomFactory for FakePlane {
                         let _ = reply.send(found.is_some());
                     }
                     RoomCommand::MuteTrack { participant, track, muted, reply } => {
-                        let Some(i) = ps.iter().position(|p| p.id == participant && track == format!("TR_{}", p.id)) else {
+                        let Some(i) = ps.iter().position(|p| p.id == participant && track == format!("TR_{}", p.id))
+                        else {
                             let _ = reply.send(None);
                             continue;
                         };
                         ps[i].muted = muted;
                         let d = detail(&ps[i]).tracks.remove(0);
                         for p in &ps {
-                            let _ = p.events.try_send(ServerMessage::TrackMuted { participant: participant.clone(), track: track.clone(), muted });
+                            let _ = p.events.try_send(ServerMessage::TrackMuted {
+                                participant: participant.clone(),
+                                track: track.clone(),
+                                muted,
+                            });
                         }
                         let _ = reply.send(Some(d));
                     }
@@ -128,7 +137,12 @@ fn detail(p: &FakeParticipant) -> ParticipantDetail {
         id: p.id.clone(),
         identity: None,
         name: p.name.clone(),
-        tracks: vec![TrackDetail { id: format!("TR_{}", p.id), kind: TrackKind::Audio, layers: vec![], muted: p.muted }],
+        tracks: vec![TrackDetail {
+            id: format!("TR_{}", p.id),
+            kind: TrackKind::Audio,
+            layers: vec![],
+            muted: p.muted,
+        }],
     }
 }
 
@@ -173,12 +187,19 @@ pub fn raw_token(key: &ApiKey, claims: serde_json::Value) -> String {
 /// An admin token that expired an hour ago.
 pub fn expired_admin_token() -> String {
     let now = auth::unix_now();
-    raw_token(&key(), serde_json::json!({"sub": "ops", "exp": now - 3600, "nbf": now - 7200, "grants": {"admin": true}}))
+    raw_token(
+        &key(),
+        serde_json::json!({"sub": "ops", "exp": now - 3600, "nbf": now - 7200, "grants": {"admin": true}}),
+    )
 }
 
 /// An admin token signed with the right key id but another secret.
 pub fn forged_admin_token() -> String {
-    token_with(&ApiKey { key: KEY.into(), secret: "forged-forged-forged-forged-forged".into() }, None, Grants { admin: true, ..Grants::default() })
+    token_with(
+        &ApiKey { key: KEY.into(), secret: "forged-forged-forged-forged-forged".into() },
+        None,
+        Grants { admin: true, ..Grants::default() },
+    )
 }
 
 /// An admin token signed by a key the node does not know.
@@ -187,7 +208,13 @@ pub fn unknown_key_admin_token() -> String {
 }
 
 /// Calls the router without a socket; returns status and body (JSON, or a JSON string for text).
-pub async fn call(app: &Router, method: Method, path: &str, token: Option<&str>, body: Option<serde_json::Value>) -> (StatusCode, serde_json::Value) {
+pub async fn call(
+    app: &Router,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<serde_json::Value>,
+) -> (StatusCode, serde_json::Value) {
     let mut req = Request::builder().method(method).uri(path);
     if let Some(t) = token {
         req = req.header("authorization", format!("Bearer {t}"));
@@ -200,28 +227,35 @@ pub async fn call(app: &Router, method: Method, path: &str, token: Option<&str>,
     let res = app.clone().oneshot(req).await.unwrap();
     let status = res.status();
     let bytes = res.into_body().collect().await.unwrap().to_bytes();
-    let value = serde_json::from_slice(&bytes).unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    let value = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned()));
     (status, value)
 }
 
 /// The value of an unlabelled metric (or one with the given label text), parsed from the
 /// Prometheus text format.
 pub fn metric(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|l| {
-            let (k, v) = l.rsplit_once(' ')?;
-            (k == name).then(|| v.parse().ok())?
-        })
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (k, v) = l.rsplit_once(' ')?;
+        (k == name).then(|| v.parse().ok())?
+    })
 }
 
 /// Sends a `Join` for `participant` to a room through the registry, as a session does, and
 /// returns its event queue.
-pub async fn fake_join(state: &AppState, room: &str, participant: &str, identity: &str) -> mpsc::Receiver<ServerMessage> {
+pub async fn fake_join(
+    state: &AppState,
+    room: &str,
+    participant: &str,
+    identity: &str,
+) -> mpsc::Receiver<ServerMessage> {
     let (tx, mut rx) = mpsc::channel(16);
     let member = signaling::room::Member { identity: identity.into(), name: identity.into() };
     let sender = state.rooms.join_as(room, participant, member).unwrap();
-    sender.send(RoomCommand::Join { participant: participant.into(), name: identity.into(), events: tx, subscribe: true }).await.unwrap();
+    sender
+        .send(RoomCommand::Join { participant: participant.into(), name: identity.into(), events: tx, subscribe: true })
+        .await
+        .unwrap();
     match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap() {
         Some(ServerMessage::Joined { .. }) => {}
         other => panic!("expected joined, got {other:?}"),
