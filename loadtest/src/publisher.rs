@@ -33,6 +33,8 @@ pub struct PublishOptions {
     /// browsers send it (Chrome paces at 2.5x); `None` sends each frame as one burst (the
     /// worst case for a server).
     pub pacing: Option<f64>,
+    /// After each frame, one padding-only packet per layer (browsers' bandwidth probes).
+    pub padding: bool,
 }
 
 impl Default for PublishOptions {
@@ -45,6 +47,7 @@ impl Default for PublishOptions {
             keyframe_interval: Duration::from_secs(10),
             audio_payload: 80,
             pacing: None,
+            padding: false,
         }
     }
 }
@@ -230,6 +233,9 @@ impl Publisher {
                         &mut self.arena,
                         &mut self.packets,
                     );
+                    if self.opts.padding {
+                        layer.padding(&mut self.packets);
+                    }
                     self.stats.frames[i] += 1;
                     self.stats.keyframes[i] += u64::from(key);
                 }

@@ -79,6 +79,8 @@ pub struct VideoLayer {
     frame: u32,
     keyframe_pending: bool,
     last_keyframe: Option<Instant>,
+    /// RTP timestamp of the last frame.
+    last_ts: u32,
 }
 
 impl VideoLayer {
@@ -95,7 +97,21 @@ impl VideoLayer {
             frame: 0,
             keyframe_pending: true,
             last_keyframe: None,
+            last_ts: 0,
         }
+    }
+
+    /// One padding-only packet (no payload) after the last frame, as browsers probe for
+    /// bandwidth: it takes a sequence number of the layer.
+    pub fn padding(&mut self, out: &mut Vec<SynthPacket>) {
+        out.push(SynthPacket {
+            ssrc: self.ssrc,
+            seq: self.seq,
+            ts: self.last_ts,
+            marker: false,
+            payload: Bytes::new(),
+        });
+        self.seq = self.seq.wrapping_add(1);
     }
 
     /// Makes the next frame a keyframe (a PLI or FIR arrived).
@@ -129,6 +145,7 @@ impl VideoLayer {
         let packets = frame_len.div_ceil(chunk_max);
         let (base, extra) = (frame_len / packets, frame_len % packets);
         let ts = self.ts_base.wrapping_add(ticks(capture, VIDEO_CLOCK));
+        self.last_ts = ts;
         let probe = Probe { layer: self.index, sent_us, frame: self.frame };
         let size = keyframe.then_some((self.spec.width, self.spec.height));
         let mut scratch = [0u8; vp8::KEYFRAME_HEADER_LEN + PROBE_LEN];

@@ -4,7 +4,7 @@
 use crate::assets::ASSETS;
 use crate::config::Config;
 use crate::metrics::MediaMetrics;
-use crate::room::{MediaAddr, MediaPlane, MediaThreads};
+use crate::room::{MediaAddr, MediaPlane, MediaThreads, RoomContext};
 use crate::udp::{Demux, reader};
 use signaling::drain::{self, DrainOutcome};
 use signaling::{AppState, Auth, Metrics, Node, Rooms};
@@ -66,19 +66,22 @@ pub async fn start(config: &Config) -> anyhow::Result<Server> {
         let demux = Arc::new(Demux::default());
         let addr = MediaAddr { local: udp, announce: config.announce_ips(udp) };
         tracing::info!(thread = i, announce = ?addr.announce, send_helpers = config.send_helpers(), gso = config.gso, send_only_socket = socket.has_send_only_socket(), "media addresses");
-        let plane = MediaPlane {
-            socket: socket.clone(),
+        let ctx = RoomContext {
             demux: demux.clone(),
             metrics: media_metrics.clone(),
             addr,
             next_key: next_key.clone(),
             send_batch: usize::from(config.send_batch),
             gso: config.gso,
-            send_pool: send_pool.clone(),
             quiet_viewers_above: config.quiet_viewers_above,
+            inject_room_panic: config.inject_room_panic.clone(),
+        };
+        let plane = MediaPlane {
+            ctx,
+            socket: socket.clone(),
+            send_pool: send_pool.clone(),
             runtime: runtime.as_ref().map(|rt| rt.handle().clone()),
             rooms: media_metrics.media_thread_rooms.with_label_values(&[&i.to_string()]),
-            inject_room_panic: config.inject_room_panic.clone(),
         };
         let read = reader::run(socket, demux, media_metrics.clone(), runtime.is_some());
         match runtime {
@@ -90,9 +93,9 @@ pub async fn start(config: &Config) -> anyhow::Result<Server> {
         }
         planes.push(plane);
     }
-    let udp = planes[0].addr.local;
-    let demuxes = planes.iter().map(|p| p.demux.clone()).collect();
-    let media_ports = planes.iter().map(|p| p.addr.local).collect();
+    let udp = planes[0].ctx.addr.local;
+    let demuxes = planes.iter().map(|p| p.ctx.demux.clone()).collect();
+    let media_ports = planes.iter().map(|p| p.ctx.addr.local).collect();
 
     let node = Arc::new(Node::new(env!("CARGO_PKG_VERSION")).with_drain_deadline(config.drain_deadline));
     let rooms = Arc::new(

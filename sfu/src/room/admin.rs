@@ -1,7 +1,7 @@
 //! Operator commands of the room worker (from the REST API): describe the participants,
 //! remove one, mute a published track, close the room.
 
-use super::worker::Room;
+use super::core::RoomCore;
 use crate::forward::selector::Layer;
 use signaling::protocol::{ServerMessage, TrackKind};
 use signaling::room::{EventSender, ParticipantDetail, RoomCommand, TrackDetail};
@@ -24,7 +24,7 @@ impl AdminState {
     }
 }
 
-impl Room {
+impl RoomCore {
     /// Handles [`RoomCommand::Participants`], [`RoomCommand::Remove`],
     /// [`RoomCommand::MuteTrack`] and [`RoomCommand::Close`].
     pub(super) fn on_admin_command(&mut self, cmd: RoomCommand, now: Instant) {

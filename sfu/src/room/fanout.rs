@@ -14,11 +14,11 @@
 //! cache: their misses, several per subscriber and each waited for in turn, cost more than
 //! the visit's own work.
 
+use super::core::RoomCore;
 use super::egress::Egress;
 use super::participant::Participant;
 use super::peer::Peer;
 use super::track::{DownTrack, PublishedTrack};
-use super::worker::Room;
 use crate::forward::prefetch;
 use crate::forward::selector::{Layer, LayerActivity, LayerSelector};
 use std::time::Instant;
@@ -99,7 +99,7 @@ fn downtrack_keys(
 
 /// Changes of the roster (participants, tracks, downtracks) go through these, which mark the
 /// lists stale: the next packet rebuilds them before it is forwarded.
-impl Room {
+impl RoomCore {
     /// Adds a participant.
     pub(super) fn push_participant(&mut self, p: Participant) {
         self.participants.push(p);

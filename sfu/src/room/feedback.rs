@@ -2,9 +2,9 @@
 //! requests from subscribers (retransmissions from the cache, PLIs to publishers), and the
 //! sender reports the room sends to subscribers.
 
+use super::core::RoomCore;
 use super::media_path::send_copy;
 use super::track::{CACHE_PACKETS, Codec, SenderClock};
-use super::worker::Room;
 use crate::drop_reason::DropReason;
 use crate::forward::munger::SeqOrigin;
 use crate::forward::selector::Layer;
@@ -16,7 +16,7 @@ use rtc::rtcp::sender_report::SenderReport;
 use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use std::time::Instant;
 
-impl Room {
+impl RoomCore {
     /// A publisher's sender report: the clock of the layer it describes (only that
     /// publisher's tracks: another connection may use the same SSRC).
     pub(super) fn on_sender_report(&mut self, key: PeerKey, sr: &SenderReport) {
@@ -44,7 +44,7 @@ impl Room {
             if any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>() {
                 keyframe = true;
             } else if let Some(nack) = any.downcast_ref::<TransportLayerNack>() {
-                self.plane.metrics.nacks_received.inc();
+                self.ctx.metrics.nacks_received.inc();
                 // once its allowance is spent the rest of the list is only counted, not looked
                 // up: a storm of NACKs from overloaded receivers stays cheap
                 let mut refused = 0u64;
@@ -56,7 +56,7 @@ impl Room {
                     }
                 }
                 if refused > 0 {
-                    self.plane.metrics.count_drop_n(DropReason::NackRateLimited, refused);
+                    self.ctx.metrics.count_drop_n(DropReason::NackRateLimited, refused);
                 }
             }
         }
@@ -75,7 +75,7 @@ impl Room {
     /// request uses one of the downtrack's retransmission allowance, answerable or not (a
     /// lookup is work too), before any lookup; false when it is spent.
     fn retransmit(&mut self, sidx: usize, track_id: &str, out_seq: u16, now: Instant) -> bool {
-        let metrics = &self.plane.metrics;
+        let metrics = &self.ctx.metrics;
         let p = &mut self.participants[sidx];
         let Some(dt) = p.downtracks.iter_mut().find(|d| d.track == track_id) else { return true };
         if !dt.retransmit_budget.take() {
@@ -127,10 +127,10 @@ impl Room {
     /// downtrack that sent media reports once per `SR_INTERVAL`, protected by the subscriber
     /// connection's own context like its RTP.
     pub(super) fn send_sender_reports(&mut self, now: Instant) {
-        let slice = self.report_slice % super::worker::REPORT_SLICES;
+        let slice = self.report_slice % super::core::REPORT_SLICES;
         self.report_slice = self.report_slice.wrapping_add(1);
-        let ntp = super::egress::ntp_now();
-        let slices = super::worker::REPORT_SLICES as usize;
+        let ntp = self.ntp_at(now);
+        let slices = super::core::REPORT_SLICES as usize;
         for p in self.participants.iter().skip(slice as usize).step_by(slices) {
             let Some(egress) = self.peers.get_mut(&p.subscriber).and_then(|peer| peer.egress.as_mut()) else {
                 continue;
@@ -138,7 +138,7 @@ impl Room {
             for dt in &p.downtracks {
                 let Some(sr) = dt.sent.report(dt.ssrc, now, ntp, dt.clock_rate) else { continue };
                 match egress.send_rtcp(&sr, &mut self.sends) {
-                    Ok(()) => self.plane.metrics.sender_reports.inc(),
+                    Ok(()) => self.ctx.metrics.sender_reports.inc(),
                     Err(e) => tracing::debug!(error = %e, "sender report not protected"),
                 }
             }
@@ -158,7 +158,7 @@ impl Room {
         if let Some(mut receiver) = peer.pc.rtp_receiver(t.receiver_id) {
             let pli = PictureLossIndication { sender_ssrc: 0, media_ssrc: ssrc };
             if receiver.write_rtcp(now, vec![Box::new(pli)]).is_ok() {
-                self.plane.metrics.plis_sent.inc();
+                self.ctx.metrics.plis_sent.inc();
                 self.mark_dirty(key);
             }
         }

@@ -2,12 +2,12 @@
 //! unwrapped numbers; cached; parsed), then for each subscriber of its track the room decides
 //! (selector or audio policy) and emits (switch, munge, rewrite, protect, queue).
 
+use super::core::RoomCore;
 use super::egress::{Egress, EgressError};
 use super::fanout::{Hint, Subscriber, WARM_AHEAD, settled_elsewhere, settled_on, warm_at};
 use super::participant::Participant;
 use super::peer::{Peer, Role};
 use super::track::{CACHE_EXPIRE_PER_INSERT, CachedPacket, Codec, DownTrack, LayerIn, PublishedTrack};
-use super::worker::Room;
 use crate::drop_reason::DropReason;
 use crate::forward::audio::audio_action;
 use crate::forward::selector::{Action, Layer, Wish};
@@ -36,7 +36,7 @@ struct Ingested {
     muted: bool,
 }
 
-impl Room {
+impl RoomCore {
     /// Media and RTCP that a connection's `rtc` stack delivered.
     pub(super) fn on_peer_message(&mut self, key: PeerKey, role: Role, msg: TaggedRTCMessage, now: Instant) {
         match (role, msg.message) {
@@ -62,13 +62,13 @@ impl Room {
         }
         #[cfg(debug_assertions)]
         self.check_fanout();
-        self.plane.metrics.rtp_in_packets.inc();
+        self.ctx.metrics.rtp_in_packets.inc();
         let packet = match self.ingest(key, rtc_track_id, &pkt, now) {
             Ok(p) => p,
-            Err(why) => return self.plane.metrics.count_drop(why),
+            Err(why) => return self.ctx.metrics.count_drop(why),
         };
         let (forwarded, want_keyframe) = self.fan_out(&packet, &pkt, now);
-        self.plane.metrics.rtp_forwarded.inc_by(forwarded);
+        self.ctx.metrics.rtp_forwarded.inc_by(forwarded);
         if forwarded > 0 {
             // observed once its copies left (see `flush`)
             self.forwarded_arrivals.push(arrived);
@@ -189,7 +189,7 @@ impl Room {
                     want_keyframe = Some(want_keyframe.map_or(l, |w| w.max(l)));
                 }
             }
-            let out = Emit { track, packet, pkt, metrics: &self.plane.metrics, sends: &mut self.sends, now };
+            let out = Emit { track, packet, pkt, metrics: &self.ctx.metrics, sends: &mut self.sends, now };
             if out.emit(action, p, s.downtrack as usize, peer) {
                 forwarded += 1;
             }

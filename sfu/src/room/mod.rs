@@ -1,8 +1,12 @@
-//! Room workers: one task per room owns every participant's peer connections and all
-//! forwarding state. Signaling talks to it through [`RoomCommand`]s, the UDP reader through
-//! [`Datagram`]s.
+//! Rooms: one task per room (its driver) owns the room's core, which holds every
+//! participant's peer connections and all forwarding state. Signaling talks to it through
+//! [`RoomCommand`]s, the UDP reader through [`Datagram`]s.
 
 pub mod admin;
+pub mod core;
+#[cfg(test)]
+mod core_tests;
+pub mod driver;
 pub mod egress;
 pub mod fanout;
 pub mod feedback;
@@ -11,8 +15,9 @@ pub mod negotiate;
 pub mod participant;
 pub mod peer;
 pub mod sdp;
+#[cfg(test)]
+mod sim;
 pub mod track;
-pub mod worker;
 
 use crate::metrics::MediaMetrics;
 use crate::udp::{Datagram, Demux};
@@ -29,11 +34,10 @@ const COMMAND_QUEUE: usize = 256;
 /// Datagrams a room may queue before the reader drops them.
 const DATAGRAM_QUEUE: usize = 8192;
 
-/// What every room worker shares: the media socket, the demux, metrics.
+/// What a room core needs of the node: metrics, addresses, the routing table, settings.
+/// Nothing in it does IO: a test builds one without sockets.
 #[derive(Clone)]
-pub struct MediaPlane {
-    /// The one media socket.
-    pub socket: Arc<crate::udp::MediaSocket>,
+pub struct RoomContext {
     /// Routing table of the media port.
     pub demux: Arc<Demux>,
     /// Media metrics.
@@ -46,17 +50,26 @@ pub struct MediaPlane {
     pub send_batch: usize,
     /// UDP GSO for runs of datagrams to one destination.
     pub gso: bool,
-    /// Helper threads sending parts of large flushes.
-    pub send_pool: Arc<crate::udp::SendPool>,
     /// Room size from which participants that publish nothing are not announced (0: never).
     pub quiet_viewers_above: usize,
+    /// Tests only: the room of this name panics when a track is published in it.
+    pub inject_room_panic: Option<String>,
+}
+
+/// What every room driver of one media port shares: the room context and the IO.
+#[derive(Clone)]
+pub struct MediaPlane {
+    /// What the room cores share.
+    pub ctx: RoomContext,
+    /// The media port.
+    pub socket: Arc<crate::udp::MediaSocket>,
+    /// Helper threads sending parts of large flushes.
+    pub send_pool: Arc<crate::udp::SendPool>,
     /// The media thread whose runtime runs this plane's reader and rooms; `None`: the
     /// runtime that asks for a room (the server's shared one).
     pub runtime: Option<tokio::runtime::Handle>,
     /// Live rooms of this plane (`sfu_media_thread_rooms`): where the next room goes.
     pub rooms: prometheus::IntGauge,
-    /// Tests only: the room of this name panics when a track is published in it.
-    pub inject_room_panic: Option<String>,
 }
 
 /// The media threads of a node (`--media-threads`): each new room starts on the plane with
@@ -85,15 +98,16 @@ impl MediaPlane {
     fn spawn_room(&self, room: &str) -> RoomSender {
         let (cmd_tx, cmd_rx) = mpsc::channel::<RoomCommand>(COMMAND_QUEUE);
         let (dg_tx, dg_rx) = mpsc::channel::<Datagram>(DATAGRAM_QUEUE);
-        let worker = worker::Room::new(room.to_string(), self.clone(), dg_tx);
+        let core = core::RoomCore::new(room.to_string(), self.ctx.clone(), dg_tx, std::time::Instant::now());
+        let io = self.clone();
         let name = room.to_string();
-        let (rooms, metrics) = (self.rooms.clone(), self.metrics.clone());
+        let (rooms, metrics) = (self.rooms.clone(), self.ctx.metrics.clone());
         rooms.inc();
         let task = async move {
             // a panic stays in its room: the worker's state is dropped while unwinding, which
             // closes its participants and forgets its routes (`Room`'s `Drop`), and the
             // node goes on serving every other room
-            let outcome = AssertUnwindSafe(worker.run(cmd_rx, dg_rx)).catch_unwind().await;
+            let outcome = AssertUnwindSafe(driver::run(core, io, cmd_rx, dg_rx)).catch_unwind().await;
             rooms.dec();
             match outcome {
                 Ok(()) => tracing::info!(room = %name, "room worker stopped"),

@@ -1,11 +1,11 @@
 //! Membership and SDP: joining, leaving, publishing, and keeping every subscriber
 //! connection's offer in step with the room's tracks.
 
+use super::core::RoomCore;
 use super::participant::Participant;
 use super::peer::Role;
 use super::sdp::{self, OfferError};
 use super::track::{CACHE_PACKETS, Codec, DownTrack, LayerIn, PublishedTrack};
-use super::worker::Room;
 use crate::forward::cache::PacketCache;
 use crate::forward::munger::RtpMunger;
 use crate::forward::selector::{Layer, LayerActivity, LayerSelector, PliThrottle, Wish};
@@ -30,7 +30,7 @@ fn new_track_id() -> String {
     format!("TR_{tail}")
 }
 
-impl Room {
+impl RoomCore {
     pub(super) fn join(&mut self, id: String, name: String, events: EventSender, subscribe: bool, now: Instant) {
         let subscriber = match self.add_peer(&id, Role::Subscriber, now) {
             Ok(k) => k,
@@ -52,7 +52,7 @@ impl Room {
             renegotiate: false,
             offered_rids: Vec::new(),
             subscribe,
-            announced: announce_on_join(self.participants.len(), self.plane.quiet_viewers_above),
+            announced: announce_on_join(self.participants.len(), self.ctx.quiet_viewers_above),
             overflowed: Default::default(),
             room_overflow: self.overflow.clone(),
         };
@@ -81,7 +81,7 @@ impl Room {
     pub(super) fn leave(&mut self, id: &str, now: Instant) {
         let Some(idx) = self.participant_index(id) else { return };
         let p = self.remove_participant_at(idx);
-        self.plane.metrics.subscribed_tracks.sub(p.downtracks.len() as i64);
+        self.ctx.metrics.subscribed_tracks.sub(p.downtracks.len() as i64);
         self.remove_peer(p.subscriber);
         if let Some(k) = p.publisher {
             self.remove_peer(k);
@@ -246,7 +246,7 @@ impl Room {
 
     /// A new SSRC started on a publisher connection: a new track or another layer of one.
     pub(super) fn on_track_open(&mut self, key: PeerKey, owner: &str, init: RTCTrackEventInit, now: Instant) {
-        if self.plane.inject_room_panic.as_deref() == Some(self.name.as_str()) {
+        if self.ctx.inject_room_panic.as_deref() == Some(self.name.as_str()) {
             panic!("injected fault: room {} fails on a published track", self.name);
         }
         let Some(pidx) = self.participant_index(owner) else { return };
@@ -293,7 +293,7 @@ impl Room {
                 let msg = ServerMessage::TrackPublished { participant: owner.to_string(), track: track.info() };
                 self.announce(owner);
                 self.push_track(track);
-                self.plane.metrics.published_tracks.inc();
+                self.ctx.metrics.published_tracks.inc();
                 self.broadcast(owner, &msg);
                 let tidx = self.tracks.len() - 1;
                 for s in 0..self.participants.len() {
@@ -324,14 +324,14 @@ impl Room {
             return;
         }
         self.retain_tracks(|t| !gone.contains(&t.id));
-        self.plane.metrics.published_tracks.sub(gone.len() as i64);
+        self.ctx.metrics.published_tracks.sub(gone.len() as i64);
         for s in 0..self.participants.len() {
             let removed = self.take_downtracks(s, |d| gone.contains(&d.track));
             if removed.is_empty() {
                 continue;
             }
             let p = &self.participants[s];
-            self.plane.metrics.subscribed_tracks.sub(removed.len() as i64);
+            self.ctx.metrics.subscribed_tracks.sub(removed.len() as i64);
             if let Some(peer) = self.peers.get_mut(&p.subscriber) {
                 for d in &removed {
                     if let Err(e) = peer.pc.remove_track(d.sender_id) {
@@ -398,7 +398,7 @@ impl Room {
             retransmit_budget: Default::default(),
         };
         self.push_downtrack(sidx, downtrack);
-        self.plane.metrics.subscribed_tracks.inc();
+        self.ctx.metrics.subscribed_tracks.inc();
     }
 
     /// Sends subscriber `idx` a new offer, or remembers to once its outstanding one is answered.

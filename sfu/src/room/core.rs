@@ -1,10 +1,14 @@
-//! The room worker: one task, one owner of every peer connection of the room.
+//! The room core: every peer connection, track and forwarding state of one room, sans-IO.
 //!
-//! The loop waits for a command, a batch of datagrams or the earliest peer timer, hands the
-//! input to the `rtc` connections, then drains every connection it touched: datagrams go to
-//! the socket, events and media come back into the worker (see `forward.rs`).
+//! Inputs come in with the time they are handled at: [`RoomCore::handle_command`],
+//! [`RoomCore::handle_datagram`], [`RoomCore::handle_timeout`] (when [`RoomCore::poll_timeout`]
+//! says). [`RoomCore::transmit`] then runs what they caused (it drains every connection they
+//! touched: events and media come back into the core, see `media_path.rs`) and hands out the
+//! datagrams to send. Signaling leaves through each participant's event queue. The driver
+//! (`driver.rs`) owns the socket and the clock; tests drive a core with a virtual clock and no
+//! socket (`core_tests.rs`).
 
-use super::MediaPlane;
+use super::RoomContext;
 use super::participant::Participant;
 use super::peer::{self, Peer, Role};
 use super::track::PublishedTrack;
@@ -28,17 +32,14 @@ use tokio::sync::mpsc;
 /// Reconnects after a drain deadline are spread over this many milliseconds.
 const EVACUATE_SPREAD_MS: u64 = 2000;
 
-/// Datagrams handled per wake-up before output is flushed.
-const BATCH: usize = 64;
-
 /// Sender reports go out in this many slices per interval, so a large room never sends all of
 /// them in one burst.
 pub(super) const REPORT_SLICES: u32 = 10;
 
-/// State of one room, owned by its worker task.
-pub struct Room {
+/// State of one room, owned by its driver task.
+pub struct RoomCore {
     pub(super) name: String,
-    pub(super) plane: MediaPlane,
+    pub(super) ctx: RoomContext,
     pub(super) datagrams: mpsc::Sender<Datagram>,
     pub(super) participants: Vec<Participant>,
     pub(super) tracks: Vec<PublishedTrack>,
@@ -68,15 +69,18 @@ pub struct Room {
     pub(super) report_slice: u32,
     /// Some participant's signaling queue overflowed (see `participant::queue`).
     pub(super) overflow: Arc<AtomicBool>,
+    /// An instant and the wall clock (NTP) at it: sender reports derive NTP times from `now`.
+    ntp_base: (Instant, u64),
 }
 
-impl Room {
-    /// A room with no participants.
-    pub fn new(name: String, plane: MediaPlane, datagrams: mpsc::Sender<Datagram>) -> Self {
-        let (send_batch, gso) = (plane.send_batch, plane.gso);
-        Room {
+impl RoomCore {
+    /// A room with no participants; the demux routes its connections' datagrams to
+    /// `datagrams`.
+    pub fn new(name: String, ctx: RoomContext, datagrams: mpsc::Sender<Datagram>, now: Instant) -> Self {
+        let (send_batch, gso) = (ctx.send_batch, ctx.gso);
+        RoomCore {
             name,
-            plane,
+            ctx,
             datagrams,
             participants: Vec::new(),
             tracks: Vec::new(),
@@ -94,47 +98,68 @@ impl Room {
             forwarded_arrivals: Vec::new(),
             next_track_key: 0,
             fanout_stale: false,
-            next_reports: Instant::now(),
+            next_reports: now,
             report_slice: 0,
             overflow: Arc::default(),
+            ntp_base: (now, super::egress::ntp_now()),
         }
     }
 
-    /// Runs until every command sender is dropped (the room closed).
-    pub async fn run(mut self, mut commands: mpsc::Receiver<RoomCommand>, mut datagrams: mpsc::Receiver<Datagram>) {
-        let mut batch = Vec::with_capacity(BATCH);
-        let mut now = Instant::now();
+    /// The wall clock at `now`, as an NTP timestamp (32.32).
+    pub(super) fn ntp_at(&self, now: Instant) -> u64 {
+        let (at, ntp) = self.ntp_base;
+        let d = now.saturating_duration_since(at);
+        ntp.wrapping_add((d.as_secs() << 32) + ((u64::from(d.subsec_nanos()) << 32) / 1_000_000_000))
+    }
+
+    /// A command from signaling.
+    pub fn handle_command(&mut self, now: Instant, cmd: RoomCommand) {
+        self.on_command(cmd, now);
+    }
+
+    /// A datagram the demux routed to one of the room's connections.
+    pub fn handle_datagram(&mut self, now: Instant, dg: Datagram) {
+        self.on_datagram(dg, now);
+    }
+
+    /// Runs the timers due at `now` (see [`RoomCore::poll_timeout`]).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.on_timeout(now);
+    }
+
+    /// When the core next wants [`RoomCore::handle_timeout`].
+    pub fn poll_timeout(&self) -> Instant {
+        let peers = self.timers.peek().map(|Reverse((t, _))| *t);
+        peers.map_or(self.next_reports, |t| t.min(self.next_reports))
+    }
+
+    /// Runs what the inputs since the last call caused (participants whose signaling queue
+    /// overflowed leave; every touched connection is drained, which forwards its media) and
+    /// returns the datagrams to send: the caller sends them, then reports with
+    /// [`RoomCore::on_sent`].
+    pub fn transmit(&mut self, now: Instant) -> &mut SendBatch {
         loop {
-            let deadline = self.next_timeout().unwrap_or_else(|| now + Duration::from_secs(3600));
-            // the clock is read once per wake-up: everything this input causes sees one time
-            tokio::select! {
-                cmd = commands.recv() => match cmd {
-                    Some(cmd) => {
-                        now = Instant::now();
-                        self.on_command(cmd, now)
-                    }
-                    None => break,
-                },
-                n = datagrams.recv_many(&mut batch, BATCH) => {
-                    if n == 0 {
-                        break;
-                    }
-                    now = Instant::now();
-                    for dg in batch.drain(..) {
-                        self.on_datagram(dg, now);
-                    }
-                }
-                _ = tokio::time::sleep_until(deadline.into()) => {
-                    now = Instant::now();
-                    self.on_timeout(now)
-                }
+            while let Some(key) = self.dirty.pop() {
+                self.drain_peer(key, now);
             }
-            self.flush(now);
-            if self.overflow.swap(false, Ordering::Relaxed) {
-                self.remove_overflowed(now);
+            if !self.overflow.swap(false, Ordering::Relaxed) {
+                return &mut self.sends;
             }
+            self.remove_overflowed(now);
         }
-        // dropping `self` closes every connection (`Drop`)
+    }
+
+    /// Packets were forwarded since the last [`RoomCore::on_sent`].
+    pub fn forwarded(&self) -> bool {
+        !self.forwarded_arrivals.is_empty()
+    }
+
+    /// The datagrams of the last [`RoomCore::transmit`] were handed to the kernel at `sent`:
+    /// the forwarding delay of each packet they carried.
+    pub fn on_sent(&mut self, sent: Instant) {
+        for arrived in self.forwarded_arrivals.drain(..) {
+            self.ctx.metrics.forward_delay.observe(sent.saturating_duration_since(arrived).as_secs_f64());
+        }
     }
 
     /// Removes the participants whose signaling queue overflowed: dropping their event sender
@@ -143,16 +168,10 @@ impl Room {
         let ids: Vec<String> =
             self.participants.iter().filter(|p| p.overflowed.load(Ordering::Relaxed)).map(|p| p.id.clone()).collect();
         for id in ids {
-            self.plane.metrics.signaling_overflows.inc();
+            self.ctx.metrics.signaling_overflows.inc();
             tracing::warn!(room = %self.name, participant = %id, "removed: its signaling queue overflowed");
             self.leave(&id, now);
         }
-        self.flush(now);
-    }
-
-    fn next_timeout(&self) -> Option<Instant> {
-        let peers = self.timers.peek().map(|Reverse((t, _))| *t);
-        Some(peers.map_or(self.next_reports, |t| t.min(self.next_reports)))
     }
 
     fn on_timeout(&mut self, now: Instant) {
@@ -195,14 +214,14 @@ impl Room {
         if is_stale_media(&dg.data, dg.at, now) {
             // the worker fell behind: forwarding it now helps nobody, and skipping it is how
             // the worker catches up before ICE consent answers (queued behind it) come too late
-            self.plane.metrics.count_drop(DropReason::Stale);
+            self.ctx.metrics.count_drop(DropReason::Stale);
             return;
         }
         let Some(peer) = self.peers.get_mut(&dg.peer) else {
-            self.plane.metrics.count_drop(DropReason::PeerGone);
+            self.ctx.metrics.count_drop(DropReason::PeerGone);
             return;
         };
-        let local_addr = self.plane.addr.ice_local();
+        let local_addr = self.ctx.addr.ice_local();
         // RTP keeps its arrival time (the TWCC feedback the publisher's bandwidth estimate
         // reads); STUN, DTLS and RTCP run the connection's clock, which must not step back
         // by a datagram's time in the socket's buffer
@@ -218,7 +237,7 @@ impl Room {
         };
         if let Err(e) = peer.pc.handle_read(msg) {
             // garbage, failed SRTP authentication, replays: counted and dropped
-            self.plane.metrics.count_drop(DropReason::RejectedByPeer);
+            self.ctx.metrics.count_drop(DropReason::RejectedByPeer);
             tracing::trace!(room = %self.name, peer = dg.peer.0, error = %e, "datagram rejected");
         }
         if peer.mark_queued() {
@@ -232,33 +251,6 @@ impl Room {
             && peer.mark_queued()
         {
             self.dirty.push(key);
-        }
-    }
-
-    /// Drains every connection with pending output, including output caused by draining, then
-    /// sends all of it in batches.
-    pub(super) fn flush(&mut self, now: Instant) {
-        while let Some(key) = self.dirty.pop() {
-            self.drain_peer(key, now);
-        }
-        let f = self.sends.flush_with(self.plane.socket.sender(), Some(&self.plane.send_pool));
-        let metrics = &self.plane.metrics;
-        metrics.udp_out_by_helpers.inc_by(f.by_helpers);
-        metrics.udp_out_packets.inc_by(f.sent);
-        metrics.udp_out_bytes.inc_by(f.bytes);
-        metrics.udp_send_calls.inc_by(f.syscalls);
-        metrics.udp_gso_messages.inc_by(f.gso_messages);
-        if f.would_block > 0 {
-            metrics.count_drop_n(DropReason::SendWouldBlock, f.would_block);
-        }
-        if f.errors > 0 {
-            metrics.count_drop_n(DropReason::SendError, f.errors);
-        }
-        if !self.forwarded_arrivals.is_empty() {
-            let sent = Instant::now();
-            for arrived in self.forwarded_arrivals.drain(..) {
-                metrics.forward_delay.observe(sent.saturating_duration_since(arrived).as_secs_f64());
-            }
         }
     }
 
@@ -349,9 +341,9 @@ impl Room {
         role: Role,
         now: Instant,
     ) -> Result<PeerKey, rtc::shared::error::Error> {
-        let key = PeerKey(self.plane.next_key.fetch_add(1, Ordering::Relaxed));
-        let peer = peer::new_peer(key, owner, role, &self.plane.addr, now)?;
-        self.plane.demux.register(Route { room: self.datagrams.clone(), peer: key, ufrag: peer.ufrag.clone() });
+        let key = PeerKey(self.ctx.next_key.fetch_add(1, Ordering::Relaxed));
+        let peer = peer::new_peer(key, owner, role, &self.ctx.addr, now)?;
+        self.ctx.demux.register(Route { room: self.datagrams.clone(), peer: key, ufrag: peer.ufrag.clone() });
         self.peers.insert(key, Box::new(peer));
         Ok(key)
     }
@@ -359,7 +351,7 @@ impl Room {
     /// Closes a connection and forgets its routes.
     pub(super) fn remove_peer(&mut self, key: PeerKey) {
         if let Some(mut peer) = self.peers.remove(&key) {
-            self.plane.demux.unregister(&peer.ufrag);
+            self.ctx.demux.unregister(&peer.ufrag);
             let _ = peer.pc.close();
             while let Some(out) = peer.pc.poll_write() {
                 self.sends.push(out.message, out.transport.peer_addr);
@@ -414,7 +406,7 @@ impl Room {
     }
 }
 
-impl Drop for Room {
+impl Drop for RoomCore {
     /// The room ends: it closed, or its worker panicked and this runs while unwinding. Either
     /// way its routes and gauges go; after a panic the connections' state is not trusted (no
     /// `rtc` call) and every participant is told `error internal` before its session closes
@@ -427,7 +419,7 @@ impl Drop for Room {
                 let _ = p.events.try_send(msg.clone());
             }
             for peer in self.peers.values() {
-                self.plane.demux.unregister(&peer.ufrag);
+                self.ctx.demux.unregister(&peer.ufrag);
             }
             self.peers.clear();
         } else {
@@ -437,8 +429,8 @@ impl Drop for Room {
             }
         }
         let subscribed: usize = self.participants.iter().map(|p| p.downtracks.len()).sum();
-        self.plane.metrics.subscribed_tracks.sub(subscribed as i64);
-        self.plane.metrics.published_tracks.sub(self.tracks.len() as i64);
+        self.ctx.metrics.subscribed_tracks.sub(subscribed as i64);
+        self.ctx.metrics.published_tracks.sub(self.tracks.len() as i64);
     }
 }
 

@@ -1,0 +1,296 @@
+//! The room core's glue, driven in memory with a virtual clock (`sim.rs`): what reaches each
+//! subscriber is judged by the load tester's receiving side, an independent VP8 parser.
+
+use super::sim::{Dir, Sim, is_rtp};
+use crate::drop_reason::DropReason;
+use crate::forward::budget::{RETRANSMIT_BURST, RETRANSMIT_SHARE};
+use loadtest::publisher::PublishOptions;
+use loadtest::{Role, TrackStats};
+use signaling::protocol::{ServerMessage, SubscriptionRequest, TrackKind};
+use signaling::room::RoomCommand;
+use std::time::Duration;
+
+/// Publisher options with no periodic keyframe: every keyframe after the first is asked for.
+fn no_periodic_keyframes() -> PublishOptions {
+    PublishOptions { keyframe_interval: Duration::from_secs(600), ..Default::default() }
+}
+
+/// A room with one publisher (index 0) and `n` subscribers (1..=n), media flowing to all.
+fn room_with(n: usize, opts: PublishOptions) -> Sim {
+    let mut sim = Sim::new();
+    let p = sim.join("pub", true);
+    sim.publish(p, opts);
+    for i in 0..n {
+        sim.join(&format!("sub{i}"), true);
+    }
+    let flowing = sim.run_until(Duration::from_secs(5), |s| {
+        s.clients[1..].iter().all(|c| {
+            c.known_tracks().len() == 2 && c.subscriber.tracks.iter().filter(|t| t.stats.packets > 0).count() == 2
+        })
+    });
+    assert!(flowing, "media reaches every subscriber");
+    sim
+}
+
+/// The received video track of client `i`.
+fn video(sim: &Sim, i: usize) -> &TrackStats {
+    let id = sim.track_of(i, TrackKind::Video);
+    sim.clients[i].track(&id).expect("video received")
+}
+
+/// The received audio track of client `i`.
+fn audio(sim: &Sim, i: usize) -> &TrackStats {
+    let id = sim.track_of(i, TrackKind::Audio);
+    sim.clients[i].track(&id).expect("audio received")
+}
+
+/// The counters of a received track that the assertions read.
+fn brief(t: &TrackStats) -> String {
+    format!(
+        "packets {} frames {} keyframes {} lost {} dup {} malformed {} bad keyframes {} before keyframe {} ts back {} layer {:?}",
+        t.packets,
+        t.frames,
+        t.keyframes,
+        t.lost,
+        t.duplicates,
+        t.malformed,
+        t.bad_keyframes,
+        t.before_keyframe,
+        t.ts_backwards,
+        t.layer
+    )
+}
+
+/// A received track is whole: nothing lost or damaged, and (video) it started at a keyframe.
+fn assert_clean(t: &TrackStats, what: &str) {
+    let clean =
+        (t.lost, t.duplicates, t.malformed, t.bad_keyframes, t.before_keyframe, t.ts_backwards) == (0, 0, 0, 0, 0, 0);
+    assert!(clean, "{what}: {}", brief(t));
+}
+
+#[test]
+fn every_subscriber_gets_every_packet_of_its_layer() {
+    // columns: subscribers, layer cap each asks for (None: the default), layer received (0 = q)
+    let rows: &[(usize, Option<&str>, u8)] = &[(1, None, 2), (3, None, 2), (3, Some("q"), 0), (2, Some("h"), 1)];
+    for &(n, cap, want) in rows {
+        let mut sim = room_with(n, PublishOptions::default());
+        let track = sim.track_of(1, TrackKind::Video);
+        for i in 1..=n {
+            sim.subscription(
+                i,
+                &track,
+                SubscriptionRequest { layer: Some(cap.map(str::to_owned)), ..Default::default() },
+            );
+        }
+        sim.run(Duration::from_secs(3));
+        let fwd0 = sim.metrics.rtp_forwarded.get();
+        sim.run(Duration::from_secs(1));
+        let forwarded = sim.metrics.rtp_forwarded.get() - fwd0;
+        for i in 1..=n {
+            let (v, a) = (video(&sim, i), audio(&sim, i));
+            assert_clean(v, &format!("row {n}/{cap:?}, subscriber {i} video"));
+            assert_clean(a, &format!("row {n}/{cap:?}, subscriber {i} audio"));
+            assert_eq!(v.layer, Some(want), "row {n}/{cap:?}, subscriber {i}: {v:?}");
+            assert!(v.frames >= 80, "25 fps for 4 s: {v:?}");
+            assert!(a.packets >= 180, "50 packets/s for 4 s: {a:?}");
+        }
+        // one second: 50 audio and at least 25 video packets per subscriber, nothing else
+        assert!(forwarded >= 75 * n as u64, "{forwarded} forwarded to {n}");
+        assert_eq!(sim.metrics.dropped(DropReason::MungerRejected), 0);
+    }
+}
+
+#[test]
+fn a_layer_switch_lands_on_a_keyframe_with_and_without_sender_reports() {
+    // columns: publisher sends sender reports (its connection's RTCP reaches the server), from,
+    // to: each switch is clean (no loss, no damaged frame, timestamps never go back), and with
+    // sender reports both layers' clocks are aligned
+    let rows: &[(bool, &str, &str)] =
+        &[(true, "f", "q"), (true, "q", "f"), (false, "f", "q"), (false, "q", "h"), (true, "h", "f")];
+    for &(reports, from, to) in rows {
+        let mut sim = room_with(1, no_periodic_keyframes());
+        if !reports {
+            // the publisher's sender reports never arrive (SR packet type 200)
+            sim.loss = Some(Box::new(|dir, d: &[u8]| dir == Dir::Up(0, Role::Publisher) && d.len() > 1 && d[1] == 200));
+        }
+        let track = sim.track_of(1, TrackKind::Video);
+        let layer = |l: &str| SubscriptionRequest { layer: Some(Some(l.to_owned())), ..Default::default() };
+        sim.subscription(1, &track, layer(from));
+        sim.run(Duration::from_secs(2));
+        let before = video(&sim, 1).clone();
+        let (switches0, log0) = (sim.metrics.layer_switches.get(), sim.clients[1].log.len());
+        sim.subscription(1, &track, layer(to));
+        let to_idx = ["q", "h", "f"].iter().position(|l| *l == to).unwrap() as u8;
+        let switched = sim.run_until(Duration::from_secs(2), |s| video(s, 1).layer == Some(to_idx));
+        assert!(switched, "{from}->{to} (reports {reports}): {:?}", video(&sim, 1));
+        sim.run(Duration::from_secs(1));
+        let v = video(&sim, 1);
+        assert_clean(v, &format!("{from}->{to} reports {reports}"));
+        assert!(v.keyframes > before.keyframes, "the switch started at a keyframe of {to}");
+        assert_eq!(sim.metrics.layer_switches.get() - switches0, 1, "{from}->{to}: one switch");
+        assert!(sim.metrics.plis_sent.get() >= 2, "the first keyframe and the switch were asked for");
+        let layer_changed = sim.clients[1].log[log0..]
+            .iter()
+            .filter(|m| matches!(m, ServerMessage::LayerChanged { layer: Some(l), .. } if l == to))
+            .count();
+        assert_eq!(layer_changed, 1, "{from}->{to}: the client is told once");
+    }
+}
+
+#[test]
+fn a_lost_packet_is_retransmitted_through_the_munger_within_the_budget() {
+    // columns: video packets to the subscriber lost on the way (every k-th, resent ones too),
+    // everything recovered in the end, the budget refused some requests
+    let rows: &[(u64, bool, bool)] = &[(50, true, false), (10, true, false), (2, false, true)];
+    for &(every, recovered, limited) in rows {
+        let mut sim = room_with(1, PublishOptions::default());
+        let mut n = 0u64;
+        sim.loss = Some(Box::new(move |dir, d: &[u8]| {
+            if dir != Dir::Down(1, Role::Subscriber) || !is_rtp(d) || d[1] & 0x7f != 96 {
+                return false;
+            }
+            n += 1;
+            n.is_multiple_of(every)
+        }));
+        let fwd0 = sim.metrics.rtp_forwarded.get();
+        sim.run(Duration::from_secs(2));
+        sim.loss = None;
+        sim.run(Duration::from_secs(1));
+        let v = video(&sim, 1);
+        let resent = sim.metrics.rtp_retransmitted.get();
+        let forwarded = sim.metrics.rtp_forwarded.get() - fwd0;
+        assert_eq!(v.lost == 0, recovered, "every {every}th lost: {}", brief(v));
+        assert!(resent > 0 && sim.metrics.nacks_received.get() > 0, "every {every}th lost: {resent} resent");
+        // the budget: a burst, then a quarter of what was forwarded
+        assert!(resent as f32 <= RETRANSMIT_BURST + RETRANSMIT_SHARE * forwarded as f32, "{resent} of {forwarded}");
+        assert_eq!(sim.metrics.dropped(DropReason::NackRateLimited) > 0, limited, "every {every}th lost");
+        assert_eq!(sim.metrics.dropped(DropReason::NackUnmapped), 0);
+    }
+}
+
+#[test]
+fn subscribers_switching_together_cost_the_publisher_one_keyframe() {
+    // columns: subscribers, all ask for f at once after settling on q; keyframe requests the
+    // publisher sees for f: one (the throttle spans subscribers)
+    for n in [1usize, 4] {
+        let mut sim = room_with(n, no_periodic_keyframes());
+        let track = sim.track_of(1, TrackKind::Video);
+        let layer = |l: &str| SubscriptionRequest { layer: Some(Some(l.to_owned())), ..Default::default() };
+        for i in 1..=n {
+            sim.subscription(i, &track, layer("q"));
+        }
+        sim.run(Duration::from_secs(2));
+        let asked0 = sim.clients[0].publisher.as_ref().unwrap().stats.keyframe_requests;
+        for i in 1..=n {
+            sim.subscription(i, &track, layer("f"));
+        }
+        sim.run(Duration::from_millis(400));
+        let asked = sim.clients[0].publisher.as_ref().unwrap().stats.keyframe_requests;
+        assert_eq!(asked[2] - asked0[2], 1, "{n} subscribers: {asked0:?} -> {asked:?}");
+        for i in 1..=n {
+            let v = video(&sim, i);
+            assert_eq!(v.layer, Some(2), "subscriber {i}: {}", brief(v));
+            assert_clean(v, &format!("subscriber {i}"));
+        }
+    }
+}
+
+#[test]
+fn a_publisher_leaving_mid_keyframe_leaves_the_room_consistent() {
+    // a paced publisher spreads its keyframe over time: it leaves after its first packets
+    let opts = PublishOptions { pacing: Some(2.5), ..no_periodic_keyframes() };
+    let mut sim = room_with(2, opts);
+    let track = sim.track_of(1, TrackKind::Video);
+    sim.subscription(1, &track, SubscriptionRequest { layer: Some(Some("q".into())), ..Default::default() });
+    let in0 = sim.metrics.rtp_in_packets.get();
+    // a PLI for f (subscriber 2 switches down and up) starts a keyframe; leave as it flows
+    sim.subscription(2, &track, SubscriptionRequest { layer: Some(Some("h".into())), ..Default::default() });
+    assert!(sim.run_until(Duration::from_secs(2), |s| video(s, 2).layer == Some(1)), "{}", brief(video(&sim, 2)));
+    sim.subscription(2, &track, SubscriptionRequest { layer: Some(Some("f".into())), ..Default::default() });
+    let keyframes0 = sim.clients[0].publisher.as_ref().unwrap().stats.keyframes[2];
+    let started = sim.run_until(Duration::from_secs(1), |s| {
+        s.clients[0].publisher.as_ref().unwrap().stats.keyframes[2] > keyframes0
+    });
+    let stats = &sim.clients[0].publisher.as_ref().unwrap().stats;
+    assert!(started, "a keyframe of f was asked for and started: {stats:?} {}", brief(video(&sim, 2)));
+    sim.run(super::sim::TICK);
+    sim.leave(0);
+    assert!(sim.metrics.rtp_in_packets.get() > in0);
+    sim.run(Duration::from_millis(500));
+    for i in 1..=2 {
+        let told = sim.clients[i]
+            .log
+            .iter()
+            .any(|m| matches!(m, ServerMessage::TrackUnpublished { track: t, .. } if *t == track));
+        assert!(told, "subscriber {i} was told the track is gone");
+    }
+    assert_eq!(sim.metrics.published_tracks.get(), 0);
+    assert_eq!(sim.metrics.subscribed_tracks.get(), 0);
+    // a new publisher reaches both, starting clean at a keyframe
+    let second = sim.join("second", true);
+    sim.publish(second, PublishOptions::default());
+    let video2 = sim.run_until(Duration::from_secs(5), |s| {
+        (1..=2).all(|i| {
+            s.clients[i].known_tracks().iter().filter(|t| t.kind == TrackKind::Video).count() == 2
+                && s.clients[i].subscriber.tracks.iter().filter(|t| t.stats.frames > 10).count() >= 1
+        })
+    });
+    assert!(video2, "the second publisher's media flows");
+    for i in 1..=2 {
+        let id = sim.clients[i].known_tracks().iter().rev().find(|t| t.kind == TrackKind::Video).unwrap().id.clone();
+        assert_clean(sim.clients[i].track(&id).expect("second video"), &format!("subscriber {i}, second publisher"));
+    }
+}
+
+#[test]
+fn padding_is_never_forwarded_and_leaves_no_gap() {
+    // padding-only packets after every frame on every layer, as Chrome probes: they take
+    // sequence numbers of the layer, so a munger that was not told would show a gap
+    let mut sim = room_with(2, PublishOptions { padding: true, ..Default::default() });
+    let track = sim.track_of(2, TrackKind::Video);
+    sim.subscription(2, &track, SubscriptionRequest { layer: Some(Some("q".into())), ..Default::default() });
+    sim.run(Duration::from_secs(3));
+    let frames = sim.clients[0].publisher.as_ref().unwrap().stats.frames;
+    let padding = sim.metrics.dropped(DropReason::PaddingOnly);
+    assert!(padding >= frames.iter().sum::<u64>() - 3, "one padding packet per frame and layer: {padding} {frames:?}");
+    for (i, layer) in [(1, 2), (2, 0)] {
+        let v = video(&sim, i);
+        assert_clean(v, &format!("subscriber {i} with padding"));
+        assert_eq!(v.layer, Some(layer));
+        assert!(v.frames >= 70, "{v:?}");
+    }
+}
+
+#[test]
+fn joins_leaves_and_mutes_during_traffic_keep_everyone_else_whole() {
+    let mut sim = room_with(2, PublishOptions::default());
+    let track = sim.track_of(1, TrackKind::Video);
+    let audio_track = sim.track_of(1, TrackKind::Audio);
+    // a third subscriber joins mid-stream and starts at a keyframe
+    let late = sim.join("late", true);
+    sim.run(Duration::from_secs(2));
+    assert_clean(video(&sim, late), "late joiner");
+    assert!(video(&sim, late).frames > 20);
+    // one leaves: the others are unaffected
+    sim.leave(1);
+    let before = video(&sim, 2).packets;
+    sim.run(Duration::from_secs(1));
+    assert!(video(&sim, 2).packets > before + 20);
+    // an operator mutes the video: nothing is forwarded; unmuted, it restarts at a keyframe
+    let (tx, _rx) = tokio::sync::oneshot::channel();
+    sim.command(RoomCommand::MuteTrack { participant: "PA_pub".into(), track: track.clone(), muted: true, reply: tx });
+    sim.run(Duration::from_millis(200));
+    let muted_at = video(&sim, 2).packets;
+    sim.run(Duration::from_secs(1));
+    assert_eq!(video(&sim, 2).packets, muted_at, "nothing forwarded while muted");
+    let audio_now = sim.clients[2].track(&audio_track).unwrap().packets;
+    let (tx, _rx) = tokio::sync::oneshot::channel();
+    sim.command(RoomCommand::MuteTrack { participant: "PA_pub".into(), track: track.clone(), muted: false, reply: tx });
+    sim.run(Duration::from_secs(1));
+    for i in [2, late] {
+        let v = video(&sim, i);
+        assert_clean(v, &format!("subscriber {i} after unmute"));
+        assert!(v.packets > muted_at, "forwarding resumed: {v:?}");
+    }
+    assert!(sim.clients[2].track(&audio_track).unwrap().packets > audio_now + 40, "audio went on throughout");
+}
