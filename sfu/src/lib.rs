@@ -1,8 +1,9 @@
-//! Media plane of the SFU: the UDP media port, room workers and packet forwarding.
+//! Media plane of the SFU: the UDP media ports, rooms and packet forwarding.
 //!
-//! Layout follows the data path: [`udp`] reads the one media port and routes datagrams,
-//! [`room`] holds one worker task per room that owns its peers' `rtc` connections, and
-//! [`forward`] holds the pure per-packet logic (layer selection, rewriting) the workers call.
+//! Layout follows the data path: [`udp`] reads the media ports and routes datagrams,
+//! [`room`] holds each room's sans-IO core (its peers' `rtc` connections, the media path) and
+//! the task that drives it, and [`forward`] holds the pure per-packet logic (layer selection,
+//! rewriting, retransmission cache) the cores call.
 
 pub mod assets;
 pub mod config;

@@ -93,6 +93,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         }
     };
     tracing::info!(?outcome, "drained: exiting");
-    server.shutdown(HTTP_GRACE).await;
+    if !server.shutdown(HTTP_GRACE).await {
+        tracing::warn!("a media port's reader did not end in time");
+    }
     Ok(())
 }

@@ -33,6 +33,8 @@ pub struct Server {
     pub demuxes: Vec<Arc<Demux>>,
     /// The HTTP server task.
     pub http_task: tokio::task::JoinHandle<()>,
+    /// The readers of the media ports (tasks, or media threads): they end on shutdown.
+    pub readers: Vec<Reader>,
     /// Ends with the drain (SIGTERM or `POST /api/node/drain`): when the last participant left,
     /// or after the deadline's evacuation. The binary exits then.
     pub drained: tokio::task::JoinHandle<DrainOutcome>,
@@ -51,6 +53,8 @@ pub async fn start(config: &Config) -> anyhow::Result<Server> {
     let next_key = Arc::new(AtomicU64::new(1));
     let send_pool = Arc::new(crate::udp::SendPool::new(config.send_helpers())?);
     let mut planes = Vec::new();
+    let mut readers = Vec::new();
+    let (shutdown, shutdown_rx) = watch::channel(false);
     // without media threads the one plane runs on this runtime; with them, each thread's
     // runtime owns its socket (registered with that runtime's poller) and runs its reader
     for i in 0..config.media_threads.max(1) {
@@ -83,14 +87,14 @@ pub async fn start(config: &Config) -> anyhow::Result<Server> {
             runtime: runtime.as_ref().map(|rt| rt.handle().clone()),
             rooms: media_metrics.media_thread_rooms.with_label_values(&[&i.to_string()]),
         };
-        let read = reader::run(socket, demux, media_metrics.clone(), runtime.is_some());
-        match runtime {
-            None => drop(tokio::spawn(read)),
-            Some(rt) => {
-                // the reader never ends: the thread lives as long as the process
-                std::thread::Builder::new().name(format!("sfu-media-{i}")).spawn(move || rt.block_on(read))?;
-            }
-        }
+        let read = reader::run(socket, demux, media_metrics.clone(), runtime.is_some(), shutdown_rx.clone());
+        readers.push(match runtime {
+            None => Reader::Task(tokio::spawn(read)),
+            // the thread ends with its reader, and its runtime's rooms with it
+            Some(rt) => Reader::Thread(
+                std::thread::Builder::new().name(format!("sfu-media-{i}")).spawn(move || rt.block_on(read))?,
+            ),
+        });
         planes.push(plane);
     }
     let udp = planes[0].ctx.addr.local;
@@ -105,7 +109,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Server> {
     tracing::info!(?auth, drain_deadline = %humantime::format_duration(config.drain_deadline), drain_admit = config.drain_admit, "access control");
     let state = AppState { rooms: rooms.clone(), node: node.clone(), auth, metrics, assets: ASSETS };
     let app = signaling::app(state);
-    let (shutdown, mut shutdown_rx) = watch::channel(false);
+    let mut shutdown_rx = shutdown_rx;
     let http_task = tokio::spawn(async move {
         let stop = async move {
             let _ = shutdown_rx.wait_for(|stop| *stop).await;
@@ -116,7 +120,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Server> {
         }
     });
     let drained = tokio::spawn(drain::supervise(node.clone(), rooms.clone(), drain::EVACUATE_GRACE));
-    Ok(Server { http, udp, media_ports, node, rooms, media_metrics, demuxes, http_task, drained, shutdown })
+    Ok(Server { http, udp, media_ports, node, rooms, media_metrics, demuxes, http_task, readers, drained, shutdown })
 }
 
 /// Binds one media port (inside the runtime that will read it) and sizes its receive buffer.
@@ -138,12 +142,42 @@ fn bind_media(config: &Config, addr: SocketAddr) -> anyhow::Result<crate::udp::M
     Ok(socket)
 }
 
+/// The reader of one media port.
+pub enum Reader {
+    /// A task on the server's runtime.
+    Task(tokio::task::JoinHandle<()>),
+    /// A media thread (`--media-threads`), running its reader and rooms.
+    Thread(std::thread::JoinHandle<()>),
+}
+
+impl Reader {
+    /// The reader has ended.
+    pub fn is_finished(&self) -> bool {
+        match self {
+            Reader::Task(t) => t.is_finished(),
+            Reader::Thread(t) => t.is_finished(),
+        }
+    }
+}
+
 impl Server {
     /// Stops accepting HTTP connections and waits up to `grace` for open requests to finish
-    /// (so the answer to the drain call that emptied the node still goes out).
-    pub async fn shutdown(self, grace: Duration) {
+    /// (so the answer to the drain call that emptied the node still goes out); the media
+    /// ports' readers and media threads end too. False if a reader was still running after
+    /// `grace`.
+    pub async fn shutdown(self, grace: Duration) -> bool {
         let _ = self.shutdown.send(true);
         let _ = tokio::time::timeout(grace, self.http_task).await;
+        let mut ended = true;
+        for reader in self.readers {
+            ended &= match reader {
+                Reader::Task(t) => tokio::time::timeout(grace, t).await.is_ok(),
+                Reader::Thread(t) => {
+                    tokio::time::timeout(grace, tokio::task::spawn_blocking(move || t.join())).await.is_ok()
+                }
+            };
+        }
+        ended
     }
 }
 

@@ -49,8 +49,8 @@ pub struct RoomCore {
     /// Peer timers by due time; an entry is live while it equals its peer's `armed`.
     timers: BinaryHeap<Reverse<(Instant, PeerKey)>>,
     /// Connections with pending output.
-    pub(super) dirty: Vec<PeerKey>,
-    /// Datagrams produced since the last flush.
+    pub(super) queued: Vec<PeerKey>,
+    /// Datagrams produced since the last [`RoomCore::transmit`] was sent.
     pub(super) sends: SendBatch,
     /// Operator state: muted tracks, deleted room (see `admin.rs`).
     pub(super) admin: super::admin::AdminState,
@@ -87,7 +87,7 @@ impl RoomCore {
             peers: FxHashMap::default(),
             timers: BinaryHeap::new(),
             admin: Default::default(),
-            dirty: Vec::new(),
+            queued: Vec::new(),
             sends: {
                 let mut b = SendBatch::new(send_batch);
                 b.set_gso(gso);
@@ -139,7 +139,7 @@ impl RoomCore {
     /// [`RoomCore::on_sent`].
     pub fn transmit(&mut self, now: Instant) -> &mut SendBatch {
         loop {
-            while let Some(key) = self.dirty.pop() {
+            while let Some(key) = self.queued.pop() {
                 self.drain_peer(key, now);
             }
             if !self.overflow.swap(false, Ordering::Relaxed) {
@@ -197,7 +197,7 @@ impl RoomCore {
                     }
                     peer.next_timeout = None;
                     if peer.mark_queued() {
-                        self.dirty.push(key);
+                        self.queued.push(key);
                     }
                 }
                 Some(t) => {
@@ -241,16 +241,16 @@ impl RoomCore {
             tracing::trace!(room = %self.name, peer = dg.peer.0, error = %e, "datagram rejected");
         }
         if peer.mark_queued() {
-            self.dirty.push(dg.peer);
+            self.queued.push(dg.peer);
         }
     }
 
     /// Lists a connection for the next flush to drain (once, however often it is called).
-    pub(super) fn mark_dirty(&mut self, key: PeerKey) {
+    pub(super) fn mark_queued(&mut self, key: PeerKey) {
         if let Some(peer) = self.peers.get_mut(&key)
             && peer.mark_queued()
         {
-            self.dirty.push(key);
+            self.queued.push(key);
         }
     }
 

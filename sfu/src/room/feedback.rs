@@ -159,7 +159,7 @@ impl RoomCore {
             let pli = PictureLossIndication { sender_ssrc: 0, media_ssrc: ssrc };
             if receiver.write_rtcp(now, vec![Box::new(pli)]).is_ok() {
                 self.ctx.metrics.plis_sent.inc();
-                self.mark_dirty(key);
+                self.mark_queued(key);
             }
         }
     }

@@ -143,7 +143,7 @@ impl RoomCore {
                 p.publisher = Some(key);
                 p.offered_rids = sdp::send_rids_by_mid(&sdp_text);
                 p.send(ServerMessage::Answer { sdp: answer });
-                self.mark_dirty(key);
+                self.mark_queued(key);
             }
             Err(e) => {
                 if fresh {
@@ -166,7 +166,7 @@ impl RoomCore {
             self.reply_error(id, ErrorCode::BadSdp, format!("cannot apply the answer: {e}"));
             return;
         }
-        self.mark_dirty(key);
+        self.mark_queued(key);
         let p = &mut self.participants[idx];
         p.offer_outstanding = false;
         let offered = std::mem::take(&mut p.offered_tracks);
@@ -432,7 +432,7 @@ impl RoomCore {
                 p.offered_tracks = tracks.values().map(|t| t.track.clone()).collect();
                 p.offer_outstanding = true;
                 p.send(ServerMessage::Offer { sdp, tracks });
-                self.mark_dirty(key);
+                self.mark_queued(key);
             }
             Err(e) => tracing::error!(participant = %p.id, error = %e, "cannot create subscriber offer"),
         }

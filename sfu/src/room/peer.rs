@@ -55,7 +55,7 @@ pub struct Peer {
     pub connected: bool,
     /// Subscriber connections: our own SRTP output for forwarded media, once DTLS is up.
     pub egress: Option<super::egress::Egress>,
-    /// In the room's list of connections to drain (`Room::dirty`): a connection is listed once
+    /// In the room's list of connections to drain (`RoomCore::queued`): a connection is listed once
     /// however many of its datagrams a batch holds, since one drain takes all its output.
     pub queued: bool,
 }

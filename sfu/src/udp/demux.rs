@@ -1,4 +1,4 @@
-//! Routes datagrams of the one media port to room workers: by the STUN USERNAME's local ufrag
+//! Routes datagrams of a media port to room workers: by the STUN USERNAME's local ufrag
 //! first, then by the remote address learned from it.
 
 use super::stun;

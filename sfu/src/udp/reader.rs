@@ -11,16 +11,28 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::mpsc::error::TrySendError;
 
-/// Reads datagrams forever, routing each to its room. `shares_thread`: the rooms run on this
-/// task's thread (a media thread), so after a full batch (more is likely queued) the reader
-/// lets them run before it reads again instead of filling their queues first.
-pub async fn run(socket: Arc<MediaSocket>, demux: Arc<Demux>, metrics: Arc<MediaMetrics>, shares_thread: bool) {
+/// Reads datagrams until `stop` turns true (or its sender is gone), routing each to its room.
+/// `shares_thread`: the rooms run on this task's thread (a media thread), so after a full
+/// batch (more is likely queued) the reader lets them run before it reads again instead of
+/// filling their queues first.
+pub async fn run(
+    socket: Arc<MediaSocket>,
+    demux: Arc<Demux>,
+    metrics: Arc<MediaMetrics>,
+    shares_thread: bool,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     let mut batch = RecvBatch::default();
     let mut arena = DatagramArena::default();
     let mut reports = SocketReports::new(&socket);
     let mut errors = ErrorBackoff::default();
     loop {
-        let n = match socket.read(|s| batch.read(s)).await {
+        let read = tokio::select! {
+            biased;
+            r = socket.read(|s| batch.read(s)) => r,
+            _ = stop.wait_for(|stop| *stop) => return,
+        };
+        let n = match read {
             Ok(n) => n,
             Err(e) => {
                 // not expected on an unconnected UDP socket (ICMP errors are not reported to it
