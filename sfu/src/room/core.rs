@@ -46,6 +46,9 @@ pub struct RoomCore {
     /// Boxed: the map's slots stay small and cache-resident (a connection is ~9 KB), so the
     /// fan-out's lookup per subscriber costs no miss of its own.
     pub(super) peers: FxHashMap<PeerKey, Box<Peer>>,
+    /// Publishers' streams by (connection, SSRC): the track index and layer, so a packet finds
+    /// its track without a scan. Cleared when the tracks move (`roster_changed`).
+    pub(super) streams: FxHashMap<(PeerKey, u32), (u32, crate::forward::Layer)>,
     /// Peer timers by due time; an entry is live while it equals its peer's `armed`.
     timers: BinaryHeap<Reverse<(Instant, PeerKey)>>,
     /// Connections with pending output.
@@ -85,6 +88,7 @@ impl RoomCore {
             participants: Vec::new(),
             tracks: Vec::new(),
             peers: FxHashMap::default(),
+            streams: FxHashMap::default(),
             timers: BinaryHeap::new(),
             admin: Default::default(),
             queued: Vec::new(),

@@ -139,9 +139,14 @@ impl RoomCore {
         removed
     }
 
-    /// True once after the roster changed: the lists must be rebuilt.
+    /// True once after the roster changed: the lists must be rebuilt (and the stream index,
+    /// whose track indices may have moved, is forgotten).
     pub(super) fn roster_changed(&mut self) -> bool {
-        std::mem::take(&mut self.fanout_stale)
+        let changed = std::mem::take(&mut self.fanout_stale);
+        if changed {
+            self.streams.clear();
+        }
+        changed
     }
 
     /// Rebuilds every track's subscriber list from the participants' downtracks (and starts

@@ -89,12 +89,7 @@ impl RoomCore {
         pkt: &rtc::rtp::Packet,
         now: Instant,
     ) -> Result<Ingested, DropReason> {
-        let tidx = self
-            .tracks
-            .iter()
-            .position(|t| t.peer == key && t.rtc_track_id == rtc_track_id)
-            .ok_or(DropReason::UnknownTrack)?;
-        let layer = self.layer_of(tidx, key, pkt.header.ssrc);
+        let (tidx, layer) = self.stream_of(key, rtc_track_id, pkt.header.ssrc).ok_or(DropReason::UnknownTrack)?;
         let track = &mut self.tracks[tidx];
         let layer_in = track.layers[layer.index()].as_mut().expect("layer just ensured");
         let seq = layer_in.seq.unwrap(pkt.header.sequence_number);
@@ -125,9 +120,25 @@ impl RoomCore {
         Ok(Ingested { tidx, layer, seq, ts, keyframe, desc, muted })
     }
 
+    /// The track and layer of a publisher connection's stream: one lookup by (connection,
+    /// SSRC) in the room's index, checked against the layer (an SSRC bound anew since); else
+    /// found by the connection's track id and remembered.
+    fn stream_of(&mut self, key: PeerKey, rtc_track_id: &str, ssrc: u32) -> Option<(usize, Layer)> {
+        if let Some(&(tidx, layer)) = self.streams.get(&(key, ssrc)) {
+            let track = &self.tracks[tidx as usize];
+            if track.layers[layer.index()].as_ref().is_some_and(|l| l.ssrc == ssrc) {
+                return Some((tidx as usize, layer));
+            }
+        }
+        let tidx = self.tracks.iter().position(|t| t.peer == key && t.rtc_track_id == rtc_track_id)?;
+        let layer = self.bind_layer(tidx, key, ssrc);
+        self.streams.insert((key, ssrc), (tidx as u32, layer));
+        Some((tidx, layer))
+    }
+
     /// The layer of `ssrc` on track `tidx`; a new SSRC (its first packet may come before its
     /// `OnOpen`) gets the layer of its rid, asked of the receiver.
-    fn layer_of(&mut self, tidx: usize, key: PeerKey, ssrc: u32) -> Layer {
+    fn bind_layer(&mut self, tidx: usize, key: PeerKey, ssrc: u32) -> Layer {
         let track = &mut self.tracks[tidx];
         if let Some(l) = track.layer_of(ssrc) {
             return l;
