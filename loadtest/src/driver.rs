@@ -18,6 +18,7 @@ use crate::subscriber::Subscriber;
 use bytes::BytesMut;
 use futures::stream::SelectAll;
 use futures::{FutureExt, StreamExt};
+use glue::timers::{TimerHeap, fire};
 use rtc::peer_connection::RTCPeerConnection;
 use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
 use rtc::peer_connection::message::RTCMessage;
@@ -26,8 +27,7 @@ use rtc::peer_connection::state::RTCPeerConnectionState;
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use signaling::protocol::{ClientMessage, TrackRef};
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -92,7 +92,9 @@ pub(crate) struct Driver {
     clients: IdMap<ClientId, ClientState>,
     pcs: IdMap<PcId, Pc>,
     sockets: SelectAll<PeerSocket>,
-    timers: BinaryHeap<Reverse<(Instant, Timer)>>,
+    timers: TimerHeap<Timer>,
+    /// When the next statistics are due (the stats timer's `armed`).
+    stats_armed: Option<Instant>,
     dirty: Vec<PcId>,
     next_pc: u64,
     clock: WallClock,
@@ -105,7 +107,8 @@ impl Driver {
             clients: IdMap::default(),
             pcs: IdMap::default(),
             sockets: SelectAll::new(),
-            timers: BinaryHeap::new(),
+            timers: TimerHeap::default(),
+            stats_armed: None,
             dirty: Vec::new(),
             next_pc: 1,
             clock: WallClock::new(),
@@ -118,9 +121,9 @@ impl Driver {
         let mut sleep_at = far();
         let sleep = tokio::time::sleep_until(sleep_at.into());
         tokio::pin!(sleep);
-        self.timers.push(Reverse((Instant::now() + self.opts.stats_interval, Timer::Stats)));
+        self.timers.arm(Timer::Stats, Instant::now() + self.opts.stats_interval, &mut self.stats_armed);
         loop {
-            let next = self.timers.peek().map(|Reverse((t, _))| *t).unwrap_or_else(far);
+            let next = self.timers.next().unwrap_or_else(far);
             if next != sleep_at {
                 sleep.as_mut().reset(next.into());
                 sleep_at = next;
@@ -244,18 +247,13 @@ impl Driver {
     }
 
     fn on_timers(&mut self, now: Instant) {
-        while let Some(Reverse((at, timer))) = self.timers.peek().copied() {
-            if at > now {
-                break;
-            }
-            self.timers.pop();
+        while let Some((at, timer)) = self.timers.pop_due(now) {
             match timer {
                 Timer::Pc(id) => {
                     let Some(pc) = self.pcs.get_mut(&id) else { continue };
-                    if pc.armed != Some(at) {
+                    if !fire(&mut pc.armed, at) {
                         continue; // superseded by an earlier one
                     }
-                    pc.armed = None;
                     tracing::trace!(pc = id.0, late_us = now.duration_since(at).as_micros() as u64, "handle_timeout");
                     if let Err(e) = pc.conn.handle_timeout(now) {
                         tracing::debug!(error = %e, "handle_timeout");
@@ -264,10 +262,9 @@ impl Driver {
                 }
                 Timer::Media(id) => {
                     let Some(pc) = self.pcs.get_mut(&id) else { continue };
-                    if pc.media_armed != Some(at) {
+                    if !fire(&mut pc.media_armed, at) {
                         continue;
                     }
-                    pc.media_armed = None;
                     // a subscriber's feedback is sent by `drain`
                     if let Side::Publisher(p) = &mut pc.side {
                         p.on_timer(&mut pc.conn, now, &self.clock);
@@ -276,8 +273,10 @@ impl Driver {
                     self.mark(id);
                 }
                 Timer::Stats => {
-                    self.publish_stats();
-                    self.timers.push(Reverse((now + self.opts.stats_interval, Timer::Stats)));
+                    if fire(&mut self.stats_armed, at) {
+                        self.publish_stats();
+                        self.timers.arm(Timer::Stats, now + self.opts.stats_interval, &mut self.stats_armed);
+                    }
                 }
             }
         }
@@ -328,21 +327,15 @@ impl Driver {
         }
         let next = pc.conn.poll_timeout();
         tracing::trace!(pc = id.0, in_ms = ?next.map(|t| t.saturating_duration_since(now).as_millis()), "poll_timeout");
-        if let Some(t) = next
-            && pc.armed.is_none_or(|a| t < a)
-        {
-            pc.armed = Some(t);
-            self.timers.push(Reverse((t, Timer::Pc(id))));
+        if let Some(t) = next {
+            self.timers.arm(Timer::Pc(id), t, &mut pc.armed);
         }
         let media = match &pc.side {
             Side::Publisher(p) => p.next_due(),
             Side::Subscriber(s) => s.next_due(),
         };
-        if let Some(t) = media
-            && pc.media_armed.is_none_or(|a| t < a)
-        {
-            pc.media_armed = Some(t);
-            self.timers.push(Reverse((t, Timer::Media(id))));
+        if let Some(t) = media {
+            self.timers.arm(Timer::Media(id), t, &mut pc.media_armed);
         }
     }
 

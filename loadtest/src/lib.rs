@@ -24,7 +24,6 @@ mod driver;
 pub mod engine;
 pub mod error;
 pub mod event;
-pub mod feedback;
 pub mod gaps;
 pub mod peer;
 pub mod probe;

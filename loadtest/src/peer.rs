@@ -4,7 +4,7 @@
 //!
 //! Every interceptor costs a few moves of the packet per packet in `rtc`'s chain, so each
 //! role gets only the ones it uses: a publisher answers NACKs, sends sender reports and hands
-//! inbound RTCP (PLI/FIR/RR) to the application ([`crate::feedback`]); a subscriber's NACKs
+//! inbound RTCP (PLI/FIR/RR) to the application (`glue::feedback`); a subscriber's NACKs
 //! and receiver reports come from the application ([`crate::reports`]).
 
 use crate::event::Role;
@@ -76,7 +76,7 @@ fn interceptors(role: Option<Role>) -> Registry {
         r = r
             .with(Slot::NackResponder, NackResponderBuilder::new().build())
             .with(Slot::SenderReport, SenderReportBuilder::new().build())
-            .with(Slot::from(crate::feedback::SLOT), crate::feedback::DeliverFeedback::default());
+            .with(Slot::from(glue::feedback::SLOT), glue::feedback::DeliverFeedback::default());
     }
     if role.is_none() {
         r = r
@@ -87,7 +87,7 @@ fn interceptors(role: Option<Role>) -> Registry {
         // sender reports reach the application, which checks them; NACKs and receiver reports
         // come from the application too ([`crate::reports`]): most media never passes through
         // `rtc`'s read pipeline ([`crate::srtp_in`]), where these interceptors would see it
-        r = r.with(Slot::from(crate::feedback::SLOT), crate::feedback::DeliverFeedback::default());
+        r = r.with(Slot::from(glue::feedback::SLOT), glue::feedback::DeliverFeedback::default());
     }
     r
 }

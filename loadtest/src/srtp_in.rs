@@ -11,7 +11,8 @@
 
 use crate::recv::extend;
 use bytes::BytesMut;
-use rtc::crypto::{AeadAlgorithm, AeadCipher, BlockCipherAlgorithm, RTCCrypto};
+use glue::srtp_kdf::{LABEL_SRTP_ENCRYPTION, LABEL_SRTP_SALT, derive};
+use rtc::crypto::{AeadAlgorithm, AeadCipher, RTCCrypto};
 use rtc::peer_connection::transport::SrtpSessionKeys;
 use rtc::shared::marshal::Unmarshal;
 use rtc::srtp::context::Context;
@@ -147,28 +148,6 @@ impl Replay {
     }
 }
 
-/// RFC 3711 4.3.3 key derivation (AES-CM, key derivation rate 0) of the session key or salt.
-fn derive(
-    crypto: &dyn RTCCrypto,
-    master_key: &[u8],
-    master_salt: &[u8],
-    label: u8,
-    out: &mut [u8],
-) -> Result<(), SrtpInError> {
-    let mut block = [0u8; 16];
-    for (i, chunk) in out.chunks_mut(16).enumerate() {
-        block.fill(0);
-        block[..master_salt.len()].copy_from_slice(master_salt);
-        block[7] ^= label;
-        block[14..16].copy_from_slice(&(i as u16).to_be_bytes());
-        crypto
-            .block_encrypt(BlockCipherAlgorithm::Aes128, master_key, &mut block)
-            .map_err(|e| SrtpInError::Setup(e.to_string()))?;
-        chunk.copy_from_slice(&block[..chunk.len()]);
-    }
-    Ok(())
-}
-
 /// AEAD_AES_128_GCM opened in place.
 struct GcmOpen {
     cipher: Box<dyn AeadCipher>,
@@ -186,8 +165,10 @@ impl GcmOpen {
             )));
         }
         let (mut key, mut salt) = ([0u8; 16], [0u8; GCM_SALT_LEN]);
-        derive(crypto, &keys.master_key, &keys.master_salt, 0x00, &mut key)?;
-        derive(crypto, &keys.master_key, &keys.master_salt, 0x02, &mut salt)?;
+        let kdf = |label, out: &mut [u8]| derive(crypto, &keys.master_key, &keys.master_salt, label, out);
+        kdf(LABEL_SRTP_ENCRYPTION, &mut key)
+            .and_then(|()| kdf(LABEL_SRTP_SALT, &mut salt))
+            .map_err(|e| SrtpInError::Setup(e.0))?;
         let cipher = crypto.new_aead(AeadAlgorithm::Aes128Gcm, &key).map_err(|e| SrtpInError::Setup(e.to_string()))?;
         Ok(GcmOpen { cipher, salt, streams: Vec::new() })
     }

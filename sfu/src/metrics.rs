@@ -71,10 +71,22 @@ impl MediaMetrics {
             udp_out_packets: c("sfu_udp_out_packets_total", "Datagrams sent on the media port"),
             udp_out_bytes: c("sfu_udp_out_bytes_total", "Bytes sent on the media port"),
             udp_send_calls: c("sfu_udp_send_calls_total", "Send system calls on the media port"),
-            udp_recv_calls: c("sfu_udp_recv_calls_total", "Receive system calls on the media port that returned datagrams (several per call when queued)"),
-            udp_recv_errors: c("sfu_udp_recv_errors_total", "Receive system calls on the media port that failed (a socket that keeps failing is retried at most every 100 ms)"),
-            udp_gso_messages: c("sfu_udp_gso_messages_total", "Send messages carrying several datagrams to one destination (UDP GSO)"),
-            udp_out_by_helpers: c("sfu_udp_out_helper_packets_total", "Datagrams of large flushes sent by the send pool's helper threads (part of sfu_udp_out_packets_total)"),
+            udp_recv_calls: c(
+                "sfu_udp_recv_calls_total",
+                "Receive system calls on the media port that returned datagrams (several per call when queued)",
+            ),
+            udp_recv_errors: c(
+                "sfu_udp_recv_errors_total",
+                "Receive system calls on the media port that failed (a socket that keeps failing is retried at most every 100 ms)",
+            ),
+            udp_gso_messages: c(
+                "sfu_udp_gso_messages_total",
+                "Send messages carrying several datagrams to one destination (UDP GSO)",
+            ),
+            udp_out_by_helpers: c(
+                "sfu_udp_out_helper_packets_total",
+                "Datagrams of large flushes sent by the send pool's helper threads (part of sfu_udp_out_packets_total)",
+            ),
             rtp_in_packets: c("sfu_rtp_in_packets_total", "RTP packets received from publishers"),
             rtp_forwarded: c("sfu_rtp_forwarded_packets_total", "RTP packets forwarded to subscribers"),
             rtp_retransmitted: c("sfu_rtp_retransmitted_packets_total", "Packets resent to subscribers after a NACK"),
@@ -94,24 +106,13 @@ impl MediaMetrics {
             ),
             published_tracks: g("sfu_published_tracks", "Tracks being published"),
             subscribed_tracks: g("sfu_subscribed_tracks", "Tracks forwarded to subscribers"),
-            forward_delay: Histogram::with_opts(
-                HistogramOpts::new(
-                    "sfu_forward_delay_seconds",
-                    "Time from a forwarded packet's arrival at the media socket (the kernel's receive timestamp) until every copy of it was handed to the kernel",
-                )
-                .buckets(vec![0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.01, 0.02, 0.05, 0.1]),
-            )
-            .expect("valid metric"),
-            udp_receive_queue: Histogram::with_opts(
-                HistogramOpts::new(
-                    "sfu_udp_receive_queue_seconds",
-                    "Time datagrams waited in the media socket's kernel receive buffer before the server read them (kernel receive timestamps): growth means the reader falls behind",
-                )
-                .buckets(vec![0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25]),
-            )
-            .expect("valid metric"),
+            forward_delay: forward_delay(),
+            udp_receive_queue: receive_queue(),
             media_thread_rooms: IntGaugeVec::new(
-                Opts::new("sfu_media_thread_rooms", "Live rooms by media thread (each thread reads its own media port and runs its rooms)"),
+                Opts::new(
+                    "sfu_media_thread_rooms",
+                    "Live rooms by media thread (each thread reads its own media port and runs its rooms)",
+                ),
                 &["thread"],
             )
             .expect("valid metric"),
@@ -166,4 +167,28 @@ impl MediaMetrics {
     pub fn dropped(&self, reason: DropReason) -> u64 {
         self.drops_by_reason[reason.index()].get()
     }
+}
+
+/// `sfu_forward_delay_seconds`.
+fn forward_delay() -> Histogram {
+    Histogram::with_opts(
+        HistogramOpts::new(
+            "sfu_forward_delay_seconds",
+            "Time from a forwarded packet's arrival at the media socket (the kernel's receive timestamp) until every copy of it was handed to the kernel",
+        )
+        .buckets(vec![0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.01, 0.02, 0.05, 0.1]),
+    )
+    .expect("valid metric")
+}
+
+/// `sfu_udp_receive_queue_seconds`.
+fn receive_queue() -> Histogram {
+    Histogram::with_opts(
+        HistogramOpts::new(
+            "sfu_udp_receive_queue_seconds",
+            "Time datagrams waited in the media socket's kernel receive buffer before the server read them (kernel receive timestamps): growth means the reader falls behind",
+        )
+        .buckets(vec![0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25]),
+    )
+    .expect("valid metric")
 }

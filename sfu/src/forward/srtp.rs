@@ -5,15 +5,14 @@
 //! The crypto itself is `rtc`'s provider (ring by default); only the packet framing is here.
 
 use super::seq::{SEQ_BITS, SeqUnwrapper};
-use rtc::crypto::{AeadAlgorithm, AeadCipher, BlockCipherAlgorithm, RTCCrypto};
+use glue::srtp_kdf::{LABEL_SRTP_ENCRYPTION, LABEL_SRTP_SALT, derive};
+use rtc::crypto::{AeadAlgorithm, AeadCipher, RTCCrypto};
 
 /// Length of the GCM authentication tag appended to every packet.
 pub const GCM_TAG_LEN: usize = 16;
 const GCM_SALT_LEN: usize = 12;
 const AES_128_KEY_LEN: usize = 16;
 const MASTER_SALT_LEN: usize = 12;
-const LABEL_SRTP_ENCRYPTION: u8 = 0x00;
-const LABEL_SRTP_SALT: u8 = 0x02;
 
 /// Why protection failed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -39,29 +38,6 @@ pub enum SrtpError {
     },
 }
 
-/// RFC 3711 4.3.3 AES-CM key derivation with a key derivation rate of 0 (RFC 5764): the
-/// session key or salt for `label`.
-fn derive(
-    crypto: &dyn RTCCrypto,
-    master_key: &[u8],
-    master_salt: &[u8],
-    label: u8,
-    out: &mut [u8],
-) -> Result<(), SrtpError> {
-    let mut block = [0u8; 16];
-    for (i, chunk) in out.chunks_mut(16).enumerate() {
-        block.fill(0);
-        block[..master_salt.len()].copy_from_slice(master_salt);
-        block[7] ^= label;
-        block[14..16].copy_from_slice(&(i as u16).to_be_bytes());
-        crypto
-            .block_encrypt(BlockCipherAlgorithm::Aes128, master_key, &mut block)
-            .map_err(|e| SrtpError::Crypto(e.to_string()))?;
-        chunk.copy_from_slice(&block[..chunk.len()]);
-    }
-    Ok(())
-}
-
 /// Sending side of an AEAD_AES_128_GCM SRTP session.
 pub struct GcmSender {
     cipher: Box<dyn AeadCipher>,
@@ -76,8 +52,10 @@ impl GcmSender {
         }
         let mut key = [0u8; AES_128_KEY_LEN];
         let mut salt = [0u8; GCM_SALT_LEN];
-        derive(crypto, master_key, master_salt, LABEL_SRTP_ENCRYPTION, &mut key)?;
-        derive(crypto, master_key, master_salt, LABEL_SRTP_SALT, &mut salt)?;
+        let kdf = |label, out: &mut [u8]| derive(crypto, master_key, master_salt, label, out);
+        kdf(LABEL_SRTP_ENCRYPTION, &mut key)
+            .and_then(|()| kdf(LABEL_SRTP_SALT, &mut salt))
+            .map_err(|e| SrtpError::Crypto(e.0))?;
         let cipher = crypto.new_aead(AeadAlgorithm::Aes128Gcm, &key).map_err(|e| SrtpError::Crypto(e.to_string()))?;
         key.fill(0);
         Ok(GcmSender { cipher, salt })

@@ -14,6 +14,7 @@ use super::peer::{self, Peer, Role};
 use super::track::PublishedTrack;
 use crate::drop_reason::DropReason;
 use crate::udp::{Datagram, PeerKey, Route, SendBatch};
+use glue::timers::{TimerHeap, fire};
 use rtc::peer_connection::event::RTCPeerConnectionEvent;
 use rtc::peer_connection::message::TaggedRTCMessage;
 use rtc::peer_connection::state::RTCPeerConnectionState;
@@ -22,8 +23,6 @@ use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use rustc_hash::FxHashMap;
 use signaling::protocol::{ErrorCode, ServerMessage};
 use signaling::room::RoomCommand;
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -50,13 +49,13 @@ pub struct RoomCore {
     /// its track without a scan. Cleared when the tracks move (`roster_changed`).
     pub(super) streams: FxHashMap<(PeerKey, u32), (u32, crate::forward::Layer)>,
     /// Peer timers by due time; an entry is live while it equals its peer's `armed`.
-    timers: BinaryHeap<Reverse<(Instant, PeerKey)>>,
+    timers: TimerHeap<PeerKey>,
     /// Connections with pending output.
     pub(super) queued: Vec<PeerKey>,
     /// Datagrams produced since the last [`RoomCore::transmit`] was sent.
     pub(super) sends: SendBatch,
     /// Operator state: muted tracks, deleted room (see `admin.rs`).
-    pub(super) admin: super::admin::AdminState,
+    pub(super) admin: super::admin_state::AdminState,
     events_buf: Vec<RTCPeerConnectionEvent>,
     reads_buf: Vec<TaggedRTCMessage>,
     /// Arrival times of the packets forwarded since the last flush (forwarding delay).
@@ -89,7 +88,7 @@ impl RoomCore {
             tracks: Vec::new(),
             peers: FxHashMap::default(),
             streams: FxHashMap::default(),
-            timers: BinaryHeap::new(),
+            timers: TimerHeap::default(),
             admin: Default::default(),
             queued: Vec::new(),
             sends: {
@@ -133,8 +132,7 @@ impl RoomCore {
 
     /// When the core next wants [`RoomCore::handle_timeout`].
     pub fn poll_timeout(&self) -> Instant {
-        let peers = self.timers.peek().map(|Reverse((t, _))| *t);
-        peers.map_or(self.next_reports, |t| t.min(self.next_reports))
+        self.timers.next().map_or(self.next_reports, |t| t.min(self.next_reports))
     }
 
     /// Runs what the inputs since the last call caused (participants whose signaling queue
@@ -184,16 +182,11 @@ impl RoomCore {
             self.expire_caches(now);
             self.next_reports = now + super::egress::SR_INTERVAL / REPORT_SLICES;
         }
-        while let Some(&Reverse((at, key))) = self.timers.peek() {
-            if at > now {
-                break;
-            }
-            self.timers.pop();
+        while let Some((at, key)) = self.timers.pop_due(now) {
             let Some(peer) = self.peers.get_mut(&key) else { continue };
-            if peer.armed != Some(at) {
+            if !fire(&mut peer.armed, at) {
                 continue; // superseded by an earlier entry
             }
-            peer.armed = None;
             match peer.next_timeout {
                 Some(t) if t <= now => {
                     if let Err(e) = peer.pc.handle_timeout(now) {
@@ -204,11 +197,8 @@ impl RoomCore {
                         self.queued.push(key);
                     }
                 }
-                Some(t) => {
-                    // moved later since it was armed
-                    peer.armed = Some(t);
-                    self.timers.push(Reverse((t, key)));
-                }
+                // moved later since it was armed
+                Some(t) => self.timers.arm(key, t, &mut peer.armed),
                 None => {}
             }
         }
@@ -274,11 +264,8 @@ impl RoomCore {
             reads.push(m);
         }
         peer.next_timeout = peer.pc.poll_timeout();
-        if let Some(t) = peer.next_timeout
-            && peer.armed.is_none_or(|a| t < a)
-        {
-            peer.armed = Some(t);
-            self.timers.push(Reverse((t, key)));
+        if let Some(t) = peer.next_timeout {
+            self.timers.arm(key, t, &mut peer.armed);
         }
         if let Some(egress) = peer.egress.as_mut() {
             // ICE may nominate another pair (a consent check from a new address)

@@ -16,6 +16,7 @@
 
 use super::core::RoomCore;
 use super::egress::Egress;
+pub use super::fanout_entry::{Hint, Subscriber};
 use super::participant::Participant;
 use super::peer::Peer;
 use super::track::{DownTrack, PublishedTrack};
@@ -23,48 +24,15 @@ use crate::forward::prefetch;
 use crate::forward::selector::{Layer, LayerActivity, LayerSelector};
 use std::time::Instant;
 
-/// One subscriber of a track.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Subscriber {
-    /// Index into the room's participants.
-    pub participant: u32,
-    /// Index into that participant's downtracks.
-    pub downtrack: u32,
-    /// The layer its selector forwards and targets, when both are the same (see
-    /// [`settled_on`]); `None` until it was visited since the last rebuild.
-    pub settled: Option<Layer>,
-}
-
-/// Addresses of a subscriber's state as its last visit found them (kept beside the list, in
-/// `PublishedTrack::hints`, so the list itself stays small for the packets that skip most of
-/// it): its downtrack, its
-/// connection's slot in the room's map, the connection's fields the visit reads, and its
-/// output's AES-GCM key schedule. They are only ever prefetched, never read through: one that
-/// went stale (the state moved or was freed) costs a useless prefetch and changes nothing.
-/// Zero: not known yet.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Hint {
-    /// The downtrack.
-    pub downtrack: usize,
-    /// The connection's entry (its `Box`) in the room's map of connections.
-    pub slot: usize,
-    /// `Peer::connected` and the fields of its output `send_rtp` reads (one line each).
-    pub fields: [usize; 4],
-    /// The output's key schedule, and its size.
-    pub cipher: (usize, usize),
-}
-
-impl Hint {
-    /// The addresses of a visit's state.
-    #[allow(clippy::borrowed_box)] // the `Box` itself, where the map holds it
-    pub fn of(downtrack: &DownTrack, slot: &Box<Peer>, egress: &Egress) -> Hint {
-        let ([gcm, remote, key], cipher) = egress.hot_spans();
-        Hint {
-            downtrack: prefetch::addr(downtrack),
-            slot: prefetch::addr(slot),
-            fields: [prefetch::addr(&slot.connected), gcm, remote, key],
-            cipher,
-        }
+/// The addresses of a visit's state (a [`Hint`]).
+#[allow(clippy::borrowed_box)] // the `Box` itself, where the map holds it
+pub fn hint_of(downtrack: &DownTrack, slot: &Box<Peer>, egress: &Egress) -> Hint {
+    let ([gcm, remote, key], cipher) = egress.hot_spans();
+    Hint {
+        downtrack: prefetch::addr(downtrack),
+        slot: prefetch::addr(slot),
+        fields: [prefetch::addr(&slot.connected), gcm, remote, key],
+        cipher,
     }
 }
 

@@ -4,7 +4,7 @@
 
 use super::core::RoomCore;
 use super::egress::{Egress, EgressError};
-use super::fanout::{Hint, Subscriber, WARM_AHEAD, settled_elsewhere, settled_on, warm_at};
+use super::fanout::{Subscriber, WARM_AHEAD, hint_of, settled_elsewhere, settled_on, warm_at};
 use super::participant::Participant;
 use super::peer::{Peer, Role};
 use super::track::{CACHE_EXPIRE_PER_INSERT, CachedPacket, Codec, DownTrack, LayerIn, PublishedTrack};
@@ -186,7 +186,7 @@ impl RoomCore {
             // one lookup of the subscriber's connection per packet
             let Some(peer) = self.peers.get_mut(&p.subscriber).filter(|peer| peer.connected) else { continue };
             if let (Some(egress), Some(h)) = (&peer.egress, hints.get_mut(i)) {
-                *h = Hint::of(dt, peer, egress);
+                *h = hint_of(dt, peer, egress);
             }
             // media flows once the connection has its SRTP output and the track is negotiated
             // (so selection starts at a keyframe)

@@ -3,12 +3,14 @@
 //! [`RoomCommand`]s, the UDP reader through [`Datagram`]s.
 
 pub mod admin;
+pub mod admin_state;
 pub mod core;
 #[cfg(test)]
 mod core_tests;
 pub mod driver;
 pub mod egress;
 pub mod fanout;
+pub mod fanout_entry;
 pub mod feedback;
 pub mod media_path;
 pub mod negotiate;

@@ -2,6 +2,7 @@
 //! interceptors, ICE-lite with our own credentials and the one media-port candidate.
 
 use crate::udp::PeerKey;
+use glue::feedback::DeliverFeedback;
 use rand::Rng;
 use rtc::interceptor::{NackGeneratorBuilder, ReceiverReportBuilder, Registry, Slot};
 use rtc::peer_connection::RTCPeerConnection;
@@ -190,7 +191,7 @@ pub fn new_peer(
     } else {
         registry
     };
-    let registry = registry.with(rtc::interceptor::Slot::from(DeliverFeedback::SLOT), DeliverFeedback::default());
+    let registry = registry.with(rtc::interceptor::Slot::from(glue::feedback::SLOT), DeliverFeedback::only(acted_on));
     let mut pc = RTCPeerConnectionBuilder::new()
         .with_configuration(RTCConfigurationBuilder::new().build())
         .with_setting_engine(settings)
@@ -238,86 +239,18 @@ impl MediaAddr {
     }
 }
 
-/// Lets the RTCP the worker acts on (PLI, FIR, NACK, sender reports) reach `poll_read`: in `rtc` 0.21
-/// inbound RTCP ends at the interceptor chain's terminus unless an interceptor marks it with
-/// `Attribute::DeliverToApplication`. Marked packets still reach every other interceptor.
-#[derive(Default)]
-struct DeliverFeedback {
-    reads: std::collections::VecDeque<rtc::interceptor::TaggedPacket>,
-    writes: std::collections::VecDeque<rtc::interceptor::TaggedPacket>,
-}
-
-impl DeliverFeedback {
-    /// Application-most position in the chain.
-    const SLOT: usize = 14_000;
-
-    /// Marks the feedback the worker acts on for delivery.
-    fn mark(msg: &mut rtc::interceptor::TaggedPacket) {
-        use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
-        use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
-        use rtc::rtcp::sender_report::SenderReport;
-        use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
-        if let rtc::interceptor::Packet::Rtcp(pkts) = &msg.message.packet {
-            let wanted = pkts.iter().any(|p| {
-                let any = p.as_any();
-                any.is::<PictureLossIndication>()
-                    || any.is::<FullIntraRequest>()
-                    || any.is::<SenderReport>()
-                    || any.is::<TransportLayerNack>()
-            });
-            if wanted {
-                msg.message.add(rtc::interceptor::Attribute::DeliverToApplication);
-            }
-        }
-    }
-}
-
-impl rtc::sansio::Protocol<rtc::interceptor::TaggedPacket, rtc::interceptor::TaggedPacket, ()> for DeliverFeedback {
-    type Rout = rtc::interceptor::TaggedPacket;
-    type Wout = rtc::interceptor::TaggedPacket;
-    type Eout = ();
-    type Error = rtc::shared::error::Error;
-    type Time = Instant;
-
-    fn handle_read(&mut self, mut msg: rtc::interceptor::TaggedPacket) -> Result<(), Self::Error> {
-        Self::mark(&mut msg);
-        self.reads.push_back(msg);
-        Ok(())
-    }
-
-    fn poll_read(&mut self) -> Option<Self::Rout> {
-        self.reads.pop_front()
-    }
-
-    fn handle_write(&mut self, msg: rtc::interceptor::TaggedPacket) -> Result<(), Self::Error> {
-        self.writes.push_back(msg);
-        Ok(())
-    }
-
-    fn poll_write(&mut self) -> Option<Self::Wout> {
-        self.writes.pop_front()
-    }
-
-    fn handle_timeout(&mut self, _now: Instant) -> Result<(), Self::Error> {
-        Ok(())
-    }
-
-    fn poll_timeout(&mut self) -> Option<Instant> {
-        None
-    }
-}
-
-impl rtc::interceptor::Interceptor for DeliverFeedback {
-    /// It only marks what it reads: read where it lies, not moved through `reads`.
-    fn read_in_place(&mut self, msg: &mut rtc::interceptor::TaggedPacket) -> bool {
-        Self::mark(msg);
-        true
-    }
-
-    fn bind_local_stream(&mut self, _info: &rtc::interceptor::StreamInfo) {}
-    fn unbind_local_stream(&mut self, _info: &rtc::interceptor::StreamInfo) {}
-    fn bind_remote_stream(&mut self, _info: &rtc::interceptor::StreamInfo) {}
-    fn unbind_remote_stream(&mut self, _info: &rtc::interceptor::StreamInfo) {}
+/// The inbound RTCP the room acts on (PLI, FIR, NACK, sender reports): only these reach
+/// `poll_read` (see `glue::feedback`).
+fn acted_on(p: &dyn rtc::rtcp::Packet) -> bool {
+    use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+    use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+    use rtc::rtcp::sender_report::SenderReport;
+    use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
+    let any = p.as_any();
+    any.is::<PictureLossIndication>()
+        || any.is::<FullIntraRequest>()
+        || any.is::<SenderReport>()
+        || any.is::<TransportLayerNack>()
 }
 
 #[cfg(test)]

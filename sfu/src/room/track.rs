@@ -123,9 +123,9 @@ pub struct PublishedTrack {
     /// Keyframe-request throttle per layer.
     pub pli: PliThrottle,
     /// Its subscribers, in fan-out order (see `fanout.rs`).
-    pub fanout: Vec<super::fanout::Subscriber>,
+    pub fanout: Vec<super::fanout_entry::Subscriber>,
     /// Where each subscriber's state was at its last visit, by position in `fanout`.
-    pub hints: Vec<super::fanout::Hint>,
+    pub hints: Vec<super::fanout_entry::Hint>,
 }
 
 impl PublishedTrack {
