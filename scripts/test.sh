@@ -20,6 +20,12 @@ fi
 echo "== Kubernetes manifests (offline schema validation)"
 bash scripts/validate-k8s.sh
 
+echo "== dependencies: no RSA crate (RUSTSEC-2023-0071; JWTs are HS256 through signaling/src/jwt_hs256.rs)"
+if cargo tree --locked --workspace -i rsa >/dev/null 2>&1; then
+  echo "the rsa crate is in the dependency tree again: cargo tree -i rsa" >&2
+  exit 1
+fi
+
 echo "== cargo fmt --check, cargo clippy -D warnings"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings 2>&1

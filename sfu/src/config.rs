@@ -64,8 +64,10 @@ pub struct TokenArgs {
 #[command(name = "sfu", version, about)]
 pub struct Config {
     /// Development mode: embedded defaults, joins without tokens, the public development key
-    /// (`devkey`:`devsecret`) and `GET /api/dev/token`. Insecure: never in production.
-    #[arg(long, env = "SFU_DEV", default_value_t = false)]
+    /// (`devkey`:`devsecret`) and `GET /api/dev/token`. Insecure: never in production. Binds
+    /// loopback unless `--http`/`--udp` say otherwise; refused together with `--keys` (it would
+    /// accept the public key beside them).
+    #[arg(long, env = "SFU_DEV", default_value_t = false, conflicts_with = "keys")]
     pub dev: bool,
     /// API keys that sign access tokens, `KEY:SECRET[,KEY:SECRET]` (secrets of 32+ bytes).
     #[arg(long, env = "SFU_KEYS", value_delimiter = ',', hide_env_values = true)]
@@ -77,13 +79,13 @@ pub struct Config {
     /// While draining, existing rooms keep admitting participants up to their limit.
     #[arg(long, env = "SFU_DRAIN_ADMIT", default_value_t = true, action = ArgAction::Set)]
     pub drain_admit: bool,
-    /// HTTP/WebSocket listen address.
-    #[arg(long, env = "SFU_HTTP", default_value = "0.0.0.0:7880")]
-    pub http: SocketAddr,
+    /// HTTP/WebSocket listen address [default: 0.0.0.0:7880; 127.0.0.1:7880 with `--dev`].
+    #[arg(long, env = "SFU_HTTP")]
+    pub http: Option<SocketAddr>,
     /// UDP media listen address (one port for all media; the first of `--media-threads`'
-    /// ports).
-    #[arg(long, env = "SFU_UDP", default_value = "0.0.0.0:7882")]
-    pub udp: SocketAddr,
+    /// ports) [default: 0.0.0.0:7882; 127.0.0.1:7882 with `--dev`].
+    #[arg(long, env = "SFU_UDP")]
+    pub udp: Option<SocketAddr>,
     /// IPs announced in ICE candidates (comma-separated); defaults to the bound address, or
     /// every local interface address when bound to 0.0.0.0.
     #[arg(long, env = "SFU_EXTERNAL_IP", value_delimiter = ',')]
@@ -144,7 +146,35 @@ pub struct Config {
     pub inject_room_panic: Option<String>,
 }
 
+/// Default HTTP port.
+pub const HTTP_PORT: u16 = 7880;
+/// Default media port.
+pub const UDP_PORT: u16 = 7882;
+
 impl Config {
+    /// Where HTTP and WebSocket listen: `--http`, else every interface, or loopback in
+    /// development mode.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http.unwrap_or_else(|| self.default_addr(HTTP_PORT))
+    }
+
+    /// Where media listens: `--udp`, else every interface, or loopback in development mode.
+    pub fn udp_addr(&self) -> SocketAddr {
+        self.udp.unwrap_or_else(|| self.default_addr(UDP_PORT))
+    }
+
+    fn default_addr(&self, port: u16) -> SocketAddr {
+        let ip = if self.dev { IpAddr::from([127, 0, 0, 1]) } else { IpAddr::from([0, 0, 0, 0]) };
+        SocketAddr::new(ip, port)
+    }
+
+    /// In development mode, the listen addresses other hosts can reach (given explicitly):
+    /// the insecure node is exposed there.
+    pub fn dev_exposed(&self) -> Vec<SocketAddr> {
+        let addrs = [self.http_addr(), self.udp_addr()];
+        addrs.into_iter().filter(|a| self.dev && !a.ip().is_loopback()).collect()
+    }
+
     /// Helper threads of the send pool: `--send-threads`, else one less than the CPUs.
     pub fn send_helpers(&self) -> usize {
         self.send_threads
@@ -155,13 +185,13 @@ impl Config {
     /// The media port of media thread `i`: `--udp` with its port + `i` (an ephemeral port
     /// stays ephemeral); an error past port 65535.
     pub fn media_thread_addr(&self, i: u16) -> anyhow::Result<SocketAddr> {
-        let mut addr = self.udp;
+        let mut addr = self.udp_addr();
         if addr.port() != 0 {
             let port = addr.port().checked_add(i).ok_or_else(|| {
                 anyhow::anyhow!(
                     "--media-threads {}: media port {} + {i} is past 65535",
                     self.media_threads,
-                    self.udp.port()
+                    addr.port()
                 )
             })?;
             addr.set_port(port);
@@ -201,4 +231,34 @@ fn local_ips() -> Vec<IpAddr> {
     }
     ips.push(IpAddr::from([127, 0, 0, 1]));
     ips
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, clap::Error> {
+        Config::try_parse_from(std::iter::once("sfu").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn dev_mode_binds_loopback_unless_told_and_refuses_keys() {
+        let key = "k1:0123456789abcdef0123456789abcdef";
+        // columns: arguments, HTTP address, media address, exposed in development mode
+        let rows: &[(&[&str], &str, &str, usize)] = &[
+            (&["--dev"], "127.0.0.1:7880", "127.0.0.1:7882", 0),
+            (&["--keys", key], "0.0.0.0:7880", "0.0.0.0:7882", 0),
+            (&["--dev", "--http", "0.0.0.0:8080"], "0.0.0.0:8080", "127.0.0.1:7882", 1),
+            (&["--dev", "--http", "0.0.0.0:80", "--udp", "10.0.0.1:9"], "0.0.0.0:80", "10.0.0.1:9", 2),
+            (&["--dev", "--udp", "[::1]:5000"], "127.0.0.1:7880", "[::1]:5000", 0),
+        ];
+        for &(args, http, udp, exposed) in rows {
+            let c = parse(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            assert_eq!(c.http_addr(), http.parse::<SocketAddr>().unwrap(), "{args:?}");
+            assert_eq!(c.udp_addr(), udp.parse::<SocketAddr>().unwrap(), "{args:?}");
+            assert_eq!(c.dev_exposed().len(), exposed, "{args:?}");
+        }
+        let refused = parse(&["--dev", "--keys", key]).expect_err("--dev with --keys");
+        assert_eq!(refused.kind(), clap::error::ErrorKind::ArgumentConflict);
+    }
 }

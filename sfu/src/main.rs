@@ -60,6 +60,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             "development mode: joins need no token, the public key devkey:devsecret is accepted and \
              GET /api/dev/token hands out join tokens; never use --dev in production"
         );
+        for addr in config.dev_exposed() {
+            tracing::error!(%addr, "development mode on an address other hosts can reach: anyone there can join and mint admin tokens");
+        }
     }
     // handlers first: a SIGTERM right after the node reports ready (an orchestrator, a test)
     // must start a drain, not kill the process with the default action

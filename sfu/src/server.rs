@@ -45,7 +45,7 @@ pub struct Server {
 /// mode: a node never serves media or the API unauthenticated.
 pub async fn start(config: &Config) -> anyhow::Result<Server> {
     let auth = Arc::new(Auth::new(&config.keys, config.dev)?);
-    let listener = TcpListener::bind(config.http).await?;
+    let listener = TcpListener::bind(config.http_addr()).await?;
     let http = listener.local_addr()?;
 
     let metrics = Arc::new(Metrics::new());

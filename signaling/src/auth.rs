@@ -198,6 +198,7 @@ impl Auth {
     /// Production keys, plus the development key and tokenless joins when `dev`. Refuses an
     /// empty key set outside dev mode: there is no unauthenticated node.
     pub fn new(keys: &[ApiKey], dev: bool) -> Result<Auth, ConfigError> {
+        crate::jwt_hs256::install();
         if keys.is_empty() && !dev {
             return Err(ConfigError::NoKeys);
         }
@@ -233,6 +234,7 @@ impl Auth {
 
     /// Verifies a token's key, signature and validity window.
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        crate::jwt_hs256::install();
         let token = token.trim();
         if token.is_empty() {
             return Err(AuthError::Missing);
@@ -309,6 +311,7 @@ pub struct TokenRequest {
 
 /// Signs a token with `key` (named in both `kid` and `iss`); valid from now for `ttl`.
 pub fn issue(key: &ApiKey, req: &TokenRequest) -> Result<(String, Claims), jsonwebtoken::errors::Error> {
+    crate::jwt_hs256::install();
     let now = unix_now();
     let claims = Claims {
         iss: Some(key.key.clone()),
@@ -357,6 +360,7 @@ mod tests {
     }
 
     fn sign_claims(key: &ApiKey, claims: &serde_json::Value, kid: bool) -> String {
+        crate::jwt_hs256::install();
         let mut header = Header::new(Algorithm::HS256);
         if kid {
             header.kid = Some(key.key.clone());

@@ -6,6 +6,7 @@
 pub mod api;
 pub mod auth;
 pub mod drain;
+pub mod jwt_hs256;
 pub mod metrics;
 pub mod node;
 pub mod protocol;
