@@ -261,4 +261,12 @@ mod tests {
         let refused = parse(&["--dev", "--keys", key]).expect_err("--dev with --keys");
         assert_eq!(refused.kind(), clap::error::ErrorKind::ArgumentConflict);
     }
+
+    #[test]
+    fn the_kubernetes_log_filter_is_the_default() {
+        // a filter that turns rtc's per-datagram warnings back on lets peers flood the log
+        let yaml = include_str!("../../k8s/configmap.yaml");
+        let line = yaml.lines().find_map(|l| l.trim().strip_prefix("SFU_LOG: ")).expect("SFU_LOG in the ConfigMap");
+        assert_eq!(line.trim_matches('"'), parse(&["--dev"]).unwrap().log);
+    }
 }
