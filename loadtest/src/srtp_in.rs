@@ -11,6 +11,7 @@
 
 use crate::recv::extend;
 use bytes::BytesMut;
+use glue::replay::{ReplayWindow, Seen};
 use glue::srtp_kdf::{LABEL_SRTP_ENCRYPTION, LABEL_SRTP_SALT, derive};
 use rtc::crypto::{AeadAlgorithm, AeadCipher, RTCCrypto};
 use rtc::peer_connection::transport::SrtpSessionKeys;
@@ -110,41 +111,25 @@ fn parse_header(p: &[u8]) -> Result<Header, SrtpInError> {
 #[derive(Debug, Clone)]
 struct Replay {
     ssrc: u32,
-    highest: u64,
-    /// Bit `i % REPLAY_WINDOW` is set when index `i` was accepted (for the last window).
-    seen: [u64; REPLAY_WORDS],
+    /// Where indexes are extended from until the first packet is accepted.
+    first: u64,
+    window: ReplayWindow<REPLAY_WORDS>,
 }
 
 impl Replay {
     fn new(ssrc: u32, seq: u16) -> Self {
-        Replay { ssrc, highest: FIRST_RANGE + u64::from(seq) - 1, seen: [0; REPLAY_WORDS] }
+        Replay { ssrc, first: FIRST_RANGE + u64::from(seq) - 1, window: ReplayWindow::default() }
     }
 
     /// The packet's extended index, or `None` for a replay or a packet older than the window.
     fn check(&self, seq: u16) -> Option<u64> {
-        let index = extend(self.highest, seq);
-        if index < FIRST_RANGE || index + REPLAY_WINDOW as u64 <= self.highest {
-            return None;
-        }
-        let bit = index as usize % REPLAY_WINDOW;
-        (index > self.highest || self.seen[bit / 64] & (1 << (bit % 64)) == 0).then_some(index)
+        let index = extend(self.window.highest().unwrap_or(self.first), seq);
+        (index >= FIRST_RANGE && self.window.check(index) == Seen::New).then_some(index)
     }
 
     /// Records an authenticated packet.
     fn accept(&mut self, index: u64) {
-        if index > self.highest {
-            if index - self.highest >= REPLAY_WINDOW as u64 {
-                self.seen = [0; REPLAY_WORDS];
-            } else {
-                for i in self.highest + 1..index {
-                    let bit = i as usize % REPLAY_WINDOW;
-                    self.seen[bit / 64] &= !(1 << (bit % 64));
-                }
-            }
-            self.highest = index;
-        }
-        let bit = index as usize % REPLAY_WINDOW;
-        self.seen[bit / 64] |= 1 << (bit % 64);
+        self.window.accept(index);
     }
 }
 

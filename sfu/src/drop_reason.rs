@@ -23,6 +23,11 @@ pub enum DropReason {
     BadVp8,
     /// Padding only (bandwidth probes): never forwarded.
     PaddingOnly,
+    /// A sequence number that arrived before on its layer (forwarding it again would reuse
+    /// the AES-GCM nonce of the first copy with other content).
+    Duplicate,
+    /// Further behind its layer's newest packet than the layer remembers.
+    TooLate,
     // overload
     /// The kernel's receive buffer of the media port was full.
     UdpReceiveBufferFull,
@@ -56,7 +61,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in label order of the metrics page.
-    pub const ALL: [DropReason; 22] = [
+    pub const ALL: [DropReason; 24] = [
         DropReason::UnknownUfrag,
         DropReason::UnknownSource,
         DropReason::BadStun,
@@ -66,6 +71,8 @@ impl DropReason {
         DropReason::UnknownTrack,
         DropReason::BadVp8,
         DropReason::PaddingOnly,
+        DropReason::Duplicate,
+        DropReason::TooLate,
         DropReason::UdpReceiveBufferFull,
         DropReason::RoomQueueFull,
         DropReason::Stale,
@@ -93,6 +100,8 @@ impl DropReason {
             DropReason::UnknownTrack => "unknown_track",
             DropReason::BadVp8 => "bad_vp8",
             DropReason::PaddingOnly => "padding_only",
+            DropReason::Duplicate => "duplicate",
+            DropReason::TooLate => "too_late",
             DropReason::UdpReceiveBufferFull => "udp_receive_buffer_full",
             DropReason::RoomQueueFull => "room_queue_full",
             DropReason::Stale => "stale",

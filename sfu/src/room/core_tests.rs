@@ -294,3 +294,35 @@ fn joins_leaves_and_mutes_during_traffic_keep_everyone_else_whole() {
     }
     assert!(sim.clients[2].track(&audio_track).unwrap().packets > audio_now + 40, "audio went on throughout");
 }
+
+#[test]
+fn a_sequence_number_is_forwarded_once_whatever_its_content() {
+    let mut sim = room_with(1, PublishOptions::default());
+    sim.run(Duration::from_secs(1));
+    let id = sim.track_of(1, TrackKind::Video);
+    let (key, rtc_track_id, ssrc, newest) = {
+        let t = sim.core.tracks.iter().find(|t| t.id == id).expect("the video track");
+        let f = t.layers[2].as_ref().expect("layer f, the subscriber's");
+        (t.peer, t.rtc_track_id.clone(), f.ssrc, f.seen.highest().expect("packets of f"))
+    };
+    // a publisher (or an RTX repair) sending a number it sent before, with other content:
+    // forwarded again it would be sealed under the first copy's AES-GCM nonce
+    // columns: how far behind the newest, why it is dropped
+    let rows = [(0u64, DropReason::Duplicate), (5, DropReason::Duplicate), (2000, DropReason::TooLate)];
+    for (behind, why) in rows {
+        let header = rtc::rtp::Header {
+            version: 2,
+            payload_type: 96,
+            sequence_number: (newest - behind) as u16,
+            ssrc,
+            ..Default::default()
+        };
+        let payload = bytes::Bytes::from_static(&[0x90, 0x80, 0x01, 0x02, 0x00, 0xde, 0xad, 0xbe, 0xef]);
+        let dropped = sim.metrics.dropped(why);
+        let (now, pkt) = (sim.now, rtc::rtp::Packet { header, payload });
+        sim.core.forward_rtp(key, &rtc_track_id, pkt, now, now);
+        assert_eq!(sim.metrics.dropped(why), dropped + 1, "{behind} behind: {why}");
+    }
+    sim.run(Duration::from_millis(500));
+    assert_clean(video(&sim, 1), "after the repeated numbers");
+}

@@ -15,6 +15,7 @@ use crate::forward::switch_hint::switch_hint;
 use crate::forward::{h264, vp8};
 use crate::metrics::MediaMetrics;
 use crate::udp::{PeerKey, SendBatch};
+use glue::replay::Seen;
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::rtcp::sender_report::SenderReport;
 use signaling::protocol::{ServerMessage, TrackKind};
@@ -56,7 +57,14 @@ impl RoomCore {
     }
 
     /// Fans one publisher packet out to every subscriber of its track.
-    fn forward_rtp(&mut self, key: PeerKey, rtc_track_id: &str, pkt: rtc::rtp::Packet, arrived: Instant, now: Instant) {
+    pub(super) fn forward_rtp(
+        &mut self,
+        key: PeerKey,
+        rtc_track_id: &str,
+        pkt: rtc::rtp::Packet,
+        arrived: Instant,
+        now: Instant,
+    ) {
         if self.roster_changed() {
             self.rebuild_fanout();
         }
@@ -93,6 +101,11 @@ impl RoomCore {
         let track = &mut self.tracks[tidx];
         let layer_in = track.layers[layer.index()].as_mut().expect("layer just ensured");
         let seq = layer_in.seq.unwrap(pkt.header.sequence_number);
+        match layer_in.seen.check(seq) {
+            Seen::New => layer_in.seen.accept(seq),
+            Seen::Duplicate => return Err(DropReason::Duplicate),
+            Seen::TooOld => return Err(DropReason::TooLate),
+        }
         let ts = layer_in.ts.unwrap(pkt.header.timestamp);
         if pkt.payload.is_empty() {
             drop_padding(track, &mut self.participants, layer, seq);

@@ -354,7 +354,8 @@ impl RoomCore {
             return;
         }
         let Some(peer) = self.peers.get_mut(&p.subscriber) else { return };
-        let ssrc = rand::random::<u32>();
+        // unique on the connection: two streams of one SSRC would share SRTP nonces
+        let ssrc = fresh_ssrc(|s| p.downtracks.iter().any(|d| d.ssrc == s), rand::random);
         let kind = match track.kind {
             TrackKind::Audio => RtpCodecKind::Audio,
             TrackKind::Video => RtpCodecKind::Video,
@@ -448,6 +449,17 @@ impl LayerIn {
             ts: TsUnwrapper::default(),
             clock: None,
             cache: PacketCache::new(CACHE_PACKETS),
+            seen: Default::default(),
+        }
+    }
+}
+
+/// A random SSRC that `taken` does not hold (and not 0, which some stacks treat as unset).
+fn fresh_ssrc(taken: impl Fn(u32) -> bool, mut draw: impl FnMut() -> u32) -> u32 {
+    loop {
+        let ssrc = draw();
+        if ssrc != 0 && !taken(ssrc) {
+            return ssrc;
         }
     }
 }
@@ -459,7 +471,7 @@ fn announce_on_join(present: usize, quiet_above: usize) -> bool {
 }
 
 #[cfg(test)]
-mod announce_tests {
+mod tests {
     #[test]
     fn newcomers_of_large_rooms_are_announced_when_they_publish() {
         // columns: participants present, limit, announced at join
@@ -474,6 +486,17 @@ mod announce_tests {
         ];
         for (present, limit, want) in rows {
             assert_eq!(super::announce_on_join(present, limit), want, "{present} present, limit {limit}");
+        }
+    }
+
+    #[test]
+    fn a_downtrack_ssrc_is_never_one_its_connection_uses() {
+        // columns: SSRCs taken, SSRCs drawn in order, the one chosen
+        let rows: &[(&[u32], &[u32], u32)] = &[(&[], &[7], 7), (&[7], &[7, 9], 9), (&[7, 9], &[0, 7, 9, 7, 11], 11)];
+        for &(taken, draws, want) in rows {
+            let mut draws = draws.iter().copied();
+            let got = super::fresh_ssrc(|s| taken.contains(&s), || draws.next().expect("drawn enough"));
+            assert_eq!(got, want, "taken {taken:?}");
         }
     }
 }

@@ -6,6 +6,7 @@ use crate::forward::munger::RtpMunger;
 use crate::forward::selector::{Layer, LayerActivity, LayerSelector, PliThrottle, Wish};
 use crate::forward::seq::{SeqUnwrapper, TsUnwrapper};
 use crate::forward::vp8::Vp8Munger;
+use glue::replay::ReplayWindow;
 use rtc::rtp_transceiver::rtp_sender::RTCRtpCodec;
 use rtc::rtp_transceiver::{RTCRtpReceiverId, RTCRtpSenderId};
 use signaling::protocol::{TrackInfo, TrackKind};
@@ -82,7 +83,16 @@ pub struct LayerIn {
     pub clock: Option<SenderClock>,
     /// Recent packets by extended sequence number, for retransmission.
     pub cache: PacketCache<CachedPacket>,
+    /// Which sequence numbers arrived: a number is forwarded once. Its mapping to every
+    /// subscriber is fixed, so a second packet of that number (an RTX repair of a packet that
+    /// came, a publisher resending it with other content) would be sealed under the same
+    /// AES-GCM nonce as the first.
+    pub seen: ReplayWindow<SEEN_WORDS>,
 }
+
+/// Sequence numbers a layer remembers having seen: 1024, seconds of video at any layer's rate
+/// (a packet that late is useless to a real-time receiver).
+pub const SEEN_WORDS: usize = 16;
 
 impl LayerIn {
     /// Forgets cached packets older than [`CACHE_MAX_AGE`], looking at up to `max` sequence
