@@ -177,6 +177,23 @@ fn srtp_unprotect(c: &mut Criterion) {
     g.finish();
 }
 
+/// A binding request as an ICE agent sends it: USERNAME and MESSAGE-INTEGRITY.
+fn signed_binding_request(username: &str, pwd: &str) -> Vec<u8> {
+    use rtc::stun::integrity::MessageIntegrity;
+    use rtc::stun::message::{BINDING_REQUEST, Message, Setter, TransactionId};
+    use rtc::stun::textattrs::Username;
+    let provider = rtc::crypto::default_provider().expect("crypto provider");
+    let setters: Vec<Box<dyn Setter>> = vec![
+        Box::new(BINDING_REQUEST),
+        Box::new(TransactionId::new()),
+        Box::new(Username::new(rtc::stun::attributes::ATTR_USERNAME, username.to_owned())),
+        Box::new(MessageIntegrity::new_short_term_integrity_with_provider(pwd.to_owned(), provider.crypto())),
+    ];
+    let mut m = Message::new();
+    m.build(&setters).expect("binding request");
+    m.raw.clone()
+}
+
 fn demux_lookup(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
     let _guard = rt.enter();
@@ -186,19 +203,11 @@ fn demux_lookup(c: &mut Criterion) {
     let addr = |i: u16| SocketAddr::from(([127, 0, 0, 1], 20_000 + i));
     for i in 0..peers {
         let ufrag = format!("ufrag{i:05}");
-        demux.register(Route { room: tx.clone(), peer: PeerKey(u64::from(i)), ufrag: ufrag.clone() });
-        // learn the address from a STUN binding request carrying USERNAME "ufragNNNNN:x"
-        let user = format!("{ufrag}:x");
-        let mut stun = vec![0x00, 0x01, 0, 0, 0x21, 0x12, 0xa4, 0x42];
-        stun.extend_from_slice(&[1; 12]);
-        stun.extend_from_slice(&[0x00, 0x06, 0, user.len() as u8]);
-        stun.extend_from_slice(user.as_bytes());
-        while stun.len() % 4 != 0 {
-            stun.push(0);
-        }
-        let body = (stun.len() - 20) as u16;
-        stun[2..4].copy_from_slice(&body.to_be_bytes());
-        demux.route(&stun, addr(i)).expect("registered ufrag routes");
+        let pwd = format!("password{i:05}");
+        let route = Route { room: tx.clone(), peer: PeerKey(u64::from(i)), ufrag: ufrag.clone(), pwd: pwd.clone() };
+        demux.register(route);
+        // learn the address from a signed STUN binding request carrying USERNAME "ufragNNNNN:x"
+        demux.route(&signed_binding_request(&format!("{ufrag}:x"), &pwd), addr(i)).expect("registered ufrag routes");
     }
     let rtp = vp8_packet(1, false);
     let mut g = c.benchmark_group("udp");

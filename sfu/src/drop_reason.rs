@@ -11,6 +11,13 @@ pub enum DropReason {
     UnknownSource,
     /// A STUN request the demux cannot route (no readable USERNAME).
     BadStun,
+    /// A STUN request from a new address without a MESSAGE-INTEGRITY made with the password
+    /// of the connection it names: its address is not learned.
+    StunUnauthenticated,
+    /// A STUN request naming one connection from an address another connection was learned at.
+    AddressTaken,
+    /// A STUN request from yet another address of a connection that has as many as it may.
+    TooManyAddresses,
     /// Larger than any media datagram.
     Oversized,
     /// Refused by the peer's WebRTC stack (garbage, failed SRTP authentication, replay).
@@ -61,10 +68,13 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in label order of the metrics page.
-    pub const ALL: [DropReason; 24] = [
+    pub const ALL: [DropReason; 27] = [
         DropReason::UnknownUfrag,
         DropReason::UnknownSource,
         DropReason::BadStun,
+        DropReason::StunUnauthenticated,
+        DropReason::AddressTaken,
+        DropReason::TooManyAddresses,
         DropReason::Oversized,
         DropReason::RejectedByPeer,
         DropReason::PeerGone,
@@ -94,6 +104,9 @@ impl DropReason {
             DropReason::UnknownUfrag => "unknown_ufrag",
             DropReason::UnknownSource => "unknown_source",
             DropReason::BadStun => "bad_stun",
+            DropReason::StunUnauthenticated => "stun_unauthenticated",
+            DropReason::AddressTaken => "address_taken",
+            DropReason::TooManyAddresses => "too_many_addresses",
             DropReason::Oversized => "oversized",
             DropReason::RejectedByPeer => "rejected_by_peer",
             DropReason::PeerGone => "peer_gone",

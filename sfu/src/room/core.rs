@@ -334,7 +334,8 @@ impl RoomCore {
     ) -> Result<PeerKey, rtc::shared::error::Error> {
         let key = PeerKey(self.ctx.next_key.fetch_add(1, Ordering::Relaxed));
         let peer = peer::new_peer(key, owner, role, &self.ctx.addr, now)?;
-        self.ctx.demux.register(Route { room: self.datagrams.clone(), peer: key, ufrag: peer.ufrag.clone() });
+        let route = Route { room: self.datagrams.clone(), peer: key, ufrag: peer.ufrag.clone(), pwd: peer.pwd.clone() };
+        self.ctx.demux.register(route);
         self.peers.insert(key, Box::new(peer));
         Ok(key)
     }

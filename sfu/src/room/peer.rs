@@ -45,6 +45,9 @@ pub struct Peer {
     pub role: Role,
     /// Local ICE ufrag (registered in the demux).
     pub ufrag: String,
+    /// Its local ICE password: the demux checks a STUN request's MESSAGE-INTEGRITY with it
+    /// before it learns the request's source address.
+    pub pwd: String,
     /// The sans-IO connection.
     pub pc: RTCPeerConnection,
     /// When it next wants `handle_timeout`.
@@ -162,7 +165,7 @@ pub fn new_peer(
     let pwd = random_token(32);
     let settings = SettingEngineBuilder::new()
         .with_lite(true)
-        .with_ice_credentials(ufrag.clone(), pwd)
+        .with_ice_credentials(ufrag.clone(), pwd.clone())
         .with_answering_dtls_role(RTCDtlsRole::Server)
         .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
         // Browsers send consent checks about every 5 s (RFC 7675): allow for a few missing
@@ -217,6 +220,7 @@ pub fn new_peer(
         owner: owner.to_owned(),
         role,
         ufrag,
+        pwd,
         pc,
         next_timeout: None,
         armed: None,

@@ -35,6 +35,8 @@ pub struct Route {
     pub peer: PeerKey,
     /// Its local ufrag.
     pub ufrag: String,
+    /// Its local ICE password (STUN short-term credential).
+    pub pwd: String,
 }
 
 /// Why a datagram was not routed.
@@ -46,6 +48,13 @@ pub enum Unrouted {
     UnknownSource,
     /// Not a STUN request we can route (no USERNAME).
     BadStun,
+    /// A STUN request from a new address whose MESSAGE-INTEGRITY is missing or not made with
+    /// the password of the connection it names.
+    Unauthenticated,
+    /// A STUN request naming one connection from an address another connection was learned at.
+    AddressTaken,
+    /// A STUN request from a new address of a connection that has as many as it may.
+    TooManyAddresses,
 }
 
 impl From<Unrouted> for DropReason {
@@ -54,6 +63,9 @@ impl From<Unrouted> for DropReason {
             Unrouted::UnknownUfrag => DropReason::UnknownUfrag,
             Unrouted::UnknownSource => DropReason::UnknownSource,
             Unrouted::BadStun => DropReason::BadStun,
+            Unrouted::Unauthenticated => DropReason::StunUnauthenticated,
+            Unrouted::AddressTaken => DropReason::AddressTaken,
+            Unrouted::TooManyAddresses => DropReason::TooManyAddresses,
         }
     }
 }
@@ -63,7 +75,13 @@ impl From<Unrouted> for DropReason {
 pub struct Demux {
     by_ufrag: DashMap<String, Route>,
     by_addr: DashMap<SocketAddr, Route>,
+    /// Addresses learned per connection.
+    addrs: DashMap<PeerKey, usize>,
 }
+
+/// Addresses one connection may be learned at (its candidate pairs and path changes): more is
+/// a client spraying checks, or an attack.
+pub const MAX_ADDRS_PER_PEER: usize = 8;
 
 impl Demux {
     /// Routes STUN requests carrying `route.ufrag` (and then their source address) to `route`.
@@ -73,8 +91,9 @@ impl Demux {
 
     /// Forgets a peer connection's ufrag and learned addresses.
     pub fn unregister(&self, ufrag: &str) {
-        if self.by_ufrag.remove(ufrag).is_some() {
+        if let Some((_, route)) = self.by_ufrag.remove(ufrag) {
             self.by_addr.retain(|_, r| r.ufrag != ufrag);
+            self.addrs.remove(&route.peer);
         }
     }
 
@@ -94,13 +113,32 @@ impl Demux {
                 return self.by_addr.get(&from).map(|r| f(&r)).ok_or(Unrouted::BadStun);
             };
             let route = self.by_ufrag.get(ufrag).map(|r| r.clone()).ok_or(Unrouted::UnknownUfrag)?;
-            let known = self.by_addr.get(&from).is_some_and(|r| r.peer == route.peer);
-            if !known {
-                self.by_addr.insert(from, route.clone());
+            match self.by_addr.get(&from).map(|r| r.peer) {
+                Some(peer) if peer == route.peer => {}
+                // never moved to another connection: a check naming B from A's address would
+                // black-hole A's media
+                Some(_) => return Err(Unrouted::AddressTaken),
+                None => self.learn(data, from, &route)?,
             }
             return Ok(f(&route));
         }
         self.by_addr.get(&from).map(|r| f(&r)).ok_or(Unrouted::UnknownSource)
+    }
+
+    /// Learns `from` as an address of `route`'s connection, if the request that came from it
+    /// is authenticated with the connection's password and the connection has room for one more.
+    fn learn(&self, data: &[u8], from: SocketAddr, route: &Route) -> Result<(), Unrouted> {
+        if !stun::integrity_ok(data, &route.pwd) {
+            return Err(Unrouted::Unauthenticated);
+        }
+        let mut n = self.addrs.entry(route.peer).or_insert(0);
+        if *n >= MAX_ADDRS_PER_PEER {
+            return Err(Unrouted::TooManyAddresses);
+        }
+        *n += 1;
+        drop(n);
+        self.by_addr.insert(from, route.clone());
+        Ok(())
     }
 
     /// Number of registered peer connections.
@@ -118,53 +156,65 @@ impl Demux {
 mod tests {
     use super::*;
 
-    /// A STUN binding request with USERNAME `username` (or none).
-    fn stun(username: Option<&str>) -> Vec<u8> {
-        let mut body = Vec::new();
+    /// A STUN binding request with USERNAME `username` (or none), signed with `pwd` (or not),
+    /// as an ICE agent builds it (`rtc`'s STUN code).
+    fn stun(username: Option<&str>, pwd: Option<&str>) -> Vec<u8> {
+        use rtc::stun::integrity::MessageIntegrity;
+        use rtc::stun::message::{BINDING_REQUEST, Message, Setter, TransactionId};
+        use rtc::stun::textattrs::Username;
+        let provider = rtc::crypto::default_provider().unwrap();
+        let mut setters: Vec<Box<dyn Setter>> = vec![Box::new(BINDING_REQUEST), Box::new(TransactionId::new())];
         if let Some(u) = username {
-            body.extend_from_slice(&0x0006u16.to_be_bytes());
-            body.extend_from_slice(&(u.len() as u16).to_be_bytes());
-            body.extend_from_slice(u.as_bytes());
-            while body.len() % 4 != 0 {
-                body.push(0);
-            }
+            setters.push(Box::new(Username::new(rtc::stun::attributes::ATTR_USERNAME, u.to_owned())));
         }
-        let mut pkt = vec![0x00, 0x01];
-        pkt.extend_from_slice(&(body.len() as u16).to_be_bytes());
-        pkt.extend_from_slice(&[0x21, 0x12, 0xA4, 0x42]);
-        pkt.extend_from_slice(&[7; 12]);
-        pkt.extend_from_slice(&body);
-        pkt
+        if let Some(p) = pwd {
+            setters.push(Box::new(MessageIntegrity::new_short_term_integrity_with_provider(
+                p.to_owned(),
+                provider.crypto(),
+            )));
+        }
+        let mut m = Message::new();
+        m.build(&setters).unwrap();
+        m.raw.clone()
+    }
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
     }
 
     #[test]
-    fn routes_by_ufrag_then_by_learned_address() {
+    fn routes_by_ufrag_then_by_authenticated_learned_address() {
         let demux = Demux::default();
         let mut queues = Vec::new();
-        for (peer, ufrag) in [(1, "ufragA"), (2, "ufragB")] {
+        for (peer, ufrag, pwd) in [(1, "ufragA", "pwdA"), (2, "ufragB", "pwdB")] {
             let (tx, rx) = mpsc::channel(8);
             queues.push(rx);
-            demux.register(Route { room: tx, peer: PeerKey(peer), ufrag: ufrag.to_owned() });
+            demux.register(Route { room: tx, peer: PeerKey(peer), ufrag: ufrag.to_owned(), pwd: pwd.to_owned() });
         }
-        let (a1, a2, b1, other): (SocketAddr, SocketAddr, SocketAddr, SocketAddr) = (
-            "127.0.0.1:5001".parse().unwrap(),
-            "127.0.0.1:5002".parse().unwrap(),
-            "127.0.0.1:6001".parse().unwrap(),
-            "127.0.0.1:7001".parse().unwrap(),
-        );
+        let (a1, a2, b1, other, attacker) = (addr(5001), addr(5002), addr(6001), addr(7001), addr(9001));
+        let a = |pwd| stun(Some("ufragA:remote"), pwd);
+        let b = |pwd| stun(Some("ufragB:remote"), pwd);
         let rtp = [0x80u8, 96, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1];
         // columns: datagram, source, route (peer) or why not; in order (addresses are learned)
         let rows: Vec<(&str, Vec<u8>, SocketAddr, Result<u64, Unrouted>)> = vec![
             ("rtp before any check", rtp.to_vec(), a1, Err(Unrouted::UnknownSource)),
-            ("check for A", stun(Some("ufragA:remote")), a1, Ok(1)),
+            ("check for A", a(Some("pwdA")), a1, Ok(1)),
             ("rtp from A's address", rtp.to_vec(), a1, Ok(1)),
-            ("check for B", stun(Some("ufragB:remote")), b1, Ok(2)),
+            ("check for B", b(Some("pwdB")), b1, Ok(2)),
             ("rtp from B's address", rtp.to_vec(), b1, Ok(2)),
-            ("A from a second address", stun(Some("ufragA:x")), a2, Ok(1)),
+            ("A from a second address", a(Some("pwdA")), a2, Ok(1)),
             ("rtp from it", rtp.to_vec(), a2, Ok(1)),
-            ("unknown ufrag", stun(Some("nobody:x")), other, Err(Unrouted::UnknownUfrag)),
-            ("stun without USERNAME, known address", stun(None), a1, Ok(1)),
-            ("stun without USERNAME, unknown address", stun(None), other, Err(Unrouted::BadStun)),
+            ("A again from its address, unsigned: rtc checks it", a(None), a1, Ok(1)),
+            // an attacker who knows A's ufrag but not its password learns no route to A
+            ("A's ufrag, no integrity", a(None), attacker, Err(Unrouted::Unauthenticated)),
+            ("A's ufrag, another password", a(Some("pwdB")), attacker, Err(Unrouted::Unauthenticated)),
+            ("rtp from the attacker", rtp.to_vec(), attacker, Err(Unrouted::UnknownSource)),
+            // a check for B (even signed) from A's address never moves it to B
+            ("B from A's address", b(Some("pwdB")), a1, Err(Unrouted::AddressTaken)),
+            ("rtp from A's address after it", rtp.to_vec(), a1, Ok(1)),
+            ("unknown ufrag", stun(Some("nobody:x"), Some("x")), other, Err(Unrouted::UnknownUfrag)),
+            ("stun without USERNAME, known address", stun(None, None), a1, Ok(1)),
+            ("stun without USERNAME, unknown address", stun(None, None), other, Err(Unrouted::BadStun)),
             ("garbage from an unknown address", vec![0xff; 3], other, Err(Unrouted::UnknownSource)),
         ];
         for (what, data, from, want) in rows {
@@ -172,10 +222,16 @@ mod tests {
             assert_eq!(by_dispatch, want, "{what}");
             assert_eq!(demux.route(&data, from).map(|r| r.peer.0), want, "{what}: route()");
         }
+        // A has 2 addresses: 6 more fit, then no more
+        for port in 0..(MAX_ADDRS_PER_PEER as u16 - 2) {
+            assert_eq!(demux.dispatch(&a(Some("pwdA")), addr(10_000 + port), |r| r.peer.0), Ok(1));
+        }
+        assert_eq!(demux.dispatch(&a(Some("pwdA")), addr(11_000), |r| r.peer.0), Err(Unrouted::TooManyAddresses));
         demux.unregister("ufragA");
         assert_eq!(demux.dispatch(&rtp, a1, |r| r.peer.0), Err(Unrouted::UnknownSource), "A's addresses forgotten");
         assert_eq!(demux.dispatch(&rtp, a2, |r| r.peer.0), Err(Unrouted::UnknownSource));
         assert_eq!(demux.dispatch(&rtp, b1, |r| r.peer.0), Ok(2), "B unaffected");
         assert_eq!(demux.len(), 1);
+        assert!(demux.addrs.get(&PeerKey(1)).is_none(), "A's address count forgotten");
     }
 }
