@@ -44,6 +44,8 @@ pub struct MediaMetrics {
     pub signaling_overflows: IntCounter,
     /// Room workers that panicked (each room closed alone, the node kept serving).
     pub room_panics: IntCounter,
+    /// Participants removed because a media connection never connected or failed.
+    pub connection_failures: IntCounter,
     /// Tracks being published.
     pub published_tracks: IntGauge,
     /// Tracks being forwarded to subscribers.
@@ -104,6 +106,10 @@ impl MediaMetrics {
                 "sfu_room_panics_total",
                 "Room workers that panicked: the room's participants were told (error internal) and closed, other rooms went on",
             ),
+            connection_failures: c(
+                "sfu_connection_failures_total",
+                "Participants removed because a media connection did not connect within the deadline or failed",
+            ),
             published_tracks: g("sfu_published_tracks", "Tracks being published"),
             subscribed_tracks: g("sfu_subscribed_tracks", "Tracks forwarded to subscribers"),
             forward_delay: forward_delay(),
@@ -137,6 +143,7 @@ impl MediaMetrics {
             Box::new(m.layer_switches.clone()),
             Box::new(m.signaling_overflows.clone()),
             Box::new(m.room_panics.clone()),
+            Box::new(m.connection_failures.clone()),
             Box::new(m.published_tracks.clone()),
             Box::new(m.subscribed_tracks.clone()),
             Box::new(m.forward_delay.clone()),

@@ -247,6 +247,8 @@ pub enum ErrorCode {
     Draining,
     /// Server-side failure.
     Internal,
+    /// A media connection did not connect in time or failed: the participant was removed.
+    ConnectionFailed,
 }
 
 /// Messages the server sends.

@@ -10,7 +10,7 @@
 
 use super::RoomContext;
 use super::participant::Participant;
-use super::peer::{self, Peer, Role};
+use super::peer::{self, Liveness, Peer, Role};
 use super::track::PublishedTrack;
 use crate::drop_reason::DropReason;
 use crate::udp::{Datagram, PeerKey, Route, SendBatch};
@@ -176,8 +176,31 @@ impl RoomCore {
         }
     }
 
+    /// Removes the participants with a connection that never connected in time or failed:
+    /// they hold a slot and would never receive (or send) media; the client is told why and
+    /// may join again.
+    fn remove_dead(&mut self, now: Instant) {
+        let dead: Vec<String> = self.peers.values().filter(|p| p.dead(now)).map(|p| p.owner.clone()).collect();
+        for id in dead {
+            if self.participant_index(&id).is_none() {
+                continue; // both of its connections were dead
+            }
+            self.ctx.metrics.connection_failures.inc();
+            tracing::warn!(room = %self.name, participant = %id, "removed: a media connection did not connect or failed");
+            self.reply_error(
+                &id,
+                ErrorCode::ConnectionFailed,
+                "a media connection did not connect in time or failed; join again",
+            );
+            self.leave(&id, now);
+        }
+    }
+
     fn on_timeout(&mut self, now: Instant) {
         if now >= self.next_reports {
+            if self.report_slice.is_multiple_of(REPORT_SLICES) {
+                self.remove_dead(now); // once a second
+            }
             self.send_sender_reports(now);
             self.expire_caches(now);
             self.next_reports = now + super::egress::SR_INTERVAL / REPORT_SLICES;
@@ -294,6 +317,7 @@ impl RoomCore {
                     match state {
                         RTCPeerConnectionState::Connected => {
                             peer.connected = true;
+                            peer.liveness = Liveness::Connected;
                             if role == Role::Subscriber {
                                 let keep = match (&peer.egress, peer.pc.local_srtp_keys()) {
                                     (Some(e), Some(keys)) => e.same_keys(keys),
@@ -307,7 +331,11 @@ impl RoomCore {
                                 }
                             }
                         }
-                        RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => peer.connected = false,
+                        RTCPeerConnectionState::Failed => {
+                            peer.connected = false;
+                            peer.liveness = Liveness::Failed;
+                        }
+                        RTCPeerConnectionState::Closed => peer.connected = false,
                         _ => {}
                     }
                 }

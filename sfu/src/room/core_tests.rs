@@ -6,7 +6,7 @@ use crate::drop_reason::DropReason;
 use crate::forward::budget::{RETRANSMIT_BURST, RETRANSMIT_SHARE};
 use loadtest::publisher::PublishOptions;
 use loadtest::{Role, TrackStats};
-use signaling::protocol::{ServerMessage, SubscriptionRequest, TrackKind};
+use signaling::protocol::{ErrorCode, ServerMessage, SubscriptionRequest, TrackKind};
 use signaling::room::RoomCommand;
 use std::time::Duration;
 
@@ -325,4 +325,35 @@ fn a_sequence_number_is_forwarded_once_whatever_its_content() {
     }
     sim.run(Duration::from_millis(500));
     assert_clean(video(&sim, 1), "after the repeated numbers");
+}
+
+#[test]
+fn a_participant_whose_connection_never_connects_is_removed_at_the_deadline() {
+    use super::peer::CONNECT_DEADLINE;
+    // columns: the connection whose datagrams never reach the server (UDP blocked)
+    for role in [Role::Subscriber, Role::Publisher] {
+        let mut sim = room_with(1, PublishOptions::default());
+        let blocked = sim.clients.len();
+        sim.loss = Some(Box::new(move |dir, _| dir == Dir::Up(blocked, role)));
+        assert_eq!(sim.join("blocked", true), blocked);
+        if role == Role::Publisher {
+            sim.publish(blocked, PublishOptions::default());
+        }
+        let failed = |s: &Sim| {
+            s.clients[blocked]
+                .log
+                .iter()
+                .any(|m| matches!(m, ServerMessage::Error { code: ErrorCode::ConnectionFailed, .. }))
+        };
+        sim.run(CONNECT_DEADLINE - Duration::from_secs(2));
+        assert!(!failed(&sim), "{role:?}: still within the deadline");
+        assert!(sim.run_until(Duration::from_secs(4), failed), "{role:?}: told at the deadline");
+        assert_eq!(sim.metrics.connection_failures.get(), 1, "{role:?}");
+        assert!(sim.core.participants.iter().all(|p| p.id != sim.clients[blocked].id), "{role:?}: removed");
+        // the others never noticed
+        let before = video(&sim, 1).packets;
+        sim.run(Duration::from_secs(1));
+        assert!(video(&sim, 1).packets > before + 20, "{role:?}");
+        assert_clean(video(&sim, 1), &format!("{role:?}: the connected subscriber"));
+    }
 }

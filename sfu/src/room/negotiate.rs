@@ -139,6 +139,9 @@ impl RoomCore {
         })();
         match result {
             Ok(answer) => {
+                if let Some(peer) = self.peers.get_mut(&key) {
+                    peer.negotiated(now);
+                }
                 let p = &mut self.participants[idx];
                 p.publisher = Some(key);
                 p.offered_rids = sdp::send_rids_by_mid(&sdp_text);
@@ -432,6 +435,7 @@ impl RoomCore {
                 }
                 p.offered_tracks = tracks.values().map(|t| t.track.clone()).collect();
                 p.offer_outstanding = true;
+                peer.negotiated(now);
                 p.send(ServerMessage::Offer { sdp, tracks });
                 self.mark_queued(key);
             }

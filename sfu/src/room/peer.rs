@@ -59,12 +59,48 @@ pub struct Peer {
     pub connected: bool,
     /// Subscriber connections: our own SRTP output for forwarded media, once DTLS is up.
     pub egress: Option<super::egress::Egress>,
+    /// Liveness: it must connect by this time (set once it was negotiated), or it failed.
+    pub liveness: Liveness,
     /// In the room's list of connections to drain (`RoomCore::queued`): a connection is listed once
     /// however many of its datagrams a batch holds, since one drain takes all its output.
     pub queued: bool,
 }
 
+/// Whether a connection came up, or by when it must.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Liveness {
+    /// Not negotiated yet: nothing to connect.
+    Idle,
+    /// Negotiated, not connected yet: it must connect by then.
+    ConnectBy(Instant),
+    /// It connected (later disconnections are ICE's to time out).
+    Connected,
+    /// ICE or DTLS failed.
+    Failed,
+}
+
+/// How long a negotiated connection may take to connect: browsers connect in well under a
+/// second on a working path; past this the path is blocked (no UDP, no TURN yet).
+pub const CONNECT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(20);
+
 impl Peer {
+    /// It was just negotiated (an offer or answer went out): it must connect by the deadline
+    /// unless a deadline runs or it connected already.
+    pub fn negotiated(&mut self, now: Instant) {
+        if self.liveness == Liveness::Idle {
+            self.liveness = Liveness::ConnectBy(now + CONNECT_DEADLINE);
+        }
+    }
+
+    /// It never connected in time, or failed: its participant is removed.
+    pub fn dead(&self, now: Instant) -> bool {
+        match self.liveness {
+            Liveness::ConnectBy(t) => now >= t,
+            Liveness::Failed => true,
+            Liveness::Idle | Liveness::Connected => false,
+        }
+    }
+
     /// Marks the connection listed for draining; true when it was not listed yet (the caller
     /// lists it).
     pub fn mark_queued(&mut self) -> bool {
@@ -226,6 +262,7 @@ pub fn new_peer(
         armed: None,
         connected: false,
         egress: None,
+        liveness: Liveness::Idle,
         queued: false,
     })
 }
