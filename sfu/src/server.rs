@@ -107,7 +107,14 @@ pub async fn start(config: &Config) -> anyhow::Result<Server> {
             .with_drain_admit(config.drain_admit),
     );
     tracing::info!(?auth, drain_deadline = %humantime::format_duration(config.drain_deadline), drain_admit = config.drain_admit, "access control");
-    let state = AppState { rooms: rooms.clone(), node: node.clone(), auth, metrics, assets: ASSETS };
+    let state = AppState {
+        rooms: rooms.clone(),
+        node: node.clone(),
+        auth,
+        metrics,
+        assets: ASSETS,
+        limits: Default::default(),
+    };
     let app = signaling::app(state);
     let mut shutdown_rx = shutdown_rx;
     let http_task = tokio::spawn(async move {

@@ -50,6 +50,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Demo page files.
     pub assets: &'static [Asset],
+    /// Deadlines of WebSocket sessions.
+    pub limits: session::Limits,
 }
 
 /// Largest WebSocket message the transport accepts before closing the socket; messages between

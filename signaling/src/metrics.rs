@@ -17,6 +17,7 @@ pub struct Metrics {
     /// Seconds until the drain deadline (0 while serving or once passed).
     pub drain_remaining: IntGauge,
     auth_failures: IntCounterVec,
+    session_timeouts: IntCounterVec,
 }
 
 impl Metrics {
@@ -41,8 +42,17 @@ impl Metrics {
             &["surface", "reason"],
         )
         .expect("valid metric");
+        let session_timeouts = IntCounterVec::new(
+            Opts::new(
+                "sfu_signaling_timeouts_total",
+                "WebSocket sessions closed by a deadline: join (no join in time), idle (no frame, not even a pong, in time), send (the client did not take a message in time)",
+            ),
+            &["deadline"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(bad_messages.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(session_timeouts.clone()),
             Box::new(rooms.clone()),
             Box::new(participants.clone()),
             Box::new(draining.clone()),
@@ -51,7 +61,21 @@ impl Metrics {
         ] {
             registry.register(c).expect("metric registered once");
         }
-        Metrics { registry, bad_messages, rooms, participants, draining, drain_remaining, auth_failures }
+        Metrics {
+            registry,
+            bad_messages,
+            rooms,
+            participants,
+            draining,
+            drain_remaining,
+            auth_failures,
+            session_timeouts,
+        }
+    }
+
+    /// Counts a session closed by one of its deadlines (`join`, `idle`, `send`).
+    pub fn session_timeout(&self, deadline: &str) {
+        self.session_timeouts.with_label_values(&[deadline]).inc();
     }
 
     /// Counts a refused token.

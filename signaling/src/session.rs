@@ -8,11 +8,38 @@ use crate::room::{JoinError, Member, ParticipantId, RoomCommand, RoomSender};
 use axum::extract::ws::{Message, WebSocket};
 use futures::{SinkExt, StreamExt};
 use rand::Rng;
+use std::time::Duration;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 /// Per-participant queue of server messages. A client this far behind is removed by its room,
 /// which drops its end of the queue: the session then closes the socket.
 const EVENT_QUEUE: usize = 256;
+
+/// Deadlines of a session: a client that does not join, stops answering or stops reading is
+/// closed instead of holding a socket (and a room slot) forever.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// From the socket's opening to its `join`.
+    pub join: Duration,
+    /// Between the server's pings.
+    pub ping_interval: Duration,
+    /// Without any frame from the client (a pong counts).
+    pub idle: Duration,
+    /// For one message to be taken by the client's socket.
+    pub send: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            join: Duration::from_secs(10),
+            ping_interval: Duration::from_secs(15),
+            idle: Duration::from_secs(45),
+            send: Duration::from_secs(10),
+        }
+    }
+}
 
 /// A new random participant id.
 pub fn new_participant_id() -> ParticipantId {
@@ -37,11 +64,33 @@ pub async fn run(socket: WebSocket, state: AppState) {
     // one, and the queue closing means the room dropped this participant
     let mut events_tx = Some(events_tx);
     let mut joined: Option<Joined> = None;
+    let limits = state.limits;
+    let join_by = Instant::now() + limits.join;
+    let mut heard = Instant::now();
+    let mut pings = tokio::time::interval_at(Instant::now() + limits.ping_interval, limits.ping_interval);
 
     loop {
         tokio::select! {
+            _ = tokio::time::sleep_until(join_by), if joined.is_none() => {
+                state.metrics.session_timeout("join");
+                let m = ServerMessage::error(ErrorCode::NotJoined, format!("no join within {} s", limits.join.as_secs_f32()));
+                let _ = send(&mut ws_tx, &m, limits.send).await;
+                break;
+            }
+            _ = pings.tick() => {
+                if heard.elapsed() >= limits.idle {
+                    state.metrics.session_timeout("idle");
+                    tracing::info!(participant = ?joined.as_ref().map(|j| &j.participant), "closing a silent session");
+                    break;
+                }
+                if let Err(e) = timed(limits.send, ws_tx.send(Message::Ping(Default::default()))).await {
+                    e.count(&state);
+                    break;
+                }
+            }
             frame = ws_rx.next() => {
                 let Some(Ok(frame)) = frame else { break };
+                heard = Instant::now();
                 let reply = match frame {
                     Message::Text(text) => {
                         let flow = handle_text(&text, &mut joined, events_tx.as_ref(), &state).await;
@@ -62,8 +111,9 @@ pub async fn run(socket: WebSocket, state: AppState) {
                     Message::Ping(_) | Message::Pong(_) => None,
                 };
                 if let Some(m) = reply
-                    && send(&mut ws_tx, &m).await.is_err()
+                    && let Err(e) = send(&mut ws_tx, &m, limits.send).await
                 {
+                    e.count(&state);
                     break;
                 }
             }
@@ -73,8 +123,13 @@ pub async fn run(socket: WebSocket, state: AppState) {
                     break;
                 };
                 let closing = matches!(event, ServerMessage::Reconnect { .. } | ServerMessage::Removed { .. });
-                if send(&mut ws_tx, &event).await.is_err() || closing {
-                    break;
+                match send(&mut ws_tx, &event, limits.send).await {
+                    Ok(()) if !closing => {}
+                    Ok(()) => break,
+                    Err(e) => {
+                        e.count(&state);
+                        break;
+                    }
                 }
             }
         }
@@ -85,7 +140,7 @@ pub async fn run(socket: WebSocket, state: AppState) {
         state.rooms.leave_as(&j.room, &j.sender, &j.participant);
         tracing::info!(room = %j.room, participant = %j.participant, "participant left");
     }
-    let _ = ws_tx.close().await;
+    let _ = timed(limits.send, ws_tx.close()).await;
 }
 
 enum Flow {
@@ -94,12 +149,40 @@ enum Flow {
     Close,
 }
 
+/// Why a frame did not go out.
+#[derive(Debug, PartialEq, Eq)]
+enum SendError {
+    /// The client's socket did not take it in time (it stopped reading).
+    Timeout,
+    /// The socket is gone.
+    Closed,
+}
+
+impl SendError {
+    /// Counts a timeout (a closed socket is the client's own doing).
+    fn count(&self, state: &AppState) {
+        if *self == SendError::Timeout {
+            state.metrics.session_timeout("send");
+        }
+    }
+}
+
+/// `sending` within `limit`.
+async fn timed(limit: Duration, sending: impl Future<Output = Result<(), axum::Error>>) -> Result<(), SendError> {
+    match tokio::time::timeout(limit, sending).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(SendError::Closed),
+        Err(_) => Err(SendError::Timeout),
+    }
+}
+
 async fn send(
     ws_tx: &mut futures::stream::SplitSink<WebSocket, Message>,
     m: &ServerMessage,
-) -> Result<(), axum::Error> {
+    limit: Duration,
+) -> Result<(), SendError> {
     let text = serde_json::to_string(m).expect("server messages always serialize");
-    ws_tx.send(Message::Text(text.into())).await
+    timed(limit, ws_tx.send(Message::Text(text.into()))).await
 }
 
 async fn handle_text(

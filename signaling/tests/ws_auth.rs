@@ -4,50 +4,12 @@
 mod common;
 
 use common::*;
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use serde_json::json;
 use signaling::auth::{self, ApiKey, Grants};
 use signaling::protocol::{ErrorCode, ServerMessage};
-use std::net::SocketAddr;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
-
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn serve(state: signaling::AppState) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, signaling::app(state)).await.unwrap() });
-    addr
-}
-
-async fn connect(addr: SocketAddr) -> Ws {
-    tokio_tungstenite::connect_async(format!("ws://{addr}/ws")).await.unwrap().0
-}
-
-async fn send(ws: &mut Ws, v: serde_json::Value) {
-    ws.send(Message::Text(v.to_string().into())).await.unwrap();
-}
-
-async fn recv(ws: &mut Ws) -> ServerMessage {
-    loop {
-        let frame = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("a server message in time");
-        match frame.expect("socket open").unwrap() {
-            Message::Text(t) => return serde_json::from_str(&t).unwrap(),
-            Message::Close(_) => panic!("socket closed"),
-            _ => {}
-        }
-    }
-}
-
-async fn join(ws: &mut Ws, room: &str, token: Option<String>) -> ServerMessage {
-    let mut m = json!({"type": "join", "room": room, "name": "n"});
-    if let Some(t) = token {
-        m["token"] = json!(t);
-    }
-    send(ws, m).await;
-    recv(ws).await
-}
 
 #[tokio::test]
 async fn join_refuses_bad_tokens_and_nothing_leaks() {

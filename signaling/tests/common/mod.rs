@@ -153,7 +153,8 @@ pub fn state(dev: bool) -> (AppState, Arc<Mutex<Seen>>) {
     let node = Arc::new(Node::new("test").with_drain_deadline(Duration::from_secs(3600)));
     let rooms = Arc::new(Rooms::new(Arc::new(plane), node.clone(), 10));
     let auth = Arc::new(Auth::new(&[key()], dev).unwrap());
-    let state = AppState { rooms, node, auth, metrics: Arc::new(Metrics::new()), assets: &[] };
+    let state =
+        AppState { rooms, node, auth, metrics: Arc::new(Metrics::new()), assets: &[], limits: Default::default() };
     (state, seen)
 }
 
@@ -273,4 +274,49 @@ pub fn openapi_operations(doc: &serde_json::Value) -> BTreeMap<(String, String),
         }
     }
     ops
+}
+
+pub type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Serves `state`'s app on a loopback port.
+pub async fn serve(state: signaling::AppState) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, signaling::app(state)).await.unwrap() });
+    addr
+}
+
+/// A WebSocket to the node's `/ws`.
+pub async fn connect(addr: std::net::SocketAddr) -> Ws {
+    tokio_tungstenite::connect_async(format!("ws://{addr}/ws")).await.unwrap().0
+}
+
+/// Sends one JSON message.
+pub async fn send(ws: &mut Ws, v: serde_json::Value) {
+    use futures::SinkExt;
+    ws.send(tokio_tungstenite::tungstenite::Message::Text(v.to_string().into())).await.unwrap();
+}
+
+/// The next server message (5 s at most); panics if the socket closes first.
+pub async fn recv(ws: &mut Ws) -> ServerMessage {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("a server message in time");
+        match frame.expect("socket open").unwrap() {
+            Message::Text(t) => return serde_json::from_str(&t).unwrap(),
+            Message::Close(_) => panic!("socket closed"),
+            _ => {}
+        }
+    }
+}
+
+/// Joins `room` as "n" (with `token`); returns the server's answer.
+pub async fn join(ws: &mut Ws, room: &str, token: Option<String>) -> ServerMessage {
+    let mut m = serde_json::json!({"type": "join", "room": room, "name": "n"});
+    if let Some(t) = token {
+        m["token"] = serde_json::json!(t);
+    }
+    send(ws, m).await;
+    recv(ws).await
 }

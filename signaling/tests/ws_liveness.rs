@@ -1,0 +1,73 @@
+//! Session deadlines over a real loopback socket: a socket that never joins, and a joined
+//! client that stops answering, are closed (and leave their room); a client that answers the
+//! server's pings stays.
+
+mod common;
+
+use common::*;
+use futures::StreamExt;
+use signaling::protocol::{ErrorCode, ServerMessage};
+use signaling::session::Limits;
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::Message;
+
+/// Deadlines short enough for a test.
+fn short() -> Limits {
+    Limits {
+        join: Duration::from_millis(300),
+        ping_interval: Duration::from_millis(100),
+        idle: Duration::from_millis(500),
+        send: Duration::from_secs(2),
+    }
+}
+
+/// Reads until the socket closes (answering pings, as a client library does); how long it took.
+async fn until_closed(ws: &mut Ws, limit: Duration) -> Result<Duration, Vec<Message>> {
+    let start = Instant::now();
+    let mut seen = Vec::new();
+    loop {
+        match tokio::time::timeout_at((start + limit).into(), ws.next()).await {
+            Err(_) => return Err(seen),
+            Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => return Ok(start.elapsed()),
+            Ok(Some(Ok(m))) => seen.push(m),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_socket_that_never_joins_is_told_and_closed_at_the_join_deadline() {
+    let (mut state, _) = state(true);
+    state.limits = short();
+    let addr = serve(state.clone()).await;
+    let mut ws = connect(addr).await;
+    match recv(&mut ws).await {
+        ServerMessage::Error { code, message } => assert_eq!(code, ErrorCode::NotJoined, "{message}"),
+        other => panic!("{other:?}"),
+    }
+    let took = until_closed(&mut ws, Duration::from_secs(5)).await.expect("closed");
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    let text = state.metrics.render();
+    assert!(text.contains("sfu_signaling_timeouts_total{deadline=\"join\"} 1"), "{text}");
+}
+
+#[tokio::test]
+async fn a_silent_client_is_closed_and_leaves_while_an_answering_one_stays() {
+    let (mut state, _) = state(true);
+    state.limits = short();
+    let addr = serve(state.clone()).await;
+    let mut answering = connect(addr).await;
+    assert!(matches!(join(&mut answering, "live", None).await, ServerMessage::Joined { .. }));
+    let mut silent = connect(addr).await;
+    assert!(matches!(join(&mut silent, "live", None).await, ServerMessage::Joined { .. }));
+    assert_eq!(state.rooms.participants(), 2);
+    // the silent one reads nothing from here on (so answers no ping); the other reads (and
+    // its library answers every ping) for three idle periods
+    let stayed = until_closed(&mut answering, Duration::from_millis(1500)).await;
+    let seen = stayed.expect_err("the answering client stays open");
+    assert!(seen.iter().filter(|m| matches!(m, Message::Ping(_))).count() >= 5, "pings: {seen:?}");
+    assert_eq!(state.rooms.participants(), 1, "the silent one left the room");
+    let text = state.metrics.render();
+    assert!(text.contains("sfu_signaling_timeouts_total{deadline=\"idle\"} 1"), "{text}");
+    // what the silent one finds when it reads again: its socket was closed
+    until_closed(&mut silent, Duration::from_secs(5)).await.expect("closed");
+}
