@@ -46,6 +46,7 @@ pub struct MediaMetrics {
     pub room_panics: IntCounter,
     /// Participants removed because a media connection never connected or failed.
     pub connection_failures: IntCounter,
+    limits_exceeded: IntCounterVec,
     /// Tracks being published.
     pub published_tracks: IntGauge,
     /// Tracks being forwarded to subscribers.
@@ -110,6 +111,14 @@ impl MediaMetrics {
                 "sfu_connection_failures_total",
                 "Participants removed because a media connection did not connect within the deadline or failed",
             ),
+            limits_exceeded: IntCounterVec::new(
+                Opts::new(
+                    "sfu_limits_exceeded_total",
+                    "Requests over a per-participant limit, refused (error limit_exceeded), by limit",
+                ),
+                &["limit"],
+            )
+            .expect("valid metric"),
             published_tracks: g("sfu_published_tracks", "Tracks being published"),
             subscribed_tracks: g("sfu_subscribed_tracks", "Tracks forwarded to subscribers"),
             forward_delay: forward_delay(),
@@ -144,6 +153,7 @@ impl MediaMetrics {
             Box::new(m.signaling_overflows.clone()),
             Box::new(m.room_panics.clone()),
             Box::new(m.connection_failures.clone()),
+            Box::new(m.limits_exceeded.clone()),
             Box::new(m.published_tracks.clone()),
             Box::new(m.subscribed_tracks.clone()),
             Box::new(m.forward_delay.clone()),
@@ -168,6 +178,16 @@ impl MediaMetrics {
     /// Counts `n` dropped packets.
     pub fn count_drop_n(&self, reason: DropReason, n: u64) {
         self.drops_by_reason[reason.index()].inc_by(n);
+    }
+
+    /// Counts a request over a per-participant limit.
+    pub fn limit_exceeded(&self, limit: Limit) {
+        self.limits_exceeded.with_label_values(&[limit.label()]).inc();
+    }
+
+    /// Requests refused so far over `limit`.
+    pub fn limits_exceeded(&self, limit: Limit) -> u64 {
+        self.limits_exceeded.with_label_values(&[limit.label()]).get()
     }
 
     /// Dropped packets so far for `reason`.
@@ -198,4 +218,26 @@ fn receive_queue() -> Histogram {
         .buckets(vec![0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25]),
     )
     .expect("valid metric")
+}
+
+/// A per-participant limit of the media plane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// Media sections in one offer.
+    MediaSections,
+    /// Published tracks.
+    Tracks,
+    /// Trickled candidates on one connection.
+    Candidates,
+}
+
+impl Limit {
+    /// The `limit` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Limit::MediaSections => "media_sections",
+            Limit::Tracks => "tracks",
+            Limit::Candidates => "candidates",
+        }
+    }
 }

@@ -10,6 +10,7 @@ pub mod jwt_hs256;
 pub mod metrics;
 pub mod node;
 pub mod protocol;
+pub mod rate;
 pub mod room;
 pub mod session;
 

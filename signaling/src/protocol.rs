@@ -249,6 +249,9 @@ pub enum ErrorCode {
     Internal,
     /// A media connection did not connect in time or failed: the participant was removed.
     ConnectionFailed,
+    /// A per-participant limit (media sections, tracks, candidates, messages per second): what
+    /// went over it was refused; the message names the limit.
+    LimitExceeded,
 }
 
 /// Messages the server sends.

@@ -4,6 +4,7 @@
 use crate::AppState;
 use crate::auth::{AuthError, Grants};
 use crate::protocol::{ClientMessage, ErrorCode, MAX_MESSAGE_BYTES, ServerMessage, valid_room_name};
+use crate::rate::TokenBucket;
 use crate::room::{JoinError, Member, ParticipantId, RoomCommand, RoomSender};
 use axum::extract::ws::{Message, WebSocket};
 use futures::{SinkExt, StreamExt};
@@ -28,6 +29,10 @@ pub struct Limits {
     pub idle: Duration,
     /// For one message to be taken by the client's socket.
     pub send: Duration,
+    /// Messages a client may send per second on average.
+    pub messages_per_second: f64,
+    /// Messages a client may send at once.
+    pub message_burst: f64,
 }
 
 impl Default for Limits {
@@ -37,6 +42,8 @@ impl Default for Limits {
             ping_interval: Duration::from_secs(15),
             idle: Duration::from_secs(45),
             send: Duration::from_secs(10),
+            messages_per_second: 20.0,
+            message_burst: 50.0,
         }
     }
 }
@@ -68,6 +75,8 @@ pub async fn run(socket: WebSocket, state: AppState) {
     let join_by = Instant::now() + limits.join;
     let mut heard = Instant::now();
     let mut pings = tokio::time::interval_at(Instant::now() + limits.ping_interval, limits.ping_interval);
+    let mut limited = false;
+    let mut budget = TokenBucket::new(limits.messages_per_second, limits.message_burst, std::time::Instant::now());
 
     loop {
         tokio::select! {
@@ -92,7 +101,16 @@ pub async fn run(socket: WebSocket, state: AppState) {
                 let Some(Ok(frame)) = frame else { break };
                 heard = Instant::now();
                 let reply = match frame {
+                    Message::Text(_) | Message::Binary(_) if !budget.take(std::time::Instant::now()) => {
+                        // told once per stretch of dropped messages: a flood gets no flood back
+                        state.metrics.bad_message("rate_limited");
+                        (!std::mem::replace(&mut limited, true)).then(|| ServerMessage::error(
+                            ErrorCode::LimitExceeded,
+                            format!("more than {} messages at once or {} per second: dropped", limits.message_burst, limits.messages_per_second),
+                        ))
+                    }
                     Message::Text(text) => {
+                        limited = false;
                         let flow = handle_text(&text, &mut joined, events_tx.as_ref(), &state).await;
                         if joined.is_some() {
                             events_tx = None;

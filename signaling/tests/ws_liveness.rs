@@ -18,6 +18,7 @@ fn short() -> Limits {
         ping_interval: Duration::from_millis(100),
         idle: Duration::from_millis(500),
         send: Duration::from_secs(2),
+        ..Limits::default()
     }
 }
 
@@ -70,4 +71,31 @@ async fn a_silent_client_is_closed_and_leaves_while_an_answering_one_stays() {
     assert!(text.contains("sfu_signaling_timeouts_total{deadline=\"idle\"} 1"), "{text}");
     // what the silent one finds when it reads again: its socket was closed
     until_closed(&mut silent, Duration::from_secs(5)).await.expect("closed");
+}
+
+#[tokio::test]
+async fn a_message_flood_is_dropped_past_the_burst_and_told_once() {
+    let (state, _) = state(true);
+    let addr = serve(state.clone()).await;
+    let mut ws = connect(addr).await;
+    let burst = state.limits.message_burst as usize;
+    // messages before `join`: each one that is handled gets `not_joined`
+    let flood = 4 * burst;
+    for _ in 0..flood {
+        send(&mut ws, serde_json::json!({"type": "leave"})).await;
+    }
+    let mut replies = Vec::new();
+    while let Ok(Some(Ok(Message::Text(t)))) = tokio::time::timeout(Duration::from_millis(500), ws.next()).await {
+        replies.push(serde_json::from_str::<ServerMessage>(&t).unwrap());
+    }
+    let code =
+        |c: ErrorCode| replies.iter().filter(|m| matches!(m, ServerMessage::Error { code, .. } if *code == c)).count();
+    // the burst, plus what the rate refilled while the flood was read (well under a burst)
+    let handled = code(ErrorCode::NotJoined);
+    assert!(handled >= burst && handled < 2 * burst, "{handled} handled of {flood}");
+    assert_eq!(code(ErrorCode::LimitExceeded), 1, "told once: {replies:?}");
+    let dropped = flood - handled;
+    let text = state.metrics.render();
+    let metric = metric(&text, "sfu_signaling_bad_messages_total{reason=\"rate_limited\"}").unwrap_or(0.0);
+    assert_eq!(metric as usize, dropped, "every dropped message counted");
 }

@@ -357,3 +357,37 @@ fn a_participant_whose_connection_never_connects_is_removed_at_the_deadline() {
         assert_clean(video(&sim, 1), &format!("{role:?}: the connected subscriber"));
     }
 }
+
+#[test]
+fn trickled_candidates_past_the_limit_are_refused_once() {
+    use super::peer::MAX_CANDIDATES;
+    use crate::metrics::Limit;
+    use signaling::protocol::{IceCandidate, PcTarget};
+    let mut sim = room_with(1, PublishOptions::default());
+    let participant = sim.clients[1].id.clone();
+    let candidate = |i: u16| IceCandidate {
+        candidate: format!("candidate:{i} 1 udp 2122260223 127.0.0.1 {} typ host", 50_000 + i),
+        sdp_mid: Some("0".into()),
+        sdp_mline_index: Some(0),
+        username_fragment: None,
+    };
+    for i in 0..MAX_CANDIDATES + 10 {
+        let cmd = RoomCommand::Candidate {
+            participant: participant.clone(),
+            target: PcTarget::Subscriber,
+            candidate: candidate(i),
+        };
+        sim.command(cmd);
+    }
+    let refused = sim.clients[1]
+        .log
+        .iter()
+        .filter(|m| matches!(m, ServerMessage::Error { code: ErrorCode::LimitExceeded, .. }))
+        .count();
+    assert_eq!(refused, 1, "told once");
+    assert_eq!(sim.metrics.limits_exceeded(Limit::Candidates), 1);
+    // media goes on
+    let before = video(&sim, 1).packets;
+    sim.run(Duration::from_millis(500));
+    assert!(video(&sim, 1).packets > before + 10);
+}

@@ -3,7 +3,7 @@
 
 use super::core::RoomCore;
 use super::participant::Participant;
-use super::peer::Role;
+use super::peer::{MAX_CANDIDATES, Role};
 use super::sdp::{self, OfferError};
 use super::track::{CACHE_PACKETS, Codec, DownTrack, LayerIn, PublishedTrack};
 use crate::forward::cache::PacketCache;
@@ -11,6 +11,7 @@ use crate::forward::munger::RtpMunger;
 use crate::forward::selector::{Layer, LayerActivity, LayerSelector, PliThrottle, Wish};
 use crate::forward::seq::{SeqUnwrapper, TsUnwrapper};
 use crate::forward::vp8::Vp8Munger;
+use crate::metrics::Limit;
 use crate::udp::PeerKey;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::event::RTCTrackEventInit;
@@ -21,6 +22,9 @@ use signaling::protocol::{ErrorCode, IceCandidate, PcTarget, ServerMessage, Subs
 use signaling::room::EventSender;
 use std::collections::BTreeMap;
 use std::time::Instant;
+
+/// Tracks one participant may publish (as many as an offer may have media sections).
+const MAX_TRACKS: usize = sdp::MAX_MEDIA_SECTIONS;
 
 fn new_track_id() -> String {
     use rand::Rng;
@@ -114,6 +118,10 @@ impl RoomCore {
             let code = match e {
                 OfferError::Malformed(_) => ErrorCode::BadSdp,
                 OfferError::NoCodec => ErrorCode::NoCodec,
+                OfferError::TooManySections(_) => {
+                    self.ctx.metrics.limit_exceeded(Limit::MediaSections);
+                    ErrorCode::LimitExceeded
+                }
             };
             self.reply_error(id, code, e.to_string());
             return;
@@ -197,6 +205,15 @@ impl RoomCore {
             PcTarget::Subscriber => Some(p.subscriber),
         };
         let Some(peer) = key.and_then(|k| self.peers.get_mut(&k)) else { return };
+        peer.remote_candidates = peer.remote_candidates.saturating_add(1);
+        if peer.remote_candidates > MAX_CANDIDATES {
+            if peer.remote_candidates == MAX_CANDIDATES + 1 {
+                self.ctx.metrics.limit_exceeded(Limit::Candidates);
+                let msg = format!("more than {MAX_CANDIDATES} candidates on one connection: the rest are ignored");
+                self.reply_error(id, ErrorCode::LimitExceeded, msg);
+            }
+            return;
+        }
         let init = RTCIceCandidateInit {
             candidate: c.candidate,
             sdp_mid: c.sdp_mid,
@@ -257,6 +274,12 @@ impl RoomCore {
         let tidx = match existing {
             Some(i) => i,
             None => {
+                if self.tracks.iter().filter(|t| t.publisher == owner).count() >= MAX_TRACKS {
+                    // renegotiations can add sections one offer at a time
+                    self.ctx.metrics.limit_exceeded(Limit::Tracks);
+                    let msg = format!("more than {MAX_TRACKS} published tracks: this one is not forwarded");
+                    return self.reply_error(owner, ErrorCode::LimitExceeded, msg);
+                }
                 let Some(peer) = self.peers.get_mut(&key) else { return };
                 let mid = peer.pc.rtp_transceiver(init.receiver_id.into()).and_then(|t| t.mid().clone());
                 let Some(receiver) = peer.pc.rtp_receiver(init.receiver_id) else { return };

@@ -61,6 +61,8 @@ pub struct Peer {
     pub egress: Option<super::egress::Egress>,
     /// Liveness: it must connect by this time (set once it was negotiated), or it failed.
     pub liveness: Liveness,
+    /// Candidates the client trickled for it.
+    pub remote_candidates: u16,
     /// In the room's list of connections to drain (`RoomCore::queued`): a connection is listed once
     /// however many of its datagrams a batch holds, since one drain takes all its output.
     pub queued: bool,
@@ -78,6 +80,10 @@ pub enum Liveness {
     /// ICE or DTLS failed.
     Failed,
 }
+
+/// Candidates a client may trickle for one connection (a browser gathers a handful per
+/// network interface; the server, ICE-lite, learns addresses from checks anyway).
+pub const MAX_CANDIDATES: u16 = 32;
 
 /// How long a negotiated connection may take to connect: browsers connect in well under a
 /// second on a working path; past this the path is blocked (no UDP, no TURN yet).
@@ -263,6 +269,7 @@ pub fn new_peer(
         connected: false,
         egress: None,
         liveness: Liveness::Idle,
+        remote_candidates: 0,
         queued: false,
     })
 }

@@ -36,12 +36,23 @@ pub enum OfferError {
     /// Media sections, but none with Opus, VP8 or H264.
     #[error("the offer has no usable codec (this server forwards Opus, VP8 and H264)")]
     NoCodec,
+    /// More media sections than a participant may publish.
+    #[error("the offer has {0} media sections; at most {MAX_MEDIA_SECTIONS}")]
+    TooManySections(usize),
 }
+
+/// Media sections one offer may hold: camera, microphone, a screen and its audio, and room to
+/// spare; every track fans out to everyone, so a participant may not publish hundreds.
+pub const MAX_MEDIA_SECTIONS: usize = 8;
 
 /// Rejects text that is not SDP and offers whose media sections all lack a codec we forward.
 pub fn check_offer(sdp: &str) -> Result<(), OfferError> {
     if !sdp.starts_with("v=0") {
         return Err(OfferError::Malformed("it must start with v=0"));
+    }
+    let sections = sdp.split("\nm=").skip(1).count();
+    if sections > MAX_MEDIA_SECTIONS {
+        return Err(OfferError::TooManySections(sections));
     }
     let mut media = 0;
     let mut usable = 0;
@@ -84,7 +95,12 @@ a=rid:q send\r\na=rid:h send\r\na=rid:f send\r\na=simulcast:send q;h;f\r\n";
     #[test]
     fn offer_checks() {
         let g722 = OFFER.replace("opus", "G722").replace("VP8", "VP9");
+        let video = "m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 VP8/90000\r\n";
+        let eight = format!("{OFFER}{}", video.repeat(MAX_MEDIA_SECTIONS - 2));
+        let nine = format!("{eight}{video}");
         let rows: &[(&str, Result<(), OfferError>)] = &[
+            (&eight, Ok(())),
+            (&nine, Err(OfferError::TooManySections(MAX_MEDIA_SECTIONS + 1))),
             (OFFER, Ok(())),
             ("garbage", Err(OfferError::Malformed("it must start with v=0"))),
             (&g722, Err(OfferError::NoCodec)),
