@@ -20,6 +20,8 @@ pub enum DropReason {
     TooManyAddresses,
     /// Larger than any media datagram.
     Oversized,
+    /// A datagram of zero bytes.
+    Empty,
     /// Refused by the peer's WebRTC stack (garbage, failed SRTP authentication, replay).
     RejectedByPeer,
     /// For a connection that is gone.
@@ -68,7 +70,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in label order of the metrics page.
-    pub const ALL: [DropReason; 27] = [
+    pub const ALL: [DropReason; 28] = [
         DropReason::UnknownUfrag,
         DropReason::UnknownSource,
         DropReason::BadStun,
@@ -76,6 +78,7 @@ impl DropReason {
         DropReason::AddressTaken,
         DropReason::TooManyAddresses,
         DropReason::Oversized,
+        DropReason::Empty,
         DropReason::RejectedByPeer,
         DropReason::PeerGone,
         DropReason::UnknownTrack,
@@ -108,6 +111,7 @@ impl DropReason {
             DropReason::AddressTaken => "address_taken",
             DropReason::TooManyAddresses => "too_many_addresses",
             DropReason::Oversized => "oversized",
+            DropReason::Empty => "empty",
             DropReason::RejectedByPeer => "rejected_by_peer",
             DropReason::PeerGone => "peer_gone",
             DropReason::UnknownTrack => "unknown_track",

@@ -160,6 +160,9 @@ async fn srtp_junk_from_a_publishers_address_is_dropped() {
     }
     let n = junk_packets.len() as u64;
     publisher.inject_datagrams(Role::Publisher, junk_packets).await.unwrap();
+    // zero-length datagrams from its address: dropped before `rtc` (which logs each as an error)
+    let empty0 = h.server.media_metrics.dropped(DropReason::Empty);
+    publisher.inject_datagrams(Role::Publisher, vec![Vec::new(); 5]).await.unwrap();
     let sent_at = unix_us();
     assert_flowing_after(&mut sub, &video, &audio, sent_at, 0).await;
     // They reached the server from the publisher's address; none was forwarded or broke SRTP,
@@ -171,6 +174,7 @@ async fn srtp_junk_from_a_publishers_address_is_dropped() {
         "sfu_rtc_rejected_packets_total{{stage=\"srtp\"}}: {srtp0} -> {rejected}, {n} junk packets sent"
     );
     assert_flowing_after(&mut sub, &video, &audio, sent_at, 1_000_000).await;
+    assert_eq!(h.server.media_metrics.dropped(DropReason::Empty) - empty0, 5, "zero-length datagrams counted");
     let p2 = publisher.stats().await.unwrap().publisher.unwrap();
     assert!(p2.frames[0] > p.frames[0] && p2.write_errors == 0, "the publisher connection survived: {p2:?}");
 }

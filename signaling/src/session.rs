@@ -282,7 +282,9 @@ async fn join(
         Ok(g) => g,
         Err(e) => {
             state.metrics.auth_failure("ws", e.reason());
-            tracing::info!(%room, reason = e.reason(), "join refused: {e}");
+            // counted in sfu_auth_failures_total; per attempt only at debug, so a client
+            // retrying bad tokens cannot flood the log
+            tracing::debug!(%room, reason = e.reason(), "join refused: {e}");
             return Err(unauthorized(&e));
         }
     };

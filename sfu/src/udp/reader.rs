@@ -54,6 +54,11 @@ pub async fn run(
                 metrics.count_drop(DropReason::Oversized);
                 continue;
             }
+            if data.is_empty() {
+                // nothing to route; `rtc` would log each one as an error
+                metrics.count_drop(DropReason::Empty);
+                continue;
+            }
             match meta.from {
                 Some(from) => route(data, from, at, &demux, &mut arena, &metrics),
                 None => metrics.count_drop(DropReason::UnknownSource),
