@@ -58,7 +58,8 @@ pub struct RoomCore {
     pub(super) admin: super::admin_state::AdminState,
     events_buf: Vec<RTCPeerConnectionEvent>,
     reads_buf: Vec<TaggedRTCMessage>,
-    /// Arrival times of the packets forwarded since the last flush (forwarding delay).
+    /// Arrival times of the packets forwarded since the last [`RoomCore::on_sent`] (forwarding
+    /// delay).
     pub(super) forwarded_arrivals: Vec<Instant>,
     /// Source of [`PublishedTrack::key`]s.
     pub(super) next_track_key: u32,
@@ -262,7 +263,8 @@ impl RoomCore {
         }
     }
 
-    /// Lists a connection for the next flush to drain (once, however often it is called).
+    /// Lists a connection for the next [`RoomCore::transmit`] to drain (once, however often it
+    /// is called).
     pub(super) fn mark_queued(&mut self, key: PeerKey) {
         if let Some(peer) = self.peers.get_mut(&key)
             && peer.mark_queued()

@@ -5,9 +5,10 @@
 //! settled on at its last visit, so a packet of another layer skips it without touching the
 //! downtrack at all (at layer q, three of four packets are h or f: before this, each of them
 //! cost one cache miss per subscriber). The list is rebuilt whenever participants or
-//! downtracks move (`Room::fanout_stale`; debug builds check it before every packet). A
-//! selector changes in the packet path, which refreshes the entry's `settled` as it does, and
-//! on a subscription request, which clears it (the next packet looks at the subscriber again).
+//! downtracks move (the roster methods below mark the lists stale; debug builds check them
+//! before every packet). A selector changes in the packet path, which refreshes the entry's
+//! `settled` as it does, and on a subscription request, which clears it (the next packet looks
+//! at the subscriber again).
 //!
 //! While one subscriber is visited, the next ones' state is prefetched ([`warm`], from where
 //! their last visit found it), so each visit finds its downtrack, connection and cipher in the

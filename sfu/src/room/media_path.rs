@@ -78,7 +78,7 @@ impl RoomCore {
         let (forwarded, want_keyframe) = self.fan_out(&packet, &pkt, now);
         self.ctx.metrics.rtp_forwarded.inc_by(forwarded);
         if forwarded > 0 {
-            // observed once its copies left (see `flush`)
+            // observed once its copies left (`RoomCore::on_sent`)
             self.forwarded_arrivals.push(arrived);
         }
         if let Some(l) = want_keyframe {
