@@ -140,6 +140,17 @@ pub struct Config {
         default_value = "info,rtc=warn,rtc_ice=warn,rtc::peer_connection::handler=error,rtc_dtls=error,rtc_srtp=error"
     )]
     pub log: String,
+    /// Open HTTP and WebSocket connections at most (more are closed at once).
+    #[arg(long, env = "SFU_HTTP_MAX_CONNECTIONS", default_value_t = 20_000)]
+    pub http_max_connections: usize,
+    /// Open HTTP and WebSocket connections from one IP address at most: no one host takes
+    /// every socket (a load test from one host needs one per simulated client).
+    #[arg(long, env = "SFU_HTTP_MAX_PER_IP", default_value_t = 2_000)]
+    pub http_max_per_ip: usize,
+    /// How long a request's headers may take to arrive (a client trickling them would hold
+    /// its connection forever).
+    #[arg(long, env = "SFU_HTTP_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub http_header_timeout: Duration,
     /// Tests only, no flag: the worker of the room of this name panics when a track is
     /// published in it (the containment of a failed room is tested with a real one).
     #[arg(skip)]
@@ -152,6 +163,15 @@ pub const HTTP_PORT: u16 = 7880;
 pub const UDP_PORT: u16 = 7882;
 
 impl Config {
+    /// The HTTP listener's limits.
+    pub fn http_limits(&self) -> crate::http::HttpLimits {
+        crate::http::HttpLimits {
+            connections: self.http_max_connections,
+            per_ip: self.http_max_per_ip,
+            header_read: self.http_header_timeout,
+        }
+    }
+
     /// Where HTTP and WebSocket listen: `--http`, else every interface, or loopback in
     /// development mode.
     pub fn http_addr(&self) -> SocketAddr {

@@ -49,6 +49,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Server> {
     let http = listener.local_addr()?;
 
     let metrics = Arc::new(Metrics::new());
+    let http_metrics = crate::http::HttpMetrics::new(&metrics.registry);
     let media_metrics = Arc::new(MediaMetrics::new(&metrics.registry));
     let next_key = Arc::new(AtomicU64::new(1));
     let send_pool = Arc::new(crate::udp::SendPool::new(config.send_helpers())?);
@@ -117,14 +118,12 @@ pub async fn start(config: &Config) -> anyhow::Result<Server> {
     };
     let app = signaling::app(state);
     let mut shutdown_rx = shutdown_rx;
+    let limits = config.http_limits();
     let http_task = tokio::spawn(async move {
         let stop = async move {
             let _ = shutdown_rx.wait_for(|stop| *stop).await;
         };
-        let listener = axum::serve::ListenerExt::tap_io(listener, limit_send_buffer);
-        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
-            tracing::error!(error = %e, "http server failed");
-        }
+        crate::http::serve(listener, app, limits, http_metrics, limit_send_buffer, stop).await;
     });
     let drained = tokio::spawn(drain::supervise(node.clone(), rooms.clone(), drain::EVACUATE_GRACE));
     Ok(Server { http, udp, media_ports, node, rooms, media_metrics, demuxes, http_task, readers, drained, shutdown })
@@ -195,7 +194,7 @@ impl Server {
 /// a `joined` list), and writes beyond it just wait for the client.
 const HTTP_SEND_BUFFER: libc::c_int = 64 * 1024;
 
-fn limit_send_buffer(tcp: &mut tokio::net::TcpStream) {
+fn limit_send_buffer(tcp: &tokio::net::TcpStream) {
     use std::os::fd::AsRawFd;
     let ok = crate::udp::set_int_option(tcp.as_raw_fd(), libc::SOL_SOCKET, libc::SO_SNDBUF, HTTP_SEND_BUFFER);
     if !ok {
