@@ -33,7 +33,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings 2>&1
 echo "== cargo test (unit + loopback integration tests)"
 cargo test --workspace --locked 2>&1
 
-echo "== vendored rtc-interceptor: upstream's own tests and the in-place read walk (vendor/rtc-interceptor/PATCH.md)"
+echo "== vendored rtc-interceptor: upstream's own tests (its in-place read walk: glue/tests/interceptor_chain.rs)"
 cargo test --locked -p rtc-interceptor 2>&1
 
 echo "== vendored crates: the release plus vendor/patches, nothing else (scripts/vendor.sh)"
