@@ -9,6 +9,8 @@ pub mod cache;
 pub mod h264;
 pub mod munger;
 pub mod prefetch;
+#[cfg(test)]
+mod properties;
 pub mod selector;
 pub mod seq;
 pub mod srtp;
