@@ -76,7 +76,7 @@ pub async fn run(socket: WebSocket, state: AppState) {
     let mut heard = Instant::now();
     let mut pings = tokio::time::interval_at(Instant::now() + limits.ping_interval, limits.ping_interval);
     let mut limited = false;
-    let mut budget = TokenBucket::new(limits.messages_per_second, limits.message_burst, std::time::Instant::now());
+    let mut budget = TokenBucket::new(limits.messages_per_second, limits.message_burst, heard.into_std());
 
     loop {
         tokio::select! {
@@ -101,7 +101,7 @@ pub async fn run(socket: WebSocket, state: AppState) {
                 let Some(Ok(frame)) = frame else { break };
                 heard = Instant::now();
                 let reply = match frame {
-                    Message::Text(_) | Message::Binary(_) if !budget.take(std::time::Instant::now()) => {
+                    Message::Text(_) | Message::Binary(_) if !budget.take(heard.into_std()) => {
                         // told once per stretch of dropped messages: a flood gets no flood back
                         state.metrics.bad_message("rate_limited");
                         (!std::mem::replace(&mut limited, true)).then(|| ServerMessage::error(

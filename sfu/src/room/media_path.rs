@@ -31,6 +31,8 @@ struct Ingested {
     ts: u64,
     /// It starts a keyframe (every audio packet does).
     keyframe: bool,
+    /// Its track is video (audio has one layer and its own policy).
+    is_video: bool,
     /// Its VP8 descriptor, rewritten per subscriber.
     desc: Option<vp8::Vp8Descriptor>,
     /// The track is muted by an operator: handled like a pause.
@@ -130,7 +132,8 @@ impl RoomCore {
         };
         track.activity.on_packet(layer, now);
         let muted = self.admin.is_muted(&track.id);
-        Ok(Ingested { tidx, layer, seq, ts, keyframe, desc, muted })
+        let is_video = track.kind == TrackKind::Video;
+        Ok(Ingested { tidx, layer, seq, ts, keyframe, is_video, desc, muted })
     }
 
     /// The track and layer of a publisher connection's stream: one lookup by (connection,
@@ -170,7 +173,7 @@ impl RoomCore {
     /// queued and the highest layer a selector wants a keyframe of.
     fn fan_out(&mut self, packet: &Ingested, pkt: &rtc::rtp::Packet, now: Instant) -> (u64, Option<Layer>) {
         let track = &mut self.tracks[packet.tidx];
-        let is_video = track.kind == TrackKind::Video;
+        let is_video = packet.is_video;
         let mut want_keyframe: Option<Layer> = None;
         let mut forwarded = 0u64;
         // taken out so the loop can borrow the rest of the track; put back after it (the loop
@@ -206,7 +209,7 @@ impl RoomCore {
             if peer.egress.is_none() || !dt.negotiated {
                 continue;
             }
-            let action = decide(dt, packet, is_video, activity, now);
+            let action = decide(dt, packet, activity, now);
             if is_video {
                 s.settled = settled_on(&dt.selector);
                 if let Some(l) = dt.selector.wants_keyframe() {
@@ -236,15 +239,9 @@ fn drop_padding(track: &PublishedTrack, participants: &mut [Participant], layer:
 
 /// What one subscriber gets of the packet: video asks its selector (which tracks the wanted
 /// and available layers), audio its policy. A pause (wish) and an operator's mute are alike.
-fn decide(
-    dt: &mut DownTrack,
-    packet: &Ingested,
-    is_video: bool,
-    activity: &crate::forward::LayerActivity,
-    now: Instant,
-) -> Action {
+fn decide(dt: &mut DownTrack, packet: &Ingested, activity: &crate::forward::LayerActivity, now: Instant) -> Action {
     let paused = dt.wish.paused || packet.muted;
-    if is_video {
+    if packet.is_video {
         let wish = Wish { paused, ..dt.wish };
         dt.selector.update_target(&wish, activity, now);
         dt.selector.on_packet(packet.layer, packet.keyframe)
@@ -271,7 +268,7 @@ impl Emit<'_> {
     fn emit(self, action: Action, p: &mut Participant, d: usize, peer: &mut Peer) -> bool {
         let Emit { track, packet, pkt, metrics, sends, now } = self;
         let dt = &mut p.downtracks[d];
-        let is_video = track.kind == TrackKind::Video;
+        let is_video = packet.is_video;
         match action {
             Action::Drop => {
                 if dt.selector.current() == Some(packet.layer) || !is_video {
