@@ -1,0 +1,207 @@
+//! The estimate toward one receiver: sent packets are recorded, feedback matched with them,
+//! and the delay-based rate (detector + AIMD), the loss bound, the acknowledged throughput and
+//! probe results combined.
+
+use crate::Bitrate;
+use crate::acked::AckedRate;
+use crate::aimd::Aimd;
+use crate::delay::{DelayDetector, Timing};
+use crate::feedback::{Feedback, PacketResult};
+use crate::history::SendHistory;
+use crate::loss::LossBound;
+use crate::probe::Prober;
+use std::time::{Duration, Instant};
+
+/// What the delay detector concludes about the path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Usage {
+    /// Delay stable.
+    #[default]
+    Normal,
+    /// Delay growing: a queue builds.
+    Overusing,
+    /// Delay shrinking: a queue drains.
+    Underusing,
+}
+
+/// Bounds and start of an estimate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BweConfig {
+    /// The estimate before any feedback.
+    pub start: Bitrate,
+    /// Never below.
+    pub min: Bitrate,
+    /// Never above.
+    pub max: Bitrate,
+}
+
+impl Default for BweConfig {
+    fn default() -> Self {
+        Self { start: Bitrate::kbps(1000), min: Bitrate::kbps(50), max: Bitrate::mbps(30) }
+    }
+}
+
+/// The send-side estimator of one connection.
+#[derive(Debug)]
+pub struct SendSideBwe {
+    cfg: BweConfig,
+    history: SendHistory,
+    delay: DelayDetector,
+    aimd: Aimd,
+    loss: LossBound,
+    acked: AckedRate,
+    prober: Prober,
+    /// Smoothed round trip (send of the newest acknowledged packet to its feedback).
+    rtt: Option<Duration>,
+    /// Where send times are counted from (the detector works in milliseconds).
+    base: Option<Instant>,
+    /// What the allocation could use.
+    desired: Bitrate,
+    results: Vec<PacketResult>,
+    /// Feedback messages and packets reported lost, for metrics.
+    pub feedbacks: u64,
+    /// Packets reported lost.
+    pub lost: u64,
+}
+
+impl SendSideBwe {
+    /// An estimator at `cfg.start`.
+    pub fn new(cfg: BweConfig) -> Self {
+        Self {
+            cfg,
+            history: SendHistory::new(),
+            delay: DelayDetector::new(),
+            aimd: Aimd::new(cfg.start, cfg.min, cfg.max),
+            loss: LossBound::new(),
+            acked: AckedRate::new(),
+            prober: Prober::new(),
+            rtt: None,
+            base: None,
+            desired: Bitrate::ZERO,
+            results: Vec::new(),
+            feedbacks: 0,
+            lost: 0,
+        }
+    }
+
+    /// The estimate: the delay-based rate under the loss bound.
+    pub fn estimate(&self) -> Bitrate {
+        let e = self.aimd.rate();
+        self.loss.bound().map_or(e, |b| e.min(b)).max(self.cfg.min)
+    }
+
+    /// The throughput the receiver acknowledged lately.
+    pub fn acked(&self) -> Option<Bitrate> {
+        self.acked.rate()
+    }
+
+    /// The smoothed round trip, once measured.
+    pub fn rtt(&self) -> Option<Duration> {
+        self.rtt
+    }
+
+    /// The delay detector's view.
+    pub fn usage(&self) -> Usage {
+        self.delay.usage()
+    }
+
+    /// The last measured loss ratio.
+    pub fn loss_ratio(&self) -> f64 {
+        self.loss.ratio()
+    }
+
+    /// Bytes sent and not reported on yet.
+    pub fn in_flight(&self) -> u64 {
+        self.history.in_flight()
+    }
+
+    /// Probe clusters started so far.
+    pub fn probes(&self) -> u64 {
+        self.prober.started
+    }
+
+    /// The next transport-wide sequence number (16 bits on the wire).
+    pub fn next_seq(&self) -> u16 {
+        self.history.next_seq() as u16
+    }
+
+    /// Records a packet of `size` bytes sent at `now` with sequence number `next_seq()`;
+    /// returns that number.
+    pub fn on_sent(&mut self, size: usize, now: Instant) -> u16 {
+        self.base.get_or_insert(now);
+        let probe = self.prober.on_sent(size, now);
+        self.history.on_sent(now, size, probe) as u16
+    }
+
+    /// Tells what the allocation could use: probes go no higher, and only when it is more than
+    /// the estimate. Starts a probe when one is due.
+    pub fn set_desired(&mut self, desired: Bitrate, now: Instant) {
+        self.desired = desired;
+        self.prober.maybe_start(self.estimate(), desired, self.cfg.max, now);
+    }
+
+    /// Padding a running probe needs sent now: the size of one padding packet (send it, then
+    /// `on_sent`), or `None`.
+    pub fn poll_padding(&mut self, now: Instant) -> Option<usize> {
+        self.prober.maybe_start(self.estimate(), self.desired, self.cfg.max, now);
+        self.prober.padding(now)
+    }
+
+    /// When padding is next due.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.prober.poll_timeout()
+    }
+
+    /// A probe is being sent.
+    pub fn probing(&self) -> bool {
+        self.prober.sending().is_some()
+    }
+
+    /// Takes one feedback that arrived at `now`.
+    pub fn on_feedback(&mut self, feedback: &Feedback, now: Instant) {
+        self.feedbacks += 1;
+        let mut results = std::mem::take(&mut self.results);
+        self.history.on_feedback(feedback, &mut results);
+        let base = *self.base.get_or_insert(now);
+        let (mut lost, mut total) = (0u32, 0u32);
+        let mut newest_sent: Option<Instant> = None;
+        let mut by_arrival: Vec<&PacketResult> = results.iter().filter(|r| r.arrival_us.is_some()).collect();
+        by_arrival.sort_by_key(|r| (r.arrival_us, r.seq));
+        for r in &results {
+            total += 1;
+            match r.arrival_us {
+                None => lost += 1,
+                Some(_) => newest_sent = Some(newest_sent.map_or(r.sent, |t| t.max(r.sent))),
+            }
+        }
+        for r in by_arrival {
+            let arrival = r.arrival_us.unwrap_or_default();
+            let send_ms = r.sent.saturating_duration_since(base).as_secs_f64() * 1000.0;
+            self.delay.on_packet(Timing { send_ms, arrival_ms: arrival as f64 / 1000.0 });
+            self.acked.on_received(arrival, r.size);
+        }
+        self.lost += u64::from(lost);
+        if let Some(sent) = newest_sent {
+            let sample = now.saturating_duration_since(sent);
+            self.rtt = Some(match self.rtt {
+                None => sample,
+                Some(r) => r.mul_f64(0.875) + sample.mul_f64(0.125),
+            });
+            self.aimd.set_rtt(self.rtt.unwrap_or_default());
+        }
+        if let Some((measured, _target)) = self.prober.on_results(&results, now) {
+            self.aimd.on_probe(measured.min(self.desired.max(self.estimate())), now);
+        }
+        if total > 0 {
+            let before = self.aimd.rate();
+            self.aimd.update(self.delay.usage(), self.acked.rate(), now);
+            if self.aimd.rate() < before {
+                // the path is full: no probe into it for a while
+                self.prober.hold(now);
+            }
+            let estimate = self.aimd.rate();
+            self.loss.on_feedback(lost, total, estimate, self.rtt.unwrap_or(Duration::from_millis(100)), now);
+        }
+        self.results = results;
+    }
+}
