@@ -37,6 +37,7 @@ pub mod srtp_in;
 pub mod stats;
 pub mod subscriber;
 pub mod synth;
+pub mod twcc;
 pub mod vp8;
 
 pub use client::{Client, JoinOptions};

@@ -65,6 +65,16 @@ fn media_engine() -> Result<MediaEngine, rtc::shared::error::Error> {
     m.register_codec(RTCRtpCodecParameters { rtp_codec: opus(), payload_type: OPUS_PT }, RtpCodecKind::Audio)?;
     m.register_codec(RTCRtpCodecParameters { rtp_codec: vp8(), payload_type: VP8_PT }, RtpCodecKind::Video)?;
     configure_simulcast_extension_headers(&mut m)?;
+    // the server stamps what it sends with transport-wide numbers when the answer accepts them
+    // ([`crate::twcc`] answers where the receiving path sees the header)
+    for kind in [RtpCodecKind::Audio, RtpCodecKind::Video] {
+        let uri = crate::twcc::URI.to_owned();
+        m.register_header_extension(
+            rtc::rtp_transceiver::rtp_sender::RTCRtpHeaderExtensionCapability { uri },
+            kind,
+            None,
+        )?;
+    }
     Ok(m)
 }
 

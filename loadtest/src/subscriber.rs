@@ -68,6 +68,8 @@ pub struct Subscriber {
     pub tracks: Vec<RecvTrack>,
     /// Packets that could not be mapped to a track.
     pub unmapped: u64,
+    /// Transport-wide feedback (packets delivered through `rtc`'s pipeline only).
+    pub twcc: crate::twcc::TwccRecorder,
 }
 
 impl Subscriber {
@@ -83,6 +85,9 @@ impl Subscriber {
         pc.set_remote_description(now, offer)?;
         let answer = pc.create_answer(None)?;
         pc.set_local_description(now, answer)?;
+        if let Some(id) = pc.remote_description().and_then(|d| crate::twcc::ext_id_from_sdp(&d.sdp)) {
+            self.twcc.ext_id = Some(id);
+        }
         self.mids = tracks;
         // streams of tracks the offer no longer carries are gone (their stats stay)
         let (mids, all) = (&self.mids, &self.tracks);
@@ -112,6 +117,7 @@ impl Subscriber {
     /// Records one packet the connection delivered for its track `track_id`; true when
     /// feedback (a keyframe request or NACK) is due now.
     pub fn on_rtp(&mut self, track_id: &str, pkt: &rtc::rtp::Packet, at: Instant, arrival_us: u64) -> bool {
+        self.twcc.on_packet(&pkt.header, at);
         let ssrc = pkt.header.ssrc;
         let slot = match self.inbound.iter().position(|i| i.ssrc == ssrc) {
             Some(i) => i,
@@ -196,6 +202,10 @@ impl Subscriber {
     /// receiver report).
     pub fn next_due(&self) -> Option<Instant> {
         let nacks = self.inbound.iter().filter_map(|i| i.nacks.as_ref()?.next_due()).min();
+        let nacks = match (nacks, self.twcc.next_due()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         match (nacks, self.next_report) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -225,6 +235,12 @@ impl Subscriber {
                 nacks: nack_pairs_from_sequence_numbers(&seqs),
             };
             write(pc, i.receiver, Box::new(nack), now);
+        }
+        if let Some(media_ssrc) = self.inbound.first().map(|i| i.ssrc)
+            && let Some(fb) = self.twcc.build(now, FEEDBACK_SSRC, media_ssrc)
+            && let Some(via) = self.inbound.iter().map(|i| i.receiver).find(|r| pc.rtp_receiver(*r).is_some())
+        {
+            write(pc, via, Box::new(fb), now);
         }
         if self.next_report.is_some_and(|t| t <= now) {
             self.next_report = Some(now + RR_INTERVAL);

@@ -58,6 +58,18 @@ pub struct MediaMetrics {
     pub udp_receive_queue: Histogram,
     /// Live rooms by media thread (`--media-threads`; one series, thread "0", without).
     pub media_thread_rooms: IntGaugeVec,
+    /// Transport-wide feedback messages from subscribers.
+    pub bwe_feedback: IntCounter,
+    /// Transport-wide feedback messages that did not parse into reports.
+    pub bwe_feedback_malformed: IntCounter,
+    /// Subscriber connections' estimates at each allocation, bits per second.
+    pub bwe_estimate: Histogram,
+    /// Downtracks paused for bandwidth.
+    pub bwe_paused: IntCounter,
+    /// Probe clusters sent to subscribers.
+    pub bwe_probes: IntCounter,
+    /// Padding bytes sent to subscribers for probing.
+    pub bwe_padding_bytes: IntCounter,
 }
 
 impl MediaMetrics {
@@ -131,6 +143,28 @@ impl MediaMetrics {
                 &["thread"],
             )
             .expect("valid metric"),
+            bwe_feedback: c(
+                "sfu_bwe_feedback_total",
+                "Transport-wide congestion control feedback messages from subscribers",
+            ),
+            bwe_feedback_malformed: c(
+                "sfu_bwe_feedback_malformed_total",
+                "Transport-wide feedback messages whose statuses and deltas disagree (ignored)",
+            ),
+            bwe_estimate: Histogram::with_opts(
+                HistogramOpts::new(
+                    "sfu_bwe_estimate_bps",
+                    "Subscriber connections' bandwidth estimates, observed at each allocation, bits per second",
+                )
+                .buckets(vec![100e3, 250e3, 500e3, 1e6, 1.5e6, 2e6, 3e6, 5e6, 8e6, 12e6, 20e6]),
+            )
+            .expect("valid metric"),
+            bwe_paused: c(
+                "sfu_bwe_paused_tracks_total",
+                "Video downtracks paused because not even their lowest layer fit the subscriber's estimate",
+            ),
+            bwe_probes: c("sfu_bwe_probes_total", "Probe clusters sent to subscribers to find headroom"),
+            bwe_padding_bytes: c("sfu_bwe_padding_bytes_total", "Padding bytes sent to subscribers while probing"),
         };
         let all: Vec<Box<dyn prometheus::core::Collector>> = vec![
             Box::new(m.udp_in_packets.clone()),
@@ -159,6 +193,12 @@ impl MediaMetrics {
             Box::new(m.forward_delay.clone()),
             Box::new(m.udp_receive_queue.clone()),
             Box::new(m.media_thread_rooms.clone()),
+            Box::new(m.bwe_feedback.clone()),
+            Box::new(m.bwe_feedback_malformed.clone()),
+            Box::new(m.bwe_estimate.clone()),
+            Box::new(m.bwe_paused.clone()),
+            Box::new(m.bwe_probes.clone()),
+            Box::new(m.bwe_padding_bytes.clone()),
         ];
         // process-wide: fed by the tracing layer in `telemetry`
         registry

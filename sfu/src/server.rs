@@ -79,6 +79,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Server> {
             send_batch: usize::from(config.send_batch),
             gso: config.gso,
             quiet_viewers_above: config.quiet_viewers_above,
+            bwe_allocate: config.bwe_allocate,
             inject_room_panic: config.inject_room_panic.clone(),
         };
         let plane = MediaPlane {

@@ -220,7 +220,7 @@ async fn a_muted_track_is_not_forwarded() {
     let addr = server.http;
     ben.set_layer(&video, Some("q")).unwrap();
     ben.wait_event(STEP, "layer_changed q", |e| match e {
-        Event::Server(ServerMessage::LayerChanged { track, layer: Some(_) }) if *track == video => Some(()),
+        Event::Server(ServerMessage::LayerChanged { track, layer: Some(_), .. }) if *track == video => Some(()),
         _ => None,
     })
     .await

@@ -219,7 +219,9 @@ async fn settle(client: &mut Client, video: &str, audio: &str, layer: &str, widt
     client.set_layer(video, Some(layer)).unwrap();
     client
         .wait_event(STEP, &format!("layer_changed {layer}"), |e| match e {
-            Event::Server(ServerMessage::LayerChanged { track, layer: Some(l) }) if track == video && l == layer => {
+            Event::Server(ServerMessage::LayerChanged { track, layer: Some(l), .. })
+                if track == video && l == layer =>
+            {
                 Some(())
             }
             _ => None,

@@ -254,6 +254,15 @@ pub enum ErrorCode {
     LimitExceeded,
 }
 
+/// Why the server stopped forwarding a track to a subscriber.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LayerReason {
+    /// The subscriber's downlink does not carry even the track's lowest layer now; it resumes
+    /// when bandwidth returns.
+    Bandwidth,
+}
+
 /// Messages the server sends.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -309,6 +318,9 @@ pub enum ServerMessage {
         track: String,
         /// Layer rid, or `None` when nothing is forwarded.
         layer: Option<String>,
+        /// Why nothing is forwarded, when the server paused the track.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<LayerReason>,
     },
     /// Reconnect elsewhere (node draining past its deadline); the server closes the socket.
     Reconnect {
@@ -394,8 +406,13 @@ mod tests {
         let m = ServerMessage::error(ErrorCode::BadSdp, "nope");
         let text = serde_json::to_string(&m).unwrap();
         assert_eq!(text, r#"{"type":"error","code":"bad_sdp","message":"nope"}"#);
-        let m = ServerMessage::LayerChanged { track: "T".into(), layer: None };
+        let m = ServerMessage::LayerChanged { track: "T".into(), layer: None, reason: None };
         assert_eq!(serde_json::to_string(&m).unwrap(), r#"{"type":"layer_changed","track":"T","layer":null}"#);
+        let m = ServerMessage::LayerChanged { track: "T".into(), layer: None, reason: Some(LayerReason::Bandwidth) };
+        assert_eq!(
+            serde_json::to_string(&m).unwrap(),
+            r#"{"type":"layer_changed","track":"T","layer":null,"reason":"bandwidth"}"#
+        );
     }
 
     #[test]

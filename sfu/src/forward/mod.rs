@@ -11,6 +11,7 @@ pub mod munger;
 pub mod prefetch;
 #[cfg(test)]
 mod properties;
+pub mod rate;
 pub mod selector;
 pub mod seq;
 pub mod srtp;

@@ -132,6 +132,9 @@ pub struct Wish {
     pub max_layer: Option<Layer>,
     /// Width and height of the subscriber's view; the smallest layer covering it is enough.
     pub size: Option<(u32, u32)>,
+    /// The highest layer the subscriber's bandwidth allows (the allocator's grant); it caps
+    /// whatever the rest of the wish asks.
+    pub bandwidth: Option<Layer>,
 }
 
 /// What to do with one incoming packet for one subscriber.
@@ -186,7 +189,7 @@ impl LayerSelector {
             // The publisher may only be stalled: keep what we had.
             return;
         };
-        let cap = wish.max_layer.unwrap_or(Layer::HIGH);
+        let cap = wish.max_layer.unwrap_or(Layer::HIGH).min(wish.bandwidth.unwrap_or(Layer::HIGH));
         let eligible = Layer::ALL.into_iter().filter(|l| *l <= cap).filter(active);
         let Some(highest_eligible) = eligible.clone().next_back() else {
             // Nothing active at or below the cap: the lowest active layer is the closest.

@@ -28,7 +28,7 @@ fn layer_table() {
 
 /// Shorthand for a wish.
 const fn wish(max_layer: Option<Layer>, size: Option<(u32, u32)>) -> Wish {
-    Wish { paused: false, max_layer, size }
+    Wish { paused: false, max_layer, size, bandwidth: None }
 }
 
 /// Sizes of a typical 1280x720 three-layer publisher.
@@ -373,5 +373,29 @@ fn pli_throttle_table() {
     let mut throttle = PliThrottle::default();
     for (i, &(layer, ms, want)) in rows.iter().enumerate() {
         assert_eq!(throttle.allow(layer, base + Duration::from_millis(ms)), want, "row {i}: {layer:?} at {ms} ms");
+    }
+}
+
+#[test]
+fn bandwidth_caps_every_wish() {
+    let t0 = Instant::now();
+    let mut a = LayerActivity::new();
+    for &(l, w, h) in SIZES {
+        a.on_packet(l, t0);
+        a.set_size(l, w, h);
+    }
+    // columns: wish, bandwidth cap, expected target
+    let rows = [
+        (wish(None, None), Some(H), Some(H)),
+        (wish(Some(F), None), Some(Q), Some(Q)),
+        (wish(None, Some((1280, 720))), Some(H), Some(H)),
+        (wish(None, Some((320, 180))), Some(F), Some(Q)),
+        (wish(Some(Q), None), Some(F), Some(Q)),
+        (wish(None, None), None, Some(F)),
+    ];
+    for (w, cap, want) in rows {
+        let mut s = LayerSelector::new();
+        s.update_target(&Wish { bandwidth: cap, ..w }, &a, t0);
+        assert_eq!(s.target(), want, "{w:?} capped at {cap:?}");
     }
 }

@@ -7,6 +7,7 @@
 //! this context is the only writer of the downtracks' SSRCs, RTP and RTCP alike, so rollover
 //! counters and SRTCP indexes stay consistent.
 
+use super::congestion::{Congestion, EXT_LEN};
 use crate::forward::srtp::{GCM_TAG_LEN, GcmSender, Rollover};
 use crate::udp::SendBatch;
 use rtc::peer_connection::transport::SrtpSessionKeys;
@@ -15,7 +16,8 @@ use rtc::srtp::protection_profile::ProtectionProfile;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-/// Size of the fixed RTP header we send (no CSRCs, no extensions).
+/// Size of the fixed RTP header we send (no CSRCs; the transport-wide number's extension
+/// follows it when the connection negotiated one).
 pub const RTP_HEADER_LEN: usize = 12;
 /// Size of a sender report without report blocks.
 pub const SR_LEN: usize = 28;
@@ -46,6 +48,8 @@ pub struct Egress {
     pub remote: SocketAddr,
     /// The master key it was made from (a new DTLS handshake brings a new one).
     master_key: Vec<u8>,
+    /// Transport-wide numbering and the connection's bandwidth estimate.
+    pub cc: Congestion,
 }
 
 impl Egress {
@@ -66,7 +70,7 @@ impl Egress {
             }
             _ => None,
         };
-        Ok(Egress { gcm, context, remote, master_key: keys.master_key.clone() })
+        Ok(Egress { gcm, context, remote, master_key: keys.master_key.clone(), cc: Congestion::new() })
     }
 
     /// What `send_rtp` reads of this output, for prefetching it (see `fanout::warm`): where
@@ -79,9 +83,10 @@ impl Egress {
         (fields, self.gcm.as_ref().map(GcmSender::key_span).unwrap_or_default())
     }
 
-    /// Protects one RTP packet and queues it: `payload` is copied behind a fresh header into
-    /// the batch's buffer, then `rewrite` may patch the copy in place (VP8 descriptor).
-    /// `rollover` is the stream's counter (for the AES-GCM path). Returns the payload bytes sent, or `Ok(None)` when
+    /// Protects one RTP packet and queues it: `payload` is copied behind a fresh header (with
+    /// the transport-wide number when the connection negotiated it) into the batch's buffer,
+    /// then `rewrite` may patch the copy in place (VP8 descriptor). `rollover` is the stream's
+    /// counter (for the AES-GCM path). Returns the payload bytes sent, or `Ok(None)` when
     /// `rewrite` refused the payload.
     pub fn send_rtp(
         &mut self,
@@ -90,27 +95,32 @@ impl Egress {
         rewrite: impl FnOnce(&mut [u8]) -> bool,
         rollover: &mut Rollover,
         sends: &mut SendBatch,
+        now: std::time::Instant,
     ) -> Result<Option<usize>, EgressError> {
-        let buf = sends.builder(RTP_HEADER_LEN + payload.len() + GCM_TAG_LEN);
-        buf.extend_from_slice(&rtp_header(
-            header.marker,
-            header.payload_type,
-            header.sequence_number,
-            header.timestamp,
-            header.ssrc,
-        ));
+        let ext = self.cc.extension();
+        let header_len = RTP_HEADER_LEN + ext.map_or(0, |_| EXT_LEN);
+        let buf = sends.builder(header_len + payload.len() + GCM_TAG_LEN);
+        let mut fixed =
+            rtp_header(header.marker, header.payload_type, header.sequence_number, header.timestamp, header.ssrc);
+        if let Some(ext) = ext {
+            fixed[0] |= 0x10;
+            buf.extend_from_slice(&fixed);
+            buf.extend_from_slice(&ext);
+        } else {
+            buf.extend_from_slice(&fixed);
+        }
         buf.extend_from_slice(payload);
-        if !rewrite(&mut buf[RTP_HEADER_LEN..]) {
+        if !rewrite(&mut buf[header_len..]) {
             sends.discard();
             return Ok(None);
         }
         let protected = match self.gcm.as_mut() {
             Some(gcm) => {
                 let roc = rollover.roc(header.sequence_number);
-                gcm.protect(buf, RTP_HEADER_LEN, header.ssrc, roc, header.sequence_number).map_err(EgressError::from)
+                gcm.protect(buf, header_len, header.ssrc, roc, header.sequence_number).map_err(EgressError::from)
             }
-            // `rtc`'s context keeps its own rollover counters
-            None => match self.context.encrypt_rtp_with_header(buf, header) {
+            // `rtc`'s context keeps its own rollover counters (and reads the header from the bytes)
+            None => match self.context.encrypt_rtp(buf) {
                 Ok(p) => {
                     buf.clear();
                     buf.extend_from_slice(&p);
@@ -122,6 +132,9 @@ impl Egress {
         if let Err(e) = protected {
             sends.discard();
             return Err(e);
+        }
+        if ext.is_some() {
+            self.cc.on_sent(buf.len(), now);
         }
         sends.commit(self.remote);
         Ok(Some(payload.len()))
@@ -292,10 +305,12 @@ mod tests {
                     },
                     &mut roc,
                     &mut sends,
+                    Instant::now(),
                 )
                 .expect("protect");
             assert_eq!(sent, Some(10));
-            let refused = egress.send_rtp(&header, b"x", |_| false, &mut roc, &mut sends).expect("no error");
+            let refused =
+                egress.send_rtp(&header, b"x", |_| false, &mut roc, &mut sends, Instant::now()).expect("no error");
             assert_eq!(refused, None);
             let sr = SentStats { packets: 1, octets: 10, last: Some((9, Instant::now())) }
                 .report(77, Instant::now(), 5, 90_000)

@@ -13,6 +13,7 @@ use crate::udp::PeerKey;
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtcp::sender_report::SenderReport;
+use rtc::rtcp::transport_feedbacks::transport_layer_cc::TransportLayerCc;
 use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use std::time::Instant;
 
@@ -43,6 +44,8 @@ impl RoomCore {
             let any = p.as_any();
             if any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>() {
                 keyframe = true;
+            } else if let Some(tcc) = any.downcast_ref::<TransportLayerCc>() {
+                self.on_transport_feedback(key, sidx, tcc, now);
             } else if let Some(nack) = any.downcast_ref::<TransportLayerNack>() {
                 self.ctx.metrics.nacks_received.inc();
                 // once its allowance is spent the rest of the list is only counted, not looked
@@ -68,6 +71,18 @@ impl RoomCore {
         if let Some(layer) = layer {
             self.request_keyframe(track_id, layer, now);
         }
+    }
+
+    /// A subscriber's transport-wide feedback: the connection's estimate is updated and
+    /// shared among its downtracks anew.
+    fn on_transport_feedback(&mut self, key: PeerKey, sidx: usize, tcc: &TransportLayerCc, now: Instant) {
+        let Some(egress) = self.peers.get_mut(&key).and_then(|p| p.egress.as_mut()) else { return };
+        self.ctx.metrics.bwe_feedback.inc();
+        if !egress.cc.on_twcc(tcc, now) {
+            self.ctx.metrics.bwe_feedback_malformed.inc();
+            return;
+        }
+        self.allocate_bandwidth(sidx, now);
     }
 
     /// Resends one packet a subscriber reported lost: the outgoing sequence number is mapped

@@ -7,7 +7,7 @@ use super::egress::{Egress, EgressError};
 use super::fanout::{Subscriber, WARM_AHEAD, hint_of, settled_elsewhere, settled_on, warm_at};
 use super::participant::Participant;
 use super::peer::{Peer, Role};
-use super::track::{CACHE_EXPIRE_PER_INSERT, CachedPacket, Codec, DownTrack, LayerIn, PublishedTrack};
+use super::track::{Allocated, CACHE_EXPIRE_PER_INSERT, CachedPacket, Codec, DownTrack, LayerIn, PublishedTrack};
 use crate::drop_reason::DropReason;
 use crate::forward::audio::audio_action;
 use crate::forward::selector::{Action, Layer, Wish};
@@ -117,6 +117,7 @@ impl RoomCore {
             CachedPacket { ts: pkt.header.timestamp, marker: pkt.header.marker, payload: pkt.payload.clone(), at: now };
         layer_in.cache.insert(seq, cached);
         layer_in.expire_cache(now, CACHE_EXPIRE_PER_INSERT);
+        layer_in.rate.on_packet(pkt.payload.len(), now);
         let (keyframe, desc) = match track.codec {
             Codec::Vp8 => {
                 let d = vp8::parse(&pkt.payload).map_err(|_| DropReason::BadVp8)?;
@@ -242,7 +243,12 @@ fn drop_padding(track: &PublishedTrack, participants: &mut [Participant], layer:
 fn decide(dt: &mut DownTrack, packet: &Ingested, activity: &crate::forward::LayerActivity, now: Instant) -> Action {
     let paused = dt.wish.paused || packet.muted;
     if packet.is_video {
-        let wish = Wish { paused, ..dt.wish };
+        let (bandwidth_paused, bandwidth) = match dt.allocated {
+            Allocated::Unlimited => (false, None),
+            Allocated::UpTo(l) => (false, Some(l)),
+            Allocated::Paused => (true, None),
+        };
+        let wish = Wish { paused: paused || bandwidth_paused, bandwidth, ..dt.wish };
         dt.selector.update_target(&wish, activity, now);
         dt.selector.on_packet(packet.layer, packet.keyframe)
     } else {
@@ -298,7 +304,7 @@ impl Emit<'_> {
         if dt.announced != dt.selector.current() {
             dt.announced = dt.selector.current();
             let layer = dt.announced.map(|l| track.rid_name(l));
-            let msg = ServerMessage::LayerChanged { track: dt.track.clone(), layer };
+            let msg = ServerMessage::LayerChanged { track: dt.track.clone(), layer, reason: None };
             super::participant::queue(&p.events, &p.overflowed, &p.room_overflow, &p.id, msg);
         }
         let Some((out_seq, out_ts)) = dt.munger.forward(packet.seq, packet.ts, now) else {
@@ -332,17 +338,26 @@ impl Emit<'_> {
 }
 
 /// The downtrack's outgoing payload type: the one its connection negotiated for the track's
-/// codec, looked up once.
+/// codec, looked up once (with the connection's transport-wide extension id, once known).
 fn payload_type(dt: &mut DownTrack, peer: &mut Peer, track: &PublishedTrack) -> Option<u8> {
     if dt.payload_type.is_none() {
         let mut sender = peer.pc.rtp_sender(dt.sender_id)?;
-        dt.payload_type = sender
-            .get_parameters()
-            .rtp_parameters
+        let params = &sender.get_parameters().rtp_parameters;
+        dt.payload_type = params
             .codecs
             .iter()
             .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(&track.rtc_codec.mime_type))
             .map(|c| c.payload_type);
+        let twcc = params
+            .header_extensions
+            .iter()
+            .find(|e| e.uri == super::congestion::TRANSPORT_CC_URI && (1..=14).contains(&e.id))
+            .map(|e| e.id as u8);
+        if let (Some(egress), Some(id)) = (peer.egress.as_mut(), twcc)
+            && egress.cc.ext_id.is_none()
+        {
+            egress.cc.ext_id = Some(id);
+        }
     }
     dt.payload_type
 }
@@ -374,7 +389,7 @@ pub(super) fn send_copy(
         Some(d) => vp8::write(b, d, &vp8.munge(d)).is_ok(),
         None => true,
     };
-    let sent = egress.send_rtp(&header, payload, rewrite, &mut dt.rollover, sends)?;
+    let sent = egress.send_rtp(&header, payload, rewrite, &mut dt.rollover, sends, now)?;
     if let Some(len) = sent {
         dt.sent.on_sent(timestamp, len, now);
     }

@@ -4,6 +4,8 @@
 
 pub mod admin;
 pub mod admin_state;
+pub mod allocation;
+pub mod congestion;
 pub mod core;
 #[cfg(test)]
 mod core_tests;
@@ -54,6 +56,8 @@ pub struct RoomContext {
     pub gso: bool,
     /// Room size from which participants that publish nothing are not announced (0: never).
     pub quiet_viewers_above: usize,
+    /// Subscribers' layers are capped by their bandwidth estimates (`allocation.rs`).
+    pub bwe_allocate: bool,
     /// Tests only: the room of this name panics when a track is published in it.
     pub inject_room_panic: Option<String>,
 }

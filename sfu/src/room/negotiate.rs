@@ -423,6 +423,7 @@ impl RoomCore {
             sent: Default::default(),
             rollover: Default::default(),
             retransmit_budget: Default::default(),
+            allocated: Default::default(),
         };
         self.push_downtrack(sidx, downtrack);
         self.ctx.metrics.subscribed_tracks.inc();
@@ -475,6 +476,7 @@ impl LayerIn {
             seq: SeqUnwrapper::default(),
             ts: TsUnwrapper::default(),
             clock: None,
+            rate: Default::default(),
             cache: PacketCache::new(CACHE_PACKETS),
             seen: Default::default(),
         }

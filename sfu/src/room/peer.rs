@@ -234,6 +234,9 @@ pub fn new_peer(
             .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build());
         configure_twcc_receiver_only(registry, &mut media)?
     } else {
+        // the room numbers and estimates subscribers' media itself (`congestion.rs`): only the
+        // SDP part, no interceptor
+        negotiate_transport_cc(&mut media)?;
         registry
     };
     let registry = registry.with(rtc::interceptor::Slot::from(glue::feedback::SLOT), DeliverFeedback::only(acted_on));
@@ -274,6 +277,17 @@ pub fn new_peer(
     })
 }
 
+/// Offers transport-wide congestion control feedback: the header extension and `transport-cc`
+/// feedback on every codec.
+fn negotiate_transport_cc(media: &mut MediaEngine) -> Result<(), rtc::shared::error::Error> {
+    for kind in [RtpCodecKind::Audio, RtpCodecKind::Video] {
+        media.register_feedback(RTCPFeedback { typ: "transport-cc".to_owned(), parameter: String::new() }, kind);
+        let uri = super::congestion::TRANSPORT_CC_URI.to_owned();
+        media.register_header_extension(RTCRtpHeaderExtensionCapability { uri }, kind, None)?;
+    }
+    Ok(())
+}
+
 impl MediaAddr {
     /// The local address the ICE agent is told packets arrive on: the bound address, or the
     /// first announced address when bound to an unspecified address.
@@ -287,18 +301,20 @@ impl MediaAddr {
     }
 }
 
-/// The inbound RTCP the room acts on (PLI, FIR, NACK, sender reports): only these reach
+/// The inbound RTCP the room acts on (PLI, FIR, NACK, TWCC, sender reports): only these reach
 /// `poll_read` (see `glue::feedback`).
 fn acted_on(p: &dyn rtc::rtcp::Packet) -> bool {
     use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
     use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
     use rtc::rtcp::sender_report::SenderReport;
+    use rtc::rtcp::transport_feedbacks::transport_layer_cc::TransportLayerCc;
     use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
     let any = p.as_any();
     any.is::<PictureLossIndication>()
         || any.is::<FullIntraRequest>()
         || any.is::<SenderReport>()
         || any.is::<TransportLayerNack>()
+        || any.is::<TransportLayerCc>()
 }
 
 #[cfg(test)]

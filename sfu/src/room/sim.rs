@@ -8,6 +8,8 @@ use super::core::RoomCore;
 use super::{MediaAddr, RoomContext};
 use crate::metrics::MediaMetrics;
 use crate::udp::{Datagram, Demux};
+use bwe::netem::{Link, LinkConfig};
+use bytes::BytesMut;
 use loadtest::probe::WallClock;
 use loadtest::publisher::{PublishOptions, Publisher};
 use loadtest::stats::TrackStats;
@@ -100,6 +102,8 @@ pub struct Sim {
     next_port: u16,
     /// Datagrams lost on the way (none by default).
     pub loss: Option<LossFilter>,
+    /// Emulated downlinks of subscriber connections, by client (none: instant delivery).
+    links: Vec<Option<Link<(BytesMut, SocketAddr)>>>,
 }
 
 impl Sim {
@@ -116,6 +120,7 @@ impl Sim {
             send_batch: 64,
             gso: false,
             quiet_viewers_above: 0,
+            bwe_allocate: true,
             inject_room_panic: None,
         };
         let (tx, rx) = mpsc::channel(1);
@@ -130,6 +135,19 @@ impl Sim {
             clock: WallClock::new(),
             next_port: 40000,
             loss: None,
+            links: Vec::new(),
+        }
+    }
+
+    /// Client `i`'s subscriber connection receives through a link of `cfg` (rate, delay,
+    /// queue: a slow downlink), from now on.
+    pub fn cap_downlink(&mut self, i: usize, cfg: LinkConfig) {
+        if self.links.len() <= i {
+            self.links.resize_with(i + 1, || None);
+        }
+        match self.links[i].as_mut() {
+            Some(link) => link.set_config(cfg),
+            None => self.links[i] = Some(Link::new(cfg, i as u64 + 1)),
         }
     }
 
@@ -335,7 +353,8 @@ impl Sim {
                             }
                         }
                         (Role::Subscriber, RTCMessage::RtpPacket(track, pkt)) => {
-                            c.subscriber.on_rtp(&track, &pkt, now, 0);
+                            // when it arrived (a capped downlink delivers between ticks)
+                            c.subscriber.on_rtp(&track, &pkt, m.now, 0);
                         }
                         (Role::Subscriber, RTCMessage::RtcpPacket(_, p)) => c.subscriber.on_rtcp(&p, 0),
                         _ => {}
@@ -353,8 +372,26 @@ impl Sim {
         if self.core.forwarded() {
             self.core.on_sent(now);
         }
-        let moved = !sends.is_empty();
+        let mut moved = !sends.is_empty();
+        let mut arrived = Vec::with_capacity(sends.len());
         for (data, to) in sends {
+            let capped = self.clients.iter().position(|c| c.subscriber_pc.as_ref().is_some_and(|(_, a)| *a == to));
+            match capped.and_then(|i| self.links.get_mut(i)).and_then(Option::as_mut) {
+                Some(link) => {
+                    let len = data.len();
+                    // a full queue drops it, as a bottleneck does
+                    let _ = link.send((data, to), len, now);
+                }
+                None => arrived.push((now, data, to)),
+            }
+        }
+        for link in self.links.iter_mut().flatten() {
+            while let Some((at, (data, to))) = link.recv(now) {
+                arrived.push((at, data, to));
+                moved = true;
+            }
+        }
+        for (at, data, to) in arrived {
             let found = self.clients.iter_mut().enumerate().find_map(|(i, c)| {
                 let publisher = c.publisher_pc.as_mut().filter(|(_, a)| *a == to).map(|(pc, _)| (pc, Role::Publisher));
                 publisher
@@ -373,7 +410,7 @@ impl Sim {
                 ecn: None,
                 transport_protocol: TransportProtocol::UDP,
             };
-            let _ = pc.handle_read(TaggedBytesMut { now, transport, message: data });
+            let _ = pc.handle_read(TaggedBytesMut { now: at, transport, message: data });
         }
         moved
     }

@@ -81,6 +81,8 @@ pub struct LayerIn {
     pub ts: TsUnwrapper,
     /// Last sender report.
     pub clock: Option<SenderClock>,
+    /// The rate it arrives at.
+    pub rate: crate::forward::rate::RateMeter,
     /// Recent packets by extended sequence number, for retransmission.
     pub cache: PacketCache<CachedPacket>,
     /// Which sequence numbers arrived: a number is forwarded once. Its mapping to every
@@ -213,6 +215,20 @@ pub struct DownTrack {
     pub rollover: crate::forward::srtp::Rollover,
     /// How many NACKed packets it may still resend.
     pub retransmit_budget: crate::forward::budget::RetransmitBudget,
+    /// What the subscriber's bandwidth allows of it (see `allocation.rs`).
+    pub allocated: Allocated,
+}
+
+/// What a subscriber's bandwidth allocation grants one downtrack.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Allocated {
+    /// No allocation ran (no estimate for the connection): no cap.
+    #[default]
+    Unlimited,
+    /// Up to this layer.
+    UpTo(Layer),
+    /// Nothing: not even the lowest layer fits.
+    Paused,
 }
 
 #[cfg(test)]

@@ -118,7 +118,7 @@ pub fn track_of(tracks: &[TrackInfo], kind: TrackKind) -> String {
 pub async fn wait_layer_changed(client: &mut Client, track: &str, layer: &str) -> Result<(), ClientError> {
     client
         .wait_event(STEP, &format!("layer_changed {layer}"), |e| match e {
-            Event::Server(ServerMessage::LayerChanged { track: t, layer: Some(l) }) if t == track && l == layer => {
+            Event::Server(ServerMessage::LayerChanged { track: t, layer: Some(l), .. }) if t == track && l == layer => {
                 Some(())
             }
             _ => None,
