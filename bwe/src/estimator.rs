@@ -33,11 +33,18 @@ pub struct BweConfig {
     pub min: Bitrate,
     /// Never above.
     pub max: Bitrate,
+    /// Size on the wire of the padding packets probes are filled with.
+    pub padding: usize,
 }
 
 impl Default for BweConfig {
     fn default() -> Self {
-        Self { start: Bitrate::kbps(1000), min: Bitrate::kbps(50), max: Bitrate::mbps(30) }
+        Self {
+            start: Bitrate::kbps(1000),
+            min: Bitrate::kbps(50),
+            max: Bitrate::mbps(30),
+            padding: crate::probe::PADDING_SIZE,
+        }
     }
 }
 
@@ -74,7 +81,7 @@ impl SendSideBwe {
             aimd: Aimd::new(cfg.start, cfg.min, cfg.max),
             loss: LossBound::new(),
             acked: AckedRate::new(),
-            prober: Prober::new(),
+            prober: Prober::new(cfg.padding),
             rtt: None,
             base: None,
             desired: Bitrate::ZERO,
@@ -137,12 +144,14 @@ impl SendSideBwe {
     /// the estimate. Starts a probe when one is due.
     pub fn set_desired(&mut self, desired: Bitrate, now: Instant) {
         self.desired = desired;
+        self.prober.expire(now);
         self.prober.maybe_start(self.estimate(), desired, self.cfg.max, now);
     }
 
     /// Padding a running probe needs sent now: the size of one padding packet (send it, then
     /// `on_sent`), or `None`.
     pub fn poll_padding(&mut self, now: Instant) -> Option<usize> {
+        self.prober.expire(now);
         self.prober.maybe_start(self.estimate(), self.desired, self.cfg.max, now);
         self.prober.padding(now)
     }
@@ -190,7 +199,9 @@ impl SendSideBwe {
             self.aimd.set_rtt(self.rtt.unwrap_or_default());
         }
         if let Some((measured, _target)) = self.prober.on_results(&results, now) {
-            self.aimd.on_probe(measured.min(self.desired.max(self.estimate())), now);
+            let measured = measured.min(self.desired.max(self.estimate()));
+            self.aimd.on_probe(measured, now);
+            self.loss.on_probe(measured);
         }
         if total > 0 {
             let before = self.aimd.rate();

@@ -45,6 +45,17 @@ impl LossBound {
         self.last_ratio
     }
 
+    /// A probe got `measured` through: a bound below it is lifted to it, unless the path
+    /// is losing heavily now.
+    pub fn on_probe(&mut self, measured: Bitrate) {
+        if self.last_ratio <= HIGH_LOSS
+            && let Some(b) = self.bound
+            && b < measured
+        {
+            self.bound = Some(measured);
+        }
+    }
+
     /// Counts a feedback's packets (`lost` of `total`) and updates the bound, given the
     /// current overall estimate and the round trip.
     pub fn on_feedback(&mut self, lost: u32, total: u32, estimate: Bitrate, rtt: Duration, now: Instant) {
@@ -115,5 +126,21 @@ mod tests {
             l.on_feedback(0, 100, Bitrate::mbps(1), rtt, t);
         }
         assert_eq!(l.bound(), None, "0.9 * 1.08^2 is above the estimate");
+    }
+
+    #[test]
+    fn a_probe_lifts_the_bound_unless_losing() {
+        let t0 = Instant::now();
+        let rtt = Duration::from_millis(50);
+        let mut l = LossBound::new();
+        l.on_feedback(60, 100, Bitrate::mbps(2), rtt, t0);
+        assert_eq!(l.bound(), Some(Bitrate::kbps(1400)));
+        l.on_probe(Bitrate::mbps(3));
+        assert_eq!(l.bound(), Some(Bitrate::kbps(1400)), "60% lost just now: kept");
+        l.on_feedback(0, 100, Bitrate::mbps(2), rtt, t0);
+        l.on_probe(Bitrate::kbps(1000));
+        assert_eq!(l.bound(), Some(Bitrate::kbps(1400)), "never lowered by a probe");
+        l.on_probe(Bitrate::kbps(1800));
+        assert_eq!(l.bound(), Some(Bitrate::kbps(1800)));
     }
 }

@@ -11,8 +11,11 @@ use std::time::{Duration, Instant};
 pub const CLUSTER_DURATION: Duration = Duration::from_millis(20);
 /// Least packets in a cluster.
 pub const MIN_PACKETS: u32 = 5;
-/// Size of the padding packets a cluster is filled with.
+/// Size of the padding packets a cluster is filled with, unless told otherwise.
 pub const PADDING_SIZE: usize = 1000;
+/// A cluster that could not send its bytes by this multiple of its duration (nothing to pad
+/// on) ends with what it sent.
+const SEND_TIMEOUT_FACTOR: u32 = 4;
 /// A cluster whose feedback has not come by then is given up.
 const RESULT_TIMEOUT: Duration = Duration::from_secs(1);
 /// After a probe that found less than it asked, wait this long before the next.
@@ -53,8 +56,10 @@ struct Measure {
 }
 
 /// Decides when to probe, paces a cluster's padding and turns its feedback into a rate.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Prober {
+    /// Size of one padding packet on the wire.
+    padding_size: usize,
     next_id: u32,
     /// The cluster being sent, with the bytes sent in it so far.
     sending: Option<(Cluster, u64, u32)>,
@@ -65,10 +70,38 @@ pub struct Prober {
     pub started: u64,
 }
 
+impl Default for Prober {
+    fn default() -> Self {
+        Self::new(PADDING_SIZE)
+    }
+}
+
 impl Prober {
-    /// No probe yet.
-    pub fn new() -> Self {
-        Self::default()
+    /// No probe yet; clusters are filled with padding packets of `padding_size` bytes.
+    pub fn new(padding_size: usize) -> Self {
+        Self {
+            padding_size: padding_size.max(1),
+            next_id: 0,
+            sending: None,
+            waiting: None,
+            next_allowed: None,
+            started: 0,
+        }
+    }
+
+    /// Ends a cluster that could not send its bytes in time (the sender had nothing to pad
+    /// on): it is measured with what it sent, or given up with a backoff if nothing.
+    pub fn expire(&mut self, now: Instant) {
+        let Some((c, _, packets)) = self.sending else { return };
+        if now.saturating_duration_since(c.start) < CLUSTER_DURATION * SEND_TIMEOUT_FACTOR {
+            return;
+        }
+        self.sending = None;
+        if packets >= 2 {
+            self.waiting = Some((c, Measure::new(c.id, packets, now)));
+        } else {
+            self.next_allowed = Some(now + FAILED_BACKOFF);
+        }
     }
 
     /// The cluster being sent, if any.
@@ -129,13 +162,13 @@ impl Prober {
     pub fn padding(&self, now: Instant) -> Option<usize> {
         let (c, bytes, _) = self.sending?;
         let due = c.target.bytes_in(now.saturating_duration_since(c.start) + Duration::from_millis(1));
-        (bytes as f64 + PADDING_SIZE as f64 <= due).then_some(PADDING_SIZE)
+        (bytes as f64 + self.padding_size as f64 <= due).then_some(self.padding_size)
     }
 
     /// When the running cluster next needs padding.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let (c, bytes, _) = self.sending?;
-        Some(c.start + c.target.time_for(bytes as usize + PADDING_SIZE))
+        Some(c.start + c.target.time_for(bytes as usize + self.padding_size))
     }
 
     /// Takes a feedback's results; returns the rate a finished cluster measured, and its target.
@@ -212,7 +245,7 @@ mod tests {
     /// Sends one cluster at its rate over a path carrying `path`; returns what it measured.
     fn probe_over(path: Bitrate) -> (Bitrate, Bitrate) {
         let t0 = Instant::now();
-        let mut p = Prober::new();
+        let mut p = Prober::default();
         p.maybe_start(Bitrate::mbps(1), Bitrate::mbps(5), Bitrate::mbps(10), t0);
         let c = p.sending().expect("started");
         assert_eq!(c.target, Bitrate::mbps(2), "twice the estimate, below what is wanted");
@@ -257,7 +290,7 @@ mod tests {
             (Bitrate::mbps(1), Bitrate::mbps(8), Bitrate::kbps(1050), None),
         ];
         for (est, desired, max, want) in rows {
-            let mut p = Prober::new();
+            let mut p = Prober::default();
             p.maybe_start(est, desired, max, t0);
             assert_eq!(p.sending().map(|c| c.target), want, "estimate {est}, desired {desired}, max {max}");
         }
@@ -266,7 +299,7 @@ mod tests {
     #[test]
     fn a_lost_cluster_backs_off() {
         let t0 = Instant::now();
-        let mut p = Prober::new();
+        let mut p = Prober::default();
         p.maybe_start(Bitrate::mbps(1), Bitrate::mbps(4), Bitrate::mbps(10), t0);
         let mut now = t0;
         while p.sending().is_some() {
@@ -282,5 +315,26 @@ mod tests {
         p.maybe_start(Bitrate::mbps(1), Bitrate::mbps(4), Bitrate::mbps(10), timeout + FAILED_BACKOFF);
         assert!(p.sending().is_some());
         assert_eq!(p.started, 2);
+    }
+
+    #[test]
+    fn a_cluster_with_nothing_to_pad_on_ends() {
+        let t0 = Instant::now();
+        // columns: packets sent before the send timeout, expected: measured (waiting) or backoff
+        for (packets, measured) in [(0u32, false), (1, false), (3, true)] {
+            let mut p = Prober::new(300);
+            p.maybe_start(Bitrate::mbps(1), Bitrate::mbps(4), Bitrate::mbps(10), t0);
+            for _ in 0..packets {
+                p.on_sent(300, t0);
+            }
+            p.expire(t0 + CLUSTER_DURATION);
+            assert!(p.sending().is_some(), "still within its time");
+            let late = t0 + CLUSTER_DURATION * SEND_TIMEOUT_FACTOR;
+            p.expire(late);
+            assert!(p.sending().is_none());
+            assert_eq!(p.waiting.is_some(), measured, "{packets} packets");
+            p.maybe_start(Bitrate::mbps(1), Bitrate::mbps(4), Bitrate::mbps(10), late);
+            assert!(p.sending().is_none(), "{packets} packets: waiting or backing off");
+        }
     }
 }

@@ -119,7 +119,50 @@ impl RecvTrack {
     }
 
     /// Records one packet that arrived at `arrival_us` (UNIX microseconds).
+    /// Accounts one sequence number: duplicates, reordering, losses. `Some((gap, first))` for
+    /// a packet in order (after `gap` missing numbers; `first`: the stream's first), `None`
+    /// for one that came late or twice.
+    fn sequence(&mut self, seq: u16) -> Option<(u64, bool)> {
+        let ext = match self.highest {
+            None => u64::from(seq) + (1 << 16),
+            Some(h) => extend(h, seq),
+        };
+        let highest = self.highest.unwrap_or(ext - 1);
+        if ext <= highest {
+            if highest - ext >= WINDOW {
+                self.stats.out_of_order += 1;
+            } else if self.mark(ext) {
+                self.stats.duplicates += 1;
+            } else {
+                self.stats.out_of_order += 1;
+                self.stats.lost = self.stats.lost.saturating_sub(1);
+            }
+            return None;
+        }
+        // in order (possibly after a gap)
+        let gap = ext - highest - 1;
+        if self.highest.is_some() {
+            self.stats.lost += gap;
+        }
+        for missing in (highest + 1).max(ext.saturating_sub(WINDOW))..ext {
+            self.clear(missing);
+        }
+        self.clear(ext);
+        self.mark(ext);
+        let first = self.highest.is_none();
+        self.highest = Some(ext);
+        Some((gap, first))
+    }
+
     pub fn on_packet(&mut self, p: RtpView<'_>, arrival_us: u64) {
+        if p.payload.is_empty() {
+            // padding only: it fills its sequence number, nothing else
+            self.stats.padding += 1;
+            if self.started || self.stats.kind != TrackKind::Video {
+                self.sequence(p.seq);
+            }
+            return;
+        }
         self.stats.arrivals.record(arrival_us);
         let s = &mut self.stats;
         s.packets += 1;
@@ -163,34 +206,7 @@ impl RecvTrack {
         }
         self.update_jitter(p.ts, arrival_us);
 
-        let ext = match self.highest {
-            None => u64::from(p.seq) + (1 << 16),
-            Some(h) => extend(h, p.seq),
-        };
-        let highest = self.highest.unwrap_or(ext - 1);
-        if ext <= highest {
-            if highest - ext >= WINDOW {
-                self.stats.out_of_order += 1;
-            } else if self.mark(ext) {
-                self.stats.duplicates += 1;
-            } else {
-                self.stats.out_of_order += 1;
-                self.stats.lost = self.stats.lost.saturating_sub(1);
-            }
-            return;
-        }
-        // in order (possibly after a gap)
-        let gap = ext - highest - 1;
-        if self.highest.is_some() {
-            self.stats.lost += gap;
-        }
-        for missing in (highest + 1).max(ext.saturating_sub(WINDOW))..ext {
-            self.clear(missing);
-        }
-        self.clear(ext);
-        self.mark(ext);
-        let first = self.highest.is_none();
-        self.highest = Some(ext);
+        let Some((gap, first)) = self.sequence(p.seq) else { return };
         let s = &mut self.stats;
         if !first && (p.ts.wrapping_sub(self.last_ts) as i32) < 0 {
             s.ts_backwards += 1;

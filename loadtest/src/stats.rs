@@ -144,6 +144,9 @@ pub struct TrackStats {
     pub picture_id_jumps: u64,
     /// Packets whose payload could not be parsed.
     pub malformed: u64,
+    /// Padding-only packets (a sender's bandwidth probes): they take sequence numbers, not
+    /// counted in `packets`.
+    pub padding: u64,
     /// Layer of the newest packet (from its probe).
     pub layer: Option<u8>,
     /// Layer switches seen, oldest first (at most 64).
@@ -195,6 +198,7 @@ impl TrackStats {
             incomplete_frames: 0,
             picture_id_jumps: 0,
             malformed: 0,
+            padding: 0,
             layer: None,
             switches: Vec::new(),
             latency: Histogram::default(),

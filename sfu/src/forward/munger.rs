@@ -43,11 +43,13 @@ struct Segment {
     start_out: u64,
     /// True if this run is the first of a source.
     source_start: bool,
+    /// Outgoing numbers right before `start_out` given to padding (no incoming packet).
+    padded: u8,
 }
 
 impl Segment {
     /// Placeholder for unused ring slots.
-    const EMPTY: Self = Self { start_in: 0, dropped: 0, start_out: 0, source_start: true };
+    const EMPTY: Self = Self { start_in: 0, dropped: 0, start_out: 0, source_start: true, padded: 0 };
 }
 
 /// The most recent segments: the newest inline (every forwarded packet reads it, so it lives
@@ -195,7 +197,7 @@ impl RtpMunger {
             // Nothing forwarded yet: the first packet gets the initial values.
             _ => (self.init_seq, self.init_ts),
         };
-        self.history.push(Segment { start_in: first_seq, dropped: 0, start_out, source_start: true });
+        self.history.push(Segment { start_in: first_seq, dropped: 0, start_out, source_start: true, padded: 0 });
         self.source = Some(Source { highest_in: None, ts_in: first_ts, ts_out });
     }
 
@@ -243,8 +245,45 @@ impl RtpMunger {
             seg.dropped += 1;
         } else {
             let start_out = seg.start_out.saturating_add(seq - seg.start_in);
-            self.history.push(Segment { start_in: seq.saturating_add(1), dropped: 1, start_out, source_start: false });
+            self.history.push(Segment {
+                start_in: seq.saturating_add(1),
+                dropped: 1,
+                start_out,
+                source_start: false,
+                padded: 0,
+            });
         }
+    }
+
+    /// Takes the next outgoing sequence number for a padding-only packet (a bandwidth probe)
+    /// and returns it with the newest outgoing timestamp; the source's next packet continues
+    /// after it. `None` before anything was forwarded, or when the newest incoming number was
+    /// not forwarded (its slot is still open).
+    pub fn reserve_padding(&mut self) -> Option<(u16, u32)> {
+        let next_in = self.source.as_ref()?.highest_in?.saturating_add(1);
+        let slot = self.history.lookup_in(next_in)?;
+        if self.highest_out != Some(slot.saturating_sub(1)) {
+            return None;
+        }
+        let (ts, _) = self.newest_ts?;
+        let (dropped, padded) = match self.history.newest_mut() {
+            // a run that has no packet yet: it moves behind the padding
+            Some(seg) if seg.start_in == next_in => (seg.dropped, seg.padded),
+            _ => (0, 0),
+        };
+        let seg = Segment {
+            start_in: next_in,
+            dropped,
+            start_out: slot.saturating_add(1),
+            source_start: false,
+            padded: padded.saturating_add(1),
+        };
+        match self.history.newest_mut() {
+            Some(head) if head.start_in == next_in && !head.source_start => *head = seg,
+            _ => self.history.push(seg),
+        }
+        self.highest_out = Some(slot);
+        Some((low_u16(slot), low_u32(ts)))
     }
 
     /// Maps an outgoing sequence number (from a NACK) back to the incoming one of the current or previous source; None if unknown.
@@ -259,6 +298,10 @@ impl RtpMunger {
             if out >= seg.start_out {
                 let seq = seg.start_in.saturating_add(out - seg.start_out);
                 return Some(if sources_back == 0 { SeqOrigin::Current(seq) } else { SeqOrigin::Previous(seq) });
+            }
+            if out >= seg.start_out.saturating_sub(u64::from(seg.padded)) {
+                // padding: nothing to resend
+                return None;
             }
             if seg.source_start {
                 sources_back += 1;

@@ -18,8 +18,10 @@ enum Op {
     Drop(u64),
     /// `out_to_in`, expecting the origin relative to `S`.
     Nack(u16, Option<SeqOrigin>),
+    /// `reserve_padding`, expecting the slot and timestamp (or a refusal).
+    Pad(Option<(u16, u32)>),
 }
-use Op::{Drop, Nack};
+use Op::{Drop, Nack, Pad};
 
 /// Switch without an SR-derived timestamp.
 const fn sw(seq: u64, ts: u64, ms: u64) -> Op {
@@ -79,6 +81,7 @@ fn run(scenarios: &[Scenario]) {
                 }
                 Drop(seq) => m.drop_packet(seq),
                 Nack(out, want) => assert_eq!(m.out_to_in(out), want, "{}: op {i} {op:?}", sc.name),
+                Pad(want) => assert_eq!(m.reserve_padding(), want, "{}: op {i} {op:?}", sc.name),
             }
         }
     }
@@ -354,6 +357,84 @@ fn timestamp_and_switch_tables() {
                 fwd(1, 960, 20, (8, 960)),
                 sw(9, 4800, 10_020),
                 fwd(9, 4800, 10_020, (9, 960 + 480_000)),
+            ],
+        },
+    ]);
+}
+
+#[test]
+fn padding_tables() {
+    run(&[
+        Scenario {
+            name: "nothing forwarded: no slot for padding",
+            clock: 90_000,
+            init_seq: 1000,
+            init_ts: 5000,
+            ops: &[Pad(None), sw(100, 0, 0), Pad(None), fwd(100, 0, 0, (1000, 5000)), Pad(Some((1001, 5000)))],
+        },
+        Scenario {
+            name: "padding takes the next slots, media continues after them, NACKs of padding go unanswered",
+            clock: 90_000,
+            init_seq: 1000,
+            init_ts: 5000,
+            ops: &[
+                sw(100, 0, 0),
+                fwd(100, 0, 0, (1000, 5000)),
+                Pad(Some((1001, 5000))),
+                Pad(Some((1002, 5000))),
+                fwd(101, 3000, 33, (1003, 8000)),
+                Nack(1000, cur(100)),
+                Nack(1001, None),
+                Nack(1002, None),
+                Nack(1003, cur(101)),
+            ],
+        },
+        Scenario {
+            name: "a late packet from before the padding keeps its slot",
+            clock: 90_000,
+            init_seq: 1000,
+            init_ts: 5000,
+            ops: &[
+                sw(100, 0, 0),
+                fwd(100, 0, 0, (1000, 5000)),
+                fwd(102, 0, 1, (1002, 5000)),
+                Pad(Some((1003, 5000))),
+                fwd(101, 0, 2, (1001, 5000)),
+                fwd(103, 3000, 33, (1004, 8000)),
+                Nack(1001, cur(101)),
+                Nack(1003, None),
+                Nack(1004, cur(103)),
+            ],
+        },
+        Scenario {
+            name: "padding after a dropped packet, and a drop after padding",
+            clock: 90_000,
+            init_seq: 1000,
+            init_ts: 5000,
+            ops: &[
+                sw(100, 0, 0),
+                fwd(100, 0, 0, (1000, 5000)),
+                drop_(101),
+                Pad(Some((1001, 5000))),
+                drop_(102),
+                fwd(103, 3000, 33, (1002, 8000)),
+                Nack(1001, None),
+                Nack(1002, cur(103)),
+            ],
+        },
+        Scenario {
+            name: "a switch after padding starts the new source after it",
+            clock: 90_000,
+            init_seq: 1000,
+            init_ts: 5000,
+            ops: &[
+                sw(100, 0, 0),
+                fwd(100, 0, 0, (1000, 5000)),
+                Pad(Some((1001, 5000))),
+                sw_sr(500, 9000, 8000, 33),
+                fwd(500, 9000, 33, (1002, 8000)),
+                Nack(1001, None),
+                Nack(1000, prev(100)),
             ],
         },
     ]);

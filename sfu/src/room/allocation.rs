@@ -73,11 +73,16 @@ impl RoomCore {
         }
         let a = allocate(estimate, &demands);
         egress.cc.bwe.set_desired(a.desired, now);
-        let metrics = &self.ctx.metrics;
-        metrics.bwe_estimate.observe(estimate.as_f64());
+        let probe = egress.cc.bwe.probing().then_some(p.subscriber);
+        self.ctx.metrics.bwe_estimate.observe(estimate.as_f64());
+        if let Some(key) = probe {
+            self.start_probing(key, now);
+        }
         if !allocate_caps {
             return;
         }
+        let metrics = &self.ctx.metrics;
+        let Some(p) = self.participants.get_mut(sidx) else { return };
         for (dt, grant) in p.downtracks.iter_mut().zip(&a.grants) {
             if dt.kind == TrackKind::Audio {
                 continue;

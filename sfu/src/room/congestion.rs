@@ -15,11 +15,19 @@ pub const TRANSPORT_CC_URI: &str = "http://www.ietf.org/id/draft-holmer-rmcat-tr
 /// 4-byte profile header, one element (1 + 2 bytes) and one byte of padding.
 pub const EXT_LEN: usize = 8;
 
+/// Padding bytes of one probe packet (the most an RTP padding count can say).
+pub const PADDING_LEN: u8 = 255;
+
 /// The estimator's bounds toward a subscriber. It starts high: a subscriber gets what its
-/// tiles ask for until its feedback shows congestion (within about a second on a slow link),
-/// since there is no probing yet to climb from a low start.
-pub const BWE: BweConfig =
-    BweConfig { start: bwe::Bitrate::mbps(10), min: bwe::Bitrate::kbps(100), max: bwe::Bitrate::mbps(50) };
+/// tiles ask for until its feedback shows congestion (within about a second on a slow link);
+/// probes climb back from there.
+pub const BWE: BweConfig = BweConfig {
+    start: bwe::Bitrate::mbps(10),
+    min: bwe::Bitrate::kbps(100),
+    max: bwe::Bitrate::mbps(50),
+    // header, transport-wide extension, padding, AES-GCM tag
+    padding: 12 + EXT_LEN + PADDING_LEN as usize + 16,
+};
 
 /// Unit of a TWCC reference time.
 const REFERENCE_UNIT_US: i64 = 64_000;

@@ -392,6 +392,17 @@ fn trickled_candidates_past_the_limit_are_refused_once() {
     assert!(video(&sim, 1).packets > before + 10);
 }
 
+/// The layer each video track of client `i` arrives on now.
+fn video_layers(sim: &Sim, i: usize) -> Vec<Option<u8>> {
+    sim.clients[i]
+        .subscriber
+        .tracks
+        .iter()
+        .filter(|t| t.stats.kind == TrackKind::Video)
+        .map(|t| t.stats.layer)
+        .collect()
+}
+
 /// Lost and received video packets of client `i` so far, summed over its video tracks.
 fn video_counts(sim: &Sim, i: usize) -> (u64, u64) {
     sim.clients[i]
@@ -402,12 +413,12 @@ fn video_counts(sim: &Sim, i: usize) -> (u64, u64) {
         .fold((0, 0), |(l, p), t| (l + t.stats.lost, p + t.stats.packets))
 }
 
-/// What works without probing: the capped viewer's estimate falls to its link and no top
-/// layer is sent into it, while an uncapped viewer keeps the top layers. Not yet: every video
-/// resuming on a layer that fits with under 2% loss (the estimate, pulled down by the first
-/// flood's loss, climbs back only through probing, which the room does not send yet).
+/// A viewer behind a slow downlink: its estimate falls to the link, its videos are capped to
+/// layers that fit (the lowest layers of two of the three publishers with their audio:
+/// 600 kbit/s does not carry three), probes bring it back up after the first flood, and
+/// after convergence it loses under 2 %; a viewer on a fast link keeps every top layer.
 #[test]
-fn a_subscriber_on_a_slow_downlink_is_estimated_and_capped() {
+fn a_subscriber_on_a_slow_downlink_gets_layers_that_fit() {
     use bwe::Bitrate;
     use bwe::netem::LinkConfig;
     // three publishers of q/h/f simulcast (150 k / 500 k / 1.5 Mbit/s); a viewer behind a
@@ -429,30 +440,22 @@ fn a_subscriber_on_a_slow_downlink_is_estimated_and_capped() {
     let (lost1, packets1) = video_counts(&sim, slow);
     let received = packets1 - packets0;
     let loss = (lost1 - lost0) as f64 / (received + lost1 - lost0).max(1) as f64;
-    let layers: Vec<_> = sim.clients[slow]
-        .subscriber
-        .tracks
-        .iter()
-        .filter(|t| t.stats.kind == TrackKind::Video)
-        .map(|t| t.stats.layer)
-        .collect();
+    let layers = video_layers(&sim, slow);
     let rate = received as f64 * 1200.0 * 8.0 / 5.0;
     let p = &sim.core.participants[slow];
     let estimate = sim.core.peers.get(&p.subscriber).and_then(|x| x.egress.as_ref()).map(|e| e.cc.bwe.estimate());
     println!(
         "slow viewer: estimate {estimate:?}, layers {layers:?}, {received} video packets in 5 s (~{rate:.0} bit/s), loss {loss:.4}"
     );
-    assert!(estimate.is_some_and(|e| e <= Bitrate::kbps(700)), "estimate {estimate:?} toward a 600 kbit/s link");
+    assert!(estimate.is_some_and(|e| e <= Bitrate::kbps(800)), "estimate {estimate:?} toward a 600 kbit/s link");
+    assert!(loss < 0.02, "loss after convergence {loss} ({} lost of {})", lost1 - lost0, received);
+    assert!(received > 100, "video keeps flowing: {received} packets in 5 s");
+    assert!(layers.iter().filter(|l| l.is_some()).count() >= 2, "at least two videos arrive: {layers:?}");
+    assert!(sim.metrics.bwe_probes.get() > 0, "probes sent");
     assert!(layers.iter().all(|l| *l != Some(2)), "no top layer fits 600 kbit/s: {layers:?}");
     let feedback = sim.metrics.bwe_feedback.get();
     assert!(feedback > 100, "transport-wide feedback used: {feedback}");
     // a publisher on an uncapped link keeps receiving the others' top layers
-    let fast: Vec<_> = sim.clients[0]
-        .subscriber
-        .tracks
-        .iter()
-        .filter(|t| t.stats.kind == TrackKind::Video)
-        .map(|t| t.stats.layer)
-        .collect();
+    let fast = video_layers(&sim, 0);
     assert!(fast.iter().all(|l| *l == Some(2)), "uncapped viewer: {fast:?}");
 }

@@ -102,6 +102,9 @@ impl Egress {
         let buf = sends.builder(header_len + payload.len() + GCM_TAG_LEN);
         let mut fixed =
             rtp_header(header.marker, header.payload_type, header.sequence_number, header.timestamp, header.ssrc);
+        if header.padding {
+            fixed[0] |= 0x20;
+        }
         if let Some(ext) = ext {
             fixed[0] |= 0x10;
             buf.extend_from_slice(&fixed);
@@ -138,6 +141,33 @@ impl Egress {
         }
         sends.commit(self.remote);
         Ok(Some(payload.len()))
+    }
+
+    /// Protects one padding-only RTP packet (RFC 3550 5.1: `len` bytes of padding, the last
+    /// holding the count) and queues it: a bandwidth probe, which the receiver counts in its
+    /// transport-wide feedback and discards.
+    pub fn send_padding(
+        &mut self,
+        (payload_type, sequence_number, timestamp, ssrc): (u8, u16, u32, u32),
+        len: u8,
+        rollover: &mut Rollover,
+        sends: &mut SendBatch,
+        now: std::time::Instant,
+    ) -> Result<(), EgressError> {
+        let header = rtc::rtp::Header {
+            version: 2,
+            padding: true,
+            payload_type,
+            sequence_number,
+            timestamp,
+            ssrc,
+            ..Default::default()
+        };
+        let len = len.max(1);
+        let mut padding = [0u8; 255];
+        padding[usize::from(len) - 1] = len;
+        self.send_rtp(&header, &padding[..usize::from(len)], |_| true, rollover, sends, now)?;
+        Ok(())
     }
 
     /// Protects one compound RTCP packet and queues it.

@@ -319,6 +319,7 @@ impl Emit<'_> {
         let fields = (pkt.header.marker, pt, out_seq, out_ts);
         match send_copy(egress, dt, fields, &pkt.payload, packet.desc.as_ref(), sends, now) {
             Ok(Some(_)) => {
+                dt.frame_end = pkt.header.marker;
                 dt.last_in_ts = Some(packet.ts);
                 dt.ts_offset = out_ts.wrapping_sub(pkt.header.timestamp);
                 dt.retransmit_budget.on_forwarded();

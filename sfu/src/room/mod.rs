@@ -18,6 +18,7 @@ pub mod media_path;
 pub mod negotiate;
 pub mod participant;
 pub mod peer;
+pub mod probing;
 pub mod sdp;
 #[cfg(test)]
 mod sim;

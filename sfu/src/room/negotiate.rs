@@ -424,6 +424,7 @@ impl RoomCore {
             rollover: Default::default(),
             retransmit_budget: Default::default(),
             allocated: Default::default(),
+            frame_end: false,
         };
         self.push_downtrack(sidx, downtrack);
         self.ctx.metrics.subscribed_tracks.inc();

@@ -205,6 +205,8 @@ pub struct DownTrack {
     pub ts_offset: u32,
     /// The subscriber has answered an offer carrying this track: media may flow.
     pub negotiated: bool,
+    /// The last packet forwarded ended a frame: probe padding may follow it.
+    pub frame_end: bool,
     /// Layer last announced with `layer_changed`.
     pub announced: Option<Layer>,
     /// RTP clock rate, for sender reports.
