@@ -213,6 +213,7 @@ impl Driver {
             {
                 let due = match srtp.open(data) {
                     Ok(clear) => {
+                        sub.twcc.on_raw_header(&clear.packet[..clear.payload_at], now);
                         let view =
                             RtpView { seq: clear.seq, ts: clear.ts, marker: clear.marker, payload: clear.payload() };
                         sub.on_own_rtp(stream, view, now, self.clock.micros(now))

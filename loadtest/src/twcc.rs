@@ -24,6 +24,38 @@ pub fn ext_id_from_sdp(sdp: &str) -> Option<u8> {
     })
 }
 
+/// The 16-bit value of one-byte-header extension `id` (RFC 8285) in a raw RTP header.
+fn one_byte_extension(p: &[u8], id: u8) -> Option<u16> {
+    if p.len() < 12 || p[0] & 0x10 == 0 {
+        return None;
+    }
+    let at = 12 + 4 * usize::from(p[0] & 0x0f);
+    let profile = p.get(at..at + 2)?;
+    if profile != [0xbe, 0xde] {
+        return None;
+    }
+    let words = usize::from(u16::from_be_bytes([*p.get(at + 2)?, *p.get(at + 3)?]));
+    let block = p.get(at + 4..at + 4 + 4 * words)?;
+    let mut i = 0;
+    while i < block.len() {
+        let b = block[i];
+        if b == 0 {
+            i += 1; // padding
+            continue;
+        }
+        let (eid, len) = (b >> 4, usize::from(b & 0x0f) + 1);
+        if eid == 15 {
+            return None;
+        }
+        let data = block.get(i + 1..i + 1 + len)?;
+        if eid == id && len >= 2 {
+            return Some(u16::from_be_bytes([data[0], data[1]]));
+        }
+        i += 1 + len;
+    }
+    None
+}
+
 /// Arrivals not reported yet, and what to report next.
 #[derive(Debug, Default)]
 pub struct TwccRecorder {
@@ -44,6 +76,16 @@ impl TwccRecorder {
         let [hi, lo, ..] = ext[..] else { return };
         let base = *self.base.get_or_insert(at);
         self.arrivals.push((u16::from_be_bytes([hi, lo]), at.saturating_duration_since(base).as_micros() as i64));
+        self.next_due.get_or_insert(at + INTERVAL);
+    }
+
+    /// Records a packet arriving at `at` from its raw RTP header (`header`: the fixed header,
+    /// CSRCs and extensions), for packets decrypted outside `rtc`.
+    pub fn on_raw_header(&mut self, header: &[u8], at: Instant) {
+        let Some(id) = self.ext_id else { return };
+        let Some(seq) = one_byte_extension(header, id) else { return };
+        let base = *self.base.get_or_insert(at);
+        self.arrivals.push((seq, at.saturating_duration_since(base).as_micros() as i64));
         self.next_due.get_or_insert(at + INTERVAL);
     }
 
@@ -119,6 +161,33 @@ impl TwccRecorder {
 mod tests {
     use super::*;
     use rtc::shared::marshal::{Marshal, Unmarshal};
+
+    #[test]
+    fn raw_headers() {
+        let fixed = |x: bool| {
+            let mut h = vec![0x80u8, 96, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3];
+            if x {
+                h[0] |= 0x10;
+            }
+            h
+        };
+        let with = |ext: &[u8]| [fixed(true), ext.to_vec()].concat();
+        // columns: header, id asked, expected
+        let rows: Vec<(Vec<u8>, u8, Option<u16>)> = vec![
+            (fixed(false), 3, None),
+            (with(&[0xbe, 0xde, 0, 1, 0x31, 0x12, 0x34, 0]), 3, Some(0x1234)),
+            (with(&[0xbe, 0xde, 0, 1, 0x31, 0x12, 0x34, 0]), 4, None),
+            // mid (id 1, 2 bytes) first, padding, then id 3
+            (with(&[0xbe, 0xde, 0, 2, 0x11, b'a', b'b', 0, 0x31, 0xab, 0xcd, 0]), 3, Some(0xabcd)),
+            // two-byte-header profile: not read
+            (with(&[0x10, 0x00, 0, 1, 3, 2, 0x12, 0x34]), 3, None),
+            // cut off
+            (with(&[0xbe, 0xde, 0, 2, 0x31, 0x12]), 3, None),
+        ];
+        for (h, id, want) in rows {
+            assert_eq!(one_byte_extension(&h, id), want, "{h:02x?} id {id}");
+        }
+    }
 
     #[test]
     fn extension_id_from_an_offer() {

@@ -100,10 +100,10 @@ pub struct Config {
     /// limit: it acts in rooms whose limit was raised.
     #[arg(long, env = "SFU_QUIET_VIEWERS_ABOVE", default_value_t = 100)]
     pub quiet_viewers_above: usize,
-    /// Cap each subscriber's layers by its connection's bandwidth estimate (transport-wide
-    /// feedback is always read and the estimate always kept, see `/metrics`). Off by default
-    /// until probing lands: without it an estimate that fell does not climb back quickly.
-    #[arg(long, env = "SFU_BWE_ALLOCATE")]
+    /// Cap each subscriber's layers by its connection's bandwidth estimate, pausing what does
+    /// not fit (transport-wide feedback is read and the estimate kept either way, see
+    /// `/metrics`); `false` forwards what the subscriber asks whatever its downlink.
+    #[arg(long, env = "SFU_BWE_ALLOCATE", default_value_t = true, action = clap::ArgAction::Set)]
     pub bwe_allocate: bool,
     /// Datagrams per send system call (sendmmsg, 1-64); 1 sends each datagram on its own, as a
     /// baseline for benchmarks.
