@@ -74,6 +74,20 @@ impl<T> Pacer<T> {
         self.last = Some(now);
     }
 
+    /// Lets an item of `size` bytes leave at once when nothing waits and the budget allows,
+    /// charging it; false: queue it with [`Pacer::push`].
+    pub fn try_pass(&mut self, size: usize, now: Instant) -> bool {
+        if !self.queue.is_empty() {
+            return false;
+        }
+        self.refill(now);
+        if self.budget <= 0.0 {
+            return false;
+        }
+        self.budget -= size as f64;
+        true
+    }
+
     /// Queues an item of `size` bytes.
     pub fn push(&mut self, item: T, size: usize, now: Instant) {
         if self.queue.is_empty() {
@@ -156,6 +170,22 @@ mod tests {
             }
         }
         assert!(now.duration_since(t0) <= Duration::from_millis(220), "{:?}", now.duration_since(t0));
+    }
+
+    #[test]
+    fn items_pass_while_the_budget_lasts_then_queue_in_order() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(Bitrate::mbps(1), Duration::from_secs(1));
+        // 1500 bytes of credit at first: two 1000-byte items pass, the third queues
+        assert!(p.try_pass(1000, t0));
+        assert!(p.try_pass(1000, t0));
+        assert!(!p.try_pass(1000, t0));
+        p.push(3, 1000, t0);
+        // once the debt is paid, a new item still waits behind the queued one
+        let later = t0 + Duration::from_millis(20);
+        assert!(!p.try_pass(1000, later), "never overtakes a queued item");
+        assert_eq!(p.pop(later).map(|(i, _)| i), Some(3));
+        assert!(p.is_empty());
     }
 
     #[test]

@@ -70,6 +70,8 @@ pub struct MediaMetrics {
     pub bwe_probes: IntCounter,
     /// Padding bytes sent to subscribers for probing.
     pub bwe_padding_bytes: IntCounter,
+    /// Time paced packets waited before leaving, seconds.
+    pub bwe_pacer_delay: Histogram,
 }
 
 impl MediaMetrics {
@@ -165,6 +167,14 @@ impl MediaMetrics {
             ),
             bwe_probes: c("sfu_bwe_probes_total", "Probe clusters sent to subscribers to find headroom"),
             bwe_padding_bytes: c("sfu_bwe_padding_bytes_total", "Padding bytes sent to subscribers while probing"),
+            bwe_pacer_delay: Histogram::with_opts(
+                HistogramOpts::new(
+                    "sfu_bwe_pacer_delay_seconds",
+                    "Time packets to a subscriber waited in its connection's pacer (only packets that had to wait)",
+                )
+                .buckets(vec![0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5]),
+            )
+            .expect("valid metric"),
         };
         let all: Vec<Box<dyn prometheus::core::Collector>> = vec![
             Box::new(m.udp_in_packets.clone()),
@@ -199,6 +209,7 @@ impl MediaMetrics {
             Box::new(m.bwe_paused.clone()),
             Box::new(m.bwe_probes.clone()),
             Box::new(m.bwe_padding_bytes.clone()),
+            Box::new(m.bwe_pacer_delay.clone()),
         ];
         // process-wide: fed by the tracing layer in `telemetry`
         registry

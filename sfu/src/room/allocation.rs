@@ -73,10 +73,12 @@ impl RoomCore {
         }
         let a = allocate(estimate, &demands);
         egress.cc.bwe.set_desired(a.desired, now);
+        egress.set_pacing_rate();
         let probe = egress.cc.bwe.probing().then_some(p.subscriber);
         self.ctx.metrics.bwe_estimate.observe(estimate.as_f64());
         if let Some(key) = probe {
-            self.start_probing(key, now);
+            self.ctx.metrics.bwe_probes.inc();
+            self.schedule(key, now);
         }
         if !allocate_caps {
             return;

@@ -41,6 +41,9 @@ pub struct Congestion {
     pub bwe: SendSideBwe,
     /// Reused for each feedback.
     feedback: Feedback,
+    /// The next transport-wide number to stamp: ahead of the estimator's history while
+    /// stamped packets wait in the pacer (they are recorded when they leave, in order).
+    stamped: u16,
 }
 
 impl Default for Congestion {
@@ -52,20 +55,29 @@ impl Default for Congestion {
 impl Congestion {
     /// Not negotiated yet; the estimate starts at [`BWE`]`.start`.
     pub fn new() -> Self {
-        Self { ext_id: None, bwe: SendSideBwe::new(BWE), feedback: Feedback::default() }
+        Self { ext_id: None, bwe: SendSideBwe::new(BWE), feedback: Feedback::default(), stamped: 0 }
     }
 
-    /// The extension block for the next packet (`None` when the connection has no id): the
-    /// number it carries is recorded by [`Congestion::on_sent`] once the packet is queued.
-    pub fn extension(&self) -> Option<[u8; EXT_LEN]> {
+    /// The extension block for the next packet, taking its number (`None` when the
+    /// connection has no id). The packet is recorded by [`Congestion::on_sent`] when it
+    /// leaves (packets leave in the order they were stamped), or its number given back with
+    /// [`Congestion::unstamp`].
+    pub fn stamp(&mut self) -> Option<[u8; EXT_LEN]> {
         let id = self.ext_id?;
-        let seq = self.bwe.next_seq().to_be_bytes();
+        let seq = self.stamped.to_be_bytes();
+        self.stamped = self.stamped.wrapping_add(1);
         Some([0xbe, 0xde, 0x00, 0x01, (id << 4) | 1, seq[0], seq[1], 0])
     }
 
-    /// Records a stamped packet of `size` bytes queued at `now`.
+    /// Gives back the number the last [`Congestion::stamp`] took (its packet was not sent).
+    pub fn unstamp(&mut self) {
+        self.stamped = self.stamped.wrapping_sub(1);
+    }
+
+    /// Records a stamped packet of `size` bytes leaving at `now`.
     pub fn on_sent(&mut self, size: usize, now: Instant) {
         self.bwe.on_sent(size, now);
+        debug_assert!(self.stamped.wrapping_sub(self.bwe.next_seq()) < 0x8000, "recorded a packet never stamped");
     }
 
     /// Takes a TWCC packet the subscriber sent; false when it was malformed (its statuses and
@@ -221,16 +233,20 @@ mod tests {
     fn extension_carries_the_next_number() {
         let t0 = Instant::now();
         let mut c = Congestion::new();
-        assert_eq!(c.extension(), None, "no id negotiated");
+        assert_eq!(c.stamp(), None, "no id negotiated");
         c.ext_id = Some(5);
-        assert_eq!(c.extension(), Some([0xbe, 0xde, 0, 1, 0x51, 0, 0, 0]));
+        assert_eq!(c.stamp(), Some([0xbe, 0xde, 0, 1, 0x51, 0, 0, 0]));
+        assert_eq!(c.stamp(), Some([0xbe, 0xde, 0, 1, 0x51, 0, 1, 0]));
         c.on_sent(100, t0);
         c.on_sent(100, t0);
-        assert_eq!(c.extension(), Some([0xbe, 0xde, 0, 1, 0x51, 0, 2, 0]));
+        assert_eq!(c.stamp(), Some([0xbe, 0xde, 0, 1, 0x51, 0, 2, 0]));
+        c.unstamp();
+        assert_eq!(c.stamp(), Some([0xbe, 0xde, 0, 1, 0x51, 0, 2, 0]), "a number given back is taken again");
         // the block parses as rtc reads it
         let mut pkt = crate::room::egress::rtp_header(false, 96, 1, 2, 3).to_vec();
         pkt[0] |= 0x10;
-        pkt.extend_from_slice(&c.extension().unwrap());
+        c.unstamp();
+        pkt.extend_from_slice(&c.stamp().unwrap());
         pkt.extend_from_slice(b"payload");
         let parsed = rtc::rtp::Packet::unmarshal(&mut &pkt[..]).expect("parses");
         assert_eq!(parsed.header.get_extension(5).as_deref(), Some(&[0u8, 2][..]));

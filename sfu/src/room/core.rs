@@ -72,10 +72,11 @@ pub struct RoomCore {
     pub(super) report_slice: u32,
     /// Some participant's signaling queue overflowed (see `participant::queue`).
     pub(super) overflow: Arc<AtomicBool>,
-    /// Subscriber connections sending a probe cluster (see `probing.rs`).
-    pub(super) probing: Vec<PeerKey>,
-    /// When probe padding is next due.
-    pub(super) next_padding: Option<Instant>,
+    /// Subscriber connections with paced packets waiting or a probe cluster running (see
+    /// `probing.rs`).
+    pub(super) scheduled: Vec<PeerKey>,
+    /// When one of them is next due.
+    pub(super) next_egress: Option<Instant>,
     /// An instant and the wall clock (NTP) at it: sender reports derive NTP times from `now`.
     ntp_base: (Instant, u64),
 }
@@ -109,8 +110,8 @@ impl RoomCore {
             next_reports: now,
             report_slice: 0,
             overflow: Arc::default(),
-            probing: Vec::new(),
-            next_padding: None,
+            scheduled: Vec::new(),
+            next_egress: None,
             ntp_base: (now, super::egress::ntp_now()),
         }
     }
@@ -140,7 +141,7 @@ impl RoomCore {
     /// When the core next wants [`RoomCore::handle_timeout`].
     pub fn poll_timeout(&self) -> Instant {
         let t = self.timers.next().map_or(self.next_reports, |t| t.min(self.next_reports));
-        self.next_padding.map_or(t, |p| p.min(t))
+        self.next_egress.map_or(t, |p| p.min(t))
     }
 
     /// Runs what the inputs since the last call caused (participants whose signaling queue
@@ -205,8 +206,8 @@ impl RoomCore {
     }
 
     fn on_timeout(&mut self, now: Instant) {
-        if self.next_padding.is_some_and(|t| t <= now) {
-            self.send_probe_padding(now);
+        if self.next_egress.is_some_and(|t| t <= now) {
+            self.service_egress(now);
         }
         if now >= self.next_reports {
             if self.report_slice.is_multiple_of(REPORT_SLICES) {

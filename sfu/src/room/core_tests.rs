@@ -444,8 +444,13 @@ fn a_subscriber_on_a_slow_downlink_gets_layers_that_fit() {
     let rate = received as f64 * 1200.0 * 8.0 / 5.0;
     let p = &sim.core.participants[slow];
     let estimate = sim.core.peers.get(&p.subscriber).and_then(|x| x.egress.as_ref()).map(|e| e.cc.bwe.estimate());
+    let m = &sim.metrics;
     println!(
-        "slow viewer: estimate {estimate:?}, layers {layers:?}, {received} video packets in 5 s (~{rate:.0} bit/s), loss {loss:.4}"
+        "slow viewer: estimate {estimate:?}, layers {layers:?}, {received} video packets in 5 s (~{rate:.0} bit/s), loss {loss:.4}; probes {}, pauses {}, paced packets {} (mean wait {:.1} ms)",
+        m.bwe_probes.get(),
+        m.bwe_paused.get(),
+        m.bwe_pacer_delay.get_sample_count(),
+        m.bwe_pacer_delay.get_sample_sum() * 1e3 / m.bwe_pacer_delay.get_sample_count().max(1) as f64
     );
     assert!(estimate.is_some_and(|e| e <= Bitrate::kbps(800)), "estimate {estimate:?} toward a 600 kbit/s link");
     assert!(loss < 0.02, "loss after convergence {loss} ({} lost of {})", lost1 - lost0, received);

@@ -10,6 +10,8 @@
 use super::congestion::{Congestion, EXT_LEN};
 use crate::forward::srtp::{GCM_TAG_LEN, GcmSender, Rollover};
 use crate::udp::SendBatch;
+use bwe::Pacer;
+use bytes::BytesMut;
 use rtc::peer_connection::transport::SrtpSessionKeys;
 use rtc::srtp::context::Context;
 use rtc::srtp::protection_profile::ProtectionProfile;
@@ -50,7 +52,19 @@ pub struct Egress {
     master_key: Vec<u8>,
     /// Transport-wide numbering and the connection's bandwidth estimate.
     pub cc: Congestion,
+    /// Spreads what the connection sends at its estimate (only once it is estimated): a
+    /// keyframe's burst waits here instead of in the subscriber's bottleneck.
+    pub pacer: Pacer<BytesMut>,
+    /// A packet went into the pacer's empty queue since the room last looked: the room
+    /// schedules the connection (see `probing.rs`).
+    pub newly_queued: bool,
 }
+
+/// The pacing rate as a multiple of the estimate: a little above, so media the allocation fit
+/// into the estimate never queues for long, while bursts are spread.
+pub const PACING_FACTOR: f64 = 1.1;
+/// The pacer's queue drains within this (faster than the pacing rate when it must).
+pub const PACER_MAX_DELAY: Duration = Duration::from_millis(250);
 
 impl Egress {
     /// True when `keys` are the ones this output already uses: a connection that comes back
@@ -70,7 +84,16 @@ impl Egress {
             }
             _ => None,
         };
-        Ok(Egress { gcm, context, remote, master_key: keys.master_key.clone(), cc: Congestion::new() })
+        let pacer = Pacer::new(super::congestion::BWE.start.mul_f64(PACING_FACTOR), PACER_MAX_DELAY);
+        Ok(Egress {
+            gcm,
+            context,
+            remote,
+            master_key: keys.master_key.clone(),
+            cc: Congestion::new(),
+            pacer,
+            newly_queued: false,
+        })
     }
 
     /// What `send_rtp` reads of this output, for prefetching it (see `fanout::warm`): where
@@ -97,7 +120,23 @@ impl Egress {
         sends: &mut SendBatch,
         now: std::time::Instant,
     ) -> Result<Option<usize>, EgressError> {
-        let ext = self.cc.extension();
+        self.send(header, payload, rewrite, rollover, sends, now, true)
+    }
+
+    /// [`Egress::send_rtp`], through the pacer or (`paced` false: probe padding, sent only
+    /// while nothing waits) around it.
+    #[allow(clippy::too_many_arguments)]
+    fn send(
+        &mut self,
+        header: &rtc::rtp::Header,
+        payload: &[u8],
+        rewrite: impl FnOnce(&mut [u8]) -> bool,
+        rollover: &mut Rollover,
+        sends: &mut SendBatch,
+        now: std::time::Instant,
+        paced: bool,
+    ) -> Result<Option<usize>, EgressError> {
+        let ext = self.cc.stamp();
         let header_len = RTP_HEADER_LEN + ext.map_or(0, |_| EXT_LEN);
         let buf = sends.builder(header_len + payload.len() + GCM_TAG_LEN);
         let mut fixed =
@@ -115,6 +154,9 @@ impl Egress {
         buf.extend_from_slice(payload);
         if !rewrite(&mut buf[header_len..]) {
             sends.discard();
+            if ext.is_some() {
+                self.cc.unstamp();
+            }
             return Ok(None);
         }
         let protected = match self.gcm.as_mut() {
@@ -134,13 +176,37 @@ impl Egress {
         };
         if let Err(e) = protected {
             sends.discard();
+            if ext.is_some() {
+                self.cc.unstamp();
+            }
             return Err(e);
         }
-        if ext.is_some() {
-            self.cc.on_sent(buf.len(), now);
+        let size = buf.len();
+        if ext.is_none() {
+            sends.commit(self.remote);
+        } else if (!paced && self.pacer.is_empty()) || self.pacer.try_pass(size, now) {
+            self.cc.on_sent(size, now);
+            sends.commit(self.remote);
+        } else {
+            self.newly_queued |= self.pacer.is_empty();
+            self.pacer.push(sends.detach(), size, now);
         }
-        sends.commit(self.remote);
         Ok(Some(payload.len()))
+    }
+
+    /// Hands the paced packets due at `now` to the batch, recording them as sent; returns how
+    /// long each waited, for the delay metric.
+    pub fn release(&mut self, now: Instant, sends: &mut SendBatch, mut waited: impl FnMut(Duration)) {
+        while let Some((data, w)) = self.pacer.pop(now) {
+            self.cc.on_sent(data.len(), now);
+            sends.push(data, self.remote);
+            waited(w);
+        }
+    }
+
+    /// Follows the estimate with the pacing rate.
+    pub fn set_pacing_rate(&mut self) {
+        self.pacer.set_rate(self.cc.bwe.estimate().mul_f64(PACING_FACTOR));
     }
 
     /// Protects one padding-only RTP packet (RFC 3550 5.1: `len` bytes of padding, the last
@@ -166,7 +232,7 @@ impl Egress {
         let len = len.max(1);
         let mut padding = [0u8; 255];
         padding[usize::from(len) - 1] = len;
-        self.send_rtp(&header, &padding[..usize::from(len)], |_| true, rollover, sends, now)?;
+        self.send(&header, &padding[..usize::from(len)], |_| true, rollover, sends, now, false)?;
         Ok(())
     }
 

@@ -118,7 +118,13 @@ impl RoomCore {
         };
         let Some(egress) = self.peers.get_mut(&p.subscriber).and_then(|peer| peer.egress.as_mut()) else { return true };
         let fields = (cached.marker, pt, out_seq, cached.ts.wrapping_add(dt.ts_offset));
-        match send_copy(egress, dt, fields, &cached.payload, desc.as_ref(), &mut self.sends, now) {
+        let sent = send_copy(egress, dt, fields, &cached.payload, desc.as_ref(), &mut self.sends, now);
+        let queued = std::mem::take(&mut egress.newly_queued).then_some(p.subscriber);
+        if let Some(key) = queued {
+            self.schedule(key, now);
+        }
+        let metrics = &self.ctx.metrics;
+        match sent {
             Ok(Some(_)) => metrics.rtp_retransmitted.inc(),
             Ok(None) => {}
             Err(e) => {

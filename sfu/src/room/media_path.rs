@@ -221,6 +221,13 @@ impl RoomCore {
             if out.emit(action, p, s.downtrack as usize, peer) {
                 forwarded += 1;
             }
+            if let Some(e) = peer.egress.as_mut().filter(|e| e.newly_queued) {
+                e.newly_queued = false;
+                if !self.scheduled.contains(&peer.key) {
+                    self.scheduled.push(peer.key);
+                }
+                self.next_egress = Some(self.next_egress.map_or(now, |t| t.min(now)));
+            }
         }
         track.fanout = subscribers;
         track.hints = hints;

@@ -115,6 +115,12 @@ impl SendBatch {
         self.queue.push((data, to));
     }
 
+    /// Takes what was built with [`SendBatch::builder`] out of the batch (a paced packet
+    /// waits elsewhere, then comes back with [`SendBatch::push`]).
+    pub fn detach(&mut self) -> BytesMut {
+        self.arena.split()
+    }
+
     /// Drops what was built with [`SendBatch::builder`].
     pub fn discard(&mut self) {
         self.arena.clear();
