@@ -155,6 +155,13 @@ impl Client {
         })
     }
 
+    /// Emulates a downlink in front of this client's receiving connection: every datagram the
+    /// server sends it crosses a link of `link`'s rate, delay, jitter, random loss and queue
+    /// (tail drop) first, so the server sees real congestion on real UDP. `None` removes it.
+    pub fn set_downlink(&self, link: Option<bwe::netem::LinkConfig>) -> Result<(), ClientError> {
+        self.engine.send(Command::Downlink { id: self.id, link })
+    }
+
     /// Sends raw datagrams from a connection's own socket to the server address it talks to.
     pub async fn inject_datagrams(&self, role: Role, datagrams: Vec<Vec<u8>>) -> Result<(), ClientError> {
         let (reply, rx) = oneshot::channel();

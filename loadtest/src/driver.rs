@@ -15,6 +15,7 @@ use crate::socket::{Closer, PeerSocket, Received};
 use crate::srtp_in::SrtpIn;
 use crate::stats::ClientStats;
 use crate::subscriber::Subscriber;
+use bwe::netem::Link;
 use bytes::BytesMut;
 use futures::stream::SelectAll;
 use futures::{FutureExt, StreamExt};
@@ -77,6 +78,9 @@ struct ClientState {
     stats: watch::Sender<ClientStats>,
     publisher: Option<PcId>,
     subscriber: Option<PcId>,
+    /// The emulated downlink of its receiving connection, and the earliest `Timer::Link`
+    /// queued for it.
+    downlink: Option<(Link<(PcId, SocketAddr, BytesMut)>, Option<Instant>)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -84,6 +88,7 @@ enum Timer {
     Pc(PcId),
     Media(PcId),
     Stats,
+    Link(ClientId),
 }
 
 /// State of the engine task.
@@ -182,6 +187,39 @@ impl Driver {
     }
 
     fn on_datagram(&mut self, id: PcId, from: SocketAddr, data: BytesMut, now: Instant) {
+        let Some(pc) = self.pcs.get(&id) else { return };
+        if pc.role == Role::Subscriber
+            && let Some(c) = self.clients.get_mut(&pc.client)
+            && let Some((link, armed)) = c.downlink.as_mut()
+        {
+            let len = data.len();
+            // a full queue or random loss drops it, as the link would
+            let _ = link.send((id, from, data), len, now);
+            if let Some(at) = link.next_arrival() {
+                self.timers.arm(Timer::Link(pc.client), at, armed);
+            }
+            return;
+        }
+        self.on_arrived(id, from, data, now);
+    }
+
+    /// Datagrams of client `id`'s downlink that arrived by `now`, each handled at its arrival.
+    fn on_link(&mut self, id: ClientId, now: Instant) {
+        loop {
+            let Some((link, _)) = self.clients.get_mut(&id).and_then(|c| c.downlink.as_mut()) else { return };
+            let Some((at, (pc, from, data))) = link.recv(now) else { break };
+            self.on_arrived(pc, from, data, at);
+        }
+        if let Some(c) = self.clients.get_mut(&id)
+            && let Some((link, armed)) = c.downlink.as_mut()
+            && let Some(at) = link.next_arrival()
+        {
+            self.timers.arm(Timer::Link(id), at, armed);
+        }
+    }
+
+    /// A datagram that reached connection `id` at `now`.
+    fn on_arrived(&mut self, id: PcId, from: SocketAddr, data: BytesMut, now: Instant) {
         let Some(pc) = self.pcs.get_mut(&id) else { return };
         if pc.role == Role::Subscriber && is_rtp(&data) {
             // SSRC and sequence number are in the clear in SRTP
@@ -272,6 +310,16 @@ impl Driver {
                         pc.stats_dirty = true;
                     }
                     self.mark(id);
+                }
+                Timer::Link(id) => {
+                    let due = self
+                        .clients
+                        .get_mut(&id)
+                        .and_then(|c| c.downlink.as_mut())
+                        .is_some_and(|(_, armed)| fire(armed, at));
+                    if due {
+                        self.on_link(id, now);
+                    }
                 }
                 Timer::Stats => {
                     if fire(&mut self.stats_armed, at) {
@@ -373,7 +421,15 @@ impl Driver {
     fn on_command(&mut self, cmd: Command, now: Instant) {
         match cmd {
             Command::AddClient { id, local_ip, outbound, events, stats } => {
-                let state = ClientState { local_ip, outbound, events, stats, publisher: None, subscriber: None };
+                let state = ClientState {
+                    local_ip,
+                    outbound,
+                    events,
+                    stats,
+                    publisher: None,
+                    subscriber: None,
+                    downlink: None,
+                };
                 self.clients.insert(id, state);
             }
             Command::Publish { id, opts, reply } => {
@@ -386,6 +442,15 @@ impl Driver {
             }
             Command::Inject { id, role, datagrams, reply } => {
                 let _ = reply.send(self.inject(id, role, &datagrams));
+            }
+            Command::Downlink { id, link } => {
+                if let Some(c) = self.clients.get_mut(&id) {
+                    match (link, c.downlink.as_mut()) {
+                        (Some(cfg), Some((l, _))) => l.set_config(cfg),
+                        (Some(cfg), None) => c.downlink = Some((Link::new(cfg, id), None)),
+                        (None, _) => c.downlink = None,
+                    }
+                }
             }
             Command::RemoveClient { id } => {
                 if let Some(c) = self.clients.remove(&id) {

@@ -114,6 +114,10 @@ pub(crate) enum Command {
     RemoveClient {
         id: ClientId,
     },
+    Downlink {
+        id: ClientId,
+        link: Option<bwe::netem::LinkConfig>,
+    },
 }
 
 /// Handle of an engine task; clone it to put many clients on one task. The task ends when
