@@ -10,6 +10,7 @@ use bwe::netem::LinkConfig;
 use common::{Harness, STEP};
 use loadtest::{ClientStats, Role};
 use signaling::protocol::TrackKind;
+use signaling::room::RoomCommand;
 use std::time::Duration;
 
 /// (lost, received) video packets so far, and the layer each video arrives on.
@@ -56,4 +57,21 @@ async fn a_slow_viewer_gets_layers_that_fit_and_a_fast_one_the_top() {
     assert!(received > 200, "slow viewer keeps receiving video: {received} packets in 8 s");
     assert!(slow_layers.iter().all(|l| *l != Some(2)), "no top layer fits 700 kbit/s: {slow_layers:?}");
     assert!(fast_layers.iter().all(|l| *l == Some(2)), "fast viewer keeps the top layers: {fast_layers:?}");
+
+    // what the REST API's participants route shows of both (the room worker's report)
+    let (_, room) = h.server.rooms.get("bwe").expect("room");
+    let (reply, rx) = tokio::sync::oneshot::channel();
+    room.send(RoomCommand::Participants { reply }).await.unwrap();
+    let details = rx.await.unwrap();
+    let of = |id: &str| details.iter().find(|d| d.id == id).expect("participant listed");
+    let slow_d = of(&slow.participant().id);
+    let fast_d = of(&fast.participant().id);
+    println!("slow downlink {:?}\nfast downlink {:?}", slow_d.downlink, fast_d.downlink);
+    let slow_est = slow_d.downlink.as_ref().expect("slow viewer estimated").estimate_bps;
+    let fast_est = fast_d.downlink.as_ref().expect("fast viewer estimated").estimate_bps;
+    assert!(slow_est < 1_000_000, "slow viewer's estimate {slow_est}");
+    assert!(fast_est > 3_000_000, "fast viewer's estimate {fast_est}");
+    let video_subs = |d: &signaling::room::ParticipantDetail| d.subscriptions.len();
+    assert_eq!((video_subs(slow_d), video_subs(fast_d)), (4, 4), "two audio and two video tracks each");
+    assert!(slow_d.subscriptions.iter().all(|s| s.layer.as_deref() != Some("f")), "{:?}", slow_d.subscriptions);
 }

@@ -130,6 +130,42 @@ pub struct ParticipantDetail {
     pub name: String,
     /// Tracks it publishes.
     pub tracks: Vec<TrackDetail>,
+    /// Its receiving connection's bandwidth estimate, once its feedback arrived.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub downlink: Option<DownlinkDetail>,
+    /// What it receives of each remote track.
+    #[serde(default)]
+    pub subscriptions: Vec<SubscriptionDetail>,
+}
+
+/// A receiving connection's congestion control state.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DownlinkDetail {
+    /// Bandwidth estimate, bits per second.
+    pub estimate_bps: u64,
+    /// Throughput the receiver acknowledged lately, bits per second.
+    pub acked_bps: Option<u64>,
+    /// Round trip seen through its feedback, milliseconds.
+    pub rtt_ms: Option<u64>,
+    /// Share of packets reported lost lately, per mille.
+    pub loss_permille: u32,
+    /// A probe for more bandwidth is running.
+    pub probing: bool,
+    /// Bytes waiting in its pacer.
+    pub pacer_queue_bytes: u64,
+}
+
+/// One remote track as a participant receives it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SubscriptionDetail {
+    /// Track id.
+    pub track: String,
+    /// The layer forwarded now (rid), if any.
+    pub layer: Option<String>,
+    /// The highest layer its bandwidth allows (rid); `None`: no cap.
+    pub bandwidth_cap: Option<String>,
+    /// Paused because not even the lowest layer fits its bandwidth.
+    pub paused_for_bandwidth: bool,
 }
 
 /// Handle to a running room worker.

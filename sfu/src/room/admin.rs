@@ -2,9 +2,10 @@
 //! remove one, mute a published track, close the room.
 
 use super::core::RoomCore;
+use super::track::Allocated;
 use crate::forward::selector::Layer;
 use signaling::protocol::{ServerMessage, TrackKind};
-use signaling::room::{EventSender, ParticipantDetail, RoomCommand, TrackDetail};
+use signaling::room::{DownlinkDetail, EventSender, ParticipantDetail, RoomCommand, SubscriptionDetail, TrackDetail};
 use std::collections::HashSet;
 use std::time::Instant;
 
@@ -68,8 +69,39 @@ impl RoomCore {
                     .filter(|&i| self.tracks[i].publisher == p.id)
                     .map(|i| self.track_detail(i))
                     .collect(),
+                downlink: self.downlink_detail(p),
+                subscriptions: p.downtracks.iter().map(|d| self.subscription_detail(d)).collect(),
             })
             .collect()
+    }
+
+    fn downlink_detail(&self, p: &super::participant::Participant) -> Option<DownlinkDetail> {
+        let egress = self.peers.get(&p.subscriber)?.egress.as_ref()?;
+        let bwe = &egress.cc.bwe;
+        (bwe.feedbacks > 0).then(|| DownlinkDetail {
+            estimate_bps: bwe.estimate().as_bps(),
+            acked_bps: bwe.acked().map(|a| a.as_bps()),
+            rtt_ms: bwe.rtt().map(|r| r.as_millis() as u64),
+            loss_permille: (bwe.loss_ratio() * 1000.0).round() as u32,
+            probing: bwe.probing(),
+            pacer_queue_bytes: egress.pacer.queued_bytes() as u64,
+        })
+    }
+
+    fn subscription_detail(&self, d: &super::track::DownTrack) -> SubscriptionDetail {
+        let track = self.tracks.iter().find(|t| t.key == d.track_key);
+        let rid = |l: Layer| track.map_or_else(|| l.rid().to_string(), |t| t.rid_name(l));
+        let (bandwidth_cap, paused_for_bandwidth) = match d.allocated {
+            Allocated::Unlimited => (None, false),
+            Allocated::UpTo(l) => (Some(rid(l)), false),
+            Allocated::Paused => (None, true),
+        };
+        SubscriptionDetail {
+            track: d.track.clone(),
+            layer: d.selector.current().map(rid),
+            bandwidth_cap,
+            paused_for_bandwidth,
+        }
     }
 
     fn remove_participant(&mut self, id: &str, reason: String, now: Instant) -> bool {

@@ -143,6 +143,8 @@ fn detail(p: &FakeParticipant) -> ParticipantDetail {
             layers: vec![],
             muted: p.muted,
         }],
+        downlink: None,
+        subscriptions: vec![],
     }
 }
 
