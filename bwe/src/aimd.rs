@@ -15,6 +15,9 @@ const BETA: f64 = 0.85;
 const PACKET_BITS: f64 = 1200.0 * 8.0;
 /// Added to the round trip for the time a decrease takes to show.
 const RESPONSE_EXTRA: Duration = Duration::from_millis(100);
+/// The rate grows to at most this multiple of the acknowledged throughput (plus 10 kbit/s);
+/// beyond it only probes raise it.
+const ACKED_HEADROOM: f64 = 1.5;
 /// Smoothing of the link capacity estimate.
 const CAPACITY_ALPHA: f64 = 0.05;
 
@@ -111,6 +114,17 @@ impl Aimd {
         }
     }
 
+    /// Lowers the rate to what a probe above it measured: the probe filled the bottleneck, so
+    /// what got through is the path's rate (an application-limited sender's estimate may have
+    /// grown past it unnoticed).
+    pub fn on_probe_ceiling(&mut self, measured: Bitrate, now: Instant) {
+        if measured < self.rate {
+            self.rate = measured.clamp(self.min, self.max);
+            self.phase = Phase::Hold;
+            self.last_change = Some(now);
+        }
+    }
+
     /// One update with the detector's `usage` and the throughput the receiver acknowledged.
     pub fn update(&mut self, usage: Usage, acked: Option<Bitrate>, now: Instant) -> Bitrate {
         self.phase = match (usage, self.phase) {
@@ -148,8 +162,8 @@ impl Aimd {
         let mut next = self.rate.as_f64() + inc;
         if let Some(acked) = acked {
             // never far above what actually gets through: an application-limited sender
-            // would otherwise claim capacity it never tried
-            let limit = 1.5 * acked.as_f64() + 10_000.0;
+            // would otherwise claim capacity it never tried (probes find more)
+            let limit = ACKED_HEADROOM * acked.as_f64() + 10_000.0;
             next = next.min(limit.max(self.rate.as_f64()));
         }
         self.rate = Bitrate::from_f64(next);

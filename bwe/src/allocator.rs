@@ -54,7 +54,8 @@ pub struct Allocation {
     pub grants: Vec<Grant>,
     /// The rate the grants use.
     pub used: Bitrate,
-    /// The rate every track at its wanted step would use (what probing may aim for).
+    /// The estimate every track at its wanted step needs, upgrade headroom included (what
+    /// probing may aim for).
     pub desired: Bitrate,
 }
 
@@ -87,13 +88,25 @@ impl Demand {
     }
 }
 
+/// Holds every track at or below the step it has now (none for tracks that have none): what
+/// a caller does right after congestion, so a link that just proved too small is not tried
+/// again at once (see `SendSideBwe::upgrades_held`).
+pub fn hold_upgrades(demands: &mut [Demand]) {
+    for d in demands {
+        d.wanted = match d.current {
+            Some(c) => d.wanted.map(|w| w.min(c)),
+            None => None,
+        };
+    }
+}
+
 /// Allocates `estimate` among `demands`.
 pub fn allocate(estimate: Bitrate, demands: &[Demand]) -> Allocation {
     let mut order: Vec<usize> = (0..demands.len()).collect();
     order.sort_by_key(|&i| (demands[i].class, demands[i].rank));
     let mut grants = vec![Grant::Unwanted; demands.len()];
     let mut used = Bitrate::ZERO;
-    let desired = demands.iter().filter_map(|d| d.top().map(|s| d.rate(s))).sum();
+    let desired = demands.iter().filter_map(|d| d.top().map(|s| d.rate(s))).sum::<Bitrate>().mul_f64(1.0 / UP_HEADROOM);
     let fits = |used: Bitrate, extra: Bitrate, above_current: bool| {
         let limit = if above_current { estimate.mul_f64(UP_HEADROOM) } else { estimate };
         used.saturating_add(extra) <= limit
@@ -200,9 +213,18 @@ mod tests {
     }
 
     #[test]
+    fn held_upgrades_keep_what_tracks_have() {
+        let mut d = vec![audio(), cam(0, Some(2), Some(0)), cam(1, Some(2), None), cam(2, Some(0), Some(1))];
+        hold_upgrades(&mut d);
+        let wanted: Vec<_> = d.iter().map(|d| d.wanted).collect();
+        assert_eq!(wanted, [Some(0), Some(0), None, Some(0)]);
+        assert_eq!(allocate(Bitrate::mbps(10), &d).grants, [Step(0), Step(0), Unwanted, Step(0)]);
+    }
+
+    #[test]
     fn desired_is_every_track_at_its_wanted_step() {
         let a =
             allocate(Bitrate::kbps(100), &[audio(), cam(0, Some(2), None), cam(1, Some(1), None), cam(2, None, None)]);
-        assert_eq!(a.desired, Bitrate::kbps(40 + 1500 + 500));
+        assert_eq!(a.desired, Bitrate::kbps(40 + 1500 + 500).mul_f64(1.0 / UP_HEADROOM));
     }
 }

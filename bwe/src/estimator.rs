@@ -12,6 +12,20 @@ use crate::loss::LossBound;
 use crate::probe::Prober;
 use std::time::{Duration, Instant};
 
+/// The first upgrade hold after congestion, the longest, and how long a hold is remembered.
+pub const HOLD_FIRST: Duration = Duration::from_secs(5);
+/// The longest upgrade hold.
+pub const HOLD_MAX: Duration = Duration::from_secs(60);
+/// Congestion this soon after a hold ended doubles the next.
+pub const HOLD_MEMORY: Duration = Duration::from_secs(30);
+/// Congestion within this of the first sets no hold: a start above the path's rate finds it
+/// there (the layers settle while probes climb back).
+pub const START_GRACE: Duration = Duration::from_secs(3);
+
+/// A probe above the estimate that measures less than this share of it lowers the estimate to
+/// what it measured.
+const PROBE_CEILING: f64 = 0.9;
+
 /// What the delay detector concludes about the path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Usage {
@@ -65,6 +79,12 @@ pub struct SendSideBwe {
     /// What the allocation could use.
     desired: Bitrate,
     results: Vec<PacketResult>,
+    /// Until when allocations may not upgrade, and the length of the last hold (doubling
+    /// while congestion keeps coming back).
+    upgrade_hold: Option<(Instant, Duration)>,
+    /// The first congestion (the start's overshoot, when the start was above the path): it
+    /// and what follows within [`START_GRACE`] set no hold.
+    first_congestion: Option<Instant>,
     /// Feedback messages and packets reported lost, for metrics.
     pub feedbacks: u64,
     /// Packets reported lost.
@@ -86,6 +106,8 @@ impl SendSideBwe {
             base: None,
             desired: Bitrate::ZERO,
             results: Vec::new(),
+            upgrade_hold: None,
+            first_congestion: None,
             feedbacks: 0,
             lost: 0,
         }
@@ -166,6 +188,27 @@ impl SendSideBwe {
         self.prober.sending().is_some()
     }
 
+    /// Allocations should not upgrade now: the estimate came down on congestion lately (not
+    /// counting the start's, see [`START_GRACE`]). The hold lasts [`HOLD_FIRST`] and doubles (up to [`HOLD_MAX`]) when congestion returns
+    /// within [`HOLD_MEMORY`] of the last, so a step that does not fit is retried ever more
+    /// rarely instead of flipping on and off.
+    pub fn upgrades_held(&self, now: Instant) -> bool {
+        self.upgrade_hold.is_some_and(|(until, _)| now < until)
+    }
+
+    fn on_congestion(&mut self, now: Instant) {
+        self.prober.hold(now);
+        let first = *self.first_congestion.get_or_insert(now);
+        if now < first + START_GRACE {
+            return;
+        }
+        let hold = match self.upgrade_hold {
+            Some((until, last)) if now < until + HOLD_MEMORY => (last * 2).min(HOLD_MAX),
+            _ => HOLD_FIRST,
+        };
+        self.upgrade_hold = Some((now + hold, hold));
+    }
+
     /// Takes one feedback that arrived at `now`.
     pub fn on_feedback(&mut self, feedback: &Feedback, now: Instant) {
         self.feedbacks += 1;
@@ -198,20 +241,26 @@ impl SendSideBwe {
             });
             self.aimd.set_rtt(self.rtt.unwrap_or_default());
         }
-        if let Some((measured, _target)) = self.prober.on_results(&results, now) {
-            let measured = measured.min(self.desired.max(self.estimate()));
-            self.aimd.on_probe(measured, now);
-            self.loss.on_probe(measured);
+        if let Some((measured, target)) = self.prober.on_results(&results, now) {
+            let estimate = self.estimate();
+            if target > estimate && measured.as_f64() < estimate.as_f64() * PROBE_CEILING {
+                // the cluster went above the estimate and the path did not carry even that
+                self.aimd.on_probe_ceiling(measured, now);
+            } else {
+                let measured = measured.min(self.desired.max(estimate));
+                self.aimd.on_probe(measured, now);
+                self.loss.on_probe(measured);
+            }
         }
         if total > 0 {
-            let before = self.aimd.rate();
+            let before = self.estimate();
             self.aimd.update(self.delay.usage(), self.acked.rate(), now);
-            if self.aimd.rate() < before {
-                // the path is full: no probe into it for a while
-                self.prober.hold(now);
-            }
             let estimate = self.aimd.rate();
             self.loss.on_feedback(lost, total, estimate, self.rtt.unwrap_or(Duration::from_millis(100)), now);
+            if self.estimate() < before {
+                // the path is full: no probe into it, no upgrade, for a while
+                self.on_congestion(now);
+            }
         }
         self.results = results;
     }

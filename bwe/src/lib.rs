@@ -14,6 +14,7 @@ pub mod acked;
 pub mod aimd;
 pub mod allocator;
 mod bitrate;
+pub mod cases;
 pub mod delay;
 mod estimator;
 pub mod feedback;

@@ -246,7 +246,7 @@ pub fn run(sc: &Scenario) -> Trace {
     };
     let (mut sent_bytes, mut media_bytes, mut delivered_bytes) = (0u64, 0u64, 0u64);
     let reallocate = |bwe: &mut SendSideBwe, sources: &mut [Source], now: Instant| {
-        let demands: Vec<Demand> = sources
+        let mut demands: Vec<Demand> = sources
             .iter()
             .enumerate()
             .filter(|(_, s)| !s.track.steps.is_empty())
@@ -258,6 +258,9 @@ pub fn run(sc: &Scenario) -> Trace {
                 current: s.current,
             })
             .collect();
+        if bwe.upgrades_held(now) {
+            allocator::hold_upgrades(&mut demands);
+        }
         let a = allocator::allocate(bwe.estimate(), &demands);
         let left = bwe.estimate().saturating_sub(a.used).max(Bitrate::kbps(50));
         let mut adaptive = Bitrate::ZERO;

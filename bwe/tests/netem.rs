@@ -1,17 +1,16 @@
 //! The estimator, allocator, prober and pacer against the emulated link, in virtual time: the
 //! numeric bars of a sender that adapts to its receiver's network.
 
-use bwe::Bitrate;
-use bwe::netem::LinkConfig;
-use bwe::scenario::{Scenario, Trace, run};
+use bwe::cases;
+use bwe::scenario::{Trace, run};
 use std::time::Duration;
 
 fn s(secs: f64) -> Duration {
     Duration::from_secs_f64(secs)
 }
 
-fn mbps(x: f64) -> Bitrate {
-    Bitrate::from_f64(x * 1e6)
+fn mbps(x: f64) -> bwe::Bitrate {
+    bwe::Bitrate::from_f64(x * 1e6)
 }
 
 /// Prints the trace every `every` samples (seen with `--nocapture` when a bar fails).
@@ -33,14 +32,9 @@ fn dump(name: &str, t: &Trace) {
     }
 }
 
-fn link(rate_mbps: f64, rtt_ms: u64) -> LinkConfig {
-    LinkConfig::new(mbps(rate_mbps), Duration::from_millis(rtt_ms / 2))
-}
-
 #[test]
 fn step_down_5_to_1() {
-    let sc = Scenario::adaptive(link(5.0, 40), s(30.0)).rate_at(s(15.0), mbps(1.0));
-    let t = run(&sc);
+    let t = run(&cases::step_down());
     dump("step 5 -> 1", &t);
     // settled near 5 first
     let before = t.mean(s(10.0), s(15.0), |x| x.estimate.as_f64());
@@ -54,8 +48,7 @@ fn step_down_5_to_1() {
 
 #[test]
 fn step_up_1_to_5() {
-    let sc = Scenario::adaptive(link(1.0, 40), s(30.0)).rate_at(s(10.0), mbps(5.0));
-    let t = run(&sc);
+    let t = run(&cases::step_up());
     dump("step 1 -> 5", &t);
     let at = t.samples.iter().find(|x| x.t > s(10.0) && x.estimate >= mbps(3.0)).map(|x| x.t);
     assert!(at.is_some_and(|at| at <= s(20.0)), "estimate reached 3 Mbit/s at {at:?} (step at 10 s)");
@@ -63,8 +56,7 @@ fn step_up_1_to_5() {
 
 #[test]
 fn steady_2_mbps() {
-    let sc = Scenario::adaptive(link(2.0, 40), s(30.0));
-    let t = run(&sc);
+    let t = run(&cases::steady());
     dump("steady 2", &t);
     let util = t.mean(s(10.0), s(30.0), |x| x.delivered.as_f64()) / 2e6;
     let p95 = t.delay_quantile(s(10.0), s(30.0), 0.95, |t| t.link_queue);
@@ -76,9 +68,7 @@ fn steady_2_mbps() {
 
 #[test]
 fn random_loss_3_percent() {
-    let mut sc = Scenario::adaptive(LinkConfig { loss: 0.03, ..link(5.0, 40) }, s(30.0));
-    sc.seed = 3;
-    let t = run(&sc);
+    let t = run(&cases::random_loss());
     dump("3% loss", &t);
     let low = t.samples.iter().filter(|x| x.t > s(10.0)).map(|x| x.estimate).min().unwrap();
     assert!(low > mbps(3.0), "lowest estimate after 10 s {low}");
@@ -87,8 +77,7 @@ fn random_loss_3_percent() {
 #[test]
 fn simulcast_on_a_slow_link_settles_on_layers_that_fit() {
     // audio and three simulcast cameras (each up to 1.7 Mbit/s) toward a 1 Mbit/s downlink
-    let sc = Scenario::simulcast(link(1.0, 60), s(40.0));
-    let t = run(&sc);
+    let t = run(&cases::simulcast_slow());
     dump("simulcast 1", &t);
     let loss = t.loss(s(10.0), s(40.0));
     let sent = t.mean(s(10.0), s(40.0), |x| x.media.as_f64());
@@ -96,13 +85,21 @@ fn simulcast_on_a_slow_link_settles_on_layers_that_fit() {
     println!("loss {loss:.4}, media {sent:.0} bit/s, queuing delay p95 {p95:?}");
     assert!(loss < 0.02, "loss after convergence {loss}");
     assert!(sent > 0.5e6 && sent <= 1.0e6, "media rate {sent}");
+    // a stable link: the allocation settles (each congestion holds upgrades back longer) and
+    // does not flip between steps
+    let changes = |from: f64, to: f64| {
+        let a: Vec<_> = t.samples.iter().filter(|x| x.t > s(from) && x.t <= s(to)).map(|x| x.allocated).collect();
+        a.windows(2).filter(|w| w[0] != w[1]).count()
+    };
+    println!("allocation changes: {} in 10-25 s, {} in 25-40 s", changes(10.0, 25.0), changes(25.0, 40.0));
+    assert!(changes(10.0, 25.0) <= 4, "the allocation keeps changing");
+    assert_eq!(changes(25.0, 40.0), 0, "the allocation settled");
     assert!(p95 < Duration::from_millis(100), "queuing delay p95 {p95:?}");
 }
 
 #[test]
 fn simulcast_on_a_fast_link_gets_the_top_layers() {
-    let sc = Scenario::simulcast(link(10.0, 40), s(20.0));
-    let t = run(&sc);
+    let t = run(&cases::simulcast_fast());
     let top = 40e3 + 3.0 * 1.7e6;
     let allocated = t.mean(s(10.0), s(20.0), |x| x.allocated.as_f64());
     assert!((allocated - top).abs() < 1e3, "allocated {allocated}, all top layers {top}");
@@ -114,11 +111,7 @@ fn simulcast_on_a_fast_link_gets_the_top_layers() {
 /// asserts the estimate follows each phase.
 #[test]
 fn rfc8867_variable_capacity() {
-    let sc = Scenario::adaptive(LinkConfig::new(mbps(1.0), Duration::from_millis(50)), s(100.0))
-        .rate_at(s(40.0), mbps(2.5))
-        .rate_at(s(60.0), mbps(0.6))
-        .rate_at(s(80.0), mbps(1.0));
-    let t = run(&sc);
+    let t = run(&cases::rfc8867());
     println!("| phase | capacity | mean sent | utilization | queuing p50 | queuing p95 | loss |");
     println!("|---|---|---|---|---|---|---|");
     for (from, to, cap) in [(0.0, 40.0, 1.0), (40.0, 60.0, 2.5), (60.0, 80.0, 0.6), (80.0, 100.0, 1.0)] {

@@ -7,7 +7,7 @@ use super::core::RoomCore;
 use super::track::Allocated;
 use crate::forward::selector::Layer;
 use bwe::Bitrate;
-use bwe::allocator::{Class, Demand, Grant, allocate};
+use bwe::allocator::{Class, Demand, Grant, allocate, hold_upgrades};
 use signaling::protocol::{LayerReason, ServerMessage, TrackKind};
 use std::time::Instant;
 
@@ -70,6 +70,9 @@ impl RoomCore {
                 }
             };
             demands.push(demand);
+        }
+        if egress.cc.bwe.upgrades_held(now) {
+            hold_upgrades(&mut demands);
         }
         let a = allocate(estimate, &demands);
         egress.cc.bwe.set_desired(a.desired, now);
