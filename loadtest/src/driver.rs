@@ -443,6 +443,15 @@ impl Driver {
             Command::Inject { id, role, datagrams, reply } => {
                 let _ = reply.send(self.inject(id, role, &datagrams));
             }
+            Command::PublishLayers { id, active } => {
+                let pc = self.clients.get(&id).and_then(|c| c.publisher).and_then(|p| self.pcs.get_mut(&p));
+                if let Some(pc) = pc
+                    && let Side::Publisher(p) = &mut pc.side
+                {
+                    p.set_active_layers(&active);
+                    pc.stats_dirty = true;
+                }
+            }
             Command::Downlink { id, link } => {
                 if let Some(c) = self.clients.get_mut(&id) {
                     match (link, c.downlink.as_mut()) {

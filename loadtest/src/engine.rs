@@ -114,6 +114,10 @@ pub(crate) enum Command {
     RemoveClient {
         id: ClientId,
     },
+    PublishLayers {
+        id: ClientId,
+        active: Vec<String>,
+    },
     Downlink {
         id: ClientId,
         link: Option<bwe::netem::LinkConfig>,

@@ -88,6 +88,8 @@ pub struct Publisher {
     pace_next: Option<Instant>,
     /// What was sent.
     pub stats: PublisherStats,
+    /// Per video layer: encoded (dynacast turns layers off and on).
+    active: Vec<bool>,
 }
 
 fn fresh_ssrc() -> u32 {
@@ -155,6 +157,7 @@ impl Publisher {
             let ssrcs = layers.iter().map(|l| l.ssrc).collect();
             Some(Out { sender, negotiated: None, streams: layers, ssrcs, announce: vec![true; n], rids })
         };
+        let opts_layers = opts.layers.len();
         Ok(Publisher {
             opts,
             audio,
@@ -167,7 +170,26 @@ impl Publisher {
             paced: std::collections::VecDeque::new(),
             pace_next: None,
             stats,
+            active: vec![true; opts_layers],
         })
+    }
+
+    /// Encodes only the video layers whose rids are listed (the server's `publish_layers`);
+    /// a layer turned back on starts with a keyframe, as a browser's encoder does.
+    pub fn set_active_layers(&mut self, rids: &[String]) {
+        let Some(video) = self.video.as_mut() else { return };
+        for (i, spec) in self.opts.layers.iter().enumerate() {
+            let on = rids.iter().any(|r| r == spec.rid);
+            if on && !self.active[i] {
+                video.streams[i].request_keyframe();
+            }
+            self.active[i] = on;
+        }
+    }
+
+    /// Whether video layer `i` is encoded.
+    pub fn layer_active(&self, i: usize) -> bool {
+        self.active.get(i).copied().unwrap_or(false)
     }
 
     /// Starts the media clock (the connection is up).
@@ -223,6 +245,9 @@ impl Publisher {
                     continue;
                 }
                 for i in 0..video.streams.len() {
+                    if !self.active[i] {
+                        continue;
+                    }
                     let layer = &mut video.streams[i];
                     let key = layer.frame(
                         capture,

@@ -119,6 +119,15 @@ pub async fn run(
                     let forwarded = match msg {
                         ServerMessage::Answer { sdp } => engine.send(Command::PublisherAnswer { id, sdp }),
                         ServerMessage::Offer { sdp, tracks } => engine.send(Command::SubscriberOffer { id, sdp, tracks }),
+                        ServerMessage::PublishLayers { track, active } => {
+                            // the publisher follows (as a browser sets encodings[i].active); the
+                            // test sees the message too
+                            let _ = events.send(Event::Server(ServerMessage::PublishLayers {
+                                track: track.clone(),
+                                active: active.clone(),
+                            }));
+                            engine.send(Command::PublishLayers { id, active })
+                        }
                         other => {
                             let _ = events.send(Event::Server(other));
                             Ok(())

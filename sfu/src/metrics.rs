@@ -72,6 +72,8 @@ pub struct MediaMetrics {
     pub bwe_padding_bytes: IntCounter,
     /// Time paced packets waited before leaving, seconds.
     pub bwe_pacer_delay: Histogram,
+    /// Dynacast messages telling a publisher which layers to encode.
+    pub dynacast_updates: IntCounter,
 }
 
 impl MediaMetrics {
@@ -175,6 +177,10 @@ impl MediaMetrics {
                 .buckets(vec![0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5]),
             )
             .expect("valid metric"),
+            dynacast_updates: c(
+                "sfu_dynacast_updates_total",
+                "publish_layers messages: a publisher told which simulcast layers subscribers need (the others stop)",
+            ),
         };
         let all: Vec<Box<dyn prometheus::core::Collector>> = vec![
             Box::new(m.udp_in_packets.clone()),
@@ -210,6 +216,7 @@ impl MediaMetrics {
             Box::new(m.bwe_probes.clone()),
             Box::new(m.bwe_padding_bytes.clone()),
             Box::new(m.bwe_pacer_delay.clone()),
+            Box::new(m.dynacast_updates.clone()),
         ];
         // process-wide: fed by the tracing layer in `telemetry`
         registry

@@ -68,7 +68,7 @@
 
   const el = (id) => document.getElementById(id);
   const ui = {
-    info: el('info'), status: el('status'), errors: el('errors'), form: el('join-form'),
+    info: el('info'), status: el('status'), bandwidth: el('bandwidth'), errors: el('errors'), form: el('join-form'),
     grid: el('grid'), leave: el('leave'), rejoin: el('rejoin'),
   };
 
@@ -346,7 +346,9 @@
       case 'participant_left': return onParticipantLeft(msg.participant);
       case 'track_published': return onTrackPublished(msg.participant, msg.track);
       case 'track_unpublished': return onTrackUnpublished(msg.participant, msg.track);
-      case 'layer_changed': return onLayerChanged(msg.track, msg.layer);
+      case 'layer_changed': return onLayerChanged(msg.track, msg.layer, msg.reason);
+      case 'publish_layers': return onPublishLayers(s, msg.active);
+      case 'bandwidth': return onBandwidth(msg.estimate_bps);
       case 'reconnect': return onReconnect(s, msg);
       case 'error': return onError(s, msg, drainingAttempt);
       default:
@@ -689,10 +691,41 @@
     videoTrackChanged(r);
   }
 
-  function onLayerChanged(trackId, layer) {
+  function onLayerChanged(trackId, layer, reason) {
     layerByTrack.set(trackId, layer == null ? null : layer);
     const r = remotes.get(trackOwner.get(trackId));
-    if (r && r.videoTrack === trackId) r.layerEl.textContent = layer ? `layer ${layer}` : 'paused';
+    if (r && r.videoTrack === trackId) {
+      r.layerEl.textContent = layer ? `layer ${layer}` : (reason === 'bandwidth' ? 'paused: your downlink is full' : 'paused');
+    }
+  }
+
+  /** Dynacast: encode only the simulcast layers some subscriber receives. */
+  async function onPublishLayers(s, active) {
+    const pc = s.pubPc;
+    if (!pc || !Array.isArray(active)) return;
+    for (const sender of pc.getSenders()) {
+      if (!sender.track || sender.track.kind !== 'video') continue;
+      const params = sender.getParameters();
+      if (!params.encodings || params.encodings.length < 2) continue;
+      let changed = false;
+      for (const e of params.encodings) {
+        const on = active.includes(e.rid);
+        if (e.rid && e.active !== on) { e.active = on; changed = true; }
+      }
+      if (!changed) continue;
+      try {
+        await sender.setParameters(params);
+      } catch (err) {
+        console.warn('dynacast: setParameters failed', err);
+      }
+    }
+    api.activeLayers = active.slice();
+  }
+
+  /** The server's estimate of this client's downlink. */
+  function onBandwidth(bps) {
+    api.downlinkBps = bps;
+    if (ui.bandwidth) ui.bandwidth.textContent = `downlink ~${Math.round(bps / 1000)} kbit/s`;
   }
 
   function attachTrack(ref, track, mid) {

@@ -312,6 +312,21 @@ pub enum ServerMessage {
         /// Track id.
         track: String,
     },
+    /// The server's estimate of this client's downlink (what its receiving connection
+    /// carries), sent when it changes by a tenth or more, at most once a second.
+    Bandwidth {
+        /// Bits per second.
+        estimate_bps: u64,
+    },
+    /// Dynacast: the layers of one of this client's published video tracks that some
+    /// subscriber receives; the client stops encoding the others (`encodings[i].active =
+    /// false`) and resumes them when a later message lists them again.
+    PublishLayers {
+        /// The published track.
+        track: String,
+        /// Rids to keep encoding, lowest first.
+        active: Vec<String>,
+    },
     /// The forwarded layer of a remote video track changed.
     LayerChanged {
         /// Track id.
@@ -406,6 +421,8 @@ mod tests {
         let m = ServerMessage::error(ErrorCode::BadSdp, "nope");
         let text = serde_json::to_string(&m).unwrap();
         assert_eq!(text, r#"{"type":"error","code":"bad_sdp","message":"nope"}"#);
+        let m = ServerMessage::PublishLayers { track: "T".into(), active: vec!["q".into(), "h".into()] };
+        assert_eq!(serde_json::to_string(&m).unwrap(), r#"{"type":"publish_layers","track":"T","active":["q","h"]}"#);
         let m = ServerMessage::LayerChanged { track: "T".into(), layer: None, reason: None };
         assert_eq!(serde_json::to_string(&m).unwrap(), r#"{"type":"layer_changed","track":"T","layer":null}"#);
         let m = ServerMessage::LayerChanged { track: "T".into(), layer: None, reason: Some(LayerReason::Bandwidth) };

@@ -6,6 +6,7 @@
 pub mod audio;
 pub mod budget;
 pub mod cache;
+pub mod dynacast;
 pub mod h264;
 pub mod munger;
 pub mod prefetch;

@@ -44,6 +44,12 @@ impl RateMeter {
         }
     }
 
+    /// The last rate measured, however old (a layer the publisher stopped still costs this
+    /// when it resumes).
+    pub fn last_bps(&self) -> Option<u64> {
+        self.rate.map(|(r, _)| r)
+    }
+
     /// Bits per second, unless none was measured lately.
     pub fn bps(&self, now: Instant) -> Option<u64> {
         self.rate.filter(|(_, at)| now.saturating_duration_since(*at) < STALE).map(|(r, _)| r)

@@ -137,6 +137,24 @@ pub struct Wish {
     pub bandwidth: Option<Layer>,
 }
 
+impl Wish {
+    /// The layer this wish would take if every layer were sent: what a publisher must keep
+    /// encoding for it (dynacast). `None` when paused. Sizes come from keyframes seen before
+    /// (a layer that stopped keeps its last size).
+    pub fn needs(&self, activity: &LayerActivity) -> Option<Layer> {
+        if self.paused {
+            return None;
+        }
+        let cap = self.max_layer.unwrap_or(Layer::HIGH).min(self.bandwidth.unwrap_or(Layer::HIGH));
+        if self.max_layer.is_some() {
+            return Some(cap);
+        }
+        let Some((w, h)) = self.size else { return Some(cap) };
+        let fits = |l: &Layer| activity.estimated_size(*l).is_some_and(|(lw, lh)| lw >= w && lh >= h);
+        Some(Layer::ALL.into_iter().find(fits).unwrap_or(Layer::HIGH).min(cap))
+    }
+}
+
 /// What to do with one incoming packet for one subscriber.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {

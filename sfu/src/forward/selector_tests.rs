@@ -399,3 +399,28 @@ fn bandwidth_caps_every_wish() {
         assert_eq!(s.target(), want, "{w:?} capped at {cap:?}");
     }
 }
+
+#[test]
+fn needs_ignores_which_layers_are_sent() {
+    let t0 = Instant::now();
+    let mut a = LayerActivity::new();
+    for &(l, w, h) in SIZES {
+        a.set_size(l, w, h);
+    }
+    // only q is sent now: what each wish would still need of the publisher
+    a.on_packet(Q, t0);
+    // columns: wish, expected
+    let paused = Wish { paused: true, ..wish(None, None) };
+    let rows = [
+        (wish(None, None), Some(F)),
+        (wish(Some(H), None), Some(H)),
+        (wish(None, Some((640, 360))), Some(H)),
+        (wish(None, Some((1920, 1080))), Some(F)),
+        (Wish { bandwidth: Some(H), ..wish(None, Some((1280, 720))) }, Some(H)),
+        (Wish { bandwidth: Some(Q), ..wish(Some(F), None) }, Some(Q)),
+        (paused, None),
+    ];
+    for (w, want) in rows {
+        assert_eq!(w.needs(&a), want, "{w:?}");
+    }
+}

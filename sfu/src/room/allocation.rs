@@ -11,6 +11,9 @@ use bwe::allocator::{Class, Demand, Grant, allocate, hold_upgrades};
 use signaling::protocol::{LayerReason, ServerMessage, TrackKind};
 use std::time::Instant;
 
+/// Least time between two `bandwidth` messages to a client.
+const REPORT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl RoomCore {
     /// Allocates the estimate of participant `sidx`'s subscriber connection among its
     /// downtracks; tells the estimator what the allocation could use (for probing).
@@ -31,13 +34,9 @@ impl RoomCore {
                 });
                 continue;
             };
-            let rate = |l: Layer| {
-                track.layers[l.index()]
-                    .as_ref()
-                    .filter(|_| track.activity.is_active(l, now))
-                    .and_then(|li| li.rate.bps(now))
-                    .map(Bitrate::bps)
-            };
+            // a layer the publisher stopped (dynacast) is offered at its last rate: granting it
+            // is what turns it back on
+            let rate = |l: Layer| track.layers[l.index()].as_ref().and_then(|li| li.rate.last_bps()).map(Bitrate::bps);
             let demand = if dt.kind == TrackKind::Audio {
                 let paused = dt.wish.paused || self.admin.is_muted(&track.id);
                 Demand {
@@ -48,14 +47,9 @@ impl RoomCore {
                     current: Some(0),
                 }
             } else {
-                // what the selector would target with no bandwidth cap
-                let mut uncapped = dt.selector;
+                // what the subscriber would take with no bandwidth cap, whatever is sent now
                 let paused = dt.wish.paused || self.admin.is_muted(&track.id);
-                uncapped.update_target(
-                    &crate::forward::Wish { paused, bandwidth: None, ..dt.wish },
-                    &track.activity,
-                    now,
-                );
+                let wanted = crate::forward::Wish { paused, bandwidth: None, ..dt.wish }.needs(&track.activity);
                 let current = match dt.allocated {
                     Allocated::UpTo(l) => Some(l.index().min(dt.selector.current().map_or(l.index(), Layer::index))),
                     Allocated::Unlimited => dt.selector.current().map(Layer::index),
@@ -65,7 +59,7 @@ impl RoomCore {
                     class: Class::Camera,
                     rank: rank as u32,
                     steps: Layer::ALL.iter().map(|&l| rate(l)).collect(),
-                    wanted: uncapped.target().map(Layer::index),
+                    wanted: wanted.map(Layer::index),
                     current,
                 }
             };
@@ -83,11 +77,19 @@ impl RoomCore {
             self.ctx.metrics.bwe_probes.inc();
             self.schedule(key, now);
         }
+        let Some(p) = self.participants.get_mut(sidx) else { return };
+        let bps = estimate.as_bps();
+        let due = p.reported_estimate.is_none_or(|(last, at)| {
+            now.saturating_duration_since(at) >= REPORT_INTERVAL && bps.abs_diff(last) * 10 >= last
+        });
+        if due {
+            p.reported_estimate = Some((bps, now));
+            p.send(ServerMessage::Bandwidth { estimate_bps: bps });
+        }
         if !allocate_caps {
             return;
         }
         let metrics = &self.ctx.metrics;
-        let Some(p) = self.participants.get_mut(sidx) else { return };
         for (dt, grant) in p.downtracks.iter_mut().zip(&a.grants) {
             if dt.kind == TrackKind::Audio {
                 continue;

@@ -215,6 +215,7 @@ impl RoomCore {
             }
             self.send_sender_reports(now);
             self.expire_caches(now);
+            self.update_dynacast(now);
             self.next_reports = now + super::egress::SR_INTERVAL / REPORT_SLICES;
         }
         while let Some((at, key)) = self.timers.pop_due(now) {

@@ -464,3 +464,45 @@ fn a_subscriber_on_a_slow_downlink_gets_layers_that_fit() {
     let fast = video_layers(&sim, 0);
     assert!(fast.iter().all(|l| *l == Some(2)), "uncapped viewer: {fast:?}");
 }
+
+/// The `publish_layers` messages client `i` received, oldest first.
+fn publish_layers(sim: &Sim, i: usize) -> Vec<Vec<String>> {
+    sim.clients[i]
+        .log
+        .iter()
+        .filter_map(|m| match m {
+            ServerMessage::PublishLayers { active, .. } => Some(active.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn dynacast_stops_layers_nobody_needs_and_resumes_them_at_once() {
+    let mut sim = room_with(2, PublishOptions::default());
+    let track = sim.track_of(1, TrackKind::Video);
+    let cap = |l: &str| SubscriptionRequest { layer: Some(Some(l.to_owned())), ..Default::default() };
+    // both viewers take f: h, which nobody takes, goes off after the debounce
+    sim.run(Duration::from_secs(6));
+    let f_only = vec!["q".to_string(), "f".to_string()];
+    assert_eq!(publish_layers(&sim, 0), [f_only.clone()], "h off, q (the lowest) kept");
+    // both viewers ask for the lowest layer: f goes off once unneeded for a while
+    sim.subscription(1, &track, cap("q"));
+    sim.subscription(2, &track, cap("q"));
+    sim.run(Duration::from_secs(4));
+    assert_eq!(publish_layers(&sim, 0).len(), 1, "not before the debounce: {:?}", publish_layers(&sim, 0));
+    sim.run(Duration::from_secs(3));
+    assert_eq!(publish_layers(&sim, 0).last(), Some(&vec!["q".to_string()]));
+    let publisher = sim.clients[0].publisher.as_ref().expect("publishes");
+    assert!(publisher.layer_active(0) && !publisher.layer_active(1) && !publisher.layer_active(2));
+    let frames_f = publisher.stats.frames[2];
+    sim.run(Duration::from_secs(1));
+    assert_eq!(sim.clients[0].publisher.as_ref().unwrap().stats.frames[2], frames_f, "f is not encoded");
+    // one viewer wants f: the publisher is told at once and the viewer gets f within a second
+    sim.subscription(2, &track, cap("f"));
+    let back = sim.run_until(Duration::from_secs(1), |s| video(s, 2).layer == Some(2));
+    assert!(back, "f back at the viewer within a second: {}", brief(video(&sim, 2)));
+    assert_eq!(publish_layers(&sim, 0).last(), Some(&f_only));
+    assert_eq!(video(&sim, 1).layer, Some(0), "the other viewer stays on q");
+    assert!(sim.metrics.dynacast_updates.get() >= 2);
+}

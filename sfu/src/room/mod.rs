@@ -10,6 +10,7 @@ pub mod core;
 #[cfg(test)]
 mod core_tests;
 pub mod driver;
+pub mod dynacast;
 pub mod egress;
 pub mod fanout;
 pub mod fanout_entry;

@@ -59,6 +59,7 @@ impl RoomCore {
             announced: announce_on_join(self.participants.len(), self.ctx.quiet_viewers_above),
             overflowed: Default::default(),
             room_overflow: self.overflow.clone(),
+            reported_estimate: None,
         };
         let others =
             self.participants.iter().filter(|p| p.announced).map(|p| p.info(self.track_infos(&p.id))).collect();
@@ -313,6 +314,7 @@ impl RoomCore {
                     pli: PliThrottle::default(),
                     fanout: Vec::new(),
                     hints: Vec::new(),
+                    dynacast: Default::default(),
                 };
                 tracing::info!(room = %self.name, participant = %owner, track = %track.id, ?kind,
                     codec = %track.rtc_codec.mime_type, rids = ?track.rids, "track published");

@@ -39,6 +39,8 @@ pub struct Participant {
     pub overflowed: AtomicBool,
     /// The room's flag that some participant overflowed.
     pub room_overflow: Arc<AtomicBool>,
+    /// The downlink estimate last told to the client (`bandwidth`), and when.
+    pub reported_estimate: Option<(u64, std::time::Instant)>,
 }
 
 /// Queues `msg` to a participant's session. A full queue means the client stopped reading

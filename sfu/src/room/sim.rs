@@ -305,6 +305,11 @@ impl Sim {
                 let participant = c.id.clone();
                 self.core.handle_command(now, RoomCommand::Answer { participant, sdp: answer });
             }
+            ServerMessage::PublishLayers { active, .. } => {
+                if let Some(p) = self.clients[i].publisher.as_mut() {
+                    p.set_active_layers(active);
+                }
+            }
             ServerMessage::Answer { sdp } => {
                 let (pc, _) = self.clients[i].publisher_pc.as_mut().expect("a publisher offered");
                 let answer = RTCSessionDescription::answer(sdp.clone()).expect("answer sdp");

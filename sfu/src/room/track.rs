@@ -138,6 +138,8 @@ pub struct PublishedTrack {
     pub fanout: Vec<super::fanout_entry::Subscriber>,
     /// Where each subscriber's state was at its last visit, by position in `fanout`.
     pub hints: Vec<super::fanout_entry::Hint>,
+    /// Which layers the publisher keeps encoding.
+    pub dynacast: crate::forward::dynacast::Dynacast,
 }
 
 impl PublishedTrack {
