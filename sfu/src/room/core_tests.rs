@@ -485,7 +485,7 @@ fn dynacast_stops_layers_nobody_needs_and_resumes_them_at_once() {
     // both viewers take f: h, which nobody takes, goes off after the debounce
     sim.run(Duration::from_secs(6));
     let f_only = vec!["q".to_string(), "f".to_string()];
-    assert_eq!(publish_layers(&sim, 0), [f_only.clone()], "h off, q (the lowest) kept");
+    assert_eq!(publish_layers(&sim, 0), std::slice::from_ref(&f_only), "h off, q (the lowest) kept");
     // both viewers ask for the lowest layer: f goes off once unneeded for a while
     sim.subscription(1, &track, cap("q"));
     sim.subscription(2, &track, cap("q"));
