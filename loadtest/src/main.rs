@@ -51,9 +51,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let summary = runtime.block_on(run(cli.scenario));
+    let (summary, groups) = runtime.block_on(run(cli.scenario));
     drop(runtime);
     print!("{}", summary.table());
+    for (label, g) in &groups {
+        println!("{label}: {}", g.json());
+    }
     let failed = summary.check(&common);
     for f in &failed {
         println!("  {:<15} {f}", "THRESHOLD FAILED");
@@ -67,8 +70,9 @@ fn cpu_now() -> f64 {
     procstat::sample(None).map_or(0.0, |s| s.cpu_s())
 }
 
-/// Runs `scenario` to its end (or Ctrl-C) and sums up.
-async fn run(scenario: Scenario) -> Summary {
+/// Runs `scenario` to its end (or Ctrl-C) and sums up: everyone, and with an emulated
+/// downlink the clients behind it and the others apart.
+async fn run(scenario: Scenario) -> (Summary, Vec<(&'static str, Summary)>) {
     let common = scenario.common().clone();
     let plan = scenario::plan(&scenario);
     let name = match scenario {
@@ -96,7 +100,16 @@ async fn run(scenario: Scenario) -> Summary {
     let (duration, cpu_window) = window.await.unwrap_or_default();
     tokio::time::sleep(CLOSE_GRACE).await;
     let cpu = CpuUse { total_s: cpu_now(), window_s: cpu_window };
-    Summary::new(name, &outcomes, common.layer.index(), duration.as_secs_f64(), cpu)
+    let summary = |o: &[scenario::Outcome]| Summary::new(name, o, common.layer.index(), duration.as_secs_f64(), cpu);
+    let mut groups = Vec::new();
+    if common.downlink_kbps.is_some() {
+        let (behind, rest): (Vec<_>, Vec<_>) = outcomes.into_iter().partition(|o| o.impaired);
+        groups.push(("behind the emulated downlink", summary(&behind)));
+        groups.push(("the others", summary(&rest)));
+        let all: Vec<_> = behind.into_iter().chain(rest).collect();
+        return (summary(&all), groups);
+    }
+    (summary(&outcomes), groups)
 }
 
 /// The measured window's real length and this process's CPU seconds within it.

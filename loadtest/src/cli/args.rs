@@ -122,6 +122,20 @@ pub struct Common {
     /// Fail (exit 1) when fewer than this percentage of clients connected.
     #[arg(long)]
     pub min_connected_pct: Option<f64>,
+    /// Emulate a slow downlink in front of subscribing clients (see --downlink-share-pct): its
+    /// rate in kbit/s, inside the load tester's engine (the server sees real congestion).
+    #[arg(long)]
+    pub downlink_kbps: Option<u64>,
+    /// One-way delay of the emulated downlink.
+    #[arg(long, default_value = "20ms", value_parser = humantime::parse_duration)]
+    pub downlink_delay: Duration,
+    /// Random loss of the emulated downlink, percent.
+    #[arg(long, default_value_t = 0.0)]
+    pub downlink_loss_pct: f64,
+    /// Share of the subscribing clients behind the emulated downlink, percent (spread evenly
+    /// over the plan); the summary then also reports both groups apart.
+    #[arg(long, default_value_t = 100.0)]
+    pub downlink_share_pct: f64,
     /// Time allowed for a client to connect and join.
     #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
     pub join_timeout: Duration,

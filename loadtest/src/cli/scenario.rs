@@ -109,6 +109,8 @@ pub struct Outcome {
     pub window_start: Option<ClientStats>,
     /// Stats at the end.
     pub end: Option<ClientStats>,
+    /// It received through the emulated downlink (`--downlink-kbps`).
+    pub impaired: bool,
 }
 
 /// When things happen, shared by every client task.
@@ -200,11 +202,19 @@ fn token_for(common: &Common, spec: &JoinSpec) -> Result<Option<String>, String>
 }
 
 /// Joins, waits until `deadline` for the join (and publish) to complete.
-async fn join(shared: &Shared, spec: &JoinSpec, engine: Engine) -> Result<Client, String> {
+async fn join(shared: &Shared, spec: &JoinSpec, engine: Engine, impaired: bool) -> Result<Client, String> {
     let c = &shared.common;
     let token = token_for(c, spec)?;
     let opts = JoinOptions { engine: Some(engine), token, timeout: c.join_timeout, max_pending_events: 256 };
     let client = Client::join(&c.url, &spec.room, &spec.name, opts).await.map_err(|e| describe(&e))?;
+    if impaired && let Some(kbps) = c.downlink_kbps {
+        let rate = bwe::Bitrate::kbps(kbps);
+        let link = bwe::netem::LinkConfig {
+            loss: c.downlink_loss_pct / 100.0,
+            ..bwe::netem::LinkConfig::new(rate, c.downlink_delay)
+        };
+        client.set_downlink(Some(link)).map_err(|e| describe(&e))?;
+    }
     if spec.publish {
         client.publish_with(PublishOptions::default()).await.map_err(|e| describe(&e))?;
     }
@@ -226,19 +236,28 @@ fn describe(e: &ClientError) -> String {
     }
 }
 
+/// Whether plan entry `i` is behind the emulated downlink: `share_pct` of the entries,
+/// spread evenly.
+pub fn impaired(i: usize, share_pct: f64) -> bool {
+    let share = (share_pct / 100.0).clamp(0.0, 1.0);
+    ((i + 1) as f64 * share).floor() > (i as f64 * share).floor()
+}
+
 /// One client from its ramp slot to the end of the run.
 async fn run_client(shared: Arc<Shared>, i: usize, spec: JoinSpec, engine: Engine, join_at: Instant) -> Outcome {
     let slot = &shared.slots[i];
     let t = shared.timeline;
     let mut stop = shared.stop.clone();
-    let mut out = Outcome { spec: Some(spec.clone()), ..Default::default() };
+    let behind =
+        shared.common.downlink_kbps.is_some() && spec.subscribes() && impaired(i, shared.common.downlink_share_pct);
+    let mut out = Outcome { spec: Some(spec.clone()), impaired: behind, ..Default::default() };
     tokio::select! {
         _ = sleep_until(join_at) => {}
         _ = stopped(&mut stop) => return out,
     }
     let started = Instant::now();
     let joined = tokio::select! {
-        r = join(&shared, &spec, engine) => r,
+        r = join(&shared, &spec, engine, behind) => r,
         _ = sleep_until(t.end) => Err("join did not finish before the end of the run".into()),
         _ = stopped(&mut stop) => Err("stopped while joining".into()),
     };
@@ -319,6 +338,22 @@ async fn run_client(shared: Arc<Shared>, i: usize, spec: JoinSpec, engine: Engin
     }
     out.end = client.stats().await.ok();
     out
+}
+
+#[cfg(test)]
+mod impaired_tests {
+    use super::impaired;
+
+    #[test]
+    fn the_share_is_spread_evenly() {
+        // columns: share %, entries, expected impaired indexes
+        let rows: &[(f64, usize, &[usize])] =
+            &[(100.0, 4, &[0, 1, 2, 3]), (0.0, 4, &[]), (50.0, 6, &[1, 3, 5]), (25.0, 8, &[3, 7])];
+        for &(share, n, want) in rows {
+            let got: Vec<usize> = (0..n).filter(|&i| impaired(i, share)).collect();
+            assert_eq!(got, want, "{share} % of {n}");
+        }
+    }
 }
 
 #[cfg(test)]
