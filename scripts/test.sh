@@ -9,6 +9,8 @@ need_apt=()
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v firefox-esr >/dev/null 2>&1 || need_apt+=(firefox-esr)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
+# the capped-downlink browser test makes a network namespace and shapes its link with tc
+{ command -v ip && command -v tc; } >/dev/null 2>&1 || need_apt+=(iproute2)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3 python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing ${need_apt[*]} (apt-get)"

@@ -22,6 +22,9 @@ pub const HOLD_MEMORY: Duration = Duration::from_secs(30);
 /// there (the layers settle while probes climb back).
 pub const START_GRACE: Duration = Duration::from_secs(3);
 
+/// A probe that measures this multiple of the estimate ends an upgrade hold.
+const HOLD_CLEARING_PROBE: f64 = 1.5;
+
 /// A probe above the estimate that measures less than this share of it lowers the estimate to
 /// what it measured.
 const PROBE_CEILING: f64 = 0.9;
@@ -248,6 +251,11 @@ impl SendSideBwe {
                 self.aimd.on_probe_ceiling(measured, now);
             } else {
                 let measured = measured.min(self.desired.max(estimate));
+                if measured.as_f64() >= estimate.as_f64() * HOLD_CLEARING_PROBE {
+                    // the path carries well more than it did when congestion set the hold:
+                    // it changed (a cap lifted, a busy link freed)
+                    self.upgrade_hold = None;
+                }
                 self.aimd.on_probe(measured, now);
                 self.loss.on_probe(measured);
             }

@@ -167,15 +167,17 @@ export async function withTimeout(promise, ms, message) {
 }
 
 /**
- * Starts `sfu --dev --http 127.0.0.1:0 --udp 127.0.0.1:0` and waits for its
- * `SFU_READY http=HOST:PORT udp=HOST:PORT` line on stdout.
+ * Starts `sfu --dev --http HOST:0 --udp HOST:0` (HOST 127.0.0.1 unless given: a test's own
+ * network namespace link) and waits for its `SFU_READY http=HOST:PORT udp=HOST:PORT` line on
+ * stdout.
  */
 export async function startServer({
   bin = process.env.SFU_BIN || DEFAULT_SFU_BIN,
   extraArgs = (process.env.SFU_ARGS || '').split(/\s+/).filter(Boolean),
   readyTimeout = 20000,
+  host = '127.0.0.1',
 } = {}) {
-  const args = ['--dev', '--http', '127.0.0.1:0', '--udp', '127.0.0.1:0', ...extraArgs];
+  const args = ['--dev', '--http', `${host}:0`, '--udp', `${host}:0`, ...extraArgs];
   const env = { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info' };
   const echo = process.env.SFU_TEST_LOG === '1';
   // Own process group, so that a wrapper script (cargo run, a shell script) dies with its children.
@@ -290,11 +292,11 @@ function installSignalExit() {
  * One headless Chromium; every participant gets its own browser context. playwright-core refuses
  * --user-data-dir in launch() args; launch() itself always starts on a fresh temporary profile.
  */
-export async function launchBrowser() {
+export async function launchBrowser(executablePath = process.env.CHROMIUM_PATH || '/usr/bin/chromium', extraArgs = []) {
   return chromium.launch({
-    executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
+    executablePath,
     headless: true,
-    args: CHROMIUM_ARGS,
+    args: [...CHROMIUM_ARGS, ...extraArgs],
     timeout: 30000,
   });
 }
@@ -424,11 +426,12 @@ export async function expectReceiving(viewer, from, { timeout = 30000, minFrames
  * participants' console logs to the error.
  */
 export class Harness {
+  /** `options`: startServer's, plus `browserArgs(server)`: more Chromium flags. */
   static async start(options = {}) {
     const h = new Harness();
     h.server = await startServer(options);
     try {
-      h.browser = await launchBrowser();
+      h.browser = await launchBrowser(undefined, options.browserArgs ? options.browserArgs(h.server) : []);
     } catch (err) {
       await h.server.stop();
       throw err;

@@ -58,7 +58,7 @@ impl RoomCore {
                 Demand {
                     class: Class::Camera,
                     rank: rank as u32,
-                    steps: Layer::ALL.iter().map(|&l| rate(l)).collect(),
+                    steps: layer_costs(Layer::ALL.map(rate)),
                     wanted: wanted.map(Layer::index),
                     current,
                 }
@@ -114,6 +114,42 @@ impl RoomCore {
             }
             tracing::debug!(subscriber = %p.id, track = %dt.track, from = ?dt.allocated, to = ?next, %estimate, "allocation");
             dt.allocated = next;
+        }
+    }
+}
+
+/// What each layer costs the allocation: its measured rate, but at least twice the layer
+/// below's (a layer the publisher's encoder is still ramping up measures low, and granting it
+/// on that figure overruns the link a moment later; browsers' layers are 3-4x apart).
+fn layer_costs(measured: [Option<Bitrate>; Layer::COUNT]) -> Vec<Option<Bitrate>> {
+    let mut out: Vec<Option<Bitrate>> = Vec::with_capacity(Layer::COUNT);
+    let mut below: Option<Bitrate> = None;
+    for m in measured {
+        let cost = m.map(|r| below.map_or(r, |b| r.max(b.mul_f64(2.0))));
+        if cost.is_some() {
+            below = cost;
+        }
+        out.push(cost);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layer_costs_grow_at_least_twofold() {
+        let k = |x: u64| Some(Bitrate::kbps(x));
+        // columns: measured, expected costs
+        let rows = [
+            ([k(150), k(500), k(1700)], vec![k(150), k(500), k(1700)]),
+            ([k(150), k(200), k(250)], vec![k(150), k(300), k(600)]),
+            ([k(150), None, k(250)], vec![k(150), None, k(300)]),
+            ([None, k(500), k(600)], vec![None, k(500), k(1000)]),
+        ];
+        for (measured, want) in rows {
+            assert_eq!(layer_costs(measured), want, "{measured:?}");
         }
     }
 }

@@ -1,0 +1,153 @@
+// A real downlink cap: one Chromium participant runs in a network namespace this test creates,
+// behind a veth pair whose server-to-browser direction is shaped with `tc tbf` (600 kbit/s).
+// Three Chromium participants publish 720p simulcast (q/h/f); the capped one and an uncapped
+// one ask for every remote video's top layer. The capped one must end up decoding every
+// remote video on lower layers at a usable frame rate with few freezes; once the cap is
+// lifted it must be back on the top layers; the uncapped one keeps the top layers throughout.
+// Needs root, `ip` and `tc` (iproute2): without them the test is skipped, saying why.
+//
+// Not in the suite yet (`npm test` runs *.test.mjs): the issue's bars (every video at >= 10 fps
+// within 5 s, under 1 s of freezes) are not met yet, so this is a measurement run that prints
+// what it sees: `node --test capped.run.mjs` (docs/BWE.md has the last figures).
+
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { Harness, launchBrowser, openParticipant, waitFor } from './harness.mjs';
+
+const TAG = String(process.pid % 100000);
+const NS = `sfucap${TAG}`;
+const HOST_IF = `vch${TAG}`;
+const NS_IF = `vcn${TAG}`;
+const HOST_IP = '10.213.7.1';
+const NS_IP = '10.213.7.2';
+const CAP_KBIT = 600;
+const MEDIA_TIMEOUT = 30000;
+
+const run = (...args) => execFileSync(args[0], args.slice(1), { stdio: 'pipe' }).toString();
+const tryRun = (...args) => { try { run(...args); } catch (_) { /* already gone */ } };
+
+/** Why the test cannot run here, or null. */
+function unavailable() {
+  if (process.getuid && process.getuid() !== 0) return 'needs root (network namespaces, tc)';
+  for (const tool of ['ip', 'tc']) {
+    try { run('sh', '-c', `command -v ${tool}`); } catch (_) { return `needs ${tool} (iproute2)`; }
+  }
+  return null;
+}
+
+function setUp() {
+  run('ip', 'netns', 'add', NS);
+  run('ip', 'link', 'add', HOST_IF, 'type', 'veth', 'peer', 'name', NS_IF);
+  run('ip', 'link', 'set', NS_IF, 'netns', NS);
+  run('ip', 'addr', 'add', `${HOST_IP}/30`, 'dev', HOST_IF);
+  run('ip', 'link', 'set', HOST_IF, 'up');
+  run('ip', 'netns', 'exec', NS, 'ip', 'addr', 'add', `${NS_IP}/30`, 'dev', NS_IF);
+  run('ip', 'netns', 'exec', NS, 'ip', 'link', 'set', NS_IF, 'up');
+  run('ip', 'netns', 'exec', NS, 'ip', 'link', 'set', 'lo', 'up');
+}
+
+function tearDown() {
+  tryRun('ip', 'link', 'del', HOST_IF);
+  tryRun('ip', 'netns', 'del', NS);
+}
+
+/** The server-to-browser direction of the namespace's link: shaped, or not. */
+const cap = (kbit) => run('tc', 'qdisc', 'replace', 'dev', HOST_IF, 'root', 'tbf', 'rate', `${kbit}kbit`, 'burst', '4kb', 'latency', '200ms');
+const uncap = () => run('tc', 'qdisc', 'del', 'dev', HOST_IF, 'root');
+
+/** Per remote participant of `page`: {participant, layer, frames}. */
+const remotes = (page) => page.evaluate(async () => (await window.sfuDemo.remote())
+  .map((r) => ({ participant: r.participant, layer: r.layer, frames: r.framesDecoded })));
+
+/** Frames per second of each remote over `ms`. */
+async function rates(page, ms) {
+  const a = await remotes(page);
+  await new Promise((r) => setTimeout(r, ms));
+  const b = await remotes(page);
+  return b.map((x) => {
+    const before = a.find((y) => y.participant === x.participant);
+    return { participant: x.participant, layer: x.layer, fps: ((x.frames - (before ? before.frames : 0)) * 1000) / ms };
+  });
+}
+
+/** Seconds of freeze per remote in the frame log: the part of every gap between presented
+ * frames beyond 300 ms. */
+const freezes = (page, pids) => page.evaluate((pids) => pids.map((pid) => {
+  const log = window.sfuDemo.frameLog(pid);
+  let frozen = 0;
+  for (let i = 1; i < log.length; i++) frozen += Math.max(0, log[i].t - log[i - 1].t - 300);
+  return { pid, frames: log.length, frozen_s: frozen / 1000 };
+}), pids);
+
+const setAllTop = (page, pids) => page.evaluate((pids) => { for (const pid of pids) window.sfuDemo.setLayer(pid, 'f'); }, pids);
+
+const why = unavailable();
+
+describe('capped downlink', { skip: why || false }, () => {
+  let h;
+  let cappedBrowser;
+  let wrapper;
+  before(async () => {
+    tearDown();
+    setUp();
+    wrapper = path.join(os.tmpdir(), `chromium-in-${NS}.sh`);
+    const chromium = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+    fs.writeFileSync(wrapper, `#!/bin/sh\nexec ip netns exec ${NS} ${chromium} "$@"\n`, { mode: 0o755 });
+    // a camera needs a secure context: the server's address is not localhost here
+    const secure = (server) => [`--unsafely-treat-insecure-origin-as-secure=${server.baseUrl}`];
+    h = await Harness.start({ host: HOST_IP, browserArgs: secure });
+    cappedBrowser = await launchBrowser(wrapper, secure(h.server));
+  });
+  after(async () => {
+    if (cappedBrowser) await cappedBrowser.close().catch(() => {});
+    if (h) await h.close();
+    tearDown();
+    if (wrapper) fs.rmSync(wrapper, { force: true });
+  });
+
+  test('a viewer behind 600 kbit/s gets every video on lower layers, then the top layers once the cap is lifted', () => h.diagnose(async () => {
+    const pubs = [];
+    for (const n of ['p1', 'p2', 'p3']) pubs.push(await h.open('CAP', n));
+    const ids = await Promise.all(pubs.map((p) => p.evaluate(() => window.sfuDemo.participantId)));
+    const fast = pubs[0];
+    const othersOfFast = ids.slice(1);
+    await setAllTop(fast, othersOfFast);
+    cap(CAP_KBIT);
+    const context = await cappedBrowser.newContext({ viewport: { width: 1280, height: 720 } });
+    const slow = await openParticipant(context, h.baseUrl, 'CAP', 'slow', { timeout: 30000 });
+    h.pages.add(slow);
+    await setAllTop(slow, ids);
+    const joined = Date.now();
+    // 40 s behind the cap, in 2 s windows: frame rates and layers of the three remote videos
+    const windows = [];
+    while (Date.now() - joined < 40000) {
+      const r = await rates(slow, 2000);
+      windows.push({ t: Date.now() - joined, fps: r.map((x) => x.fps), layers: r.map((x) => x.layer), downlink: await slow.evaluate(() => window.sfuDemo.downlinkBps) });
+    }
+    for (const w of windows) console.log(`capped viewer ${w.t} ms: fps ${JSON.stringify(w.fps)} layers ${JSON.stringify(w.layers)} downlink ${w.downlink}`);
+    const flowing = (w, n) => w.fps.filter((f) => f >= 10).length >= n;
+    const first = (n) => (windows.find((w) => flowing(w, n)) || { t: null }).t;
+    const late = windows.filter((w) => w.t > 15000);
+    console.log(`capped viewer: >= 1 video at 10 fps after ${first(1)} ms, >= 2 after ${first(2)} ms, all 3 after ${first(3)} ms; from 15 s on, windows with all 3 at >= 10 fps: ${late.filter((w) => flowing(w, 3)).length}/${late.length}, with >= 2: ${late.filter((w) => flowing(w, 2)).length}/${late.length}`);
+    const layers = await remotes(slow);
+    assert.ok(layers.every((x) => x.layer !== 'f'), `no top layer through 600 kbit/s: ${JSON.stringify(layers)}`);
+    assert.ok(late.every((w) => flowing(w, 1)), 'at least one video flows at >= 10 fps throughout');
+    // (on a 2-core machine the publishers' Chromium may drop its top layer for CPU: reported)
+    console.log(`uncapped viewer while the other is capped: layers ${JSON.stringify((await remotes(fast)).map((x) => x.layer))}`);
+    // the cap lifted: back on the top layers
+    uncap();
+    const lifted = Date.now();
+    await waitFor(async () => {
+      const r = await remotes(slow);
+      return r.length === 3 && r.every((x) => x.layer === 'f' || x.layer === 'h') && r.some((x) => x.layer === 'f');
+    }, { timeout: 45000, interval: 250, message: 'the viewer back on the upper layers after the cap is lifted' });
+    console.log(`capped viewer back on the upper layers ${Date.now() - lifted} ms after the cap was lifted: ${JSON.stringify((await remotes(slow)).map((x) => x.layer))}`);
+    console.log(`uncapped viewer at the end: layers ${JSON.stringify((await remotes(fast)).map((x) => x.layer))}`);
+  }));
+});
+
+if (why) console.log(`# capped downlink test skipped: ${why}`);
