@@ -22,8 +22,11 @@ pub const HOLD_MEMORY: Duration = Duration::from_secs(30);
 /// there (the layers settle while probes climb back).
 pub const START_GRACE: Duration = Duration::from_secs(3);
 
-/// A probe that measures this multiple of the estimate ends an upgrade hold.
+/// A probe that measures this multiple of the estimate ends an upgrade hold, after this long
+/// without congestion.
 const HOLD_CLEARING_PROBE: f64 = 1.5;
+/// See [`HOLD_CLEARING_PROBE`].
+const HOLD_CLEARING_CALM: Duration = Duration::from_secs(5);
 
 /// A probe above the estimate that measures less than this share of it lowers the estimate to
 /// what it measured.
@@ -88,6 +91,8 @@ pub struct SendSideBwe {
     /// The first congestion (the start's overshoot, when the start was above the path): it
     /// and what follows within [`START_GRACE`] set no hold.
     first_congestion: Option<Instant>,
+    /// The latest congestion.
+    last_congestion: Option<Instant>,
     /// Feedback messages and packets reported lost, for metrics.
     pub feedbacks: u64,
     /// Packets reported lost.
@@ -111,6 +116,7 @@ impl SendSideBwe {
             results: Vec::new(),
             upgrade_hold: None,
             first_congestion: None,
+            last_congestion: None,
             feedbacks: 0,
             lost: 0,
         }
@@ -201,6 +207,7 @@ impl SendSideBwe {
 
     fn on_congestion(&mut self, now: Instant) {
         self.prober.hold(now);
+        self.last_congestion = Some(now);
         let first = *self.first_congestion.get_or_insert(now);
         if now < first + START_GRACE {
             return;
@@ -251,9 +258,11 @@ impl SendSideBwe {
                 self.aimd.on_probe_ceiling(measured, now);
             } else {
                 let measured = measured.min(self.desired.max(estimate));
-                if measured.as_f64() >= estimate.as_f64() * HOLD_CLEARING_PROBE {
-                    // the path carries well more than it did when congestion set the hold:
-                    // it changed (a cap lifted, a busy link freed)
+                let calm = self.last_congestion.is_none_or(|t| now.saturating_duration_since(t) >= HOLD_CLEARING_CALM);
+                if calm && measured.as_f64() >= estimate.as_f64() * HOLD_CLEARING_PROBE {
+                    // no congestion for a while and the path carries well more than when the
+                    // hold was set: it changed (a cap lifted, a busy link freed). A probe
+                    // through a shaper's burst may measure that much too: hence the calm.
                     self.upgrade_hold = None;
                 }
                 self.aimd.on_probe(measured, now);

@@ -5,10 +5,14 @@
 // remote video on lower layers at a usable frame rate with few freezes; once the cap is
 // lifted it must be back on the top layers; the uncapped one keeps the top layers throughout.
 // Needs root, `ip` and `tc` (iproute2): without them the test is skipped, saying why.
+// Without the privileges to make the namespace it is skipped, saying why.
 //
-// Not in the suite yet (`npm test` runs *.test.mjs): the issue's bars (every video at >= 10 fps
-// within 5 s, under 1 s of freezes) are not met yet, so this is a measurement run that prints
-// what it sees: `node --test capped.run.mjs` (docs/BWE.md has the last figures).
+// What it asserts is what holds today under the suite's load (docs/BWE.md): behind the cap no
+// top layer and at least one video always at >= 10 fps after 15 s; once the cap is lifted the
+// upper layers back within 45 s. Two and three videos at >= 10 fps are printed, not asserted:
+// alone the run shows two in every window, under the whole suite's load far fewer. Not yet: all three videos (their q layers with audio need
+// about what the link carries; VP8 temporal layers would make the finer step), under 1 s of
+// freezes. It prints the figures either way.
 
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -91,9 +95,17 @@ describe('capped downlink', { skip: why || false }, () => {
   let h;
   let cappedBrowser;
   let wrapper;
+  let setupError = null;
   before(async () => {
     tearDown();
-    setUp();
+    try {
+      setUp();
+    } catch (err) {
+      // no CAP_NET_ADMIN here (a container): nothing to test with
+      setupError = `cannot make the network namespace: ${String(err.stderr || err.message).trim()}`;
+      tearDown();
+      return;
+    }
     wrapper = path.join(os.tmpdir(), `chromium-in-${NS}.sh`);
     const chromium = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
     fs.writeFileSync(wrapper, `#!/bin/sh\nexec ip netns exec ${NS} ${chromium} "$@"\n`, { mode: 0o755 });
@@ -109,45 +121,53 @@ describe('capped downlink', { skip: why || false }, () => {
     if (wrapper) fs.rmSync(wrapper, { force: true });
   });
 
-  test('a viewer behind 600 kbit/s gets every video on lower layers, then the top layers once the cap is lifted', () => h.diagnose(async () => {
-    const pubs = [];
-    for (const n of ['p1', 'p2', 'p3']) pubs.push(await h.open('CAP', n));
-    const ids = await Promise.all(pubs.map((p) => p.evaluate(() => window.sfuDemo.participantId)));
-    const fast = pubs[0];
-    const othersOfFast = ids.slice(1);
-    await setAllTop(fast, othersOfFast);
-    cap(CAP_KBIT);
-    const context = await cappedBrowser.newContext({ viewport: { width: 1280, height: 720 } });
-    const slow = await openParticipant(context, h.baseUrl, 'CAP', 'slow', { timeout: 30000 });
-    h.pages.add(slow);
-    await setAllTop(slow, ids);
-    const joined = Date.now();
-    // 40 s behind the cap, in 2 s windows: frame rates and layers of the three remote videos
-    const windows = [];
-    while (Date.now() - joined < 40000) {
-      const r = await rates(slow, 2000);
-      windows.push({ t: Date.now() - joined, fps: r.map((x) => x.fps), layers: r.map((x) => x.layer), downlink: await slow.evaluate(() => window.sfuDemo.downlinkBps) });
+  test('a viewer behind 600 kbit/s gets videos on lower layers, then the upper layers once the cap is lifted', (t) => {
+    if (setupError) {
+      t.skip(setupError);
+      return undefined;
     }
-    for (const w of windows) console.log(`capped viewer ${w.t} ms: fps ${JSON.stringify(w.fps)} layers ${JSON.stringify(w.layers)} downlink ${w.downlink}`);
-    const flowing = (w, n) => w.fps.filter((f) => f >= 10).length >= n;
-    const first = (n) => (windows.find((w) => flowing(w, n)) || { t: null }).t;
-    const late = windows.filter((w) => w.t > 15000);
-    console.log(`capped viewer: >= 1 video at 10 fps after ${first(1)} ms, >= 2 after ${first(2)} ms, all 3 after ${first(3)} ms; from 15 s on, windows with all 3 at >= 10 fps: ${late.filter((w) => flowing(w, 3)).length}/${late.length}, with >= 2: ${late.filter((w) => flowing(w, 2)).length}/${late.length}`);
-    const layers = await remotes(slow);
-    assert.ok(layers.every((x) => x.layer !== 'f'), `no top layer through 600 kbit/s: ${JSON.stringify(layers)}`);
-    assert.ok(late.every((w) => flowing(w, 1)), 'at least one video flows at >= 10 fps throughout');
-    // (on a 2-core machine the publishers' Chromium may drop its top layer for CPU: reported)
-    console.log(`uncapped viewer while the other is capped: layers ${JSON.stringify((await remotes(fast)).map((x) => x.layer))}`);
-    // the cap lifted: back on the top layers
-    uncap();
-    const lifted = Date.now();
-    await waitFor(async () => {
-      const r = await remotes(slow);
-      return r.length === 3 && r.every((x) => x.layer === 'f' || x.layer === 'h') && r.some((x) => x.layer === 'f');
-    }, { timeout: 45000, interval: 250, message: 'the viewer back on the upper layers after the cap is lifted' });
-    console.log(`capped viewer back on the upper layers ${Date.now() - lifted} ms after the cap was lifted: ${JSON.stringify((await remotes(slow)).map((x) => x.layer))}`);
-    console.log(`uncapped viewer at the end: layers ${JSON.stringify((await remotes(fast)).map((x) => x.layer))}`);
-  }));
+    return h.diagnose(async () => {
+      const pubs = [];
+      for (const n of ['p1', 'p2', 'p3']) pubs.push(await h.open('CAP', n));
+      const ids = await Promise.all(pubs.map((p) => p.evaluate(() => window.sfuDemo.participantId)));
+      const fast = pubs[0];
+      const othersOfFast = ids.slice(1);
+      await setAllTop(fast, othersOfFast);
+      cap(CAP_KBIT);
+      const context = await cappedBrowser.newContext({ viewport: { width: 1280, height: 720 } });
+      const slow = await openParticipant(context, h.baseUrl, 'CAP', 'slow', { timeout: 30000 });
+      h.pages.add(slow);
+      await setAllTop(slow, ids);
+      const joined = Date.now();
+      // 40 s behind the cap, in 2 s windows: frame rates and layers of the three remote videos
+      const windows = [];
+      while (Date.now() - joined < 40000) {
+        const r = await rates(slow, 2000);
+        windows.push({ t: Date.now() - joined, fps: r.map((x) => x.fps), layers: r.map((x) => x.layer), downlink: await slow.evaluate(() => window.sfuDemo.downlinkBps) });
+      }
+      for (const w of windows) console.log(`capped viewer ${w.t} ms: fps ${JSON.stringify(w.fps)} layers ${JSON.stringify(w.layers)} downlink ${w.downlink}`);
+      const flowing = (w, n) => w.fps.filter((f) => f >= 10).length >= n;
+      const first = (n) => (windows.find((w) => flowing(w, n)) || { t: null }).t;
+      const late = windows.filter((w) => w.t > 15000);
+      console.log(`capped viewer: >= 1 video at 10 fps after ${first(1)} ms, >= 2 after ${first(2)} ms, all 3 after ${first(3)} ms; from 15 s on, windows with all 3 at >= 10 fps: ${late.filter((w) => flowing(w, 3)).length}/${late.length}, with >= 2: ${late.filter((w) => flowing(w, 2)).length}/${late.length}`);
+      const layers = await remotes(slow);
+      assert.ok(layers.every((x) => x.layer !== 'f'), `no top layer through 600 kbit/s: ${JSON.stringify(layers)}`);
+      assert.ok(late.every((w) => flowing(w, 1)), 'at least one video flows at >= 10 fps throughout');
+      const two = late.filter((w) => flowing(w, 2)).length;
+      assert.ok(two * 10 >= late.length * 7, `two videos at >= 10 fps in most windows after 15 s: ${two}/${late.length}`);
+      // (on a 2-core machine the publishers' Chromium may drop its top layer for CPU: reported)
+      console.log(`uncapped viewer while the other is capped: layers ${JSON.stringify((await remotes(fast)).map((x) => x.layer))}`);
+      // the cap lifted: back on the top layers
+      uncap();
+      const lifted = Date.now();
+      await waitFor(async () => {
+        const r = await remotes(slow);
+        return r.length === 3 && r.every((x) => x.layer === 'f' || x.layer === 'h') && r.some((x) => x.layer === 'f');
+      }, { timeout: 45000, interval: 250, message: 'the viewer back on the upper layers after the cap is lifted' });
+      console.log(`capped viewer back on the upper layers ${Date.now() - lifted} ms after the cap was lifted: ${JSON.stringify((await remotes(slow)).map((x) => x.layer))}`);
+      console.log(`uncapped viewer at the end: layers ${JSON.stringify((await remotes(fast)).map((x) => x.layer))}`);
+    });
+  });
 });
 
 if (why) console.log(`# capped downlink test skipped: ${why}`);
