@@ -699,10 +699,14 @@
     }
   }
 
-  /** Dynacast: encode only the simulcast layers some subscriber receives. */
+  /**
+   * Dynacast: encode only the simulcast layers some subscriber receives. Not in Firefox: an
+   * encoding it turned off did not always come back on (seen in the Firefox test on a loaded
+   * machine), so Firefox keeps encoding every layer.
+   */
   async function onPublishLayers(s, active) {
     const pc = s.pubPc;
-    if (!pc || !Array.isArray(active)) return;
+    if (!pc || !Array.isArray(active) || /Firefox\//.test(navigator.userAgent)) return;
     for (const sender of pc.getSenders()) {
       if (!sender.track || sender.track.kind !== 'video') continue;
       const params = sender.getParameters();
