@@ -4,6 +4,8 @@
 # the vendored rtc-interceptor's own), then the headless-Chromium browser tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# a one-shot build gains nothing from incremental state, which doubles target/ on disk
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 need_apt=()
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
@@ -44,3 +46,6 @@ bash scripts/vendor.sh check
 echo "== browser tests (headless Chromium)"
 cargo build --locked --bin sfu
 (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error && npm test)
+
+echo "== disk: target/ after the suite"
+du -sh target 2>/dev/null || true
