@@ -273,7 +273,8 @@ impl SendSideBwe {
             let before = self.estimate();
             self.aimd.update(self.delay.usage(), self.acked.rate(), now);
             let estimate = self.aimd.rate();
-            self.loss.on_feedback(lost, total, estimate, self.rtt.unwrap_or(Duration::from_millis(100)), now);
+            let rtt = self.rtt.unwrap_or(Duration::from_millis(100));
+            self.loss.on_feedback(lost, total, estimate, self.acked.rate(), rtt, now);
             if self.estimate() < before {
                 // the path is full: no probe into it, no upgrade, for a while
                 self.on_congestion(now);

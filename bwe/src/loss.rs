@@ -13,6 +13,12 @@ const LOW_LOSS: f64 = 0.02;
 const MIN_PACKETS: u32 = 20;
 /// Rise per second of the bound under little loss.
 const INCREASE_PER_SECOND: f64 = 1.08;
+/// An estimate above this multiple of the acknowledged throughput while losing more than
+/// [`HEAVY_LOSS`] is an overshoot: the bound falls to the throughput at once.
+const OVERSHOOT: f64 = 1.5;
+/// See [`OVERSHOOT`]: well above what random loss on a usable link looks like (whose
+/// acknowledged rate is below what is sent by the loss alone, and must not cut the layers).
+const HEAVY_LOSS: f64 = 0.25;
 /// Least time between two decreases, besides the round trip.
 const DECREASE_SPACING: Duration = Duration::from_millis(300);
 
@@ -57,8 +63,16 @@ impl LossBound {
     }
 
     /// Counts a feedback's packets (`lost` of `total`) and updates the bound, given the
-    /// current overall estimate and the round trip.
-    pub fn on_feedback(&mut self, lost: u32, total: u32, estimate: Bitrate, rtt: Duration, now: Instant) {
+    /// current overall estimate, the acknowledged throughput and the round trip.
+    pub fn on_feedback(
+        &mut self,
+        lost: u32,
+        total: u32,
+        estimate: Bitrate,
+        acked: Option<Bitrate>,
+        rtt: Duration,
+        now: Instant,
+    ) {
         self.lost += lost;
         self.total += total;
         let dt =
@@ -74,7 +88,14 @@ impl LossBound {
             let spaced = self.last_decrease.is_none_or(|t| now.saturating_duration_since(t) >= DECREASE_SPACING + rtt);
             if spaced {
                 let from = self.bound.unwrap_or(estimate).min(estimate);
-                self.bound = Some(from.mul_f64(1.0 - 0.5 * ratio));
+                let mut bound = from.mul_f64(1.0 - 0.5 * ratio);
+                if let Some(a) = acked.filter(|a| ratio > HEAVY_LOSS && from.as_f64() > a.as_f64() * OVERSHOOT) {
+                    // far above what gets through while losing: an overshoot (a start above
+                    // the path), whose queue stays full and shows the delay detector no trend;
+                    // what got through is what the path carries
+                    bound = bound.min(a);
+                }
+                self.bound = Some(bound);
                 self.last_decrease = Some(now);
             }
         } else if ratio < LOW_LOSS
@@ -93,6 +114,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_overshoot_falls_to_the_acknowledged_rate() {
+        let t0 = Instant::now();
+        let rtt = Duration::from_millis(50);
+        let k = Bitrate::kbps;
+        // columns: estimate, acknowledged, lost of 100, bound
+        let rows = [
+            (k(10_000), Some(k(600)), 90, Some(k(600))),
+            (k(10_000), None, 90, Some(k(5500))),
+            // within 1.5x of what gets through, or losing less: the usual decrease
+            (k(800), Some(k(600)), 40, Some(k(640))),
+            (k(10_000), Some(k(600)), 20, Some(k(9000))),
+            (k(10_000), Some(k(600)), 5, None),
+        ];
+        for (est, acked, lost, want) in rows {
+            let mut l = LossBound::new();
+            l.on_feedback(lost, 100, est, acked, rtt, t0);
+            assert_eq!(l.bound(), want, "{est} {acked:?} {lost}");
+        }
+    }
+
+    #[test]
     fn bound_follows_the_loss_ratio() {
         let t0 = Instant::now();
         let rtt = Duration::from_millis(50);
@@ -101,12 +143,12 @@ mod tests {
         let rows = [(0, None), (5, None), (10, None), (20, Some(Bitrate::kbps(1800))), (50, Some(Bitrate::kbps(1500)))];
         for (lost, want) in rows {
             let mut l = LossBound::new();
-            l.on_feedback(lost, 100, est, rtt, t0);
+            l.on_feedback(lost, 100, est, None, rtt, t0);
             assert_eq!(l.bound(), want, "{lost}% lost");
         }
         // too few packets: no ratio yet
         let mut l = LossBound::new();
-        l.on_feedback(10, 10, est, rtt, t0);
+        l.on_feedback(10, 10, est, None, rtt, t0);
         assert_eq!(l.bound(), None);
     }
 
@@ -115,15 +157,15 @@ mod tests {
         let t0 = Instant::now();
         let rtt = Duration::from_millis(50);
         let mut l = LossBound::new();
-        l.on_feedback(20, 100, Bitrate::mbps(1), rtt, t0);
+        l.on_feedback(20, 100, Bitrate::mbps(1), None, rtt, t0);
         assert_eq!(l.bound(), Some(Bitrate::kbps(900)));
         // a second heavy loss within the spacing: no second decrease
-        l.on_feedback(20, 100, Bitrate::mbps(1), rtt, t0 + Duration::from_millis(100));
+        l.on_feedback(20, 100, Bitrate::mbps(1), None, rtt, t0 + Duration::from_millis(100));
         assert_eq!(l.bound(), Some(Bitrate::kbps(900)));
         let mut t = t0 + Duration::from_millis(100);
         for _ in 0..3 {
             t += Duration::from_secs(1);
-            l.on_feedback(0, 100, Bitrate::mbps(1), rtt, t);
+            l.on_feedback(0, 100, Bitrate::mbps(1), None, rtt, t);
         }
         assert_eq!(l.bound(), None, "0.9 * 1.08^2 is above the estimate");
     }
@@ -133,11 +175,11 @@ mod tests {
         let t0 = Instant::now();
         let rtt = Duration::from_millis(50);
         let mut l = LossBound::new();
-        l.on_feedback(60, 100, Bitrate::mbps(2), rtt, t0);
+        l.on_feedback(60, 100, Bitrate::mbps(2), None, rtt, t0);
         assert_eq!(l.bound(), Some(Bitrate::kbps(1400)));
         l.on_probe(Bitrate::mbps(3));
         assert_eq!(l.bound(), Some(Bitrate::kbps(1400)), "60% lost just now: kept");
-        l.on_feedback(0, 100, Bitrate::mbps(2), rtt, t0);
+        l.on_feedback(0, 100, Bitrate::mbps(2), None, rtt, t0);
         l.on_probe(Bitrate::kbps(1000));
         assert_eq!(l.bound(), Some(Bitrate::kbps(1400)), "never lowered by a probe");
         l.on_probe(Bitrate::kbps(1800));

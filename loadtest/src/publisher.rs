@@ -35,6 +35,8 @@ pub struct PublishOptions {
     pub pacing: Option<f64>,
     /// After each frame, one padding-only packet per layer (browsers' bandwidth probes).
     pub padding: bool,
+    /// VP8 temporal layers per simulcast layer (1: none; browsers send 3 by default).
+    pub temporal_layers: u8,
 }
 
 impl Default for PublishOptions {
@@ -48,6 +50,7 @@ impl Default for PublishOptions {
             audio_payload: 80,
             pacing: None,
             padding: false,
+            temporal_layers: 1,
         }
     }
 }
@@ -148,7 +151,7 @@ impl Publisher {
                     max_bitrate: spec.bitrate,
                     ..Default::default()
                 });
-                layers.push(VideoLayer::new(i as u8, *spec, ssrc));
+                layers.push(VideoLayer::new(i as u8, *spec, ssrc).with_temporal_layers(opts.temporal_layers));
             }
             let track =
                 MediaStreamTrack::new(stream_id, "video".into(), "video".into(), RtpCodecKind::Video, encodings);

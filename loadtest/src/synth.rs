@@ -77,6 +77,10 @@ pub struct VideoLayer {
     picture_id: u16,
     tl0picidx: u8,
     frame: u32,
+    /// VP8 temporal layers (1: none, no TID written).
+    temporal_layers: u8,
+    /// Position in the temporal pattern; a keyframe restarts it.
+    pattern: u32,
     keyframe_pending: bool,
     last_keyframe: Option<Instant>,
     /// RTP timestamp of the last frame.
@@ -95,9 +99,33 @@ impl VideoLayer {
             picture_id: rand::random::<u16>() % vp8::PICTURE_ID_MODULO,
             tl0picidx: rand::random(),
             frame: 0,
+            temporal_layers: 1,
+            pattern: 0,
             keyframe_pending: true,
             last_keyframe: None,
             last_ts: 0,
+        }
+    }
+
+    /// Sends `n` VP8 temporal layers (clamped to 1..=3) in the pattern encoders use: TIDs
+    /// 0-2-1-2 for three, 0-1 for two, with the layer sync bit on a frame that refers only to
+    /// the base, and the base frames larger (shares of the bitrate 40/20/40 % and 60/40 %).
+    pub fn with_temporal_layers(mut self, n: u8) -> Self {
+        self.temporal_layers = n.clamp(1, 3);
+        self
+    }
+
+    /// The temporal layer, layer sync bit and size relative to the average frame of the next
+    /// frame.
+    fn temporal(&self) -> (u8, bool, f64) {
+        match (self.temporal_layers, self.pattern % 4) {
+            (3, 0) => (0, false, 1.6),
+            (3, 1) => (2, true, 0.8),
+            (3, 2) => (1, true, 0.8),
+            (3, _) => (2, false, 0.8),
+            (2, p) if p % 2 == 0 => (0, false, 1.2),
+            (2, _) => (1, true, 0.8),
+            _ => (0, false, 1.0),
         }
     }
 
@@ -137,11 +165,19 @@ impl VideoLayer {
         if keyframe {
             self.keyframe_pending = false;
             self.last_keyframe = Some(now);
+            self.pattern = 0;
+        }
+        let (tid, sync, weight) = self.temporal();
+        if tid == 0 {
+            self.tl0picidx = self.tl0picidx.wrapping_add(1);
         }
         let average = (self.spec.bitrate / 8 / fps.max(1)) as usize;
         let min = vp8::KEYFRAME_HEADER_LEN + PROBE_LEN;
-        let frame_len = (if keyframe { average * KEYFRAME_FACTOR } else { average }).max(min);
-        let chunk_max = MAX_PAYLOAD - vp8::DESCRIPTOR_LEN;
+        let frame_len =
+            (if keyframe { average * KEYFRAME_FACTOR } else { (average as f64 * weight) as usize }).max(min);
+        let temporal = self.temporal_layers > 1;
+        let desc_len = if temporal { vp8::TEMPORAL_DESCRIPTOR_LEN } else { vp8::DESCRIPTOR_LEN };
+        let chunk_max = MAX_PAYLOAD - desc_len;
         let packets = frame_len.div_ceil(chunk_max);
         let (base, extra) = (frame_len / packets, frame_len % packets);
         let ts = self.ts_base.wrapping_add(ticks(capture, VIDEO_CLOCK));
@@ -151,10 +187,16 @@ impl VideoLayer {
         let mut scratch = [0u8; vp8::KEYFRAME_HEADER_LEN + PROBE_LEN];
         for i in 0..packets {
             let chunk = base + usize::from(i < extra);
-            reserve(arena, vp8::DESCRIPTOR_LEN + chunk);
-            let mut desc = [0u8; vp8::DESCRIPTOR_LEN];
-            vp8::write_descriptor(&mut desc, i == 0, self.picture_id, self.tl0picidx);
-            arena.put_slice(&desc);
+            reserve(arena, desc_len + chunk);
+            let mut desc = [0u8; vp8::TEMPORAL_DESCRIPTOR_LEN];
+            if temporal {
+                vp8::write_temporal_descriptor(&mut desc, i == 0, self.picture_id, self.tl0picidx, (tid, sync));
+            } else {
+                let base: &mut [u8; vp8::DESCRIPTOR_LEN] =
+                    (&mut desc[..vp8::DESCRIPTOR_LEN]).try_into().expect("DESCRIPTOR_LEN bytes");
+                vp8::write_descriptor(base, i == 0, self.picture_id, self.tl0picidx);
+            }
+            arena.put_slice(&desc[..desc_len]);
             let header = if i == 0 { vp8::write_frame_header(&mut scratch, frame_len, size) } else { 0 };
             probe.write(&mut scratch[header..]);
             arena.put_slice(&scratch[..header + PROBE_LEN]);
@@ -169,7 +211,7 @@ impl VideoLayer {
             self.seq = self.seq.wrapping_add(1);
         }
         self.picture_id = (self.picture_id + 1) % vp8::PICTURE_ID_MODULO;
-        self.tl0picidx = self.tl0picidx.wrapping_add(1);
+        self.pattern = self.pattern.wrapping_add(1);
         self.frame = self.frame.wrapping_add(1);
         keyframe
     }
@@ -238,6 +280,42 @@ mod tests {
                 out
             })
             .collect()
+    }
+
+    #[test]
+    fn temporal_layers_follow_the_encoders_pattern() {
+        // columns: temporal layers, (TID, layer sync) of frames 0.. (a keyframe at 0 and 6)
+        let rows: &[(u8, &[(u8, bool)])] = &[
+            (1, &[(0, false); 7]),
+            (2, &[(0, false), (1, true), (0, false), (1, true), (0, false), (1, true), (0, false)]),
+            (3, &[(0, false), (2, true), (1, true), (2, false), (0, false), (2, true), (0, false)]),
+        ];
+        for &(n, want) in rows {
+            let mut layer = VideoLayer::new(0, SIMULCAST_LAYERS[0], 1).with_temporal_layers(n);
+            let all = frames(&mut layer, want.len(), Duration::from_millis(240));
+            let mut tl0 = None::<u8>;
+            for (f, (pkts, &(tid, sync))) in all.iter().zip(want).enumerate() {
+                for p in pkts {
+                    let d = vp8::parse_descriptor(&p.payload).unwrap();
+                    let t = (n > 1).then_some(tid);
+                    assert_eq!(d.tid, t, "{n} layers, frame {f}");
+                    if n > 1 {
+                        assert_eq!(
+                            p.payload[vp8::TEMPORAL_DESCRIPTOR_LEN - 1] & 0x20 != 0,
+                            sync,
+                            "{n} layers, frame {f}"
+                        );
+                    }
+                    // TL0PICIDX counts base layer frames
+                    let idx = d.tl0picidx.unwrap();
+                    if let Some(prev) = tl0.filter(|_| p.marker) {
+                        let step = if tid == 0 { 1 } else { 0 };
+                        assert_eq!(idx, prev.wrapping_add(step), "{n} layers, frame {f}");
+                    }
+                }
+                tl0 = vp8::parse_descriptor(&pkts[0].payload).unwrap().tl0picidx;
+            }
+        }
     }
 
     #[test]

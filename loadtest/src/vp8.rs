@@ -26,6 +26,8 @@ pub struct Descriptor {
     pub long_picture_id: bool,
     /// TL0PICIDX, if present.
     pub tl0picidx: Option<u8>,
+    /// Temporal layer (TID), if the T bit is set.
+    pub tid: Option<u8>,
     /// S bit: first packet of a partition.
     pub start: bool,
     /// Partition index.
@@ -98,6 +100,25 @@ pub fn write_frame_header(out: &mut [u8], frame_len: usize, size: Option<(u16, u
     len
 }
 
+/// Length of a descriptor with the TID byte ([`write_temporal_descriptor`]).
+pub const TEMPORAL_DESCRIPTOR_LEN: usize = DESCRIPTOR_LEN + 1;
+
+/// Writes a descriptor like [`write_descriptor`] plus the T byte: temporal layer `tid` (2 bits)
+/// and the layer sync bit.
+pub fn write_temporal_descriptor(
+    out: &mut [u8; TEMPORAL_DESCRIPTOR_LEN],
+    start: bool,
+    picture_id: u16,
+    tl0picidx: u8,
+    (tid, sync): (u8, bool),
+) {
+    let (base, t) = out.split_at_mut(DESCRIPTOR_LEN);
+    let base: &mut [u8; DESCRIPTOR_LEN] = base.try_into().expect("split at DESCRIPTOR_LEN");
+    write_descriptor(base, start, picture_id, tl0picidx);
+    base[1] |= 0x20;
+    t[0] = ((tid & 0x03) << 6) | if sync { 0x20 } else { 0 };
+}
+
 /// Parses the payload descriptor at the start of `payload`.
 pub fn parse_descriptor(payload: &[u8]) -> Result<Descriptor, Vp8Error> {
     let byte = |i: usize| payload.get(i).copied().ok_or(Vp8Error::Truncated);
@@ -106,6 +127,7 @@ pub fn parse_descriptor(payload: &[u8]) -> Result<Descriptor, Vp8Error> {
         picture_id: None,
         long_picture_id: false,
         tl0picidx: None,
+        tid: None,
         start: b0 & 0x10 != 0,
         partition: b0 & 0x07,
         len: 1,
@@ -129,6 +151,9 @@ pub fn parse_descriptor(payload: &[u8]) -> Result<Descriptor, Vp8Error> {
             pos += 1;
         }
         if x & 0x30 != 0 {
+            if x & 0x20 != 0 {
+                d.tid = Some(byte(pos)? >> 6);
+            }
             pos += 1; // TID/Y/KEYIDX
         }
         d.len = pos;
@@ -195,6 +220,24 @@ mod tests {
             assert_eq!(got.tl0picidx, Some(tl0));
             assert_eq!(got.frame_start(), start);
             assert_eq!(got.len, DESCRIPTOR_LEN);
+            assert_eq!(got.tid, None);
+        }
+    }
+
+    #[test]
+    fn temporal_descriptor_round_trip() {
+        // columns: TID, layer sync
+        for (tid, sync) in [(0u8, false), (1, true), (2, false), (2, true)] {
+            let mut buf = [0u8; TEMPORAL_DESCRIPTOR_LEN + 1];
+            let (d, rest) = buf.split_at_mut(TEMPORAL_DESCRIPTOR_LEN);
+            write_temporal_descriptor(d.try_into().unwrap(), true, 1234, 9, (tid, sync));
+            rest[0] = 0xaa;
+            let got = parse_descriptor(&buf).unwrap();
+            assert_eq!(
+                (got.picture_id, got.tl0picidx, got.tid, got.len),
+                (Some(1234), Some(9), Some(tid), TEMPORAL_DESCRIPTOR_LEN)
+            );
+            assert_eq!(buf[TEMPORAL_DESCRIPTOR_LEN - 1] & 0x20 != 0, sync);
         }
     }
 

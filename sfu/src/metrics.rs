@@ -68,6 +68,8 @@ pub struct MediaMetrics {
     pub bwe_paused: IntCounter,
     /// Probe clusters sent to subscribers.
     pub bwe_probes: IntCounter,
+    /// Video packets of VP8 temporal layers kept off a subscriber by its allocation.
+    pub bwe_temporal_drops: IntCounter,
     /// Padding bytes sent to subscribers for probing.
     pub bwe_padding_bytes: IntCounter,
     /// Time paced packets waited before leaving, seconds.
@@ -168,6 +170,10 @@ impl MediaMetrics {
                 "Video downtracks paused because not even their lowest layer fit the subscriber's estimate",
             ),
             bwe_probes: c("sfu_bwe_probes_total", "Probe clusters sent to subscribers to find headroom"),
+            bwe_temporal_drops: c(
+                "sfu_bwe_temporal_drops_total",
+                "Video packets of VP8 temporal layers kept off subscribers by their bandwidth allocation",
+            ),
             bwe_padding_bytes: c("sfu_bwe_padding_bytes_total", "Padding bytes sent to subscribers while probing"),
             bwe_pacer_delay: Histogram::with_opts(
                 HistogramOpts::new(
@@ -214,6 +220,7 @@ impl MediaMetrics {
             Box::new(m.bwe_estimate.clone()),
             Box::new(m.bwe_paused.clone()),
             Box::new(m.bwe_probes.clone()),
+            Box::new(m.bwe_temporal_drops.clone()),
             Box::new(m.bwe_padding_bytes.clone()),
             Box::new(m.bwe_pacer_delay.clone()),
             Box::new(m.dynacast_updates.clone()),

@@ -166,6 +166,10 @@ pub struct SubscriptionDetail {
     pub bandwidth_cap: Option<String>,
     /// Paused because not even the lowest layer fits its bandwidth.
     pub paused_for_bandwidth: bool,
+    /// The highest VP8 temporal layer (TID) forwarded when its bandwidth keeps the upper ones
+    /// off; `None`: every temporal layer.
+    #[serde(default)]
+    pub temporal_layer: Option<u8>,
 }
 
 /// Handle to a running room worker.

@@ -89,6 +89,41 @@ const freezes = (page, pids) => page.evaluate((pids) => pids.map((pid) => {
   return { pid, frames: log.length, frozen_s: frozen / 1000 };
 }), pids);
 
+/** Samples the REST view of participant `name` every 500 ms until `stop()`: its downlink
+ * (estimate, acknowledged rate, loss) and each subscription's layer and temporal layer. */
+function sampleDownlink(h, admin, room, name) {
+  const rows = [];
+  const t0 = Date.now();
+  let running = true;
+  const loop = (async () => {
+    while (running) {
+      try {
+        const res = await fetch(`${h.server.baseUrl}/api/rooms/${room}/participants`, { headers: { authorization: `Bearer ${admin}` } });
+        const list = await res.json();
+        const p = (list.participants || list).find((x) => x.name === name || x.identity === name);
+        if (p && p.downlink) {
+          const d = p.downlink;
+          const subs = (p.subscriptions || []).filter((s) => s.layer !== undefined).map((s) => `${s.layer || '-'}${s.temporal_layer ?? ''}`);
+          rows.push(`${Date.now() - t0} ms: estimate ${d.estimate_bps} acked ${d.acked_bps} loss ${d.loss_permille}/1000 rtt ${d.rtt_ms} probing ${d.probing} queue ${d.pacer_queue_bytes} subs ${subs.join(' ')}`);
+        }
+      } catch (_) { /* the next sample */ }
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  })();
+  return { rows, stop: async () => { running = false; await loop; } };
+}
+
+/** The server's counters whose names start with `prefix`, summed over labels. */
+async function counters(baseUrl, prefix) {
+  const text = await (await fetch(`${baseUrl}/metrics`)).text();
+  const out = {};
+  for (const line of text.split('\n')) {
+    const m = line.match(/^([a-z_]+)(\{[^}]*\})? ([0-9.e+]+)$/);
+    if (m && m[1].startsWith(prefix)) out[m[1]] = (out[m[1]] || 0) + Number(m[3]);
+  }
+  return out;
+}
+
 const setAllTop = (page, pids) => page.evaluate((pids) => { for (const pid of pids) window.sfuDemo.setLayer(pid, 'f'); }, pids);
 
 const why = unavailable();
@@ -113,7 +148,10 @@ describe('capped downlink', { skip: why || false }, () => {
     fs.writeFileSync(wrapper, `#!/bin/sh\nexec ip netns exec ${NS} ${chromium} "$@"\n`, { mode: 0o755 });
     // a camera needs a secure context: the server's address is not localhost here
     const secure = (server) => [`--unsafely-treat-insecure-origin-as-secure=${server.baseUrl}`];
-    h = await Harness.start({ host: HOST_IP, browserArgs: secure });
+    // the publishers' cameras at 30 fps, as real ones (the fake one's default is 20): the
+    // temporal layers the allocator steps through are fractions of it
+    const camera30 = ['--use-fake-device-for-media-stream=fps=30'];
+    h = await Harness.start({ host: HOST_IP, browserArgs: (server) => [...secure(server), ...camera30] });
     cappedBrowser = await launchBrowser(wrapper, secure(h.server));
   });
   after(async () => {
@@ -137,6 +175,8 @@ describe('capped downlink', { skip: why || false }, () => {
       await setAllTop(fast, othersOfFast);
       cap(CAP_KBIT);
       const context = await cappedBrowser.newContext({ viewport: { width: 1280, height: 720 } });
+      const admin = execFileSync(h.server.bin, ['token', '--dev', '--identity', 'ops', '--admin']).toString().trim();
+      const sampler = sampleDownlink(h, admin, 'CAP', 'slow');
       const slow = await openParticipant(context, h.baseUrl, 'CAP', 'slow', { timeout: 30000 });
       h.pages.add(slow);
       await setAllTop(slow, ids);
@@ -148,6 +188,9 @@ describe('capped downlink', { skip: why || false }, () => {
         windows.push({ t: Date.now() - joined, fps: r.map((x) => x.fps), layers: r.map((x) => x.layer), downlink: await slow.evaluate(() => window.sfuDemo.downlinkBps) });
       }
       for (const w of windows) console.log(`capped viewer ${w.t} ms: fps ${JSON.stringify(w.fps)} layers ${JSON.stringify(w.layers)} downlink ${w.downlink}`);
+      console.log(`server counters: ${JSON.stringify(await counters(h.server.baseUrl, 'sfu_bwe_'))}`);
+      await sampler.stop();
+      if (process.env.CAPPED_TRACE === '1') for (const r of sampler.rows) console.log(`slow downlink ${r}`);
       const flowing = (w, n) => w.fps.filter((f) => f >= 10).length >= n;
       const first = (n) => (windows.find((w) => flowing(w, n)) || { t: null }).t;
       const late = windows.filter((w) => w.t > 15000);

@@ -136,6 +136,10 @@ pub struct Common {
     /// over the plan); the summary then also reports both groups apart.
     #[arg(long, default_value_t = 100.0)]
     pub downlink_share_pct: f64,
+    /// VP8 temporal layers each published simulcast layer carries (1: none; browsers send 3),
+    /// finer steps for the server's bandwidth allocation.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=3))]
+    pub temporal_layers: u8,
     /// Time allowed for a client to connect and join.
     #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
     pub join_timeout: Duration,

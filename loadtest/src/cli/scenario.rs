@@ -216,7 +216,8 @@ async fn join(shared: &Shared, spec: &JoinSpec, engine: Engine, impaired: bool) 
         client.set_downlink(Some(link)).map_err(|e| describe(&e))?;
     }
     if spec.publish {
-        client.publish_with(PublishOptions::default()).await.map_err(|e| describe(&e))?;
+        let opts = PublishOptions { temporal_layers: c.temporal_layers, ..PublishOptions::default() };
+        client.publish_with(opts).await.map_err(|e| describe(&e))?;
     }
     Ok(client)
 }

@@ -17,6 +17,7 @@ pub mod selector;
 pub mod seq;
 pub mod srtp;
 pub mod switch_hint;
+pub mod temporal;
 pub mod vp8;
 
 pub use cache::PacketCache;

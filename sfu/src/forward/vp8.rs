@@ -17,7 +17,7 @@
 //!      +-+-+-+-+-+-+-+-+
 //! ```
 
-use super::seq::{is_newer_bits, low_u16, wrapping_sub_bits};
+use super::seq::{extend_near, is_newer_bits, low_u16, wrapping_sub_bits};
 
 /// Width of the TL0PICIDX field.
 const TL0PICIDX_BITS: u32 = 8;
@@ -205,6 +205,11 @@ impl FieldMap {
 
     /// Maps an incoming value of a `bits`-wide field.
     fn map(&mut self, input: u64, bits: u32) -> u64 {
+        self.map_less(input, bits, 0)
+    }
+
+    /// Maps an incoming value of a `bits`-wide field, `less` below what the offset gives.
+    fn map_less(&mut self, input: u64, bits: u32, less: u64) -> u64 {
         if self.resync {
             self.resync = false;
             // The first value of a new source continues right after the newest one sent.
@@ -213,7 +218,7 @@ impl FieldMap {
                 None => 0,
             };
         }
-        let out = wrapping_sub_bits(input, self.offset, bits);
+        let out = wrapping_sub_bits(input, self.offset.wrapping_add(less), bits);
         if self.newest_out.is_none_or(|newest| is_newer_bits(out, newest, bits)) {
             self.newest_out = Some(out);
         }
@@ -221,11 +226,83 @@ impl FieldMap {
     }
 }
 
+/// Dropped pictures remembered, for the ids of late packets of the pictures before them.
+const DROPPED_HISTORY: usize = 16;
+
+/// Maps picture ids like [`FieldMap`] and takes dropped pictures out of the numbering: the
+/// pictures after one move down by one, so the receiver sees no gap it would wait for (a
+/// decoder holds back frames after a missing picture). Dropped pictures are remembered so a
+/// late packet (a retransmission) of a picture before them keeps the id it had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PictureIdMap {
+    map: FieldMap,
+    /// Newest incoming picture id of the source (forwarded or dropped), extended.
+    newest_in: Option<u64>,
+    /// Extended ids of the latest dropped pictures, a ring indexed by `drops`.
+    dropped: [u64; DROPPED_HISTORY],
+    /// Pictures dropped since the source started.
+    drops: u64,
+}
+
+impl PictureIdMap {
+    const fn new() -> Self {
+        Self { map: FieldMap::new(), newest_in: None, dropped: [0; DROPPED_HISTORY], drops: 0 }
+    }
+
+    /// The extended form of an incoming id (the first of a source starts one range up, so an
+    /// older one never underflows).
+    fn extend(&self, value: u64, bits: u32) -> u64 {
+        match self.newest_in {
+            Some(newest) => extend_near(newest, value, bits),
+            None => value + (1 << 16),
+        }
+    }
+
+    /// Dropped pictures after `ext` among those remembered.
+    fn dropped_after(&self, ext: u64) -> u64 {
+        let remembered = self.drops.min(DROPPED_HISTORY as u64) as usize;
+        let newest = self.drops.checked_sub(1).map(|i| self.dropped[i as usize % DROPPED_HISTORY]);
+        if newest.is_none_or(|d| d < ext) {
+            return 0;
+        }
+        self.dropped.iter().take(remembered).filter(|&&d| d > ext).count() as u64
+    }
+
+    fn map(&mut self, value: u64, bits: u32) -> u64 {
+        if self.map.resync {
+            self.newest_in = None;
+            self.drops = 0;
+        }
+        let ext = self.extend(value, bits);
+        let before = self.drops - self.dropped_after(ext);
+        let out = self.map.map_less(value, bits, before);
+        if self.newest_in.is_none_or(|n| ext > n) {
+            self.newest_in = Some(ext);
+        }
+        out
+    }
+
+    /// A dropped packet: its picture leaves the numbering if it is newer than every picture
+    /// seen (a dropped picture's later packets, or a late one, change nothing).
+    fn drop(&mut self, value: u64, bits: u32) {
+        if self.map.resync {
+            return;
+        }
+        let ext = self.extend(value, bits);
+        if self.newest_in.is_some_and(|n| ext <= n) {
+            return;
+        }
+        self.newest_in = Some(ext);
+        self.dropped[self.drops as usize % DROPPED_HISTORY] = ext;
+        self.drops += 1;
+    }
+}
+
 /// Keeps one subscriber's picture id, TL0PICIDX and KEYIDX continuous across source switches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Vp8Munger {
     /// Picture id mapping (7 or 15 bits, as each packet has it).
-    picture_id: FieldMap,
+    picture_id: PictureIdMap,
     /// TL0PICIDX mapping (8 bits).
     tl0picidx: FieldMap,
     /// KEYIDX mapping (5 bits).
@@ -241,12 +318,12 @@ impl Default for Vp8Munger {
 impl Vp8Munger {
     /// Creates a munger whose first source passes through unchanged.
     pub const fn new() -> Self {
-        Self { picture_id: FieldMap::new(), tl0picidx: FieldMap::new(), keyidx: FieldMap::new() }
+        Self { picture_id: PictureIdMap::new(), tl0picidx: FieldMap::new(), keyidx: FieldMap::new() }
     }
 
     /// Marks that the next packet comes from a new source (its first picture continues at newest + 1).
     pub fn switch_source(&mut self) {
-        self.picture_id.resync = true;
+        self.picture_id.map.resync = true;
         self.tl0picidx.resync = true;
         self.keyidx.resync = true;
     }
@@ -261,6 +338,15 @@ impl Vp8Munger {
         let tl0picidx = desc.tl0picidx.map(|v| low_u8(self.tl0picidx.map(u64::from(v), TL0PICIDX_BITS)));
         let keyidx = desc.keyidx.map(|v| low_u8(self.keyidx.map(u64::from(v), KEYIDX_BITS)));
         Vp8Rewrite { picture_id, tl0picidx, keyidx }
+    }
+
+    /// Records a packet of the current source the caller drops (a temporal layer it does not
+    /// forward): its picture takes no picture id. TL0PICIDX and KEYIDX need nothing: base
+    /// layer frames are never dropped this way.
+    pub fn drop_packet(&mut self, desc: &Vp8Descriptor) {
+        if let Some(pid) = desc.picture_id {
+            self.picture_id.drop(u64::from(pid.value), pid.bits());
+        }
     }
 }
 

@@ -327,3 +327,40 @@ fn munge_then_write_round_trip() {
     }
     assert_eq!(outs, [(Some(0x10), Some(5)), (Some(0x11), Some(6))]);
 }
+
+#[test]
+fn dropped_pictures_take_no_picture_id() {
+    // columns: name, packets as (picture id in, dropped?), picture ids out of the forwarded ones
+    let rows: &[(&str, &[(u16, bool)], &[u16])] = &[
+        ("nothing dropped", &[(10, false), (11, false), (12, false)], &[10, 11, 12]),
+        ("one picture of two packets", &[(10, false), (11, true), (11, true), (12, false)], &[10, 11]),
+        ("every other picture", &[(10, false), (11, true), (12, false), (13, true), (14, false)], &[10, 11, 12]),
+        ("two in a row", &[(10, false), (11, true), (12, true), (13, false), (13, false)], &[10, 11, 11]),
+        // the missing picture 11 keeps its slot; 12, dropped after it, takes none
+        ("after a loss", &[(10, false), (12, true), (13, false)], &[10, 12]),
+        (
+            "a late picture before a dropped one keeps its id",
+            &[(10, false), (12, true), (13, false), (11, false)],
+            &[10, 12, 11],
+        ),
+        (
+            "across the 15-bit wrap",
+            &[(0x7ffe, false), (0x7fff, true), (0, false), (1, true), (2, false)],
+            &[0x7ffe, 0x7fff, 0],
+        ),
+        ("a late packet of an older picture", &[(10, false), (11, false), (10, true), (12, false)], &[10, 11, 12]),
+    ];
+    for (name, packets, want) in rows {
+        let mut m = Vp8Munger::new();
+        let mut got = Vec::new();
+        for &(pid, dropped) in *packets {
+            let desc = Vp8Descriptor { picture_id: long(pid), ..BASE };
+            if dropped {
+                m.drop_packet(&desc);
+            } else {
+                got.extend(m.munge(&desc).picture_id);
+            }
+        }
+        assert_eq!(&got, want, "{name}");
+    }
+}

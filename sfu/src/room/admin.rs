@@ -4,6 +4,7 @@
 use super::core::RoomCore;
 use super::track::Allocated;
 use crate::forward::selector::Layer;
+use crate::forward::temporal::Tid;
 use signaling::protocol::{ServerMessage, TrackKind};
 use signaling::room::{DownlinkDetail, EventSender, ParticipantDetail, RoomCommand, SubscriptionDetail, TrackDetail};
 use std::collections::HashSet;
@@ -93,14 +94,16 @@ impl RoomCore {
         let rid = |l: Layer| track.map_or_else(|| l.rid().to_string(), |t| t.rid_name(l));
         let (bandwidth_cap, paused_for_bandwidth) = match d.allocated {
             Allocated::Unlimited => (None, false),
-            Allocated::UpTo(l) => (Some(rid(l)), false),
+            Allocated::UpTo(l, _) => (Some(rid(l)), false),
             Allocated::Paused => (None, true),
         };
+        let temporal = d.temporal.current();
         SubscriptionDetail {
             track: d.track.clone(),
             layer: d.selector.current().map(rid),
             bandwidth_cap,
             paused_for_bandwidth,
+            temporal_layer: (temporal < Tid::TOP).then_some(temporal.index() as u8),
         }
     }
 

@@ -1,11 +1,14 @@
 //! Bitrate allocation per subscriber: after each transport-wide feedback the subscriber
 //! connection's estimate is shared among its downtracks (`bwe::allocator`): audio first, then
-//! every video track's lowest layer in the subscriber's order, then upgrades. The grants cap
-//! the layer selectors; a track that does not fit at all is paused and the subscriber told.
+//! every video track's lowest step in the subscriber's order, then upgrades. A video track's
+//! steps are its simulcast layers, each split by its VP8 temporal layers (a layer's base alone,
+//! then with the next temporal layer, ...). The grants cap the layer selectors and temporal
+//! filters; a track that does not fit at all is paused and the subscriber told.
 
 use super::core::RoomCore;
 use super::track::Allocated;
 use crate::forward::selector::Layer;
+use crate::forward::temporal::Tid;
 use bwe::Bitrate;
 use bwe::allocator::{Class, Demand, Grant, allocate, hold_upgrades};
 use signaling::protocol::{LayerReason, ServerMessage, TrackKind};
@@ -23,6 +26,7 @@ impl RoomCore {
         let Some(egress) = self.peers.get_mut(&p.subscriber).and_then(|peer| peer.egress.as_mut()) else { return };
         let estimate = egress.cc.bwe.estimate();
         let mut demands = Vec::with_capacity(p.downtracks.len());
+        let mut ladders = Vec::with_capacity(p.downtracks.len());
         for (rank, dt) in p.downtracks.iter().enumerate() {
             let Some(track) = self.tracks.iter().find(|t| t.key == dt.track_key) else {
                 demands.push(Demand {
@@ -32,11 +36,13 @@ impl RoomCore {
                     wanted: None,
                     current: None,
                 });
+                ladders.push(Vec::new());
                 continue;
             };
             // a layer the publisher stopped (dynacast) is offered at its last rate: granting it
             // is what turns it back on
             let rate = |l: Layer| track.layers[l.index()].as_ref().and_then(|li| li.rate.last_bps()).map(Bitrate::bps);
+            let mut ladder = Vec::new();
             let demand = if dt.kind == TrackKind::Audio {
                 let paused = dt.wish.paused || self.admin.is_muted(&track.id);
                 Demand {
@@ -50,20 +56,29 @@ impl RoomCore {
                 // what the subscriber would take with no bandwidth cap, whatever is sent now
                 let paused = dt.wish.paused || self.admin.is_muted(&track.id);
                 let wanted = crate::forward::Wish { paused, bandwidth: None, ..dt.wish }.needs(&track.activity);
+                let (steps, costs) = video_steps(track);
+                let top_of = |l: Layer| steps.iter().rposition(|s| s.0 == l);
                 let current = match dt.allocated {
-                    Allocated::UpTo(l) => Some(l.index().min(dt.selector.current().map_or(l.index(), Layer::index))),
-                    Allocated::Unlimited => dt.selector.current().map(Layer::index),
                     Allocated::Paused => None,
+                    Allocated::Unlimited => dt.selector.current().and_then(top_of),
+                    // a lower layer than the grant is forwarded whole; the granted one (or a
+                    // higher one, until the switch down) counts as the grant
+                    Allocated::UpTo(l, t) => match dt.selector.current() {
+                        Some(c) if c < l => top_of(c),
+                        _ => steps.iter().position(|&s| s == (l, t)).or_else(|| top_of(l)),
+                    },
                 };
+                ladder = steps;
                 Demand {
                     class: Class::Camera,
                     rank: rank as u32,
-                    steps: layer_costs(Layer::ALL.map(rate)),
-                    wanted: wanted.map(Layer::index),
+                    steps: costs,
+                    wanted: wanted.and_then(|w| ladder.iter().rposition(|s| s.0 == w)),
                     current,
                 }
             };
             demands.push(demand);
+            ladders.push(ladder);
         }
         if egress.cc.bwe.upgrades_held(now) {
             hold_upgrades(&mut demands);
@@ -90,12 +105,12 @@ impl RoomCore {
             return;
         }
         let metrics = &self.ctx.metrics;
-        for (dt, grant) in p.downtracks.iter_mut().zip(&a.grants) {
+        for ((dt, grant), ladder) in p.downtracks.iter_mut().zip(&a.grants).zip(&ladders) {
             if dt.kind == TrackKind::Audio {
                 continue;
             }
             let next = match grant {
-                Grant::Step(s) => Layer::new(*s as u8).map_or(Allocated::Unlimited, Allocated::UpTo),
+                Grant::Step(s) => ladder.get(*s).map_or(Allocated::Unlimited, |&(l, t)| Allocated::UpTo(l, t)),
                 Grant::Paused => Allocated::Paused,
                 Grant::Unwanted => continue,
             };
@@ -116,6 +131,41 @@ impl RoomCore {
             dt.allocated = next;
         }
     }
+}
+
+/// A video track's steps, lowest first, and what each costs the allocation. The lowest layer
+/// sent is split by its temporal layers (its base alone, then with the next, ...: a quarter
+/// and half the frame rate of three); the layers above it are whole (a larger picture at a
+/// fraction of the frame rate looks worse than a smaller one at the full rate; dropping their
+/// upper temporal layers is still the quick way down, see `media_path::temporal_target`).
+/// A step costs its layer's measured rate (see `layer_costs`) times the share of it its
+/// temporal layers carry. A layer with no rate measured is one step with no cost (not sent).
+fn video_steps(track: &super::track::PublishedTrack) -> (Vec<(Layer, Tid)>, Vec<Option<Bitrate>>) {
+    let meter = |l: Layer| track.layers[l.index()].as_ref().map(|li| li.rate);
+    let full = layer_costs(Layer::ALL.map(|l| meter(l).and_then(|m| m.last_bps()).map(Bitrate::bps)));
+    let mut steps = Vec::with_capacity(Layer::COUNT * Tid::COUNT);
+    let mut costs = Vec::with_capacity(Layer::COUNT * Tid::COUNT);
+    let mut below = Bitrate::ZERO;
+    for (l, cost) in Layer::ALL.into_iter().zip(full) {
+        let (Some(cost), Some(m)) = (cost, meter(l)) else {
+            steps.push((l, Tid::TOP));
+            costs.push(None);
+            continue;
+        };
+        let top = m.top_tid().unwrap_or(Tid::BASE);
+        let whole = m.last_bps().unwrap_or(0).max(1) as f64;
+        // the lowest layer with a rate: no step with a cost before it
+        let first = if costs.iter().all(Option::is_none) { 0 } else { top.index() as u8 };
+        for t in (first..=top.index() as u8).filter_map(Tid::new) {
+            let share = m.last_bps_up_to(t).unwrap_or(0) as f64 / whole;
+            // never cheaper than the step below it: each step adds to the last
+            let c = cost.mul_f64(share).max(below);
+            below = c;
+            steps.push((l, if t == top { Tid::TOP } else { t }));
+            costs.push(Some(c));
+        }
+    }
+    (steps, costs)
 }
 
 /// What each layer costs the allocation: its measured rate, but at least twice the layer

@@ -144,6 +144,9 @@ fn a_lost_packet_is_retransmitted_through_the_munger_within_the_budget() {
     let rows: &[(u64, bool, bool)] = &[(50, true, false), (10, true, false), (2, false, true)];
     for &(every, recovered, limited) in rows {
         let mut sim = room_with(1, PublishOptions::default());
+        // the retransmission path alone: heavy loss rightly lowers the allocation (a layer
+        // switch, whose older packets are no longer resent)
+        sim.core.ctx.bwe_allocate = false;
         let mut n = 0u64;
         sim.loss = Some(Box::new(move |dir, d: &[u8]| {
             if dir != Dir::Down(1, Role::Subscriber) || !is_rtp(d) || d[1] & 0x7f != 96 {
@@ -463,6 +466,68 @@ fn a_subscriber_on_a_slow_downlink_gets_layers_that_fit() {
     // a publisher on an uncapped link keeps receiving the others' top layers
     let fast = video_layers(&sim, 0);
     assert!(fast.iter().all(|l| *l == Some(2)), "uncapped viewer: {fast:?}");
+}
+
+/// Per video track of client `i`: (frames, picture id jumps) so far.
+fn video_frames(sim: &Sim, i: usize) -> Vec<(u64, u64)> {
+    sim.clients[i]
+        .subscriber
+        .tracks
+        .iter()
+        .filter(|t| t.stats.kind == TrackKind::Video)
+        .map(|t| (t.stats.frames, t.stats.picture_id_jumps))
+        .collect()
+}
+
+/// The same link as above with publishers that send three VP8 temporal layers (as browsers
+/// do): the allocator's finer steps fit every video, each at half its frame rate or more, where
+/// whole layers fit two; the dropped pictures leave no gap in the picture ids and no loss.
+#[test]
+fn temporal_layers_fit_every_video_on_a_slow_downlink() {
+    use bwe::Bitrate;
+    use bwe::netem::LinkConfig;
+    let fps = 24;
+    let mut sim = Sim::new();
+    for p in 0..3 {
+        let i = sim.join(&format!("pub{p}"), true);
+        sim.publish(i, PublishOptions { temporal_layers: 3, fps, ..PublishOptions::default() });
+    }
+    let slow = sim.join("slow", true);
+    sim.cap_downlink(slow, LinkConfig::new(Bitrate::kbps(600), Duration::from_millis(20)));
+    // every video flows within 5 s of the join (from a start estimate far above the link)
+    let all_flow = sim.run_until(Duration::from_secs(5), |s| {
+        let t = &s.clients[slow].subscriber.tracks;
+        t.iter().filter(|t| t.stats.kind == TrackKind::Video && t.stats.frames > 10).count() == 3
+    });
+    assert!(all_flow, "every video flows within 5 s: {:?}", video_frames(&sim, slow));
+    sim.run(Duration::from_secs(10));
+    let (lost0, packets0) = video_counts(&sim, slow);
+    let before = video_frames(&sim, slow);
+    let window = Duration::from_secs(5);
+    sim.run(window);
+    let (lost1, packets1) = video_counts(&sim, slow);
+    let after = video_frames(&sim, slow);
+    let received = packets1 - packets0;
+    let loss = (lost1 - lost0) as f64 / (received + lost1 - lost0).max(1) as f64;
+    let fps_of: Vec<f64> = before.iter().zip(&after).map(|(b, a)| (a.0 - b.0) as f64 / window.as_secs_f64()).collect();
+    let jumps: u64 = before.iter().zip(&after).map(|(b, a)| a.1 - b.1).sum();
+    let temporal_drops = sim.metrics.bwe_temporal_drops.get();
+    println!(
+        "slow viewer: layers {:?}, frames/s {fps_of:?}, temporal drops {temporal_drops}, loss {loss:.4}, picture id jumps {jumps}",
+        video_layers(&sim, slow)
+    );
+    assert_eq!(fps_of.len(), 3, "three videos");
+    assert!(
+        fps_of.iter().all(|&f| f >= f64::from(fps) / 2.0 - 1.0),
+        "every video at half its frame rate or more: {fps_of:?}"
+    );
+    assert!(temporal_drops > 0, "temporal layers kept off");
+    assert_eq!(jumps, 0, "no gap in the picture ids of the forwarded pictures");
+    assert!(loss < 0.02, "loss after convergence {loss}");
+    // an uncapped viewer gets every frame of the top layers
+    let fast = video_frames(&sim, 0);
+    assert!(video_layers(&sim, 0).iter().all(|l| *l == Some(2)), "uncapped viewer on the top layers");
+    assert!(fast.iter().all(|(_, j)| *j == 0), "uncapped viewer: no picture id jumps {fast:?}");
 }
 
 /// The `publish_layers` messages client `i` received, oldest first.

@@ -34,7 +34,7 @@ impl RoomCore {
                 };
                 let (paused, bandwidth) = match dt.allocated {
                     Allocated::Unlimited => (false, None),
-                    Allocated::UpTo(l) => (false, Some(l)),
+                    Allocated::UpTo(l, _) => (false, Some(l)),
                     Allocated::Paused => (true, None),
                 };
                 let wish = Wish { paused: dt.wish.paused || paused || muted, bandwidth, ..dt.wish };

@@ -12,6 +12,7 @@ use crate::drop_reason::DropReason;
 use crate::forward::audio::audio_action;
 use crate::forward::selector::{Action, Layer, Wish};
 use crate::forward::switch_hint::switch_hint;
+use crate::forward::temporal::{FrameInfo, Tid};
 use crate::forward::{h264, vp8};
 use crate::metrics::MediaMetrics;
 use crate::udp::{PeerKey, SendBatch};
@@ -117,7 +118,6 @@ impl RoomCore {
             CachedPacket { ts: pkt.header.timestamp, marker: pkt.header.marker, payload: pkt.payload.clone(), at: now };
         layer_in.cache.insert(seq, cached);
         layer_in.expire_cache(now, CACHE_EXPIRE_PER_INSERT);
-        layer_in.rate.on_packet(pkt.payload.len(), now);
         let (keyframe, desc) = match track.codec {
             Codec::Vp8 => {
                 let d = vp8::parse(&pkt.payload).map_err(|_| DropReason::BadVp8)?;
@@ -131,6 +131,8 @@ impl RoomCore {
             Codec::H264 => (h264::is_keyframe(&pkt.payload), None),
             Codec::Opus | Codec::Other => (true, None),
         };
+        let layer_in = track.layers[layer.index()].as_mut().expect("layer just ensured");
+        layer_in.rate.on_packet(pkt.payload.len(), Tid::of(desc.and_then(|d| d.tid)), now);
         track.activity.on_packet(layer, now);
         let muted = self.admin.is_muted(&track.id);
         let is_video = track.kind == TrackKind::Video;
@@ -246,20 +248,44 @@ fn drop_padding(track: &PublishedTrack, participants: &mut [Participant], layer:
 }
 
 /// What one subscriber gets of the packet: video asks its selector (which tracks the wanted
-/// and available layers), audio its policy. A pause (wish) and an operator's mute are alike.
+/// and available layers), then the temporal filter of the layer it forwards; audio its
+/// policy. A pause (wish) and an operator's mute are alike.
 fn decide(dt: &mut DownTrack, packet: &Ingested, activity: &crate::forward::LayerActivity, now: Instant) -> Action {
     let paused = dt.wish.paused || packet.muted;
     if packet.is_video {
         let (bandwidth_paused, bandwidth) = match dt.allocated {
             Allocated::Unlimited => (false, None),
-            Allocated::UpTo(l) => (false, Some(l)),
+            Allocated::UpTo(l, _) => (false, Some(l)),
             Allocated::Paused => (true, None),
         };
         let wish = Wish { paused: paused || bandwidth_paused, bandwidth, ..dt.wish };
         dt.selector.update_target(&wish, activity, now);
-        dt.selector.on_packet(packet.layer, packet.keyframe)
+        let action = dt.selector.on_packet(packet.layer, packet.keyframe);
+        let Some(desc) = packet.desc.as_ref().filter(|_| action != Action::Drop) else { return action };
+        dt.temporal.set_target(temporal_target(dt.allocated, dt.selector.current()));
+        if matches!(action, Action::Switch { .. }) {
+            dt.temporal.on_switch();
+        }
+        let frame = FrameInfo {
+            tid: desc.tid,
+            layer_sync: desc.layer_sync,
+            frame_start: desc.start_of_partition && desc.partition_index == 0,
+            keyframe: desc.is_keyframe,
+        };
+        if dt.temporal.on_packet(frame) { action } else { Action::Drop }
     } else {
         audio_action(paused, dt.munger.last_out_seq().is_some(), packet.layer)
+    }
+}
+
+/// The highest temporal layer to forward: the granted one on the granted layer; the base
+/// alone on a layer above it (over the grant until the lower layer's keyframe comes, so the
+/// cheapest part of it); every one below it.
+fn temporal_target(allocated: Allocated, current: Option<Layer>) -> Tid {
+    match (allocated, current) {
+        (Allocated::UpTo(l, t), Some(c)) if c == l => t,
+        (Allocated::UpTo(l, _), Some(c)) if c > l => Tid::BASE,
+        _ => Tid::TOP,
     }
 }
 
@@ -285,7 +311,13 @@ impl Emit<'_> {
         match action {
             Action::Drop => {
                 if dt.selector.current() == Some(packet.layer) || !is_video {
+                    // a packet of the forwarded layer dropped: a temporal layer kept off (or
+                    // an audio pause); it takes no sequence number and its picture no id
                     dt.munger.drop_packet(packet.seq);
+                    if let Some(d) = &packet.desc {
+                        dt.vp8.drop_packet(d);
+                        metrics.bwe_temporal_drops.inc();
+                    }
                 }
                 return false;
             }

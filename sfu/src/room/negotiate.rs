@@ -417,6 +417,7 @@ impl RoomCore {
             wish: Wish::default(),
             munger: RtpMunger::new(clock_rate, rand::random(), rand::random()),
             vp8: Vp8Munger::default(),
+            temporal: Default::default(),
             last_in_ts: None,
             ts_offset: 0,
             negotiated: false,

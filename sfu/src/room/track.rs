@@ -5,6 +5,7 @@ use crate::forward::cache::PacketCache;
 use crate::forward::munger::RtpMunger;
 use crate::forward::selector::{Layer, LayerActivity, LayerSelector, PliThrottle, Wish};
 use crate::forward::seq::{SeqUnwrapper, TsUnwrapper};
+use crate::forward::temporal::Tid;
 use crate::forward::vp8::Vp8Munger;
 use glue::replay::ReplayWindow;
 use rtc::rtp_transceiver::rtp_sender::RTCRtpCodec;
@@ -201,6 +202,8 @@ pub struct DownTrack {
     pub munger: RtpMunger,
     /// VP8 picture id mapping.
     pub vp8: Vp8Munger,
+    /// Which VP8 temporal layers of the forwarded layer go out.
+    pub temporal: crate::forward::temporal::TemporalFilter,
     /// Source (extended) timestamp of the last forwarded packet, for sender-report alignment.
     pub last_in_ts: Option<u64>,
     /// Outgoing minus source timestamp of the current source (constant between switches).
@@ -229,8 +232,8 @@ pub enum Allocated {
     /// No allocation ran (no estimate for the connection): no cap.
     #[default]
     Unlimited,
-    /// Up to this layer.
-    UpTo(Layer),
+    /// Up to this layer, and of it up to this temporal layer.
+    UpTo(Layer, Tid),
     /// Nothing: not even the lowest layer fits.
     Paused,
 }
