@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 /// The first upgrade hold after congestion, the longest, and how long a hold is remembered.
 pub const HOLD_FIRST: Duration = Duration::from_secs(5);
 /// The longest upgrade hold.
-pub const HOLD_MAX: Duration = Duration::from_secs(60);
+pub const HOLD_MAX: Duration = Duration::from_secs(20);
 /// Congestion this soon after a hold ended doubles the next.
 pub const HOLD_MEMORY: Duration = Duration::from_secs(30);
 /// Congestion within this of the first sets no hold: a start above the path's rate finds it

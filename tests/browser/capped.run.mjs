@@ -183,14 +183,20 @@ describe('capped downlink', { skip: why || false }, () => {
       const joined = Date.now();
       // 40 s behind the cap, in 2 s windows: frame rates and layers of the three remote videos
       const windows = [];
+      let frameLogFrom = null;
       while (Date.now() - joined < 40000) {
+        if (frameLogFrom === null && Date.now() - joined >= 15000) {
+          // freezes are counted after convergence
+          await slow.evaluate(() => window.sfuDemo.resetFrameLog());
+          frameLogFrom = Date.now() - joined;
+        }
         const r = await rates(slow, 2000);
         windows.push({ t: Date.now() - joined, fps: r.map((x) => x.fps), layers: r.map((x) => x.layer), downlink: await slow.evaluate(() => window.sfuDemo.downlinkBps) });
       }
       for (const w of windows) console.log(`capped viewer ${w.t} ms: fps ${JSON.stringify(w.fps)} layers ${JSON.stringify(w.layers)} downlink ${w.downlink}`);
+      const frozen = await freezes(slow, ids);
+      console.log(`capped viewer freezes (gaps over 300 ms) from ${frameLogFrom} ms to ${Date.now() - joined} ms: ${JSON.stringify(frozen)}`);
       console.log(`server counters: ${JSON.stringify(await counters(h.server.baseUrl, 'sfu_bwe_'))}`);
-      await sampler.stop();
-      if (process.env.CAPPED_TRACE === '1') for (const r of sampler.rows) console.log(`slow downlink ${r}`);
       const flowing = (w, n) => w.fps.filter((f) => f >= 10).length >= n;
       const first = (n) => (windows.find((w) => flowing(w, n)) || { t: null }).t;
       const late = windows.filter((w) => w.t > 15000);
@@ -203,10 +209,15 @@ describe('capped downlink', { skip: why || false }, () => {
       // the cap lifted: back on the top layers
       uncap();
       const lifted = Date.now();
-      await waitFor(async () => {
+      try {
+        await waitFor(async () => {
         const r = await remotes(slow);
         return r.length === 3 && r.every((x) => x.layer === 'f' || x.layer === 'h') && r.some((x) => x.layer === 'f');
-      }, { timeout: 45000, interval: 250, message: 'the viewer back on the upper layers after the cap is lifted' });
+        }, { timeout: 45000, interval: 250, message: 'the viewer back on the upper layers after the cap is lifted' });
+      } finally {
+        await sampler.stop();
+        if (process.env.CAPPED_TRACE === '1') for (const r of sampler.rows) console.log(`slow downlink ${r}`);
+      }
       console.log(`capped viewer back on the upper layers ${Date.now() - lifted} ms after the cap was lifted: ${JSON.stringify((await remotes(slow)).map((x) => x.layer))}`);
       console.log(`uncapped viewer at the end: layers ${JSON.stringify((await remotes(fast)).map((x) => x.layer))}`);
     });
