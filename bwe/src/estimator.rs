@@ -226,11 +226,18 @@ impl SendSideBwe {
         self.history.on_feedback(feedback, &mut results);
         let base = *self.base.get_or_insert(now);
         let (mut lost, mut total) = (0u32, 0u32);
+        // the loss bound counts packets sent after its last decrease only
+        let since = self.loss.last_decrease();
+        let (mut loss_lost, mut loss_total) = (0u32, 0u32);
         let mut newest_sent: Option<Instant> = None;
         let mut by_arrival: Vec<&PacketResult> = results.iter().filter(|r| r.arrival_us.is_some()).collect();
         by_arrival.sort_by_key(|r| (r.arrival_us, r.seq));
         for r in &results {
             total += 1;
+            if since.is_none_or(|t| r.sent >= t) {
+                loss_total += 1;
+                loss_lost += u32::from(r.arrival_us.is_none());
+            }
             match r.arrival_us {
                 None => lost += 1,
                 Some(_) => newest_sent = Some(newest_sent.map_or(r.sent, |t| t.max(r.sent))),
@@ -274,7 +281,7 @@ impl SendSideBwe {
             self.aimd.update(self.delay.usage(), self.acked.rate(), now);
             let estimate = self.aimd.rate();
             let rtt = self.rtt.unwrap_or(Duration::from_millis(100));
-            self.loss.on_feedback(lost, total, estimate, self.acked.rate(), rtt, now);
+            self.loss.on_feedback(loss_lost, loss_total, estimate, self.acked.rate(), rtt, now);
             if self.estimate() < before {
                 // the path is full: no probe into it, no upgrade, for a while
                 self.on_congestion(now);

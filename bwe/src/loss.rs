@@ -46,6 +46,12 @@ impl LossBound {
         self.bound
     }
 
+    /// When the bound last came down: losses of packets sent before it belong to the
+    /// congestion that decrease answered (a queue still draining), not to the rate after it.
+    pub fn last_decrease(&self) -> Option<Instant> {
+        self.last_decrease
+    }
+
     /// The last measured loss ratio.
     pub fn ratio(&self) -> f64 {
         self.last_ratio
