@@ -9,6 +9,7 @@ pub mod assets;
 pub mod config;
 pub mod drop_reason;
 pub mod forward;
+pub mod fuzz_targets;
 pub mod http;
 pub mod metrics;
 pub mod room;
