@@ -142,7 +142,7 @@ pub struct Config {
     #[arg(
         long,
         env = "SFU_LOG",
-        default_value = "info,rtc=warn,rtc_ice=warn,rtc::peer_connection::handler=error,rtc_dtls=error,rtc_srtp=error"
+        default_value = "info,rtc=warn,rtc_ice=warn,rtc_ice::agent=error,rtc::peer_connection::handler=error,rtc_dtls=error,rtc_srtp=error"
     )]
     pub log: String,
     /// Open HTTP and WebSocket connections at most (more are closed at once).
