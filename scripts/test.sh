@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what the tests need (Debian chromium, node packages) and runs every test:
+# Installs what the tests need (Debian chromium, redis-server, node packages) and runs every test:
 # Kubernetes manifest validation, formatting and lints, Rust unit + integration tests (and
 # the vendored rtc-interceptor's own), then the headless-Chromium browser tests.
 set -euo pipefail
@@ -13,6 +13,8 @@ command -v firefox-esr >/dev/null 2>&1 || need_apt+=(firefox-esr)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
 # the capped-downlink browser test makes a network namespace and shapes its link with tc
 { command -v ip && command -v tc; } >/dev/null 2>&1 || need_apt+=(iproute2)
+# the fleet tests start their own redis-server on a loopback port
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3 python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing ${need_apt[*]} (apt-get)"
@@ -24,10 +26,10 @@ fi
 echo "== Kubernetes manifests (offline schema validation)"
 bash scripts/validate-k8s.sh
 
-echo "== dependencies: no RSA crate (RUSTSEC-2023-0071; JWTs are HS256 through signaling/src/jwt_hs256.rs)"
-if cargo tree --locked --workspace -i rsa >/dev/null 2>&1; then
-  echo "the rsa crate is in the dependency tree again: cargo tree -i rsa" >&2
-  exit 1
+echo "== dependencies: licences, bans (rsa: RUSTSEC-2023-0071) and sources per deny.toml"
+python3 scripts/deps-check.py
+if command -v cargo-deny >/dev/null 2>&1; then
+  cargo deny --locked check
 fi
 
 echo "== cargo fmt --check, cargo clippy -D warnings"

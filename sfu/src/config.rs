@@ -156,6 +156,27 @@ pub struct Config {
     /// its connection forever).
     #[arg(long, env = "SFU_HTTP_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub http_header_timeout: Duration,
+    /// Redis URL of the fleet directory (`redis://host:6379/0`): with it the node joins the
+    /// fleet of every node given the same URL (and `--fleet-prefix`): a room lives on one
+    /// node, and a join reaching another node is relayed there. Without it the node runs
+    /// alone.
+    #[arg(long, env = "SFU_REDIS")]
+    pub redis: Option<String>,
+    /// This node's id in the fleet [default: `<hostname>-<HTTP port>`, unique per host and
+    /// kept across restarts].
+    #[arg(long, env = "SFU_NODE_ID")]
+    pub node_id: Option<String>,
+    /// This node's HTTP base URL as the other nodes reach it [default: `http://<IP>:<HTTP
+    /// port>`, the IP being `--http`'s, else the first `--external-ip`, else this host's].
+    #[arg(long, env = "SFU_ADVERTISE_URL")]
+    pub advertise_url: Option<String>,
+    /// Between the fleet heartbeats of a node: its record lives 3 of them, a room's lease 5,
+    /// so a node that dies loses its rooms within 5.
+    #[arg(long, env = "SFU_FLEET_HEARTBEAT", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub fleet_heartbeat: Duration,
+    /// Prefix of the fleet's Redis keys (fleets sharing one Redis differ in it).
+    #[arg(long, env = "SFU_FLEET_PREFIX", default_value = "sfu:")]
+    pub fleet_prefix: String,
     /// Tests only, no flag: the worker of the room of this name panics when a track is
     /// published in it (the containment of a failed room is tested with a real one).
     #[arg(skip)]
@@ -238,6 +259,34 @@ impl Config {
         }
         ips
     }
+}
+
+impl Config {
+    /// The fleet settings, with `--redis`; `http` is the bound HTTP address.
+    pub fn fleet(&self, http: SocketAddr) -> Option<signaling::fleet::FleetConfig> {
+        let redis = self.redis.clone()?;
+        let node_id = self.node_id.clone().unwrap_or_else(|| format!("{}-{}", hostname(), http.port()));
+        let url = self.advertise_url.clone().unwrap_or_else(|| {
+            let ip = self.announce_ips(http)[0];
+            format!("http://{}", SocketAddr::new(ip, http.port()))
+        });
+        Some(signaling::fleet::FleetConfig {
+            redis,
+            node_id: node_id.into(),
+            url,
+            heartbeat: self.fleet_heartbeat,
+            prefix: self.fleet_prefix.clone(),
+        })
+    }
+}
+
+/// This host's name (`node` when it cannot be read).
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".to_string())
 }
 
 /// Addresses of this host's interfaces: learned by "connecting" UDP sockets (no packet is

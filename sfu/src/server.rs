@@ -7,6 +7,7 @@ use crate::metrics::MediaMetrics;
 use crate::room::{MediaAddr, MediaPlane, MediaThreads, RoomContext};
 use crate::udp::{Demux, reader};
 use signaling::drain::{self, DrainOutcome};
+use signaling::fleet::Fleet;
 use signaling::{AppState, Auth, Metrics, Node, Rooms};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -35,6 +36,10 @@ pub struct Server {
     pub http_task: tokio::task::JoinHandle<()>,
     /// The readers of the media ports (tasks, or media threads): they end on shutdown.
     pub readers: Vec<Reader>,
+    /// This node's part in a fleet (`--redis`).
+    pub fleet: Option<Arc<Fleet>>,
+    /// Its heartbeat task: on shutdown it releases the node's rooms and record.
+    fleet_task: Option<tokio::task::JoinHandle<()>>,
     /// Ends with the drain (SIGTERM or `POST /api/node/drain`): when the last participant left,
     /// or after the deadline's evacuation. The binary exits then.
     pub drained: tokio::task::JoinHandle<DrainOutcome>,
@@ -109,6 +114,15 @@ pub async fn start(config: &Config) -> anyhow::Result<Server> {
             .with_drain_admit(config.drain_admit),
     );
     tracing::info!(?auth, drain_deadline = %humantime::format_duration(config.drain_deadline), drain_admit = config.drain_admit, "access control");
+    let (fleet, fleet_task) = match config.fleet(http) {
+        Some(fc) => {
+            tracing::info!(node = %fc.node_id, url = %fc.url, heartbeat = ?fc.heartbeat, prefix = %fc.prefix, "joining the fleet");
+            let fleet = Fleet::new(fc, node.clone(), rooms.clone(), &metrics.registry)?;
+            let task = tokio::spawn(fleet.clone().run(shutdown_rx.clone()));
+            (Some(fleet), Some(task))
+        }
+        None => (None, None),
+    };
     let state = AppState {
         rooms: rooms.clone(),
         node: node.clone(),
@@ -116,6 +130,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Server> {
         metrics,
         assets: ASSETS,
         limits: Default::default(),
+        fleet: fleet.clone(),
     };
     let app = signaling::app(state);
     let mut shutdown_rx = shutdown_rx;
@@ -127,7 +142,21 @@ pub async fn start(config: &Config) -> anyhow::Result<Server> {
         crate::http::serve(listener, app, limits, http_metrics, limit_send_buffer, stop).await;
     });
     let drained = tokio::spawn(drain::supervise(node.clone(), rooms.clone(), drain::EVACUATE_GRACE));
-    Ok(Server { http, udp, media_ports, node, rooms, media_metrics, demuxes, http_task, readers, drained, shutdown })
+    Ok(Server {
+        http,
+        udp,
+        media_ports,
+        node,
+        rooms,
+        media_metrics,
+        demuxes,
+        http_task,
+        readers,
+        fleet,
+        fleet_task,
+        drained,
+        shutdown,
+    })
 }
 
 /// Binds one media port (inside the runtime that will read it) and sizes its receive buffer.
@@ -175,6 +204,9 @@ impl Server {
     pub async fn shutdown(self, grace: Duration) -> bool {
         let _ = self.shutdown.send(true);
         let _ = tokio::time::timeout(grace, self.http_task).await;
+        if let Some(task) = self.fleet_task {
+            let _ = tokio::time::timeout(grace, task).await;
+        }
         let mut ended = true;
         for reader in self.readers {
             ended &= match reader {

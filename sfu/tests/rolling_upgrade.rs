@@ -16,17 +16,18 @@
 //! `scripts/rolling-upgrade.sh`).
 
 mod common;
+mod process;
 
 use common::{remote_tracks, track_of};
 use loadtest::{Client, ClientError, ClientStats, Engine, Event, JoinOptions, Role};
+use process::{BIN, LogsOnPanic, Node};
 use signaling::protocol::{ErrorCode, ServerMessage, TrackKind};
 use std::net::SocketAddr;
-use std::process::Stdio;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::Command;
 
 /// Bound for one step (start, connect, first keyframe, ...), generous for a loaded 2-core machine.
 const STEP: Duration = Duration::from_secs(20);
@@ -37,106 +38,6 @@ const DRAIN_WINDOW: Duration = Duration::from_secs(8);
 const MAX_GAP: Duration = Duration::from_millis(250);
 /// A drained, empty node must be gone within this.
 const EXIT_WITHIN: Duration = Duration::from_secs(10);
-const BIN: &str = env!("CARGO_BIN_EXE_sfu");
-
-/// One `sfu` process.
-struct Node {
-    name: &'static str,
-    child: Child,
-    http: SocketAddr,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Node {
-    /// Starts `sfu --dev` on loopback ports and waits for its `SFU_READY http=... udp=...` line.
-    async fn start(name: &'static str) -> Node {
-        let mut cmd = Command::new(BIN);
-        for var in [
-            "SFU_DEV",
-            "SFU_KEYS",
-            "SFU_HTTP",
-            "SFU_UDP",
-            "SFU_DRAIN_DEADLINE",
-            "SFU_DRAIN_ADMIT",
-            "SFU_MAX_PARTICIPANTS",
-        ] {
-            cmd.env_remove(var);
-        }
-        let mut child = cmd
-            .args(["--dev", "--http", "127.0.0.1:0", "--udp", "127.0.0.1:0"])
-            .env("SFU_LOG", "info,rtc_dtls=error")
-            .env("RUST_BACKTRACE", "0")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn sfu");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        collect(child.stderr.take().unwrap(), log.clone());
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let ready = tokio::time::timeout(STEP, async {
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(rest) = line.strip_prefix("SFU_READY ") {
-                    let field = |k: &str| rest.split_whitespace().find_map(|kv| kv.strip_prefix(k)).map(str::to_owned);
-                    let http: SocketAddr = field("http=").expect("http=").parse().expect("http address");
-                    let udp: SocketAddr = field("udp=").expect("udp=").parse().expect("udp address");
-                    return Some((http, udp));
-                }
-            }
-            None
-        });
-        let (http, udp) = ready.await.expect("SFU_READY in time").expect("sfu exited before SFU_READY");
-        // keep draining stdout so that a late print never hits a closed pipe
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        eprintln!("node {name}: http={http} udp={udp}");
-        Node { name, child, http, log }
-    }
-
-    fn ws_url(&self) -> String {
-        format!("ws://{}/ws", self.http)
-    }
-
-    fn log_tail(&self, n: usize) -> String {
-        let log = self.log.lock().unwrap();
-        log[log.len().saturating_sub(n)..].join("\n")
-    }
-
-    fn sigterm(&self) {
-        let pid = self.child.id().expect("running") as libc::pid_t;
-        // SAFETY: signals our own child process.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-    }
-}
-
-fn collect(stream: impl AsyncRead + Unpin + Send + 'static, log: Arc<Mutex<Vec<String>>>) {
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(stream).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            let mut log = log.lock().unwrap();
-            if log.len() > 5000 {
-                log.drain(..1000);
-            }
-            log.push(line);
-        }
-    });
-}
-
-/// Prints the nodes' logs if the test fails.
-struct LogsOnPanic(Vec<(&'static str, Arc<Mutex<Vec<String>>>)>);
-
-impl Drop for LogsOnPanic {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            for (name, log) in &self.0 {
-                let log = log.lock().unwrap();
-                eprintln!(
-                    "--- node {name} log (last 150 lines) ---\n{}",
-                    log[log.len().saturating_sub(150)..].join("\n")
-                );
-            }
-        }
-    }
-}
 
 /// One HTTP/1.0 request; `None` when the node does not answer (gone, refusing connections).
 async fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -> Option<(u16, String)> {

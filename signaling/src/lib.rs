@@ -6,6 +6,7 @@
 pub mod api;
 pub mod auth;
 pub mod drain;
+pub mod fleet;
 pub mod jwt_hs256;
 pub mod metrics;
 pub mod node;
@@ -53,6 +54,8 @@ pub struct AppState {
     pub assets: &'static [Asset],
     /// Deadlines of WebSocket sessions.
     pub limits: session::Limits,
+    /// This node's part in a fleet (`--redis`); `None` runs it alone.
+    pub fleet: Option<Arc<fleet::Fleet>>,
 }
 
 /// Largest WebSocket message the transport accepts before closing the socket; messages between
@@ -89,14 +92,18 @@ fn build(state: AppState) -> (Router, Vec<RouteInfo>) {
 /// Read buffer of one signaling WebSocket.
 const WS_READ_BUFFER: usize = 4 * 1024;
 
-async fn ws_upgrade(ws: WebSocketUpgrade, State(state): State<AppState>) -> Response {
+async fn ws_upgrade(ws: WebSocketUpgrade, headers: axum::http::HeaderMap, State(state): State<AppState>) -> Response {
+    let origin = match headers.contains_key(fleet::relay::RELAY_HEADER) {
+        true => session::Origin::Relay,
+        false => session::Origin::Client,
+    };
     // tungstenite zero-fills the free part of its read buffer before every read: its 128 KiB
     // default would be 128 KiB of memory per participant and a 128 KiB memset per message, for
     // messages that are mostly under 1 KiB (larger frames still get the room they need).
     ws.max_message_size(WS_TRANSPORT_LIMIT)
         .max_frame_size(WS_TRANSPORT_LIMIT)
         .read_buffer_size(WS_READ_BUFFER)
-        .on_upgrade(move |socket| session::run(socket, state))
+        .on_upgrade(move |socket| session::run(socket, state, origin))
 }
 
 async fn healthz() -> &'static str {

@@ -243,8 +243,11 @@ pub enum ErrorCode {
     RoomFull,
     /// Token problem.
     Unauthorized,
-    /// Node takes no new rooms.
+    /// Node takes no new rooms (with a fleet: no node does).
     Draining,
+    /// A service the join needs is unreachable for now (the fleet directory, or the node
+    /// hosting the room): retry shortly.
+    Unavailable,
     /// Server-side failure.
     Internal,
     /// A media connection did not connect in time or failed: the participant was removed.

@@ -394,6 +394,16 @@ impl Rooms {
         self.rooms.len()
     }
 
+    /// Whether `room` is on this node.
+    pub fn contains(&self, room: &str) -> bool {
+        self.rooms.contains_key(room)
+    }
+
+    /// The names of the rooms on this node.
+    pub fn names(&self) -> Vec<String> {
+        self.rooms.iter().map(|e| e.key().clone()).collect()
+    }
+
     /// True when no room exists.
     pub fn is_empty(&self) -> bool {
         self.rooms.is_empty()

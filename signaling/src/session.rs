@@ -3,6 +3,7 @@
 
 use crate::AppState;
 use crate::auth::{AuthError, Grants};
+use crate::fleet::{NodeRecord, Place, PlaceError, relay};
 use crate::protocol::{ClientMessage, ErrorCode, MAX_MESSAGE_BYTES, ServerMessage, valid_room_name};
 use crate::rate::TokenBucket;
 use crate::room::{JoinError, Member, ParticipantId, RoomCommand, RoomSender};
@@ -63,8 +64,17 @@ struct Joined {
     grants: Grants,
 }
 
+/// How a session's socket reached this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// From a client.
+    Client,
+    /// Through another node's relay ([`relay::RELAY_HEADER`]): its join is never relayed again.
+    Relay,
+}
+
 /// Runs a session until the socket closes or the client leaves.
-pub async fn run(socket: WebSocket, state: AppState) {
+pub async fn run(socket: WebSocket, state: AppState, origin: Origin) {
     let (mut ws_tx, mut ws_rx) = socket.split();
     let (events_tx, mut events_rx) = mpsc::channel::<ServerMessage>(EVENT_QUEUE);
     // the session keeps its sender only until it joined: from then on the room holds the only
@@ -77,6 +87,7 @@ pub async fn run(socket: WebSocket, state: AppState) {
     let mut pings = tokio::time::interval_at(Instant::now() + limits.ping_interval, limits.ping_interval);
     let mut limited = false;
     let mut budget = TokenBucket::new(limits.messages_per_second, limits.message_burst, heard.into_std());
+    let mut relay_to = None;
 
     loop {
         tokio::select! {
@@ -111,7 +122,7 @@ pub async fn run(socket: WebSocket, state: AppState) {
                     }
                     Message::Text(text) => {
                         limited = false;
-                        let flow = handle_text(&text, &mut joined, events_tx.as_ref(), &state).await;
+                        let flow = handle_text(&text, &mut joined, events_tx.as_ref(), &state, origin).await;
                         if joined.is_some() {
                             events_tx = None;
                         }
@@ -119,6 +130,10 @@ pub async fn run(socket: WebSocket, state: AppState) {
                             Flow::Continue => None,
                             Flow::Reply(m) => Some(m),
                             Flow::Close => break,
+                            Flow::Relay(to) => {
+                                relay_to = Some((to, text.to_string()));
+                                break;
+                            }
                         }
                     }
                     Message::Binary(_) => Some(ServerMessage::error(
@@ -153,6 +168,24 @@ pub async fn run(socket: WebSocket, state: AppState) {
         }
     }
 
+    if let (Some((to, join)), Some(fleet)) = (relay_to, state.fleet.as_ref()) {
+        match relay::connect(&to, fleet.id()).await {
+            Ok(upstream) => {
+                fleet.count_join("relayed");
+                tracing::debug!(node = %to.id, "session relayed");
+                let end = relay::pump(ws_tx, ws_rx, upstream, join, limits, fleet).await;
+                tracing::debug!(node = %to.id, ?end, "relayed session ended");
+                return;
+            }
+            Err(e) => {
+                fleet.count_join("refused");
+                tracing::warn!(error = %e, "relay failed");
+                let m = ServerMessage::error(ErrorCode::Unavailable, format!("{e}; retry shortly"));
+                let _ = send(&mut ws_tx, &m, limits.send).await;
+            }
+        }
+    }
+
     if let Some(j) = joined {
         let _ = j.sender.send(RoomCommand::Leave { participant: j.participant.clone() }).await;
         state.rooms.leave_as(&j.room, &j.sender, &j.participant);
@@ -165,6 +198,8 @@ enum Flow {
     Continue,
     Reply(ServerMessage),
     Close,
+    /// The room is on another node: relay the session there.
+    Relay(NodeRecord),
 }
 
 /// Why a frame did not go out.
@@ -208,6 +243,7 @@ async fn handle_text(
     joined: &mut Option<Joined>,
     events_tx: Option<&mpsc::Sender<ServerMessage>>,
     state: &AppState,
+    origin: Origin,
 ) -> Flow {
     if text.len() > MAX_MESSAGE_BYTES {
         state.metrics.bad_message("too_large");
@@ -229,6 +265,11 @@ async fn handle_text(
                 let Some(events_tx) = events_tx else {
                     return Flow::Reply(ServerMessage::error(ErrorCode::Internal, "session cannot join again"));
                 };
+                match place(&room, &name, token.as_deref(), state, origin).await {
+                    Ok(None) => {}
+                    Ok(Some(to)) => return Flow::Relay(to),
+                    Err(m) => return Flow::Reply(m),
+                }
                 match join(room, name, token, events_tx, state).await {
                     Ok(j) => {
                         *joined = Some(j);
@@ -262,6 +303,42 @@ async fn handle_text(
         return Flow::Reply(ServerMessage::error(ErrorCode::Internal, "room is gone"));
     }
     Flow::Continue
+}
+
+/// With a fleet: `None` to join here, or the node to relay the session to. Only a join
+/// with a valid room and token reaches the directory.
+async fn place(
+    room: &str,
+    name: &str,
+    token: Option<&str>,
+    state: &AppState,
+    origin: Origin,
+) -> Result<Option<NodeRecord>, ServerMessage> {
+    let Some(fleet) = &state.fleet else { return Ok(None) };
+    if !valid_room_name(room) || state.rooms.contains(room) {
+        // refused or joined by `join` as without a fleet
+        return Ok(None);
+    }
+    if let Err(e) = state.auth.check_join(token, room, name.trim()) {
+        state.metrics.auth_failure("ws", e.reason());
+        tracing::debug!(%room, reason = e.reason(), "join refused: {e}");
+        return Err(unauthorized(&e));
+    }
+    match fleet.place(room, origin == Origin::Relay).await {
+        Ok(Place::Local) => {
+            fleet.count_join("local");
+            Ok(None)
+        }
+        Ok(Place::Relay(to)) => Ok(Some(to)),
+        Err(e) => {
+            fleet.count_join("refused");
+            let code = match e {
+                PlaceError::NoNode => ErrorCode::Draining,
+                PlaceError::Unavailable | PlaceError::Moved(_) => ErrorCode::Unavailable,
+            };
+            Err(ServerMessage::error(code, e.to_string()))
+        }
+    }
 }
 
 async fn join(

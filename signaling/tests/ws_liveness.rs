@@ -1,6 +1,6 @@
 //! Session deadlines over a real loopback socket: a socket that never joins, and a joined
 //! client that stops answering, are closed (and leave their room); a client that answers the
-//! server's pings stays.
+//! server's pings stays; a client that stops reading is closed at the send deadline.
 
 mod common;
 
@@ -98,4 +98,60 @@ async fn a_message_flood_is_dropped_past_the_burst_and_told_once() {
     let text = state.metrics.render();
     let metric = metric(&text, "sfu_signaling_bad_messages_total{reason=\"rate_limited\"}").unwrap_or(0.0);
     assert_eq!(metric as usize, dropped, "every dropped message counted");
+}
+
+/// A joined client that keeps writing but stops reading: once the socket buffers between it
+/// and the server are full, the server's next send waits; at the send deadline the session is
+/// closed and leaves its room (before, a client could hold its session, and with it a drain,
+/// inside a send forever). A small receive buffer on the client keeps the bytes it takes to
+/// fill the path to a few hundred kilobytes.
+#[tokio::test]
+async fn a_client_that_stops_reading_is_closed_at_the_send_deadline() {
+    use futures::SinkExt;
+    let (mut state, _) = state(true);
+    state.limits = Limits {
+        // the server must not stop reading for the rate, only for its own blocked send
+        messages_per_second: 1e9,
+        message_burst: 1e9,
+        idle: Duration::from_secs(60),
+        ..short()
+    };
+    let addr = serve(state.clone()).await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(addr).await.unwrap();
+    let (mut ws, _) =
+        tokio_tungstenite::client_async(format!("ws://{addr}/ws"), tokio_tungstenite::MaybeTlsStream::Plain(stream))
+            .await
+            .unwrap();
+    assert!(matches!(join(&mut ws, "live", None).await, ServerMessage::Joined { .. }));
+    assert_eq!(state.rooms.participants(), 1);
+
+    // every message an unknown type, so every one gets an error back, which nobody reads
+    let start = Instant::now();
+    let writer = tokio::spawn(async move {
+        let bogus = Message::Text(serde_json::json!({"type": "bogus", "pad": "x".repeat(64)}).to_string().into());
+        let mut sent = 0usize;
+        while start.elapsed() < Duration::from_secs(20) {
+            match tokio::time::timeout(Duration::from_secs(1), ws.send(bogus.clone())).await {
+                Ok(Ok(())) => sent += 1,
+                Ok(Err(_)) => break,
+                Err(_) => {} // the server stopped reading: keep the write pending a while
+            }
+        }
+        sent
+    });
+    let left = loop {
+        if state.rooms.participants() == 0 {
+            break start.elapsed();
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "the non-reading client still holds its session");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let sent = writer.await.unwrap();
+    let text = state.metrics.render();
+    assert!(text.contains("sfu_signaling_timeouts_total{deadline=\"send\"} 1"), "{text}");
+    // the buffers filled, then one send deadline (2 s) passed
+    assert!(left >= Duration::from_secs(2), "left after {left:?}");
+    eprintln!("left {left:?} after {sent} unread replies were asked for");
 }

@@ -247,6 +247,70 @@ mod tests {
         }
     }
 
+    /// A decrypting context keeps SSRC state only for packets that authenticate (the
+    /// `ssrc-state-after-auth` patch of `vendor/rtc-srtp`), and at most `MAX_REMOTE_SSRCS`
+    /// of it, the least recently used forgotten first: neither forged datagrams from a
+    /// participant's address nor the participant itself can grow a node's memory with SSRCs.
+    #[test]
+    fn decryption_keeps_ssrc_state_only_for_authentic_packets_and_a_bounded_number() {
+        use rtc::srtp::context::MAX_REMOTE_SSRCS;
+        use rtc::srtp::option::{srtcp_replay_protection, srtp_replay_protection};
+        let provider = rtc::crypto::default_provider().unwrap();
+        let profile = ProtectionProfile::AeadAes128Gcm;
+        let salt: Vec<u8> = (100..112).collect();
+        let ctx = |key: u8, replay: bool| {
+            let (rtp, rtcp) = if replay {
+                (Some(srtp_replay_protection(64)), Some(srtcp_replay_protection(64)))
+            } else {
+                (None, None)
+            };
+            Context::new(&[key; 16], &salt, profile, rtp, rtcp, provider.crypto()).unwrap()
+        };
+        let (mut peer, mut stranger, mut node) = (ctx(1, false), ctx(2, false), ctx(1, true));
+        let rtp = |c: &mut Context, ssrc: u32, seq: u16| {
+            let mut plain = crate::room::egress::rtp_header(false, 96, seq, 0, ssrc).to_vec();
+            plain.extend_from_slice(&[7; 200]);
+            c.encrypt_rtp(&plain).unwrap()
+        };
+        let rtcp = |c: &mut Context, ssrc: u32| {
+            let [a, b, cc, d] = ssrc.to_be_bytes();
+            c.encrypt_rtcp(&[0x80, 201, 0, 1, a, b, cc, d]).unwrap()
+        };
+        let mut ssrc = 0x1234_5678u32;
+        let mut next_ssrc = || {
+            ssrc = ssrc.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            ssrc
+        };
+
+        // forged: a key the node does not hold, every datagram a new SSRC
+        for i in 0..2000u16 {
+            let s = next_ssrc();
+            assert!(node.decrypt_rtp(&rtp(&mut stranger, s, i)).is_err());
+            assert!(node.decrypt_rtcp(&rtcp(&mut stranger, s)).is_err());
+        }
+        assert_eq!(node.ssrc_state_counts(), (0, 0), "no state for packets that do not authenticate");
+
+        // authentic: one SSRC kept busy among a stream of new ones
+        let busy = 0xb05;
+        let first = rtp(&mut peer, busy, 1);
+        assert!(node.decrypt_rtp(&first).is_ok());
+        assert!(node.decrypt_rtcp(&rtcp(&mut peer, busy)).is_ok());
+        assert_eq!(node.ssrc_state_counts(), (1, 1));
+        for i in 0..2000u16 {
+            let s = next_ssrc();
+            assert!(node.decrypt_rtp(&rtp(&mut peer, s, i)).is_ok(), "authentic new SSRC {i}");
+            assert!(node.decrypt_rtcp(&rtcp(&mut peer, s)).is_ok());
+            if i % 16 == 0 {
+                assert!(node.decrypt_rtp(&rtp(&mut peer, busy, 2 + i)).is_ok());
+                assert!(node.decrypt_rtcp(&rtcp(&mut peer, busy)).is_ok());
+            }
+        }
+        assert_eq!(node.ssrc_state_counts(), (MAX_REMOTE_SSRCS, MAX_REMOTE_SSRCS), "capped");
+        // the busy SSRC's replay window survived the churn: its first packet is still a replay
+        assert!(node.decrypt_rtp(&first).is_err(), "the busy SSRC kept its state");
+        assert!(node.decrypt_rtp(&rtp(&mut peer, busy, 4000)).is_ok());
+    }
+
     #[test]
     fn bad_input_is_an_error() {
         let provider = rtc::crypto::default_provider().unwrap();

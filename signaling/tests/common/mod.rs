@@ -155,8 +155,15 @@ pub fn state(dev: bool) -> (AppState, Arc<Mutex<Seen>>) {
     let node = Arc::new(Node::new("test").with_drain_deadline(Duration::from_secs(3600)));
     let rooms = Arc::new(Rooms::new(Arc::new(plane), node.clone(), 10));
     let auth = Arc::new(Auth::new(&[key()], dev).unwrap());
-    let state =
-        AppState { rooms, node, auth, metrics: Arc::new(Metrics::new()), assets: &[], limits: Default::default() };
+    let state = AppState {
+        rooms,
+        node,
+        auth,
+        metrics: Arc::new(Metrics::new()),
+        assets: &[],
+        limits: Default::default(),
+        fleet: None,
+    };
     (state, seen)
 }
 

@@ -23,6 +23,10 @@ pub mod srtcp;
 pub mod srtp;
 
 const MAX_ROC: u32 = u32::MAX;
+/// sfu patch: the most SSRCs a context keeps decryption state for. State is created only for
+/// a packet that authenticates, and past this many the least recently used is forgotten, so
+/// a peer (who holds the keys) cannot grow memory with new SSRCs.
+pub const MAX_REMOTE_SSRCS: usize = 128;
 const SEQ_NUM_MEDIAN: u16 = 1 << 15;
 const SEQ_NUM_MAX: u16 = u16::MAX;
 
@@ -30,6 +34,8 @@ const SEQ_NUM_MAX: u16 = u16::MAX;
 #[derive(Default)]
 pub(crate) struct SrtpSsrcState {
     ssrc: u32,
+    // sfu patch: the context's use count when a packet last used it (decryption only)
+    last_used: u64,
     index: u64,
     rollover_has_processed: bool,
     replay_detector: Option<Box<dyn ReplayDetector>>,
@@ -39,6 +45,8 @@ pub(crate) struct SrtpSsrcState {
 #[derive(Default)]
 pub(crate) struct SrtcpSsrcState {
     srtcp_index: usize,
+    // sfu patch: as `SrtpSsrcState::last_used`
+    last_used: u64,
     ssrc: u32,
     replay_detector: Option<Box<dyn ReplayDetector>>,
 }
@@ -101,6 +109,9 @@ pub struct Context {
 
     new_srtp_replay_detector: ContextOption,
     new_srtcp_replay_detector: ContextOption,
+
+    // sfu patch: counts decryptions, for the least recently used SSRC state
+    uses: u64,
 }
 
 impl Context {
@@ -168,6 +179,7 @@ impl Context {
             srtcp_ssrc_states: HashMap::new(),
             new_srtp_replay_detector: srtp_ctx_opt,
             new_srtcp_replay_detector: srtcp_ctx_opt,
+            uses: 0,
         })
     }
 
@@ -197,6 +209,28 @@ impl Context {
             })
     }
 
+    /// sfu patch: how many SSRCs the context keeps SRTP and SRTCP state for.
+    pub fn ssrc_state_counts(&self) -> (usize, usize) {
+        (self.srtp_ssrc_states.len(), self.srtcp_ssrc_states.len())
+    }
+
+    /// sfu patch: the next use count, for `last_used`.
+    fn next_use(&mut self) -> u64 {
+        self.uses += 1;
+        self.uses
+    }
+
+    /// sfu patch: keeps the state of an SSRC whose first packet authenticated, forgetting the
+    /// least recently used one at the cap.
+    fn admit_srtp_state(&mut self, state: SrtpSsrcState) {
+        admit(&mut self.srtp_ssrc_states, state.ssrc, state, |s| s.last_used);
+    }
+
+    /// sfu patch: as `admit_srtp_state`, for SRTCP.
+    fn admit_srtcp_state(&mut self, state: SrtcpSsrcState) {
+        admit(&mut self.srtcp_ssrc_states, state.ssrc, state, |s| s.last_used);
+    }
+
     /// roc returns SRTP rollover counter value of specified SSRC.
     fn get_roc(&self, ssrc: u32) -> Option<u32> {
         self.srtp_ssrc_states
@@ -220,4 +254,15 @@ impl Context {
     fn set_index(&mut self, ssrc: u32, index: usize) {
         self.get_srtcp_ssrc_state(ssrc).srtcp_index = index % (MAX_SRTCP_INDEX + 1);
     }
+}
+
+/// sfu patch: inserts `state` under `ssrc`; at `MAX_REMOTE_SSRCS` the entry least recently
+/// used goes first.
+fn admit<S>(states: &mut HashMap<u32, S>, ssrc: u32, state: S, last_used: impl Fn(&S) -> u64) {
+    if states.len() >= MAX_REMOTE_SSRCS
+        && let Some(oldest) = states.iter().min_by_key(|(_, s)| last_used(s)).map(|(k, _)| *k)
+    {
+        states.remove(&oldest);
+    }
+    states.insert(ssrc, state);
 }

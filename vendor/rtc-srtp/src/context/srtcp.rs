@@ -28,7 +28,19 @@ impl Context {
         let index = self.cipher.get_rtcp_index(encrypted);
         let ssrc = u32::from_be_bytes([encrypted[4], encrypted[5], encrypted[6], encrypted[7]]);
 
-        if let Some(replay_detector) = &mut self.get_srtcp_ssrc_state(ssrc).replay_detector
+        // sfu patch: the state of an SSRC seen first is kept only if its packet authenticates
+        let use_count = self.next_use();
+        let new_detector = &self.new_srtcp_replay_detector;
+        let mut fresh = None;
+        let state = match self.srtcp_ssrc_states.get_mut(&ssrc) {
+            Some(state) => state,
+            None => fresh.insert(SrtcpSsrcState {
+                ssrc,
+                replay_detector: Some(new_detector()),
+                ..Default::default()
+            }),
+        };
+        if let Some(replay_detector) = &mut state.replay_detector
             && !replay_detector.check(index as u64)
         {
             return Err(Error::SrtcpSsrcDuplicated(ssrc, index));
@@ -36,8 +48,12 @@ impl Context {
 
         let dst = self.cipher.decrypt_rtcp(encrypted, index, ssrc)?;
 
-        if let Some(replay_detector) = &mut self.get_srtcp_ssrc_state(ssrc).replay_detector {
+        if let Some(replay_detector) = &mut state.replay_detector {
             replay_detector.accept();
+        }
+        state.last_used = use_count;
+        if let Some(state) = fresh {
+            self.admit_srtcp_state(state);
         }
 
         Ok(dst)

@@ -36,7 +36,18 @@ impl Context {
             return Err(Error::ErrTooShortRtp);
         }
 
-        let state = self.get_srtp_ssrc_state(header.ssrc);
+        // sfu patch: the state of an SSRC seen first is kept only if its packet authenticates
+        let use_count = self.next_use();
+        let new_detector = &self.new_srtp_replay_detector;
+        let mut fresh = None;
+        let state = match self.srtp_ssrc_states.get_mut(&header.ssrc) {
+            Some(state) => state,
+            None => fresh.insert(SrtpSsrcState {
+                ssrc: header.ssrc,
+                replay_detector: Some(new_detector()),
+                ..Default::default()
+            }),
+        };
         let (roc, diff, _) = state.next_rollover_count(header.sequence_number);
         if let Some(replay_detector) = &mut state.replay_detector
             && !replay_detector.check(header.sequence_number as u64)
@@ -48,11 +59,14 @@ impl Context {
         }
 
         self.cipher.decrypt_rtp_in_place(buf, header, roc)?;
-        let state = self.get_srtp_ssrc_state(header.ssrc);
         if let Some(replay_detector) = &mut state.replay_detector {
             replay_detector.accept();
         }
         state.update_rollover_count(header.sequence_number, diff);
+        state.last_used = use_count;
+        if let Some(state) = fresh {
+            self.admit_srtp_state(state);
+        }
         Ok(())
     }
 

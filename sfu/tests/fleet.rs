@@ -1,0 +1,140 @@
+//! Three `sfu` processes and a `redis-server` on loopback, one fleet: a publisher and two
+//! subscribers joining one room through three different nodes meet in one room (on one node,
+//! the others relaying their signaling; media straight to that node's port), receive each
+//! other's audio and video and switch layers through the relay; then the room's node is
+//! killed (SIGKILL) and the participants, joining again through the surviving nodes, continue
+//! the room there once the dead node's record has expired.
+//!
+//! Prints `FLEET takeover_ms=<from the kill to the first join placed again>`.
+
+mod common;
+mod process;
+
+use common::{STEP, remote_tracks, track_of};
+use loadtest::{Client, ClientError, Engine, JoinOptions, Role};
+use process::{LogsOnPanic, Node};
+use signaling::fleet::testing::RedisServer;
+use signaling::protocol::{ErrorCode, TrackKind};
+use std::time::{Duration, Instant};
+
+const ROOM: &str = "fleet";
+
+/// Prometheus text of a node (empty when it does not answer).
+async fn metrics(node: &Node) -> String {
+    let get = common::http_get(node.http, "/metrics");
+    tokio::time::timeout(Duration::from_secs(5), get).await.unwrap_or_default()
+}
+
+fn value(text: &str, name: &str) -> f64 {
+    text.lines().find_map(|l| l.strip_prefix(name)?.trim().parse().ok()).unwrap_or(0.0)
+}
+
+/// Joins `ROOM` through `node`, again and again while the fleet answers `unavailable` (the
+/// room's node just died and its record has not expired yet).
+async fn join(node: &Node, name: &str, engine: &Engine) -> Client {
+    let deadline = Instant::now() + STEP;
+    loop {
+        let opts = JoinOptions { timeout: STEP, ..JoinOptions::on(engine) };
+        match Client::join(&node.ws_url(), ROOM, name, opts).await {
+            Ok(c) => return c,
+            Err(ClientError::Rejected { code: ErrorCode::Unavailable, .. }) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("{name} joins through {}: {e}", node.name),
+        }
+    }
+}
+
+async fn publisher(node: &Node, name: &str, engine: &Engine) -> Client {
+    let mut c = join(node, name, engine).await;
+    c.publish().await.expect("publish");
+    c.wait_connected(Role::Publisher, STEP).await.expect("publisher connects");
+    c
+}
+
+/// Waits until `sub` receives the room's video (at `width`, if given) and audio.
+async fn receives(sub: &mut Client, who: &str, width: Option<u16>) {
+    let tracks = remote_tracks(sub, 2).await;
+    let (video, audio) = (track_of(&tracks, TrackKind::Video), track_of(&tracks, TrackKind::Audio));
+    let frames_then = sub.stats().await.unwrap().track(&video).map_or(0, |t| t.frames);
+    sub.wait_stats(STEP, &format!("{who} receives video and audio"), move |s| {
+        s.track(&video).is_some_and(|t| t.frames >= frames_then + 25 && width.is_none_or(|w| t.width() == Some(w)))
+            && s.track(&audio).is_some_and(|t| t.packets >= 50)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{who}: {e}"));
+}
+
+/// Which of `nodes` hosts the room (has its participants), by their metrics.
+async fn host(nodes: &[&Node], participants: f64) -> usize {
+    let deadline = Instant::now() + STEP;
+    loop {
+        for (i, n) in nodes.iter().enumerate() {
+            if value(&metrics(n).await, "sfu_participants ") == participants {
+                return i;
+            }
+        }
+        assert!(Instant::now() < deadline, "no node hosts {participants} participants");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_joined_through_any_node_is_one_room_and_outlives_its_node() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let args = ["--redis", url.as_str(), "--fleet-heartbeat", "200ms", "--fleet-prefix", "fleet-test:"];
+    let mut nodes = vec![
+        Node::start_with("A", &args).await,
+        Node::start_with("B", &args).await,
+        Node::start_with("C", &args).await,
+    ];
+    let _logs = LogsOnPanic(nodes.iter().map(|n| (n.name, n.log.clone())).collect());
+    let t = Instant::now();
+    while value(&metrics(&nodes[0]).await, "sfu_fleet_nodes ") < 3.0 {
+        assert!(t.elapsed() < STEP, "three nodes in the directory");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // one participant through each node: one room
+    let engine = Engine::spawn();
+    let publ = publisher(&nodes[1], "pub", &engine).await;
+    let mut sub_a = join(&nodes[0], "sub-a", &engine).await;
+    let mut sub_c = join(&nodes[2], "sub-c", &engine).await;
+    let all: Vec<&Node> = nodes.iter().collect();
+    let h = host(&all, 3.0).await;
+    let relayed: f64 = {
+        let mut sum = 0.0;
+        for n in &nodes {
+            sum += value(&metrics(n).await, "sfu_fleet_relayed_sessions ");
+        }
+        sum
+    };
+    assert_eq!(relayed, 2.0, "two of the three joins relayed to node {}", nodes[h].name);
+    receives(&mut sub_a, "sub-a", None).await;
+    receives(&mut sub_c, "sub-c", None).await;
+
+    // a layer switch asked through a relay
+    let tracks = remote_tracks(&mut sub_c, 2).await;
+    let video = track_of(&tracks, TrackKind::Video);
+    sub_c.set_layer(&video, Some("q")).unwrap();
+    receives(&mut sub_c, "sub-c on q", Some(320)).await;
+    eprintln!("room on node {} with joins through A, B and C after {:?}", nodes[h].name, t.elapsed());
+
+    // the room's node dies; everyone joins again through the survivors
+    let killed = Instant::now();
+    nodes[h].kill9();
+    drop((publ, sub_a, sub_c));
+    let survivors: Vec<&Node> = nodes.iter().enumerate().filter(|(i, _)| *i != h).map(|(_, n)| n).collect();
+    let publ = publisher(survivors[0], "pub-again", &engine).await;
+    let takeover = killed.elapsed();
+    let mut sub = join(survivors[1], "sub-again", &engine).await;
+    receives(&mut sub, "sub-again", None).await;
+    let h2 = host(&survivors, 2.0).await;
+    // taken over from the dead node, or claimed anew if its lease ran out first
+    let text = metrics(survivors[h2]).await;
+    let leases = |e: &str| value(&text, &format!("sfu_fleet_room_leases_total{{event=\"{e}\"}} "));
+    assert!(leases("taken_over") + leases("claimed") >= 1.0, "{text}");
+    println!("FLEET takeover_ms={}", takeover.as_millis());
+    drop((publ, sub));
+}
