@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-all=(stun vp8 h264 munger temporal rtcp sdp signal token)
+all=(stun vp8 h264 munger temporal rtcp sdp signal token srtp dtls)
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${all[@]}")
 
@@ -23,6 +23,11 @@ export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4
 host="$(rustc -vV | sed -n 's/^host: //p')"
 # --target keeps build scripts and proc macros uninstrumented
 cargo build --release --locked --manifest-path fuzz/Cargo.toml --target "$host" --bins
+
+# corpora start from the valid inputs of sfu/src/fuzz_targets/seeds.rs (a DTLS ClientHello,
+# authentic SRTP packets, ...): random bytes rarely reach past the first length check
+FUZZ_SEED_DIR="$PWD/target/fuzz-corpus" CARGO_TARGET_DIR="$PWD/target" RUSTFLAGS="" \
+  cargo test --locked -q -p sfu --test fuzz_smoke -- --ignored --exact write_seed_corpora >/dev/null
 
 limit=(-max_total_time="${FUZZ_SECONDS:-60}")
 [ -z "${FUZZ_RUNS:-}" ] || limit=(-runs="$FUZZ_RUNS")

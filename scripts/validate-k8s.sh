@@ -64,6 +64,13 @@ if strategy.get("rollingUpdate", {}).get("maxUnavailable") != 0:
 if not pod.get("hostNetwork") or not any(p.get("hostPort") == 7882 and p.get("protocol") == "UDP" for p in c["ports"]):
     errors.append("the pod must use hostNetwork with the fixed media port 7882/UDP")
 
+env = {e["name"]: e for e in c.get("env", [])}
+redis = env.get("SFU_REDIS", {}).get("valueFrom", {}).get("secretKeyRef", {})
+if ("Secret", redis.get("name")) not in docs or redis.get("key") not in docs[("Secret", redis.get("name"))].get("stringData", {}):
+    errors.append("SFU_REDIS must come from a Secret in the manifests (the fleet directory)")
+if ("Service", "sfu-nodes") not in docs or docs[("Service", "sfu-nodes")]["spec"].get("clusterIP") != "None":
+    errors.append("the headless Service sfu-nodes (node to node) is missing")
+
 for e in errors:
     print("ERROR", e)
 if errors:

@@ -141,7 +141,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Server> {
         };
         crate::http::serve(listener, app, limits, http_metrics, limit_send_buffer, stop).await;
     });
-    let drained = tokio::spawn(drain::supervise(node.clone(), rooms.clone(), drain::EVACUATE_GRACE));
+    let drained = tokio::spawn(drain::supervise(node.clone(), rooms.clone(), drain::EVACUATE_GRACE, fleet.clone()));
     Ok(Server {
         http,
         udp,

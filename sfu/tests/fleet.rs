@@ -5,16 +5,20 @@
 //! killed (SIGKILL) and the participants, joining again through the surviving nodes, continue
 //! the room there once the dead node's record has expired.
 //!
-//! Prints `FLEET takeover_ms=<from the kill to the first join placed again>`.
+//! A second test drains a node past its deadline: its room is handed to the other node before
+//! the participants are told to reconnect, and goes on there.
+//!
+//! Prints `FLEET takeover_ms=<from the kill to the first join placed again>` and
+//! `FLEET_DRAIN gap_ms=<from the reconnect to media again>`.
 
 mod common;
 mod process;
 
 use common::{STEP, remote_tracks, track_of};
-use loadtest::{Client, ClientError, Engine, JoinOptions, Role};
+use loadtest::{Client, ClientError, Engine, Event, JoinOptions, Role};
 use process::{LogsOnPanic, Node};
 use signaling::fleet::testing::RedisServer;
-use signaling::protocol::{ErrorCode, TrackKind};
+use signaling::protocol::{ErrorCode, ServerMessage, TrackKind};
 use std::time::{Duration, Instant};
 
 const ROOM: &str = "fleet";
@@ -136,5 +140,48 @@ async fn a_room_joined_through_any_node_is_one_room_and_outlives_its_node() {
     let leases = |e: &str| value(&text, &format!("sfu_fleet_room_leases_total{{event=\"{e}\"}} "));
     assert!(leases("taken_over") + leases("claimed") >= 1.0, "{text}");
     println!("FLEET takeover_ms={}", takeover.as_millis());
+    drop((publ, sub));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_nodes_room_is_handed_off_and_goes_on() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let fleet = ["--redis", url.as_str(), "--fleet-heartbeat", "200ms", "--fleet-prefix", "drain-test:"];
+    let (mut a, mut b) = (fleet.to_vec(), fleet.to_vec());
+    a.extend(["--node-id", "A", "--drain-deadline", "2s"]);
+    b.extend(["--node-id", "B"]);
+    let mut nodes = [Node::start_with("A", &a).await, Node::start_with("B", &b).await];
+    let dir = signaling::fleet::directory::Directory::new(&url, "drain-test:").unwrap();
+    let _logs = LogsOnPanic(nodes.iter().map(|n| (n.name, n.log.clone())).collect());
+    let t = Instant::now();
+    while value(&metrics(&nodes[0]).await, "sfu_fleet_nodes ") < 2.0 {
+        assert!(t.elapsed() < STEP, "two nodes in the directory");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // the room starts on A (its first join came through A)
+    let engine = Engine::spawn();
+    let mut publ = publisher(&nodes[0], "pub", &engine).await;
+    let mut sub = join(&nodes[1], "sub", &engine).await;
+    receives(&mut sub, "sub", None).await;
+    assert_eq!(host(&[&nodes[0], &nodes[1]], 2.0).await, 0, "the room is on A");
+
+    // A drains (SIGTERM); at its deadline both are told to reconnect and do so through B
+    nodes[0].sigterm();
+    let reconnect = |e: &Event| matches!(e, Event::Server(ServerMessage::Reconnect { .. })).then_some(());
+    sub.wait_event(STEP, "reconnect", reconnect).await.expect("sub told to reconnect");
+    let told = Instant::now();
+    // handed to B before anyone was told
+    assert_eq!(dir.owner(ROOM).await.unwrap(), Some(signaling::fleet::NodeId::from("B")));
+    publ.wait_event(STEP, "reconnect", reconnect).await.expect("pub told to reconnect");
+    drop((publ, sub));
+    let publ = publisher(&nodes[1], "pub-again", &engine).await;
+    let mut sub = join(&nodes[1], "sub-again", &engine).await;
+    receives(&mut sub, "sub-again", None).await;
+    let gap = told.elapsed();
+    assert_eq!(host(&[&nodes[1]], 2.0).await, 0, "the room goes on on B");
+    let status = tokio::time::timeout(STEP, nodes[0].child.wait()).await.expect("A exits").unwrap();
+    assert!(status.success(), "A exits 0 after its drain: {status}");
+    println!("FLEET_DRAIN gap_ms={}", gap.as_millis());
     drop((publ, sub));
 }

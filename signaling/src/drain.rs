@@ -2,6 +2,7 @@
 //! is left, or until the drain deadline; then tell the remaining participants to reconnect
 //! elsewhere and give them a short grace to go.
 
+use crate::fleet::Fleet;
 use crate::node::{Node, NodeState};
 use crate::room::{RoomCommand, Rooms};
 use std::sync::Arc;
@@ -32,8 +33,10 @@ pub enum DrainOutcome {
 }
 
 /// Waits for the node to start draining, then until the drain is over. The caller exits the
-/// process (or, in tests, observes the outcome).
-pub async fn supervise(node: Arc<Node>, rooms: Arc<Rooms>, grace: Duration) -> DrainOutcome {
+/// process (or, in tests, observes the outcome). In a fleet, the rooms still here at the
+/// deadline are handed to serving nodes before their participants are told to reconnect, so
+/// they continue there whatever node each participant reconnects through.
+pub async fn supervise(node: Arc<Node>, rooms: Arc<Rooms>, grace: Duration, fleet: Option<Arc<Fleet>>) -> DrainOutcome {
     let mut changed = node.subscribe();
     while node.state() == NodeState::Serving {
         if changed.changed().await.is_err() {
@@ -67,6 +70,9 @@ pub async fn supervise(node: Arc<Node>, rooms: Arc<Rooms>, grace: Duration) -> D
         participants = evacuated,
         "drain deadline passed: telling every participant to reconnect elsewhere"
     );
+    if let Some(fleet) = &fleet {
+        fleet.hand_off().await;
+    }
     let give_up = tokio::time::Instant::now() + grace;
     loop {
         rooms.broadcast(|| RoomCommand::Evacuate { reason: "node shutting down: drain deadline passed".into() });

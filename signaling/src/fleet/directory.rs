@@ -240,10 +240,11 @@ impl Directory {
         })
     }
 
-    /// Gives `room` up if this node holds it (its last participant left).
-    pub async fn release(&self, room: &str, me: &NodeId) -> Result<(), DirectoryError> {
+    /// Gives `room` up if this node holds it (its last participant left); whether it did.
+    pub async fn release(&self, room: &str, me: &NodeId) -> Result<bool, DirectoryError> {
         let mut conn = self.conn.clone();
-        let _: i64 = timed(self.release.key(self.room_key(room)).arg(me.as_str()).invoke_async(&mut conn)).await?;
-        Ok(())
+        let deleted: i64 =
+            timed(self.release.key(self.room_key(room)).arg(me.as_str()).invoke_async(&mut conn)).await?;
+        Ok(deleted == 1)
     }
 }

@@ -158,7 +158,7 @@ impl FleetMetrics {
         let leases = IntCounterVec::new(
             Opts::new(
                 "sfu_fleet_room_leases_total",
-                "Room lease events: claimed, taken_over (from a node gone from the directory), reclaimed (the key had expired), lost (another node holds a room this node hosts), released",
+                "Room lease events: claimed, taken_over (from a node gone from the directory), reclaimed (the key had expired), lost (another node holds a room this node hosts), released, handed_off (to a serving node at a drain's deadline)",
             ),
             &["event"],
         )
@@ -185,6 +185,9 @@ pub struct Fleet {
     rooms: Arc<Rooms>,
     /// The live nodes as last read (at most a heartbeat old).
     nodes: RwLock<Vec<NodeRecord>>,
+    /// Rooms still on this node that were handed to other nodes (an evacuation): joins for
+    /// them go where the directory says, and their leases are not renewed.
+    handed_off: RwLock<HashSet<String>>,
     up: AtomicBool,
     metrics: FleetMetrics,
 }
@@ -205,6 +208,7 @@ impl Fleet {
             node,
             rooms,
             nodes: RwLock::new(Vec::new()),
+            handed_off: RwLock::new(HashSet::new()),
             up: AtomicBool::new(false),
             metrics,
         }))
@@ -289,7 +293,7 @@ impl Fleet {
     /// over from a node whose record expired. `relayed`: the join came through another node's
     /// relay, which is never relayed again.
     pub async fn place(&self, room: &str, relayed: bool) -> Result<Place, PlaceError> {
-        if self.rooms.contains(room) {
+        if self.rooms.contains(room) && !self.is_handed_off(room) {
             return Ok(Place::Local);
         }
         let me = self.config.node_id.clone();
@@ -350,6 +354,39 @@ impl Fleet {
         }
     }
 
+    fn is_handed_off(&self, room: &str) -> bool {
+        self.handed_off.read().expect("not poisoned").contains(room)
+    }
+
+    /// Hands every room on this node to a serving node (the least loaded), before its
+    /// participants are told to reconnect (a drain's deadline): wherever they reconnect, their
+    /// joins are placed on that node, and the room goes on there. Rooms that cannot be handed
+    /// off (no serving node, no directory) are released for the next join to claim.
+    pub async fn hand_off(&self) {
+        let others = match self.read_nodes().await {
+            Ok(nodes) => nodes.into_iter().filter(|n| n.id != self.config.node_id).collect::<Vec<_>>(),
+            Err(_) => Vec::new(),
+        };
+        for room in self.rooms.names() {
+            self.handed_off.write().expect("not poisoned").insert(room.clone());
+            let to = placement::choose(&others, &self.config.node_id).cloned();
+            let moved = match &to {
+                Some(to) => self.directory.claim(&room, to, Some(self.id()), self.config.lease()).await.ok(),
+                None => self.directory.release(&room, self.id()).await.ok().map(|_| self.config.node_id.clone()),
+            };
+            match (moved, to) {
+                (Some(holder), Some(to)) if holder == to => {
+                    self.metrics.leases.with_label_values(&["handed_off"]).inc();
+                    tracing::info!(room, %to, "room handed off");
+                }
+                (holder, to) => {
+                    tracing::warn!(room, ?holder, ?to, "room not handed off: released for the next join");
+                    let _ = self.directory.release(&room, self.id()).await;
+                }
+            }
+        }
+    }
+
     /// Heartbeats, the node list and this node's room leases, until `stop`; then the node's
     /// rooms are released and its record removed.
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
@@ -391,7 +428,8 @@ impl Fleet {
         if self.read_nodes().await.is_err() {
             return;
         }
-        let local: HashSet<String> = self.rooms.names().into_iter().collect();
+        let handed_off = self.handed_off.read().expect("not poisoned").clone();
+        let local: HashSet<String> = self.rooms.names().into_iter().filter(|r| !handed_off.contains(r)).collect();
         for room in &local {
             match self.directory.renew(room, self.id(), self.config.lease()).await {
                 Ok(Renewal::Renewed) => {}
@@ -412,8 +450,10 @@ impl Fleet {
         let mut released = Vec::new();
         for room in held.difference(&local) {
             match self.directory.release(room, self.id()).await {
-                Ok(()) => {
-                    self.metrics.leases.with_label_values(&["released"]).inc();
+                Ok(deleted) => {
+                    if deleted {
+                        self.metrics.leases.with_label_values(&["released"]).inc();
+                    }
                     released.push(room.clone());
                 }
                 Err(e) => {

@@ -3,6 +3,9 @@
 //! them coverage-guided (`fuzz/`, `scripts/fuzz.sh`); `sfu/tests/fuzz_smoke.rs` feeds them
 //! random and mutated inputs in the test command. A panic is a finding.
 
+pub mod crypto;
+pub mod seeds;
+
 use crate::forward::munger::RtpMunger;
 use crate::forward::seq::low_u16;
 use crate::forward::temporal::{FrameInfo, TemporalFilter, Tid};
@@ -22,6 +25,8 @@ pub const TARGETS: &[(&str, fn(&[u8]))] = &[
     ("sdp", sdp_offer),
     ("signal", signal_message),
     ("token", token),
+    ("srtp", crypto::srtp_open),
+    ("dtls", crypto::dtls_server),
 ];
 
 /// A STUN message at the media port: classification, the ufrag lookup and the integrity check
