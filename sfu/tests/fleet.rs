@@ -8,7 +8,11 @@
 //! A second test drains a node past its deadline: its room is handed to the other node before
 //! the participants are told to reconnect, and goes on there.
 //!
-//! Prints `FLEET takeover_ms=<from the kill to the first join placed again>` and
+//! Before the kill, Redis is stopped mid-call: the call goes on without a media gap, a new
+//! join gets `unavailable`, and once Redis is back joins work again by themselves.
+//!
+//! Prints `FLEET takeover_ms=<from the kill to the first join placed again>`,
+//! `FLEET_OUTAGE outage_ms=<Redis away> max_gap_ms=<largest media gap meanwhile>` and
 //! `FLEET_DRAIN gap_ms=<from the reconnect to media again>`.
 
 mod common;
@@ -22,6 +26,14 @@ use signaling::protocol::{ErrorCode, ServerMessage, TrackKind};
 use std::time::{Duration, Instant};
 
 const ROOM: &str = "fleet";
+/// How long Redis is away mid-call (`FLEET_OUTAGE_SECONDS`, default 3).
+static OUTAGE: std::sync::LazyLock<Duration> = std::sync::LazyLock::new(|| {
+    Duration::from_secs(std::env::var("FLEET_OUTAGE_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3))
+});
+
+fn now_us() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as u64
+}
 
 /// Prometheus text of a node (empty when it does not answer).
 async fn metrics(node: &Node) -> String {
@@ -36,10 +48,15 @@ fn value(text: &str, name: &str) -> f64 {
 /// Joins `ROOM` through `node`, again and again while the fleet answers `unavailable` (the
 /// room's node just died and its record has not expired yet).
 async fn join(node: &Node, name: &str, engine: &Engine) -> Client {
+    join_room(node, ROOM, name, engine).await
+}
+
+/// As [`join`], into `room`.
+async fn join_room(node: &Node, room: &str, name: &str, engine: &Engine) -> Client {
     let deadline = Instant::now() + STEP;
     loop {
         let opts = JoinOptions { timeout: STEP, ..JoinOptions::on(engine) };
-        match Client::join(&node.ws_url(), ROOM, name, opts).await {
+        match Client::join(&node.ws_url(), room, name, opts).await {
             Ok(c) => return c,
             Err(ClientError::Rejected { code: ErrorCode::Unavailable, .. }) if Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -85,7 +102,7 @@ async fn host(nodes: &[&Node], participants: f64) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_room_joined_through_any_node_is_one_room_and_outlives_its_node() {
-    let redis = RedisServer::start();
+    let mut redis = RedisServer::start();
     let url = redis.url();
     let args = ["--redis", url.as_str(), "--fleet-heartbeat", "200ms", "--fleet-prefix", "fleet-test:"];
     let mut nodes = vec![
@@ -125,10 +142,43 @@ async fn a_room_joined_through_any_node_is_one_room_and_outlives_its_node() {
     receives(&mut sub_c, "sub-c on q", Some(320)).await;
     eprintln!("room on node {} with joins through A, B and C after {:?}", nodes[h].name, t.elapsed());
 
+    // Redis goes away mid-call: the call goes on, a join for another room is refused clearly
+    let from_us = now_us();
+    let outage = Instant::now();
+    let port = redis.addr.port();
+    redis.stop();
+    let refused = Client::join(
+        &nodes[0].ws_url(),
+        "during-outage",
+        "x",
+        JoinOptions { timeout: STEP, ..JoinOptions::on(&engine) },
+    )
+    .await;
+    assert!(
+        matches!(refused, Err(ClientError::Rejected { code: ErrorCode::Unavailable, .. })),
+        "a join needing the directory is refused with `unavailable`: {:?}",
+        refused.map(|_| ())
+    );
+    tokio::time::sleep(OUTAGE.saturating_sub(outage.elapsed())).await;
+    let redis = RedisServer::start_on(port);
+    let away = outage.elapsed();
+    // back by itself: a join for a new room through another node works again
+    let later = join_room(&nodes[2], "after-outage", "x", &engine).await;
+    receives(&mut sub_a, "sub-a after the outage", None).await;
+    let to_us = now_us();
+    let mut max_gap = 0;
+    for sub in [&sub_a, &sub_c] {
+        for t in sub.stats().await.unwrap().tracks {
+            max_gap = max_gap.max(t.arrivals.max_gap_between(from_us, to_us).expect("window kept"));
+        }
+    }
+    assert!(max_gap < 500_000, "the call went on through the outage: largest gap {max_gap} us");
+    println!("FLEET_OUTAGE outage_ms={} max_gap_ms={:.0}", away.as_millis(), max_gap as f64 / 1000.0);
+
     // the room's node dies; everyone joins again through the survivors
     let killed = Instant::now();
     nodes[h].kill9();
-    drop((publ, sub_a, sub_c));
+    drop((publ, sub_a, sub_c, later));
     let survivors: Vec<&Node> = nodes.iter().enumerate().filter(|(i, _)| *i != h).map(|(_, n)| n).collect();
     let publ = publisher(survivors[0], "pub-again", &engine).await;
     let takeover = killed.elapsed();
