@@ -3,16 +3,19 @@
 //! subscriber receives, a fixed window measures the server's CPU time (`/proc/PID/stat`),
 //! its forwarded packets (`/metrics`), the subscribers' loss and latency and the server's RSS.
 
+use crate::janus_process::JanusProcess;
 use crate::prom;
 use crate::sfu_process::SfuProcess;
 use futures::StreamExt;
+use loadtest::janus::Janus;
 use loadtest::{Client, ClientStats, Engine, Event, Histogram, JoinOptions, Role, procstat};
 use signaling::protocol::TrackKind;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Time allowed for one connection step (join, publish, connect).
-const STEP: Duration = Duration::from_secs(20);
+pub(crate) const STEP: Duration = Duration::from_secs(20);
 
 /// How a point is measured.
 #[derive(Debug, Clone)]
@@ -36,6 +39,39 @@ pub struct Options {
     pub sink: bool,
 }
 
+/// The server a point measures.
+#[derive(Clone, Copy)]
+pub enum Target<'a> {
+    /// This server (its `/metrics` adds the server's own counts).
+    Sfu(&'a SfuProcess),
+    /// Janus's VideoRoom, every client a handle on one session.
+    Janus(&'a JanusProcess, &'a Arc<Janus>),
+}
+
+impl Target<'_> {
+    pub(crate) fn pid(&self) -> u32 {
+        match self {
+            Target::Sfu(s) => s.pid,
+            Target::Janus(j, _) => j.pid,
+        }
+    }
+
+    /// This server's metrics (Janus has none to compare).
+    async fn scrape(&self) -> anyhow::Result<Option<String>> {
+        match self {
+            Target::Sfu(s) => Ok(Some(prom::scrape(s.http).await?)),
+            Target::Janus(..) => Ok(None),
+        }
+    }
+}
+
+/// Where a room's subscribers join.
+#[derive(Clone)]
+enum RoomRef {
+    Sfu { url: String, room: String },
+    Janus { janus: Arc<Janus>, room: u64, feed: u64 },
+}
+
 /// What one point measured.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Point {
@@ -51,8 +87,12 @@ pub struct Point {
     pub ready: usize,
     /// Window length, seconds.
     pub window_s: f64,
-    /// `sfu_rtp_forwarded_packets_total` increase per second.
+    /// `sfu_rtp_forwarded_packets_total` increase per second (this server only).
     pub forwarded_pps: f64,
+    /// Packets the subscribers received per second (both servers: the comparable count).
+    pub delivered_pps: f64,
+    /// Server CPU microseconds per packet a subscriber received.
+    pub us_per_delivered: f64,
     /// `sfu_udp_out_packets_total` increase per second (forwarded + RTCP + ICE).
     pub udp_out_pps: f64,
     /// `sfu_rtp_in_packets_total` increase per second (from the publisher).
@@ -97,11 +137,19 @@ pub struct Perf {
     pub args: Vec<String>,
 }
 
-async fn join_subscriber(url: String, room: String, i: usize, engine: Engine, layer: String) -> Option<Client> {
-    let mut c =
-        Client::join(&url, &room, &format!("sub-{i}"), JoinOptions { timeout: STEP, ..JoinOptions::on(&engine) })
-            .await
-            .ok()?;
+async fn join_subscriber(room: RoomRef, i: usize, engine: Engine, layer: String) -> Option<Client> {
+    let opts = JoinOptions { timeout: STEP, ..JoinOptions::on(&engine) };
+    let name = format!("sub-{i}");
+    let mut c = match room {
+        RoomRef::Sfu { url, room } => Client::join(&url, &room, &name, opts).await.ok()?,
+        RoomRef::Janus { janus, room, feed } => match janus.subscriber(room, feed, &name, opts).await {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("# janus subscriber {i}: {e}");
+                return None;
+            }
+        },
+    };
     // The first offer may precede the publisher's video (its track opens with its first
     // packet): wait for the offer that carries video, then cap its layer.
     let video = loop {
@@ -125,7 +173,7 @@ async fn join_subscriber(url: String, room: String, i: usize, engine: Engine, la
     Some(c)
 }
 
-fn receives(s: &ClientStats, layer: u8, sink: bool) -> bool {
+pub(crate) fn receives(s: &ClientStats, layer: u8, sink: bool) -> bool {
     if sink {
         // audio and video arrive (the layer cannot be seen without decrypting)
         return s.sink.iter().filter(|x| x.packets > 0).count() >= 2;
@@ -135,7 +183,7 @@ fn receives(s: &ClientStats, layer: u8, sink: bool) -> bool {
     video && audio
 }
 
-async fn snapshot(clients: &[Client]) -> Vec<ClientStats> {
+pub(crate) async fn snapshot(clients: &[Client]) -> Vec<ClientStats> {
     let mut out = Vec::with_capacity(clients.len());
     for c in clients {
         out.push(c.stats().await.unwrap_or_default());
@@ -144,7 +192,7 @@ async fn snapshot(clients: &[Client]) -> Vec<ClientStats> {
 }
 
 /// Packets received, lost and latency of `after` minus `before`, over every client and track.
-fn window_stats(before: &[ClientStats], after: &[ClientStats]) -> (u64, u64, Histogram) {
+pub(crate) fn window_stats(before: &[ClientStats], after: &[ClientStats]) -> (u64, u64, Histogram) {
     let (mut received, mut lost, mut latency) = (0, 0, Histogram::default());
     for (b, a) in before.iter().zip(after) {
         for x in &a.sink {
@@ -171,7 +219,11 @@ fn window_stats(before: &[ClientStats], after: &[ClientStats]) -> (u64, u64, His
 }
 
 /// Waits (at most `within`) until the server has no published or subscribed track left.
-async fn wait_room_gone(server: &SfuProcess, within: Duration) {
+pub(crate) async fn wait_room_gone(target: Target<'_>, within: Duration) {
+    let Target::Sfu(server) = target else {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        return;
+    };
     let deadline = Instant::now() + within;
     while Instant::now() < deadline {
         if let Ok(m) = prom::scrape(server.http).await
@@ -186,7 +238,7 @@ async fn wait_room_gone(server: &SfuProcess, within: Duration) {
 
 /// Measures one fan-out point (see the module doc); clients are spread over `engines`.
 pub async fn run_point(
-    server: &SfuProcess,
+    target: Target<'_>,
     engines: &[Engine],
     n: usize,
     opts: &Options,
@@ -196,29 +248,35 @@ pub async fn run_point(
         .iter()
         .position(|l| *l == opts.layer)
         .ok_or_else(|| anyhow::anyhow!("layer must be q, h or f"))? as u8;
-    let url = format!("ws://{}/ws", server.http);
-    let rss_before = procstat::sample(Some(server.pid))?.rss_bytes;
+    let pid = target.pid();
+    let rss_before = procstat::sample(Some(pid))?.rss_bytes;
 
     // `rooms` rooms, each with its publisher and n subscribers
     let mut publishers = Vec::new();
+    let mut rooms = Vec::new();
     for r in 0..opts.rooms.max(1) {
-        let room = format!("fanout-{n}-{r}");
-        let mut publisher =
-            Client::join(&url, &room, "publisher", JoinOptions::on(&engines[r % engines.len()])).await?;
+        let options = JoinOptions { timeout: STEP, ..JoinOptions::on(&engines[r % engines.len()]) };
+        let (mut publisher, room) = match target {
+            Target::Sfu(server) => {
+                let (url, room) = (format!("ws://{}/ws", server.http), format!("fanout-{n}-{r}"));
+                (Client::join(&url, &room, "publisher", options).await?, RoomRef::Sfu { url, room })
+            }
+            Target::Janus(_, janus) => {
+                let room = 1000 + 100 * n as u64 + r as u64;
+                janus.create_room(room).await?;
+                let (c, feed) = janus.publisher(room, "publisher", options).await?;
+                (c, RoomRef::Janus { janus: janus.clone(), room, feed })
+            }
+        };
         publisher.publish_with(loadtest::PublishOptions { pacing: opts.pacing, ..Default::default() }).await?;
         publisher.wait_connected(Role::Publisher, STEP).await?;
         publishers.push(publisher);
+        rooms.push(room);
     }
     let total = n * opts.rooms.max(1);
     let subs: Vec<Client> = futures::stream::iter(0..total)
         .map(|i| {
-            join_subscriber(
-                url.clone(),
-                format!("fanout-{n}-{}", i / n.max(1)),
-                i,
-                engines[i % engines.len()].clone(),
-                opts.layer.clone(),
-            )
+            join_subscriber(rooms[i / n.max(1)].clone(), i, engines[i % engines.len()].clone(), opts.layer.clone())
         })
         .buffer_unordered(opts.join_concurrency.max(1))
         .filter_map(|c| async move { c })
@@ -256,15 +314,15 @@ pub async fn run_point(
     tokio::time::sleep(opts.settle).await;
 
     let s0 = snapshot(&subs).await;
-    let m0 = prom::scrape(server.http).await?;
-    let (p0, me0, t0) = (procstat::sample(Some(server.pid))?, procstat::sample(None)?, Instant::now());
+    let m0 = target.scrape().await?.unwrap_or_default();
+    let (p0, me0, t0) = (procstat::sample(Some(pid))?, procstat::sample(None)?, Instant::now());
     let recorder = match perf {
         Some(p) => Some(
             tokio::process::Command::new("perf")
                 .arg("record")
                 .args(&p.args)
                 .arg("-p")
-                .arg(server.pid.to_string())
+                .arg(pid.to_string())
                 .arg("-o")
                 .arg(&p.output)
                 .args(["--", "sleep", &opts.window.as_secs_f64().to_string()])
@@ -275,8 +333,8 @@ pub async fn run_point(
         None => None,
     };
     tokio::time::sleep(opts.window).await;
-    let (p1, me1, elapsed) = (procstat::sample(Some(server.pid))?, procstat::sample(None)?, t0.elapsed().as_secs_f64());
-    let m1 = prom::scrape(server.http).await?;
+    let (p1, me1, elapsed) = (procstat::sample(Some(pid))?, procstat::sample(None)?, t0.elapsed().as_secs_f64());
+    let m1 = target.scrape().await?.unwrap_or_default();
     let s1 = snapshot(&subs).await;
     if let Some(mut r) = recorder {
         let _ = r.wait().await;
@@ -290,7 +348,11 @@ pub async fn run_point(
     let (received, lost, latency) = window_stats(&s0, &s1);
     let delay =
         prom::delta(&prom::buckets(&m0, "sfu_forward_delay_seconds"), &prom::buckets(&m1, "sfu_forward_delay_seconds"));
-    let subscribed_tracks = prom::value(&m1, "sfu_subscribed_tracks") as u64;
+    // Janus has no such count: two tracks (audio, video) per connected subscriber
+    let subscribed_tracks = match m1.is_empty() {
+        true => 2 * connected as u64,
+        false => prom::value(&m1, "sfu_subscribed_tracks") as u64,
+    };
     let grown = p1.rss_bytes.saturating_sub(rss_before) as f64;
     let point = Point {
         server: String::new(),
@@ -300,6 +362,8 @@ pub async fn run_point(
         ready,
         window_s: elapsed,
         forwarded_pps: forwarded / elapsed,
+        delivered_pps: received as f64 / elapsed,
+        us_per_delivered: if received > 0 { cpu_s * 1e6 / received as f64 } else { f64::NAN },
         udp_out_pps: rate("sfu_udp_out_packets_total"),
         rtp_in_pps: rate("sfu_rtp_in_packets_total"),
         server_cpu_pct: 100.0 * cpu_s / elapsed,
@@ -319,7 +383,7 @@ pub async fn run_point(
     };
     drop(subs);
     drop(publishers);
-    wait_room_gone(server, Duration::from_secs(10)).await;
+    wait_room_gone(target, Duration::from_secs(10)).await;
     Ok(point)
 }
 
@@ -330,24 +394,27 @@ fn opt(v: Option<f64>, digits: usize) -> String {
 /// The points as a markdown table.
 pub fn markdown(points: &[Point]) -> String {
     let mut s = String::from(
-        "| server | N | ready | fwd pkt/s | server CPU | µs/fwd pkt | user / sys µs | fwd pkt/s/core | udp out/s | loss % | p99 ms | fwd delay p50/p99 µs | RSS MiB | KiB/track | loadgen CPU |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| server | N | ready | fwd pkt/s | delivered pkt/s | server CPU | µs/fwd pkt | µs/delivered pkt | user / sys µs | fwd pkt/s/core | udp out/s | loss % | p50 / p99 ms | fwd delay p50/p99 µs | RSS MiB | KiB/track | loadgen CPU |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for p in points {
         s.push_str(&format!(
-            "| {} | {} | {}/{} | {:.0} | {:.1}% | {:.2} | {:.2} / {:.2} | {:.0} | {:.0} | {:.3} | {} | {}/{} | {:.1} | {} | {:.0}% |\n",
+            "| {} | {} | {}/{} | {:.0} | {:.0} | {:.1}% | {:.2} | {:.2} | {:.2} / {:.2} | {:.0} | {:.0} | {:.3} | {} / {} | {}/{} | {:.1} | {} | {:.0}% |\n",
             p.server,
             if p.rooms > 1 { format!("{}x{}", p.rooms, p.n) } else { p.n.to_string() },
             p.ready,
             p.n * p.rooms.max(1),
             p.forwarded_pps,
+            p.delivered_pps,
             p.server_cpu_pct,
             p.us_per_forwarded,
+            p.us_per_delivered,
             p.us_user_per_forwarded,
             p.us_system_per_forwarded,
             p.forwarded_pps_per_core,
             p.udp_out_pps,
             p.loss_pct,
+            opt(p.latency_p50_ms, 1),
             opt(p.latency_p99_ms, 1),
             opt(p.forward_delay_p50_us, 0),
             opt(p.forward_delay_p99_us, 0),

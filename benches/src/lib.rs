@@ -6,6 +6,8 @@
 //!   forwarding one publisher to N subscribers, CPU per forwarded packet:
 //!   `cargo run --release -p sfu-benches --bin fanout`.
 
+pub mod conference;
 pub mod fanout;
+pub mod janus_process;
 pub mod prom;
 pub mod sfu_process;

@@ -60,6 +60,29 @@ impl Client {
             .map_err(|_| ClientError::Timeout(format!("connecting to {url}")))??;
         let joined = signal::join(&mut ws, room, name, options.token.clone(), options.timeout).await?;
         let engine = options.engine.clone().unwrap_or_else(Engine::spawn);
+        Client::with_signaling(engine, local_ip, joined, &options, move |id, engine, out_rx, ev_tx| {
+            signal::run(ws, id, engine, out_rx, ev_tx)
+        })
+    }
+
+    /// A client whose signaling is `run` (given the client's id, its engine, the frames the
+    /// engine and the client send, and where server events go) instead of this server's
+    /// WebSocket protocol: adaptors for other SFUs (`crate::janus`) drive the same engine.
+    pub fn with_signaling<F>(
+        engine: Engine,
+        local_ip: std::net::IpAddr,
+        joined: signal::Joined,
+        options: &JoinOptions,
+        run: impl FnOnce(
+            crate::engine::ClientId,
+            Engine,
+            mpsc::UnboundedReceiver<Outbound>,
+            mpsc::UnboundedSender<Event>,
+        ) -> F,
+    ) -> Result<Client, ClientError>
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
         let id = engine.new_client_id();
         let (out_tx, out_rx) = mpsc::unbounded_channel();
         let (ev_tx, ev_rx) = mpsc::unbounded_channel();
@@ -71,7 +94,7 @@ impl Client {
             events: ev_tx.clone(),
             stats: stats_tx,
         })?;
-        tokio::spawn(signal::run(ws, id, engine.clone(), out_rx, ev_tx));
+        tokio::spawn(run(id, engine.clone(), out_rx, ev_tx));
         Ok(Client {
             id,
             engine,

@@ -25,6 +25,7 @@ pub mod engine;
 pub mod error;
 pub mod event;
 pub mod gaps;
+pub mod janus;
 pub mod peer;
 pub mod probe;
 pub mod procstat;

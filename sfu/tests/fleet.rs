@@ -160,7 +160,7 @@ async fn a_room_joined_through_any_node_is_one_room_and_outlives_its_node() {
         refused.map(|_| ())
     );
     tokio::time::sleep(OUTAGE.saturating_sub(outage.elapsed())).await;
-    let redis = RedisServer::start_on(port);
+    let _redis = RedisServer::start_on(port);
     let away = outage.elapsed();
     // back by itself: a join for a new room through another node works again
     let later = join_room(&nodes[2], "after-outage", "x", &engine).await;

@@ -12,7 +12,9 @@
 
 use clap::Parser;
 use loadtest::{Engine, EngineOptions};
-use sfu_benches::fanout::{self, Options, Perf, Point};
+use sfu_benches::conference::{self, ConferencePoint};
+use sfu_benches::fanout::{self, Options, Perf, Point, Target};
+use sfu_benches::janus_process::JanusProcess;
 use sfu_benches::sfu_process::{SfuProcess, default_binary};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -20,8 +22,8 @@ use std::time::Duration;
 /// Fan-out macro benchmark of the SFU's forwarding path.
 #[derive(Debug, Parser)]
 struct Args {
-    /// Subscriber counts to measure, in order.
-    #[arg(long, value_delimiter = ',', default_value = "10,100,500")]
+    /// Subscriber counts to measure, in order [default: 10,100,500 unless --conference].
+    #[arg(long, value_delimiter = ',')]
     fanout: Vec<usize>,
     /// Layer subscribers ask for. `q` (150 kb/s, ~25 video + 50 audio packets/s per
     /// subscriber) keeps 500 subscribers within what one load-generating core can receive;
@@ -50,6 +52,24 @@ struct Args {
     /// binaries in one run (e.g. a baseline build and the current one): each gets every N.
     #[arg(long)]
     sfu_bin: Vec<PathBuf>,
+    /// Also measure a peer SFU in the same run, after each binary's points: `janus` (Debian's
+    /// `janus`, VideoRoom over its HTTP API, configuration generated into target/janus-bench).
+    #[arg(long, value_parser = ["janus"])]
+    peer: Vec<String>,
+    /// Address Janus listens on and gathers ICE candidates from (Janus skips loopback
+    /// interfaces: `scripts/side-by-side.sh` gives it a dummy interface in a namespace).
+    #[arg(long, default_value = "127.0.0.1")]
+    janus_ip: std::net::IpAddr,
+    /// Conference points, `ROOMSxPARTICIPANTS` (e.g. `5x4`): everyone publishes and receives
+    /// everyone else at `--layer`; measured after the fan-out points of each server.
+    #[arg(long, value_delimiter = ',')]
+    conference: Vec<String>,
+    /// Measure only the peers (no server binary).
+    #[arg(long)]
+    only_peers: bool,
+    /// Rounds: every binary and peer measured this many times, alternating (A B A B ...).
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
     /// Extra server flags, split at spaces (e.g. "--send-batch 1").
     #[arg(long, default_value = "", allow_hyphen_values = true)]
     sfu_args: String,
@@ -97,12 +117,124 @@ fn machine() -> String {
     format!("{cpus} CPUs ({model}), loadavg {}", load.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
 }
 
+/// `ROOMSxPARTICIPANTS`.
+fn conference_shapes(args: &Args) -> anyhow::Result<Vec<(usize, usize)>> {
+    args.conference
+        .iter()
+        .map(|c| {
+            let (r, p) = c.split_once('x').ok_or_else(|| anyhow::anyhow!("--conference {c}: ROOMSxPARTICIPANTS"))?;
+            Ok((r.parse()?, p.parse()?))
+        })
+        .collect()
+}
+
+/// The conference points of `args` against `target`, labelled `label`.
+async fn conferences(
+    args: &Args,
+    target: Target<'_>,
+    engines: &[Engine],
+    label: &str,
+) -> anyhow::Result<Vec<ConferencePoint>> {
+    let mut points = Vec::new();
+    for (rooms, participants) in conference_shapes(args)? {
+        eprintln!("# {label} conference {rooms}x{participants}: joining, then measuring {:?}", args.window);
+        match conference::run_point(
+            target,
+            engines,
+            rooms,
+            participants,
+            &args.layer,
+            args.window,
+            args.settle,
+            args.ready_timeout,
+        )
+        .await
+        {
+            Ok(mut p) => {
+                p.server = label.to_owned();
+                eprintln!("# {label} conference {rooms}x{participants}: {}", serde_json::to_string(&p)?);
+                points.push(p);
+            }
+            Err(e) => eprintln!("# {label} conference {rooms}x{participants}: failed: {e:#}"),
+        }
+    }
+    Ok(points)
+}
+
+static CONFERENCE_POINTS: std::sync::Mutex<Vec<ConferencePoint>> = std::sync::Mutex::new(Vec::new());
+
 async fn run(args: Args) -> anyhow::Result<Vec<Point>> {
     let binaries = if args.sfu_bin.is_empty() { vec![default_binary()] } else { args.sfu_bin.clone() };
     let mut points = Vec::new();
-    for binary in &binaries {
-        points.extend(run_server(&args, binary).await?);
+    for _ in 0..args.rounds.max(1) {
+        for binary in binaries.iter().filter(|_| !args.only_peers) {
+            points.extend(run_server(&args, binary).await?);
+        }
+        for peer in &args.peer {
+            match peer.as_str() {
+                "janus" => points.extend(run_janus(&args).await?),
+                other => anyhow::bail!("unknown peer {other}"),
+            }
+        }
     }
+    Ok(points)
+}
+
+fn engines(args: &Args) -> Vec<Engine> {
+    let engine_opts = EngineOptions {
+        stats_interval: Duration::from_millis(500),
+        sink_media: args.sink,
+        decrypt_in_engine: !args.rtc_receive,
+        ..Default::default()
+    };
+    (0..args.engines.max(1)).map(|_| Engine::spawn_with(engine_opts.clone())).collect()
+}
+
+fn options(args: &Args) -> Options {
+    Options {
+        layer: args.layer.clone(),
+        window: args.window,
+        settle: args.settle,
+        ready_timeout: args.ready_timeout,
+        join_concurrency: args.join_concurrency,
+        sink: args.sink,
+        rooms: args.rooms,
+        pacing: args.pace,
+    }
+}
+
+/// Every N against Janus.
+async fn run_janus(args: &Args) -> anyhow::Result<Vec<Point>> {
+    let log = args.sfu_log_file.with_file_name("fanout-janus.log");
+    let janus = JanusProcess::start(&JanusProcess::default_dir(), args.janus_ip, &log).await?;
+    let version = std::process::Command::new("janus")
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|v| v.lines().next().map(|l| l.trim().to_owned()))
+        .unwrap_or_default();
+    eprintln!("# janus pid {} http {} ({version}); {}", janus.pid, janus.http, machine());
+    let session = loadtest::janus::Janus::connect(janus.http).await?;
+    let engines = engines(args);
+    let opts = options(args);
+    let conf = conferences(args, Target::Janus(&janus, &session), &engines, "janus").await?;
+    CONFERENCE_POINTS.lock().unwrap().extend(conf);
+    let mut points = Vec::new();
+    for &n in &args.fanout {
+        eprintln!("# janus N={n}: joining, waiting for layer {}, then measuring {:?}", args.layer, args.window);
+        match fanout::run_point(Target::Janus(&janus, &session), &engines, n, &opts, None).await {
+            Ok(mut p) => {
+                p.server = "janus".into();
+                eprintln!("# janus N={n}: {}", serde_json::to_string(&p)?);
+                points.push(p);
+            }
+            Err(e) => eprintln!("# janus N={n}: failed: {e:#}"),
+        }
+    }
+    drop(engines);
+    drop(session);
+    janus.stop(Duration::from_secs(5)).await;
     Ok(points)
 }
 
@@ -122,33 +254,20 @@ async fn run_server(args: &Args, binary: &Path) -> anyhow::Result<Vec<Point>> {
         server.udp,
         machine()
     );
-    let engine_opts = EngineOptions {
-        stats_interval: Duration::from_millis(500),
-        sink_media: args.sink,
-        decrypt_in_engine: !args.rtc_receive,
-        ..Default::default()
-    };
-    let engines: Vec<Engine> = (0..args.engines.max(1)).map(|_| Engine::spawn_with(engine_opts.clone())).collect();
-    let opts = Options {
-        layer: args.layer.clone(),
-        window: args.window,
-        settle: args.settle,
-        ready_timeout: args.ready_timeout,
-        join_concurrency: args.join_concurrency,
-        sink: args.sink,
-        rooms: args.rooms,
-        pacing: args.pace,
-    };
+    let engines = engines(args);
+    let opts = options(args);
     let perf = args.perf.as_ref().map(|output| Perf {
         output: output.clone(),
         args: args.perf_args.split_whitespace().map(str::to_owned).collect(),
     });
     let mut points = Vec::new();
     let last = args.fanout.len().saturating_sub(1);
+    let conf = conferences(args, Target::Sfu(&server), &engines, &label).await?;
+    CONFERENCE_POINTS.lock().unwrap().extend(conf);
     for (i, &n) in args.fanout.iter().enumerate() {
         eprintln!("# N={n}: joining, waiting for layer {}, then measuring {:?}", args.layer, args.window);
         let profile = if i == last { perf.as_ref() } else { None };
-        match fanout::run_point(&server, &engines, n, &opts, profile).await {
+        match fanout::run_point(Target::Sfu(&server), &engines, n, &opts, profile).await {
             Ok(mut p) => {
                 p.server = label.clone();
                 eprintln!("# N={n}: {}", serde_json::to_string(&p)?);
@@ -163,8 +282,10 @@ async fn run_server(args: &Args, binary: &Path) -> anyhow::Result<Vec<Point>> {
 }
 
 fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    anyhow::ensure!(!args.fanout.is_empty(), "--fanout needs at least one N");
+    let mut args = Args::parse();
+    if args.fanout.is_empty() && args.conference.is_empty() {
+        args.fanout = vec![10, 100, 500];
+    }
     let mut builder = if args.threads <= 1 {
         tokio::runtime::Builder::new_current_thread()
     } else {
@@ -176,9 +297,15 @@ fn main() -> anyhow::Result<()> {
     let layer = args.layer.clone();
     let window = args.window;
     let points = runtime.block_on(run(args))?;
-    println!("{}", fanout::markdown(&points));
-    let json = serde_json::json!({ "bench": "fanout", "layer": layer, "window_s": window.as_secs_f64(), "machine": machine(), "points": points });
+    let conference_points = std::mem::take(&mut *CONFERENCE_POINTS.lock().unwrap());
+    if !points.is_empty() {
+        println!("{}", fanout::markdown(&points));
+    }
+    if !conference_points.is_empty() {
+        println!("{}", conference::markdown(&conference_points));
+    }
+    let json = serde_json::json!({ "bench": "fanout", "layer": layer, "window_s": window.as_secs_f64(), "machine": machine(), "points": points, "conference": conference_points });
     println!("{json}");
-    anyhow::ensure!(!points.is_empty(), "no point measured");
+    anyhow::ensure!(!points.is_empty() || !conference_points.is_empty(), "no point measured");
     Ok(())
 }
