@@ -86,10 +86,17 @@ pub struct Config {
     /// ports) [default: 0.0.0.0:7882; 127.0.0.1:7882 with `--dev`].
     #[arg(long, env = "SFU_UDP")]
     pub udp: Option<SocketAddr>,
-    /// IPs announced in ICE candidates (comma-separated); defaults to the bound address, or
-    /// every local interface address when bound to 0.0.0.0.
+    /// IPs announced in ICE candidates (comma-separated); `auto` asks `--stun-server` for
+    /// this node's public address once at start (a node behind a 1:1 NAT). Default: the bound
+    /// address, or every local interface address when bound to 0.0.0.0.
     #[arg(long, env = "SFU_EXTERNAL_IP", value_delimiter = ',')]
-    pub external_ip: Vec<IpAddr>,
+    pub external_ip: Vec<ExternalIp>,
+    /// STUN server (`host:port`) that `--external-ip auto` asks.
+    #[arg(long, env = "SFU_STUN_SERVER", default_value = "stun.l.google.com:19302")]
+    pub stun_server: String,
+    /// The address `--external-ip auto` learned (set at start).
+    #[arg(skip)]
+    pub discovered_ip: Option<IpAddr>,
     /// Participant limit of a room.
     #[arg(long, env = "SFU_MAX_PARTICIPANTS", default_value_t = 100)]
     pub max_participants: usize,
@@ -156,6 +163,14 @@ pub struct Config {
     /// its connection forever).
     #[arg(long, env = "SFU_HTTP_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub http_header_timeout: Duration,
+    /// Certificate chain (PEM) for HTTPS and WSS on the `--http` port; with `--tls-key`.
+    /// Reloaded on SIGHUP and when the file changes. Without it the port speaks plain HTTP
+    /// (behind a TLS-terminating proxy).
+    #[arg(long, env = "SFU_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// Private key (PEM) of `--tls-cert`.
+    #[arg(long, env = "SFU_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
     /// Redis URL of the fleet directory (`redis://host:6379/0`): with it the node joins the
     /// fleet of every node given the same URL (and `--fleet-prefix`): a room lives on one
     /// node, and a join reaching another node is relayed there. Without it the node runs
@@ -181,6 +196,26 @@ pub struct Config {
     /// published in it (the containment of a failed room is tested with a real one).
     #[arg(skip)]
     pub inject_room_panic: Option<String>,
+}
+
+/// One `--external-ip` entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExternalIp {
+    /// This address.
+    Ip(IpAddr),
+    /// The public address a STUN server sees (`auto`).
+    Auto,
+}
+
+impl std::str::FromStr for ExternalIp {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(ExternalIp::Auto),
+            _ => s.parse().map(ExternalIp::Ip).map_err(|_| format!("{s:?} is neither an IP address nor `auto`")),
+        }
+    }
 }
 
 /// Default HTTP port.
@@ -248,7 +283,14 @@ impl Config {
     /// The IPs to announce: explicit ones, else the bound IP, else local interface addresses.
     pub fn announce_ips(&self, bound: SocketAddr) -> Vec<IpAddr> {
         if !self.external_ip.is_empty() {
-            return self.external_ip.clone();
+            return self
+                .external_ip
+                .iter()
+                .filter_map(|e| match e {
+                    ExternalIp::Ip(ip) => Some(*ip),
+                    ExternalIp::Auto => self.discovered_ip,
+                })
+                .collect();
         }
         if !bound.ip().is_unspecified() {
             return vec![bound.ip()];
@@ -268,7 +310,8 @@ impl Config {
         let node_id = self.node_id.clone().unwrap_or_else(|| format!("{}-{}", hostname(), http.port()));
         let url = self.advertise_url.clone().unwrap_or_else(|| {
             let ip = self.announce_ips(http)[0];
-            format!("http://{}", SocketAddr::new(ip, http.port()))
+            let scheme = if self.tls_cert.is_some() { "https" } else { "http" };
+            format!("{scheme}://{}", SocketAddr::new(ip, http.port()))
         });
         Some(signaling::fleet::FleetConfig {
             redis,
@@ -313,6 +356,25 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<Config, clap::Error> {
         Config::try_parse_from(std::iter::once("sfu").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn external_ips_explicit_auto_or_default() {
+        let bound: SocketAddr = "10.0.0.5:7882".parse().unwrap();
+        let public: IpAddr = "203.0.113.7".parse().unwrap();
+        // columns: flags, the address `auto` learned, announced
+        let rows: &[(&[&str], Option<IpAddr>, Vec<IpAddr>)] = &[
+            (&[], None, vec![bound.ip()]),
+            (&["--external-ip", "198.51.100.1"], None, vec!["198.51.100.1".parse().unwrap()]),
+            (&["--external-ip", "auto"], Some(public), vec![public]),
+            (&["--external-ip", "auto,198.51.100.1"], Some(public), vec![public, "198.51.100.1".parse().unwrap()]),
+        ];
+        for (flags, learned, want) in rows {
+            let mut c = parse(flags).unwrap();
+            c.discovered_ip = *learned;
+            assert_eq!(&c.announce_ips(bound), want, "{flags:?}");
+        }
+        assert!(parse(&["--external-ip", "somewhere"]).is_err(), "neither an IP nor auto");
     }
 
     #[test]

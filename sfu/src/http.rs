@@ -1,7 +1,9 @@
 //! The HTTP/WebSocket listener: hyper with a deadline for a request's headers (a client that
 //! trickles them holds a connection forever otherwise) and connection limits, in total and per
 //! client address, so no one host can take every socket. A WebSocket keeps its slot until it
-//! closes (the slot travels with the connection's stream into the upgrade).
+//! closes (the slot travels with the connection's stream into the upgrade). With TLS
+//! (`crate::tls`) each connection's handshake runs in its own task, bounded by the header
+//! deadline, before hyper sees the stream.
 
 use axum::Router;
 use dashmap::DashMap;
@@ -36,6 +38,7 @@ pub struct HttpLimits {
 pub struct HttpMetrics {
     open: IntGauge,
     refused: IntCounterVec,
+    tls_handshake_failures: prometheus::IntCounter,
 }
 
 impl HttpMetrics {
@@ -50,9 +53,15 @@ impl HttpMetrics {
             &["limit"],
         )
         .expect("valid metric");
+        let tls_handshake_failures = prometheus::IntCounter::new(
+            "sfu_tls_handshake_failures_total",
+            "TLS connections closed because the handshake failed or did not finish within the header deadline",
+        )
+        .expect("valid metric");
         registry.register(Box::new(open.clone())).expect("metric registered once");
         registry.register(Box::new(refused.clone())).expect("metric registered once");
-        HttpMetrics { open, refused }
+        registry.register(Box::new(tls_handshake_failures.clone())).expect("metric registered once");
+        HttpMetrics { open, refused, tls_handshake_failures }
     }
 }
 
@@ -139,14 +148,15 @@ impl AsyncWrite for Counted {
     }
 }
 
-/// Serves `app` on `listener` until `stop` completes, then lets open requests finish (the
-/// caller bounds how long). `tune` is applied to every accepted socket.
+/// Serves `app` on `listener` (over TLS with `tls`) until `stop` completes, then lets open
+/// requests finish (the caller bounds how long). `tune` is applied to every accepted socket.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: HttpLimits,
     metrics: HttpMetrics,
     tune: fn(&TcpStream),
+    tls: Option<Arc<crate::tls::Tls>>,
     stop: impl Future<Output = ()>,
 ) {
     let slots = Arc::new(Slots::default());
@@ -176,12 +186,38 @@ pub async fn serve(
             }
         };
         tune(&stream);
-        let io = TokioIo::new(Counted { stream, _slot: slot });
+        let counted = Counted { stream, _slot: slot };
         let service = TowerToHyperService::new(app.clone());
-        let conn = graceful.watch(builder.serve_connection_with_upgrades(io, service).into_owned());
+        let Some(tls) = &tls else {
+            let conn =
+                graceful.watch(builder.serve_connection_with_upgrades(TokioIo::new(counted), service).into_owned());
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::trace!(error = %e, "http connection ended");
+                }
+            });
+            continue;
+        };
+        let (acceptor, builder, watcher) = (tls.acceptor(), builder.clone(), graceful.watcher());
+        let handshakes = metrics.tls_handshake_failures.clone();
         tokio::spawn(async move {
+            let stream = match tokio::time::timeout(limits.header_read, acceptor.accept(counted)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    handshakes.inc();
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    handshakes.inc();
+                    tracing::debug!(%peer, "TLS handshake not done within the header deadline");
+                    return;
+                }
+            };
+            let conn =
+                watcher.watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned());
             if let Err(e) = conn.await {
-                tracing::trace!(error = %e, "http connection ended");
+                tracing::trace!(error = %e, "https connection ended");
             }
         });
     }

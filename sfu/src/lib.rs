@@ -7,6 +7,7 @@
 
 pub mod assets;
 pub mod config;
+pub mod discover;
 pub mod drop_reason;
 pub mod forward;
 pub mod fuzz_targets;
@@ -15,4 +16,5 @@ pub mod metrics;
 pub mod room;
 pub mod server;
 pub mod telemetry;
+pub mod tls;
 pub mod udp;

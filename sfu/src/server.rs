@@ -22,6 +22,8 @@ pub struct Server {
     pub http: SocketAddr,
     /// Bound media address (of the first media thread, with `--media-threads`).
     pub udp: SocketAddr,
+    /// The IPs announced in ICE candidates.
+    pub announce: Vec<std::net::IpAddr>,
     /// Every media port, one per media thread (one without them).
     pub media_ports: Vec<SocketAddr>,
     /// Node state (drain).
@@ -49,6 +51,13 @@ pub struct Server {
 /// Binds the sockets and starts every task of a node. Fails without API keys unless in dev
 /// mode: a node never serves media or the API unauthenticated.
 pub async fn start(config: &Config) -> anyhow::Result<Server> {
+    let mut config = config.clone();
+    if config.external_ip.contains(&crate::config::ExternalIp::Auto) {
+        let ip = crate::discover::public_ip(&config.stun_server, Duration::from_secs(3)).await?;
+        tracing::info!(%ip, stun_server = %config.stun_server, "public address learned (--external-ip auto)");
+        config.discovered_ip = Some(ip);
+    }
+    let config = &config;
     let auth = Arc::new(Auth::new(&config.keys, config.dev)?);
     let listener = TcpListener::bind(config.http_addr()).await?;
     let http = listener.local_addr()?;
@@ -123,6 +132,15 @@ pub async fn start(config: &Config) -> anyhow::Result<Server> {
         }
         None => (None, None),
     };
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => {
+            let tls = crate::tls::Tls::load(cert, key, &metrics.registry)?;
+            tokio::spawn(tls.clone().watch(shutdown_rx.clone()));
+            tracing::info!(cert = %cert.display(), "HTTPS and WSS on the HTTP port");
+            Some(tls)
+        }
+        _ => None,
+    };
     let state = AppState {
         rooms: rooms.clone(),
         node: node.clone(),
@@ -139,12 +157,13 @@ pub async fn start(config: &Config) -> anyhow::Result<Server> {
         let stop = async move {
             let _ = shutdown_rx.wait_for(|stop| *stop).await;
         };
-        crate::http::serve(listener, app, limits, http_metrics, limit_send_buffer, stop).await;
+        crate::http::serve(listener, app, limits, http_metrics, limit_send_buffer, tls, stop).await;
     });
     let drained = tokio::spawn(drain::supervise(node.clone(), rooms.clone(), drain::EVACUATE_GRACE, fleet.clone()));
     Ok(Server {
         http,
         udp,
+        announce: config.announce_ips(udp),
         media_ports,
         node,
         rooms,
