@@ -5,6 +5,7 @@
 
 mod common;
 
+use axum::http::{Method, StatusCode};
 use common::*;
 use signaling::fleet::directory::Directory;
 use signaling::fleet::testing::RedisServer;
@@ -124,6 +125,23 @@ async fn rooms_are_claimed_relayed_renewed_released_and_taken_over_from_dead_nod
     assert!(dir.nodes().await.unwrap().is_empty());
 }
 
+#[tokio::test]
+async fn without_a_fleet_the_api_says_so() {
+    let (state, _) = state(true);
+    state.rooms.join("here").unwrap();
+    let app = signaling::app(state);
+    let admin = admin_token();
+    let (s, fleet) = call(&app, Method::GET, "/api/fleet", Some(&admin), None).await;
+    assert_eq!(
+        (s, fleet["enabled"].as_bool(), fleet["nodes"].as_array().map(Vec::len)),
+        (StatusCode::OK, Some(false), Some(0))
+    );
+    let (s, placed) = call(&app, Method::GET, "/api/fleet/rooms/here", Some(&admin), None).await;
+    assert_eq!((s, placed["local"].as_bool()), (StatusCode::OK, Some(true)), "{placed}");
+    let (s, _) = call(&app, Method::GET, "/api/fleet/rooms/elsewhere", Some(&admin), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
 fn a_lease() -> Duration {
     HEARTBEAT * 5
 }
@@ -184,6 +202,21 @@ async fn a_join_reaching_another_node_is_relayed_to_the_rooms_node() {
     let text = b.state.metrics.render();
     assert!(text.contains("sfu_fleet_joins_total{placement=\"relayed\"} 1"), "{text}");
     assert!(text.contains("sfu_fleet_relayed_sessions 1"), "{text}");
+
+    // the REST view of the fleet, asked of b
+    let app = signaling::app(b.state.clone());
+    let admin = admin_token();
+    let (s, fleet) = call(&app, Method::GET, "/api/fleet", Some(&admin), None).await;
+    assert_eq!(s, StatusCode::OK, "{fleet}");
+    assert_eq!((fleet["enabled"].as_bool(), fleet["node"].as_str()), (Some(true), Some("b")), "{fleet}");
+    let ids: Vec<&str> = fleet["nodes"].as_array().unwrap().iter().map(|n| n["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["a", "b"], "{fleet}");
+    let (s, placed) = call(&app, Method::GET, "/api/fleet/rooms/meet", Some(&admin), None).await;
+    assert_eq!(s, StatusCode::OK, "{placed}");
+    assert_eq!((placed["node"].as_str(), placed["local"].as_bool()), (Some("a"), Some(false)), "{placed}");
+    assert_eq!(placed["url"].as_str(), Some(format!("http://{addr_a}").as_str()));
+    let (s, _) = call(&app, Method::GET, "/api/fleet/rooms/nowhere", Some(&admin), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
 
     // closing the client's socket ends the relayed session on both nodes
     drop(second);

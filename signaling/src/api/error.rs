@@ -27,6 +27,9 @@ pub enum ApiError {
     /// 503 `draining`: the node takes no new rooms.
     #[error("{0}")]
     Draining(String),
+    /// 503 `unavailable`: a service the request needs (the fleet directory) does not answer.
+    #[error("{0}")]
+    Unavailable(String),
     /// 500 `internal`: details go to the log, not to the client.
     #[error("{0}")]
     Internal(String),
@@ -54,6 +57,7 @@ impl ApiError {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "room_exists"),
             ApiError::Draining(_) => (StatusCode::SERVICE_UNAVAILABLE, "draining"),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

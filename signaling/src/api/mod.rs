@@ -1,12 +1,14 @@
-//! The REST API under `/api`: rooms, participants, tracks, node status and drain. Every route
+//! The REST API under `/api`: rooms, participants, tracks, node status and drain, the fleet. Every route
 //! but the OpenAPI document (and, in dev mode, the development token) needs a bearer token with
 //! the `admin` grant. The document itself is docs/openapi.json, compiled in.
 
 pub mod error;
+mod fleet;
 mod node;
 mod rooms;
 
 pub use error::{ApiError, ApiJson, ErrorBody};
+pub use fleet::{FleetStatus, RoomPlacement};
 pub use node::{DevToken, NodeStatus};
 pub use rooms::{CreateRoom, MuteRequest, ParticipantList, RoomDetail, RoomList};
 
@@ -71,6 +73,8 @@ pub(crate) fn register(r: Routes) -> Routes {
         .public("GET", "/api/openapi.json", get(openapi))
         .admin("GET", "/api/node", get(node::status))
         .admin("POST", "/api/node/drain", post(node::drain))
+        .admin("GET", "/api/fleet", get(fleet::status))
+        .admin("GET", "/api/fleet/rooms/{room}", get(fleet::room))
         .admin("GET", "/api/rooms", get(rooms::list))
         .admin("POST", "/api/rooms", post(rooms::create))
         .admin("GET", "/api/rooms/{room}", get(rooms::get))
