@@ -80,14 +80,21 @@ struct Slot {
 }
 
 impl Slots {
-    /// A slot for a connection from `ip`, or which limit refused it.
-    fn admit(self: &Arc<Self>, ip: IpAddr, limits: &HttpLimits, open: &IntGauge) -> Result<Slot, &'static str> {
+    /// A slot for a connection from `ip`, or which limit refused it. An `exempt` address (a
+    /// fleet node relaying many clients' sessions) counts toward the total only.
+    fn admit(
+        self: &Arc<Self>,
+        ip: IpAddr,
+        exempt: bool,
+        limits: &HttpLimits,
+        open: &IntGauge,
+    ) -> Result<Slot, &'static str> {
         if self.total.fetch_add(1, Ordering::Relaxed) >= limits.connections {
             self.total.fetch_sub(1, Ordering::Relaxed);
             return Err("total");
         }
         let mut n = self.by_ip.entry(ip).or_insert(0);
-        if *n >= limits.per_ip {
+        if *n >= limits.per_ip && !exempt {
             drop(n);
             self.total.fetch_sub(1, Ordering::Relaxed);
             return Err("per_ip");
@@ -148,17 +155,25 @@ impl AsyncWrite for Counted {
     }
 }
 
-/// Serves `app` on `listener` (over TLS with `tls`) until `stop` completes, then lets open
-/// requests finish (the caller bounds how long). `tune` is applied to every accepted socket.
-pub async fn serve(
-    listener: TcpListener,
-    app: Router,
-    limits: HttpLimits,
-    metrics: HttpMetrics,
-    tune: fn(&TcpStream),
-    tls: Option<Arc<crate::tls::Tls>>,
-    stop: impl Future<Output = ()>,
-) {
+/// How [`serve`] treats connections.
+pub struct ServeOptions {
+    /// Connection limits and the header deadline.
+    pub limits: HttpLimits,
+    /// What it counts.
+    pub metrics: HttpMetrics,
+    /// Applied to every accepted socket.
+    pub tune: fn(&TcpStream),
+    /// HTTPS and WSS instead of plain HTTP.
+    pub tls: Option<Arc<crate::tls::Tls>>,
+    /// The node's fleet: its nodes' addresses are spared the per-address limit (relayed
+    /// sessions of many clients).
+    pub fleet: Option<Arc<signaling::fleet::Fleet>>,
+}
+
+/// Serves `app` on `listener` until `stop` completes, then lets open requests finish (the
+/// caller bounds how long).
+pub async fn serve(listener: TcpListener, app: Router, options: ServeOptions, stop: impl Future<Output = ()>) {
+    let ServeOptions { limits, metrics, tune, tls, fleet } = options;
     let slots = Arc::new(Slots::default());
     let mut builder = Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_read);
@@ -177,7 +192,8 @@ pub async fn serve(
             },
             () = &mut stop => break,
         };
-        let slot = match slots.admit(peer.ip(), &limits, &metrics.open) {
+        let exempt = fleet.as_ref().is_some_and(|f| f.is_node_ip(peer.ip()));
+        let slot = match slots.admit(peer.ip(), exempt, &limits, &metrics.open) {
             Ok(s) => s,
             Err(limit) => {
                 metrics.refused.with_label_values(&[limit]).inc();

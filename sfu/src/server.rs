@@ -153,11 +153,19 @@ pub async fn start(config: &Config) -> anyhow::Result<Server> {
     let app = signaling::app(state);
     let mut shutdown_rx = shutdown_rx;
     let limits = config.http_limits();
+    let http_fleet = fleet.clone();
     let http_task = tokio::spawn(async move {
         let stop = async move {
             let _ = shutdown_rx.wait_for(|stop| *stop).await;
         };
-        crate::http::serve(listener, app, limits, http_metrics, limit_send_buffer, tls, stop).await;
+        let options = crate::http::ServeOptions {
+            limits,
+            metrics: http_metrics,
+            tune: limit_send_buffer,
+            tls,
+            fleet: http_fleet,
+        };
+        crate::http::serve(listener, app, options, stop).await;
     });
     let drained = tokio::spawn(drain::supervise(node.clone(), rooms.clone(), drain::EVACUATE_GRACE, fleet.clone()));
     Ok(Server {

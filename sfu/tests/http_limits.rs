@@ -78,3 +78,27 @@ async fn connections_past_the_per_address_limit_are_closed_at_once() {
         .unwrap();
     assert!(refused >= 1.0);
 }
+
+/// In a fleet the other nodes' addresses are spared the per-address limit: a node relays many
+/// clients' sessions over its own connections. (This node's own URL is on 127.0.0.1, as the
+/// test's client is, so loopback counts as a node address here.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_nodes_address_is_spared_the_per_address_limit() {
+    let redis = signaling::fleet::testing::RedisServer::start();
+    let url = redis.url();
+    let h = Harness::start_with(&["--http-max-per-ip", "2", "--redis", &url, "--fleet-heartbeat", "100ms"]).await;
+    let fleet = h.server.fleet.clone().expect("in a fleet");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !fleet.is_node_ip("127.0.0.1".parse().unwrap()) {
+        assert!(Instant::now() < deadline, "the node read its own record");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut held = Vec::new();
+    for _ in 0..5 {
+        held.push(TcpStream::connect(h.server.http).await.unwrap());
+    }
+    let answer = try_get(h.server.http, "/healthz").await;
+    assert!(answer.contains(" 200 "), "a sixth connection from a node's address is served: {answer:?}");
+    assert!(!h.metrics().await.contains("sfu_http_refused_connections_total{limit=\"per_ip\"}"));
+    drop(held);
+}

@@ -101,6 +101,17 @@ impl FleetConfig {
     }
 }
 
+/// The IP address in an HTTP base URL (`http://10.0.0.5:7880`, `https://[::1]:7880`); `None`
+/// for a host name.
+pub fn url_ip(url: &str) -> Option<std::net::IpAddr> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next()?;
+    if let Ok(addr) = authority.parse::<std::net::SocketAddr>() {
+        return Some(addr.ip());
+    }
+    authority.trim_start_matches('[').trim_end_matches(']').parse().ok()
+}
+
 /// Where a join goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Place {
@@ -185,6 +196,8 @@ pub struct Fleet {
     rooms: Arc<Rooms>,
     /// The live nodes as last read (at most a heartbeat old).
     nodes: RwLock<Vec<NodeRecord>>,
+    /// Their IP addresses (from their URLs): relayed sessions come from these.
+    node_ips: RwLock<HashSet<std::net::IpAddr>>,
     /// Rooms still on this node that were handed to other nodes (an evacuation): joins for
     /// them go where the directory says, and their leases are not renewed.
     handed_off: RwLock<HashSet<String>>,
@@ -208,6 +221,7 @@ impl Fleet {
             node,
             rooms,
             nodes: RwLock::new(Vec::new()),
+            node_ips: RwLock::new(HashSet::new()),
             handed_off: RwLock::new(HashSet::new()),
             up: AtomicBool::new(false),
             metrics,
@@ -227,6 +241,12 @@ impl Fleet {
     /// Whether the directory answered last time.
     pub fn is_up(&self) -> bool {
         self.up.load(Ordering::Relaxed)
+    }
+
+    /// Whether `ip` is a live node's (as last read): its connections carry relayed sessions
+    /// of many clients, so the per-address connection limit does not apply to it.
+    pub fn is_node_ip(&self, ip: std::net::IpAddr) -> bool {
+        self.node_ips.read().expect("not poisoned").contains(&ip)
     }
 
     /// The live nodes as last read.
@@ -283,6 +303,7 @@ impl Fleet {
         let nodes = self.directory.nodes().await.map_err(|e| self.failed("nodes", e))?;
         self.answered();
         self.metrics.nodes.set(nodes.len() as i64);
+        *self.node_ips.write().expect("not poisoned") = nodes.iter().filter_map(|n| url_ip(&n.url)).collect();
         *self.nodes.write().expect("not poisoned") = nodes.clone();
         Ok(nodes)
     }
@@ -466,5 +487,24 @@ impl Fleet {
             held.remove(&room);
         }
         held.extend(local);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::url_ip;
+
+    #[test]
+    fn ips_of_node_urls() {
+        let rows = [
+            ("http://10.0.0.5:7880", Some("10.0.0.5")),
+            ("https://[fd00::2]:7880/", Some("fd00::2")),
+            ("http://10.0.0.5", Some("10.0.0.5")),
+            ("http://sfu-1.internal:7880", None),
+            ("127.0.0.1:7880", Some("127.0.0.1")),
+        ];
+        for (url, want) in rows {
+            assert_eq!(url_ip(url), want.map(|w| w.parse().unwrap()), "{url}");
+        }
     }
 }
