@@ -149,6 +149,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Server> {
         assets: ASSETS,
         limits: Default::default(),
         fleet: fleet.clone(),
+        parking: Default::default(),
     };
     let app = signaling::app(state);
     let mut shutdown_rx = shutdown_rx;

@@ -56,6 +56,8 @@ pub struct AppState {
     pub limits: session::Limits,
     /// This node's part in a fleet (`--redis`); `None` runs it alone.
     pub fleet: Option<Arc<fleet::Fleet>>,
+    /// Sessions whose socket dropped, waiting for a `resume`.
+    pub parking: Arc<session::Parking>,
 }
 
 /// Largest WebSocket message the transport accepts before closing the socket; messages between

@@ -18,6 +18,7 @@ pub struct Metrics {
     pub drain_remaining: IntGauge,
     auth_failures: IntCounterVec,
     session_timeouts: IntCounterVec,
+    resumes: prometheus::IntCounter,
 }
 
 impl Metrics {
@@ -50,8 +51,14 @@ impl Metrics {
             &["deadline"],
         )
         .expect("valid metric");
+        let resumes = prometheus::IntCounter::new(
+            "sfu_signaling_resumes_total",
+            "Sessions taken back with `resume` after their socket dropped (failed ones: sfu_signaling_bad_messages_total{reason=\"resume_failed\"})",
+        )
+        .expect("valid metric");
         for c in [
             Box::new(bad_messages.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(resumes.clone()),
             Box::new(session_timeouts.clone()),
             Box::new(rooms.clone()),
             Box::new(participants.clone()),
@@ -70,7 +77,13 @@ impl Metrics {
             drain_remaining,
             auth_failures,
             session_timeouts,
+            resumes,
         }
+    }
+
+    /// Counts a session taken back by `resume`.
+    pub fn session_resumed(&self) {
+        self.resumes.inc();
     }
 
     /// Counts a session closed by one of its deadlines (`join`, `idle`, `send`).

@@ -94,6 +94,14 @@ pub enum ClientMessage {
     },
     /// Leave the room.
     Leave {},
+    /// Take back a session whose socket dropped, within its grace period (instead of `join`,
+    /// as the first message on a new socket).
+    Resume {
+        /// The session's room.
+        room: String,
+        /// The `resume_token` of its `session` message.
+        token: String,
+    },
 }
 
 fn double_option<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
@@ -101,7 +109,7 @@ fn double_option<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result
 }
 
 /// The message types a client may send, for telling `unknown_type` from `bad_message`.
-pub const CLIENT_TYPES: &[&str] = &["join", "offer", "answer", "candidate", "subscription", "leave"];
+pub const CLIENT_TYPES: &[&str] = &["join", "offer", "answer", "candidate", "subscription", "leave", "resume"];
 
 /// Why a frame could not be turned into a [`ClientMessage`].
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -255,6 +263,8 @@ pub enum ErrorCode {
     /// A per-participant limit (media sections, tracks, candidates, messages per second): what
     /// went over it was refused; the message names the limit.
     LimitExceeded,
+    /// A `resume` named no waiting session (wrong token, or its grace ran out): join anew.
+    ResumeFailed,
 }
 
 /// Why the server stopped forwarding a track to a subscriber.
@@ -339,6 +349,20 @@ pub enum ServerMessage {
         /// Why nothing is forwarded, when the server paused the track.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<LayerReason>,
+    },
+    /// Sent after `joined`: how to take the session back if the socket drops (`resume` with
+    /// this token on a new socket within `grace_ms`; the participant stays in the room and its
+    /// messages wait meanwhile).
+    Session {
+        /// Secret that names this session.
+        resume_token: String,
+        /// How long the session waits for a `resume` after its socket dropped.
+        grace_ms: u64,
+    },
+    /// A `resume` succeeded: the session goes on (messages that waited follow).
+    Resumed {
+        /// The participant id, as in `joined`.
+        participant: String,
     },
     /// Reconnect elsewhere (node draining past its deadline); the server closes the socket.
     Reconnect {

@@ -34,6 +34,9 @@ pub struct Limits {
     pub messages_per_second: f64,
     /// Messages a client may send at once.
     pub message_burst: f64,
+    /// How long a joined session whose socket dropped waits for a `resume` (zero: it leaves
+    /// at once).
+    pub resume_grace: Duration,
 }
 
 impl Default for Limits {
@@ -45,6 +48,7 @@ impl Default for Limits {
             send: Duration::from_secs(10),
             messages_per_second: 20.0,
             message_burst: 50.0,
+            resume_grace: Duration::from_secs(20),
         }
     }
 }
@@ -62,6 +66,49 @@ struct Joined {
     participant: ParticipantId,
     sender: RoomSender,
     grants: Grants,
+    /// The secret a `resume` names this session by.
+    resume_token: String,
+}
+
+/// A joined session whose socket dropped, waiting for a `resume`: the participant stays in
+/// its room, and the room's messages wait in its queue.
+struct ParkedSession {
+    joined: Joined,
+    events: mpsc::Receiver<ServerMessage>,
+}
+
+/// The sessions waiting for a `resume`, by token.
+#[derive(Default)]
+pub struct Parking {
+    sessions: dashmap::DashMap<String, ParkedSession>,
+}
+
+impl Parking {
+    /// Sessions waiting now.
+    pub fn len(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// True when none waits.
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
+    }
+}
+
+/// Why a session's loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// The socket went away without a close (dropped, silent, not reading): a joined session
+    /// waits for a resume.
+    Gone,
+    /// The client left (`leave` or a WebSocket close), or the room closed the session.
+    Over,
+}
+
+/// A new resume token: 128 random bits.
+fn new_resume_token() -> String {
+    let bytes: [u8; 16] = rand::rng().random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// How a session's socket reached this node.
@@ -88,6 +135,7 @@ pub async fn run(socket: WebSocket, state: AppState, origin: Origin) {
     let mut limited = false;
     let mut budget = TokenBucket::new(limits.messages_per_second, limits.message_burst, heard.into_std());
     let mut relay_to = None;
+    let mut end = End::Gone;
 
     loop {
         tokio::select! {
@@ -129,10 +177,20 @@ pub async fn run(socket: WebSocket, state: AppState, origin: Origin) {
                         match flow {
                             Flow::Continue => None,
                             Flow::Reply(m) => Some(m),
-                            Flow::Close => break,
+                            Flow::Close => {
+                                end = End::Over;
+                                break;
+                            }
                             Flow::Relay(to) => {
                                 relay_to = Some((to, text.to_string()));
                                 break;
+                            }
+                            Flow::Resumed(events, participant) => {
+                                // the queue that waited (and what it holds) is this session's now
+                                events_rx = events;
+                                state.metrics.session_resumed();
+                                tracing::info!(%participant, "session resumed");
+                                Some(ServerMessage::Resumed { participant })
                             }
                         }
                     }
@@ -140,7 +198,11 @@ pub async fn run(socket: WebSocket, state: AppState, origin: Origin) {
                         ErrorCode::BinaryUnsupported,
                         "binary frames are not supported; send JSON text frames",
                     )),
-                    Message::Close(_) => break,
+                    Message::Close(_) => {
+                        // a clean close is a leave; only a socket that just went away waits
+                        end = End::Over;
+                        break;
+                    }
                     Message::Ping(_) | Message::Pong(_) => None,
                 };
                 if let Some(m) = reply
@@ -153,12 +215,27 @@ pub async fn run(socket: WebSocket, state: AppState, origin: Origin) {
             event = events_rx.recv(), if joined.is_some() => {
                 let Some(event) = event else {
                     tracing::info!(participant = ?joined.as_ref().map(|j| &j.participant), "the room dropped the session");
+                    end = End::Over;
                     break;
                 };
                 let closing = matches!(event, ServerMessage::Reconnect { .. } | ServerMessage::Removed { .. });
-                match send(&mut ws_tx, &event, limits.send).await {
+                let session = match (&event, &joined) {
+                    (ServerMessage::Joined { .. }, Some(j)) if !limits.resume_grace.is_zero() => Some(ServerMessage::Session {
+                        resume_token: j.resume_token.clone(),
+                        grace_ms: limits.resume_grace.as_millis() as u64,
+                    }),
+                    _ => None,
+                };
+                let mut sent = send(&mut ws_tx, &event, limits.send).await;
+                if let (Ok(()), Some(m)) = (&sent, session) {
+                    sent = send(&mut ws_tx, &m, limits.send).await;
+                }
+                match sent {
                     Ok(()) if !closing => {}
-                    Ok(()) => break,
+                    Ok(()) => {
+                        end = End::Over;
+                        break;
+                    }
                     Err(e) => {
                         e.count(&state);
                         break;
@@ -186,12 +263,33 @@ pub async fn run(socket: WebSocket, state: AppState, origin: Origin) {
         }
     }
 
-    if let Some(j) = joined {
-        let _ = j.sender.send(RoomCommand::Leave { participant: j.participant.clone() }).await;
-        state.rooms.leave_as(&j.room, &j.sender, &j.participant);
-        tracing::info!(room = %j.room, participant = %j.participant, "participant left");
+    match joined {
+        Some(j) if end == End::Gone && !limits.resume_grace.is_zero() => park(j, events_rx, &state),
+        Some(j) => leave(j, &state.rooms).await,
+        None => {}
     }
     let _ = timed(limits.send, ws_tx.close()).await;
+}
+
+/// The participant leaves its room.
+async fn leave(j: Joined, rooms: &crate::room::Rooms) {
+    let _ = j.sender.send(RoomCommand::Leave { participant: j.participant.clone() }).await;
+    rooms.leave_as(&j.room, &j.sender, &j.participant);
+    tracing::info!(room = %j.room, participant = %j.participant, "participant left");
+}
+
+/// Keeps a session whose socket dropped for its grace period; it leaves unless resumed.
+fn park(j: Joined, events: mpsc::Receiver<ServerMessage>, state: &AppState) {
+    let token = j.resume_token.clone();
+    tracing::info!(room = %j.room, participant = %j.participant, grace = ?state.limits.resume_grace, "socket gone: the session waits for a resume");
+    state.parking.sessions.insert(token.clone(), ParkedSession { joined: j, events });
+    let (parking, rooms, grace) = (state.parking.clone(), state.rooms.clone(), state.limits.resume_grace);
+    tokio::spawn(async move {
+        tokio::time::sleep(grace).await;
+        if let Some((_, p)) = parking.sessions.remove(&token) {
+            leave(p.joined, &rooms).await;
+        }
+    });
 }
 
 enum Flow {
@@ -200,6 +298,8 @@ enum Flow {
     Close,
     /// The room is on another node: relay the session there.
     Relay(NodeRecord),
+    /// A waiting session was taken back: its queue, and its participant id.
+    Resumed(mpsc::Receiver<ServerMessage>, ParticipantId),
 }
 
 /// Why a frame did not go out.
@@ -265,7 +365,7 @@ async fn handle_text(
                 let Some(events_tx) = events_tx else {
                     return Flow::Reply(ServerMessage::error(ErrorCode::Internal, "session cannot join again"));
                 };
-                match place(&room, &name, token.as_deref(), state, origin).await {
+                match place(&room, &name, token.as_deref(), state, origin, true).await {
                     Ok(None) => {}
                     Ok(Some(to)) => return Flow::Relay(to),
                     Err(m) => return Flow::Reply(m),
@@ -278,12 +378,35 @@ async fn handle_text(
                     Err(m) => Flow::Reply(m),
                 }
             }
+            ClientMessage::Resume { room, token } => {
+                if state.fleet.is_some() && !state.rooms.contains(&room) {
+                    match place(&room, "", None, state, origin, false).await {
+                        Ok(Some(to)) => return Flow::Relay(to),
+                        Ok(None) => {}
+                        Err(m) => return Flow::Reply(m),
+                    }
+                }
+                match state.parking.sessions.remove_if(&token, |_, p| p.joined.room == room) {
+                    Some((_, p)) => {
+                        let participant = p.joined.participant.clone();
+                        *joined = Some(p.joined);
+                        Flow::Resumed(p.events, participant)
+                    }
+                    None => {
+                        state.metrics.bad_message("resume_failed");
+                        Flow::Reply(ServerMessage::error(
+                            ErrorCode::ResumeFailed,
+                            "no session waits for this token (its grace ran out?): join anew",
+                        ))
+                    }
+                }
+            }
             _ => Flow::Reply(ServerMessage::error(ErrorCode::NotJoined, "send join first")),
         };
     };
     let participant = j.participant.clone();
     let cmd = match msg {
-        ClientMessage::Join { .. } => {
+        ClientMessage::Join { .. } | ClientMessage::Resume { .. } => {
             return Flow::Reply(ServerMessage::error(ErrorCode::AlreadyJoined, "already joined"));
         }
         ClientMessage::Leave {} => return Flow::Close,
@@ -313,13 +436,15 @@ async fn place(
     token: Option<&str>,
     state: &AppState,
     origin: Origin,
+    authenticate: bool,
 ) -> Result<Option<NodeRecord>, ServerMessage> {
     let Some(fleet) = &state.fleet else { return Ok(None) };
     if !valid_room_name(room) || state.rooms.contains(room) {
         // refused or joined by `join` as without a fleet
         return Ok(None);
     }
-    if let Err(e) = state.auth.check_join(token, room, name.trim()) {
+    // a resume carries no access token: its own token is checked by the room's node
+    if let Err(e) = authenticate.then(|| state.auth.check_join(token, room, name.trim())).transpose() {
         state.metrics.auth_failure("ws", e.reason());
         tracing::debug!(%room, reason = e.reason(), "join refused: {e}");
         return Err(unauthorized(&e));
@@ -383,7 +508,7 @@ async fn join(
         return Err(ServerMessage::error(ErrorCode::Internal, "room worker stopped"));
     }
     tracing::info!(%room, %participant, identity = %grant.identity, "participant joined");
-    Ok(Joined { room, participant, sender, grants: grant.grants })
+    Ok(Joined { room, participant, sender, grants: grant.grants, resume_token: new_resume_token() })
 }
 
 /// The `unauthorized` error: the message starts with the machine-readable reason.

@@ -195,6 +195,7 @@ async fn a_join_reaching_another_node_is_relayed_to_the_rooms_node() {
     let mut second = connect(addr_b).await;
     let ServerMessage::Joined { participants, .. } = join(&mut second, "meet", None).await else { panic!("joined") };
     assert_eq!(participants.len(), 1, "the second sees the first: one room");
+    assert!(matches!(recv_any(&mut second).await, ServerMessage::Session { .. }), "session, through the relay");
     assert_eq!((a.state.rooms.participants(), b.state.rooms.participants()), (2, 0));
     // messages pass through both ways: an offer reaches a's room and its answer comes back
     send(&mut second, serde_json::json!({"type": "offer", "sdp": "v=0"})).await;
@@ -219,6 +220,7 @@ async fn a_join_reaching_another_node_is_relayed_to_the_rooms_node() {
     assert_eq!(s, StatusCode::NOT_FOUND);
 
     // closing the client's socket ends the relayed session on both nodes
+    futures::SinkExt::close(&mut second).await.unwrap();
     drop(second);
     until("left through the relay", Duration::from_secs(5), async || {
         a.state.rooms.participants() == 1 && b.state.metrics.render().contains("sfu_fleet_relayed_sessions 0")

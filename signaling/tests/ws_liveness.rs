@@ -18,6 +18,8 @@ fn short() -> Limits {
         ping_interval: Duration::from_millis(100),
         idle: Duration::from_millis(500),
         send: Duration::from_secs(2),
+        // these sessions leave when their socket goes (waiting for a resume: ws_resume.rs)
+        resume_grace: Duration::ZERO,
         ..Limits::default()
     }
 }

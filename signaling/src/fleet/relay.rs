@@ -63,8 +63,11 @@ pub async fn connect(to: &NodeRecord, me: &NodeId) -> Result<Upstream, RelayErro
 /// Why a relayed session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RelayEnd {
-    /// The client closed (or left).
+    /// The client closed its socket (or left).
     Client,
+    /// The client's socket went away without a close: the room's node sees the same, so the
+    /// session there waits for a `resume`.
+    ClientGone,
     /// The room's node closed.
     Upstream,
     /// The client went silent past the idle deadline.
@@ -94,7 +97,7 @@ pub async fn pump(
         loop {
             tokio::select! {
                 frame = client_rx.next() => {
-                    let Some(Ok(frame)) = frame else { return RelayEnd::Client };
+                    let Some(Ok(frame)) = frame else { return RelayEnd::ClientGone };
                     heard = Instant::now();
                     let up = match frame {
                         Message::Text(t) => tungstenite::Message::Text(t.as_str().into()),
@@ -131,7 +134,11 @@ pub async fn pump(
     }
     .await;
     fleet.relayed_sessions(-1);
-    let _ = tokio::time::timeout(limits.send, up_tx.close()).await;
+    // only a client's own close is passed on: a client that went away (or went silent) looks
+    // the same to the room's node, whose session then waits for a resume
+    if end == RelayEnd::Client {
+        let _ = tokio::time::timeout(limits.send, up_tx.close()).await;
+    }
     let _ = tokio::time::timeout(limits.send, client_tx.close()).await;
     end
 }

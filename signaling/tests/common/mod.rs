@@ -163,6 +163,7 @@ pub fn state(dev: bool) -> (AppState, Arc<Mutex<Seen>>) {
         assets: &[],
         limits: Default::default(),
         fleet: None,
+        parking: Default::default(),
     };
     (state, seen)
 }
@@ -306,8 +307,19 @@ pub async fn send(ws: &mut Ws, v: serde_json::Value) {
     ws.send(tokio_tungstenite::tungstenite::Message::Text(v.to_string().into())).await.unwrap();
 }
 
-/// The next server message (5 s at most); panics if the socket closes first.
+/// The next server message but `session` (5 s at most); panics if the socket closes first.
 pub async fn recv(ws: &mut Ws) -> ServerMessage {
+    loop {
+        match recv_any(ws).await {
+            ServerMessage::Session { .. } => continue,
+            m => return m,
+        }
+    }
+}
+
+/// The next server message, `session` included (5 s at most); panics if the socket closes
+/// first.
+pub async fn recv_any(ws: &mut Ws) -> ServerMessage {
     use futures::StreamExt;
     use tokio_tungstenite::tungstenite::Message;
     loop {
