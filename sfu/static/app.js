@@ -18,6 +18,8 @@
  *   messages          every server message received, parsed, in order (kept across reconnects;
  *                     capped at the newest 20000)
  *   reconnects        how many times the client rejoined after a `reconnect` message
+ *   resumes           how many times the session was taken back (`resume`) after its socket
+ *                     dropped without a close
  *   remote()          async -> [{participant, name, trackIds, hasVideo, hasAudio, videoWidth,
  *                     videoHeight, framesDecoded, audioBytes, layer, ...extra}] one per remote
  *                     participant (= one per tile). trackIds: server track ids currently received
@@ -39,6 +41,10 @@
  *
  * Size-driven subscription: every remote tile sends `subscription {track, width, height}` with its
  * video element's client size (CSS px x devicePixelRatio), debounced, unless setLayer() set a layer.
+ *
+ * A socket that drops without a close while joined (network change, proxy timeout) is replaced:
+ * a new socket sends `resume {room, token}` with the token of the `session` message, every second
+ * until the session's grace runs out; the peer connections stay up meanwhile.
  *
  * `reconnect {reason, delay_ms?}` (server drain): everything is closed except the local camera
  * (kept so the rejoin needs no new permission prompt) and the same room is joined again on the
@@ -104,6 +110,7 @@
     lastError: null,
     messages: [],
     reconnects: 0,
+    resumes: 0,
     remote,
     frameLog,
     resetFrameLog,
@@ -241,6 +248,17 @@
     mediaReady.then((stream) => { if (stream && !left && s === session) showLocal(stream); });
     const tokenReady = joinToken();
 
+    openSocket(s, () => tokenReady.then((token) => {
+      if (s !== session || s.closed) return;
+      const join = { type: 'join', room: cfg.room, name: cfg.name };
+      if (token) join.token = token;
+      send(s, join);
+      setStatus('joining\u2026');
+    }), mediaReady, drainingAttempt);
+  }
+
+  /** A socket for session `s`; `first()` sends its first message once it is open. */
+  function openSocket(s, first, mediaReady, drainingAttempt) {
     let ws;
     try {
       ws = new WebSocket(wsUrl());
@@ -251,17 +269,11 @@
     s.ws = ws;
     api.ws = ws;
     ws.onopen = () => {
-      if (s !== session) return;
-      tokenReady.then((token) => {
-        if (s !== session || s.closed) return;
-        const join = { type: 'join', room: cfg.room, name: cfg.name };
-        if (token) join.token = token;
-        send(s, join);
-        setStatus('joining\u2026');
-      });
+      if (s !== session || s.ws !== ws) return;
+      first();
     };
     ws.onmessage = (ev) => {
-      if (s !== session || s.closed) return;
+      if (s !== session || s.closed || s.ws !== ws) return;
       if (typeof ev.data !== 'string') return;
       let msg;
       try {
@@ -281,8 +293,20 @@
     };
     ws.onerror = () => { /* onclose follows */ };
     ws.onclose = (ev) => {
-      if (s !== session || s.closed) return;
+      if (s !== session || s.closed || s.ws !== ws) return;
       const why = `connection closed (code ${ev.code}${ev.reason ? `: ${ev.reason}` : ''})`;
+      if (s.joined && s.resumeToken && !s.resume) {
+        s.resume = { token: s.resumeToken, until: Date.now() + s.resumeGraceMs, attempts: 0 };
+      }
+      if (s.joined && s.resume && Date.now() < s.resume.until) {
+        // the session waits on the server: take it back on a new socket
+        setStatus('connection lost, resuming\u2026', 'bad');
+        setTimeout(() => {
+          if (s !== session || s.closed) return;
+          openSocket(s, () => send(s, { type: 'resume', room: cfg.room, token: s.resume.token }), mediaReady, drainingAttempt);
+        }, s.resume.attempts++ === 0 ? 0 : 1000);
+        return;
+      }
       failSession(s, 'disconnected', why);
     };
   }
@@ -350,6 +374,17 @@
       case 'publish_layers': return onPublishLayers(s, msg.active);
       case 'bandwidth': return onBandwidth(msg.estimate_bps);
       case 'reconnect': return onReconnect(s, msg);
+      case 'session':
+        // how to take the session back if the socket drops: until its grace runs out
+        s.resumeToken = msg.resume_token;
+        s.resumeGraceMs = Number(msg.grace_ms) || 0;
+        s.resume = null;
+        return undefined;
+      case 'resumed':
+        api.resumes += 1;
+        s.resume = null;
+        setStatus('joined', 'ok');
+        return undefined;
       case 'error': return onError(s, msg, drainingAttempt);
       default:
         console.debug('ignoring server message', msg.type);
@@ -360,6 +395,10 @@
   function onError(s, msg, drainingAttempt) {
     api.lastError = msg;
     showError(msg.code || 'error', msg.message || '');
+    if (msg.code === 'resume_failed') {
+      failSession(s, 'disconnected', 'the session could not be resumed: rejoin');
+      return;
+    }
     if (s.joined) return; // the session goes on
     // Anything refused before `joined` is the join itself.
     if (msg.code === 'draining' && drainingAttempt < DRAINING_RETRIES) {
