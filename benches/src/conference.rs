@@ -119,19 +119,15 @@ pub async fn run_point(
             }
         }
     }
-    let mut all = match target {
-        Target::Sfu(_) => std::mem::take(&mut senders),
-        Target::Janus(..) => std::mem::take(&mut receivers),
-    };
-    for c in all.iter_mut() {
+    // on this server a participant's one client also receives
+    if receivers.is_empty() {
+        receivers = std::mem::take(&mut senders);
+    }
+    for c in receivers.iter_mut() {
         for v in offered_videos(c, others).await? {
             c.set_layer(&v, Some(layer))?;
         }
     }
-    let (senders, receivers) = match target {
-        Target::Sfu(_) => (Vec::new(), all),
-        Target::Janus(..) => (senders, all),
-    };
     let ready_by = Instant::now() + ready_timeout;
     let mut ready = 0;
     while Instant::now() < ready_by {
@@ -146,8 +142,8 @@ pub async fn run_point(
     let sending = |stats: &[loadtest::ClientStats]| -> u64 {
         stats.iter().filter_map(|s| s.publisher.as_ref()).map(|p| p.audio_packets + p.video_packets).sum()
     };
-    let out0 = if senders.is_empty() { snapshot(&receivers).await } else { snapshot(&senders).await };
     let s0 = snapshot(&receivers).await;
+    let out0 = if senders.is_empty() { s0.clone() } else { snapshot(&senders).await };
     let (p0, t0) = (procstat::sample(Some(pid))?, Instant::now());
     tokio::time::sleep(window).await;
     let (p1, elapsed) = (procstat::sample(Some(pid))?, t0.elapsed().as_secs_f64());

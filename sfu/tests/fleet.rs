@@ -45,6 +45,15 @@ fn value(text: &str, name: &str) -> f64 {
     text.lines().find_map(|l| l.strip_prefix(name)?.trim().parse().ok()).unwrap_or(0.0)
 }
 
+/// Waits until `node` reads `n` nodes in the directory.
+async fn until_listed(node: &Node, n: usize) {
+    let t = Instant::now();
+    while value(&metrics(node).await, "sfu_fleet_nodes ") < n as f64 {
+        assert!(t.elapsed() < STEP, "{n} nodes in the directory");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Joins `ROOM` through `node`, again and again while the fleet answers `unavailable` (the
 /// room's node just died and its record has not expired yet).
 async fn join(node: &Node, name: &str, engine: &Engine) -> Client {
@@ -112,10 +121,7 @@ async fn a_room_joined_through_any_node_is_one_room_and_outlives_its_node() {
     ];
     let _logs = LogsOnPanic(nodes.iter().map(|n| (n.name, n.log.clone())).collect());
     let t = Instant::now();
-    while value(&metrics(&nodes[0]).await, "sfu_fleet_nodes ") < 3.0 {
-        assert!(t.elapsed() < STEP, "three nodes in the directory");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_listed(&nodes[0], 3).await;
 
     // one participant through each node: one room
     let engine = Engine::spawn();
@@ -204,11 +210,7 @@ async fn a_drained_nodes_room_is_handed_off_and_goes_on() {
     let mut nodes = [Node::start_with("A", &a).await, Node::start_with("B", &b).await];
     let dir = signaling::fleet::directory::Directory::new(&url, "drain-test:").unwrap();
     let _logs = LogsOnPanic(nodes.iter().map(|n| (n.name, n.log.clone())).collect());
-    let t = Instant::now();
-    while value(&metrics(&nodes[0]).await, "sfu_fleet_nodes ") < 2.0 {
-        assert!(t.elapsed() < STEP, "two nodes in the directory");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_listed(&nodes[0], 2).await;
     // the room starts on A (its first join came through A)
     let engine = Engine::spawn();
     let mut publ = publisher(&nodes[0], "pub", &engine).await;

@@ -379,12 +379,10 @@ async fn handle_text(
                 }
             }
             ClientMessage::Resume { room, token } => {
-                if state.fleet.is_some() && !state.rooms.contains(&room) {
-                    match place(&room, "", None, state, origin, false).await {
-                        Ok(Some(to)) => return Flow::Relay(to),
-                        Ok(None) => {}
-                        Err(m) => return Flow::Reply(m),
-                    }
+                match place(&room, "", None, state, origin, false).await {
+                    Ok(Some(to)) => return Flow::Relay(to),
+                    Ok(None) => {}
+                    Err(m) => return Flow::Reply(m),
                 }
                 match state.parking.sessions.remove_if(&token, |_, p| p.joined.room == room) {
                     Some((_, p)) => {

@@ -161,23 +161,28 @@ async fn conferences(
     Ok(points)
 }
 
-static CONFERENCE_POINTS: std::sync::Mutex<Vec<ConferencePoint>> = std::sync::Mutex::new(Vec::new());
+/// The fan-out points and the conference points of a run.
+type Points = (Vec<Point>, Vec<ConferencePoint>);
 
-async fn run(args: Args) -> anyhow::Result<Vec<Point>> {
+async fn run(args: Args) -> anyhow::Result<Points> {
     let binaries = if args.sfu_bin.is_empty() { vec![default_binary()] } else { args.sfu_bin.clone() };
-    let mut points = Vec::new();
+    let (mut points, mut conference_points) = (Vec::new(), Vec::new());
     for _ in 0..args.rounds.max(1) {
         for binary in binaries.iter().filter(|_| !args.only_peers) {
-            points.extend(run_server(&args, binary).await?);
+            let (p, c) = run_server(&args, binary).await?;
+            points.extend(p);
+            conference_points.extend(c);
         }
         for peer in &args.peer {
-            match peer.as_str() {
-                "janus" => points.extend(run_janus(&args).await?),
+            let (p, c) = match peer.as_str() {
+                "janus" => run_janus(&args).await?,
                 other => anyhow::bail!("unknown peer {other}"),
-            }
+            };
+            points.extend(p);
+            conference_points.extend(c);
         }
     }
-    Ok(points)
+    Ok((points, conference_points))
 }
 
 fn engines(args: &Args) -> Vec<Engine> {
@@ -204,7 +209,7 @@ fn options(args: &Args) -> Options {
 }
 
 /// Every N against Janus.
-async fn run_janus(args: &Args) -> anyhow::Result<Vec<Point>> {
+async fn run_janus(args: &Args) -> anyhow::Result<Points> {
     let log = args.sfu_log_file.with_file_name("fanout-janus.log");
     let janus = JanusProcess::start(&JanusProcess::default_dir(), args.janus_ip, &log).await?;
     let version = std::process::Command::new("janus")
@@ -219,7 +224,6 @@ async fn run_janus(args: &Args) -> anyhow::Result<Vec<Point>> {
     let engines = engines(args);
     let opts = options(args);
     let conf = conferences(args, Target::Janus(&janus, &session), &engines, "janus").await?;
-    CONFERENCE_POINTS.lock().unwrap().extend(conf);
     let mut points = Vec::new();
     for &n in &args.fanout {
         eprintln!("# janus N={n}: joining, waiting for layer {}, then measuring {:?}", args.layer, args.window);
@@ -235,11 +239,11 @@ async fn run_janus(args: &Args) -> anyhow::Result<Vec<Point>> {
     drop(engines);
     drop(session);
     janus.stop(Duration::from_secs(5)).await;
-    Ok(points)
+    Ok((points, conf))
 }
 
 /// Every N against one server binary.
-async fn run_server(args: &Args, binary: &Path) -> anyhow::Result<Vec<Point>> {
+async fn run_server(args: &Args, binary: &Path) -> anyhow::Result<Points> {
     let mut extra =
         vec!["--log".to_owned(), args.sfu_log.clone(), "--max-participants".to_owned(), "100000".to_owned()];
     extra.extend(args.sfu_args.split_whitespace().map(str::to_owned));
@@ -263,7 +267,6 @@ async fn run_server(args: &Args, binary: &Path) -> anyhow::Result<Vec<Point>> {
     let mut points = Vec::new();
     let last = args.fanout.len().saturating_sub(1);
     let conf = conferences(args, Target::Sfu(&server), &engines, &label).await?;
-    CONFERENCE_POINTS.lock().unwrap().extend(conf);
     for (i, &n) in args.fanout.iter().enumerate() {
         eprintln!("# N={n}: joining, waiting for layer {}, then measuring {:?}", args.layer, args.window);
         let profile = if i == last { perf.as_ref() } else { None };
@@ -278,7 +281,7 @@ async fn run_server(args: &Args, binary: &Path) -> anyhow::Result<Vec<Point>> {
     }
     drop(engines);
     server.stop(Duration::from_secs(5)).await;
-    Ok(points)
+    Ok((points, conf))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -296,8 +299,7 @@ fn main() -> anyhow::Result<()> {
     let runtime = builder.enable_all().build()?;
     let layer = args.layer.clone();
     let window = args.window;
-    let points = runtime.block_on(run(args))?;
-    let conference_points = std::mem::take(&mut *CONFERENCE_POINTS.lock().unwrap());
+    let (points, conference_points) = runtime.block_on(run(args))?;
     if !points.is_empty() {
         println!("{}", fanout::markdown(&points));
     }

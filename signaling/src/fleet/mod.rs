@@ -196,8 +196,6 @@ pub struct Fleet {
     rooms: Arc<Rooms>,
     /// The live nodes as last read (at most a heartbeat old).
     nodes: RwLock<Vec<NodeRecord>>,
-    /// Their IP addresses (from their URLs): relayed sessions come from these.
-    node_ips: RwLock<HashSet<std::net::IpAddr>>,
     /// Rooms still on this node that were handed to other nodes (an evacuation): joins for
     /// them go where the directory says, and their leases are not renewed.
     handed_off: RwLock<HashSet<String>>,
@@ -221,7 +219,6 @@ impl Fleet {
             node,
             rooms,
             nodes: RwLock::new(Vec::new()),
-            node_ips: RwLock::new(HashSet::new()),
             handed_off: RwLock::new(HashSet::new()),
             up: AtomicBool::new(false),
             metrics,
@@ -246,7 +243,7 @@ impl Fleet {
     /// Whether `ip` is a live node's (as last read): its connections carry relayed sessions
     /// of many clients, so the per-address connection limit does not apply to it.
     pub fn is_node_ip(&self, ip: std::net::IpAddr) -> bool {
-        self.node_ips.read().expect("not poisoned").contains(&ip)
+        self.nodes.read().expect("not poisoned").iter().any(|n| url_ip(&n.url) == Some(ip))
     }
 
     /// The live nodes as last read.
@@ -303,7 +300,6 @@ impl Fleet {
         let nodes = self.directory.nodes().await.map_err(|e| self.failed("nodes", e))?;
         self.answered();
         self.metrics.nodes.set(nodes.len() as i64);
-        *self.node_ips.write().expect("not poisoned") = nodes.iter().filter_map(|n| url_ip(&n.url)).collect();
         *self.nodes.write().expect("not poisoned") = nodes.clone();
         Ok(nodes)
     }
@@ -391,19 +387,19 @@ impl Fleet {
         for room in self.rooms.names() {
             self.handed_off.write().expect("not poisoned").insert(room.clone());
             let to = placement::choose(&others, &self.config.node_id).cloned();
-            let moved = match &to {
-                Some(to) => self.directory.claim(&room, to, Some(self.id()), self.config.lease()).await.ok(),
-                None => self.directory.release(&room, self.id()).await.ok().map(|_| self.config.node_id.clone()),
+            let handed = match &to {
+                Some(to) => {
+                    self.directory.claim(&room, to, Some(self.id()), self.config.lease()).await.ok().as_ref()
+                        == Some(to)
+                }
+                None => false,
             };
-            match (moved, to) {
-                (Some(holder), Some(to)) if holder == to => {
-                    self.metrics.leases.with_label_values(&["handed_off"]).inc();
-                    tracing::info!(room, %to, "room handed off");
-                }
-                (holder, to) => {
-                    tracing::warn!(room, ?holder, ?to, "room not handed off: released for the next join");
-                    let _ = self.directory.release(&room, self.id()).await;
-                }
+            if handed {
+                self.metrics.leases.with_label_values(&["handed_off"]).inc();
+                tracing::info!(room, to = ?to, "room handed off");
+            } else {
+                tracing::warn!(room, ?to, "room not handed off: released for the next join");
+                let _ = self.directory.release(&room, self.id()).await;
             }
         }
     }

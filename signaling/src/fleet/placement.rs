@@ -44,7 +44,6 @@ pub fn choose<'a>(nodes: &'a [NodeRecord], me: &NodeId) -> Option<&'a NodeId> {
 /// (this one among them when its heartbeat is current).
 pub fn resolve(owner: Option<&NodeId>, nodes: &[NodeRecord], me: &NodeId) -> Step {
     let claim = |make: &dyn Fn(NodeId) -> Step| match choose(nodes, me) {
-        Some(to) if to == me => make(me.clone()),
         Some(to) => make(to.clone()),
         None => Step::NoNode,
     };
