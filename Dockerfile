@@ -16,5 +16,5 @@ FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /out/sfu /usr/local/bin/sfu
 USER 65532:65532
 # HTTP + WebSocket (signaling, REST API, metrics), and the media port
-EXPOSE 7880/tcp 7882/udp
+EXPOSE 7880/tcp 7882/udp 7882/tcp
 ENTRYPOINT ["/usr/local/bin/sfu"]

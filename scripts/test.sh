@@ -13,6 +13,8 @@ command -v firefox-esr >/dev/null 2>&1 || need_apt+=(firefox-esr)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
 # the capped-downlink browser test makes a network namespace and shapes its link with tc
 { command -v ip && command -v tc; } >/dev/null 2>&1 || need_apt+=(iproute2)
+# the ICE-TCP browser test drops UDP in its own network namespace with an nftables rule
+command -v nft >/dev/null 2>&1 || need_apt+=(nftables)
 # the fleet tests start their own redis-server on a loopback port
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3 python3-venv)

@@ -90,7 +90,7 @@ pub async fn join(
     send(ws, &msg).await?;
     let reply = tokio::time::timeout(timeout, recv(ws)).await.map_err(|_| ClientError::Timeout("joined".into()))??;
     match reply {
-        ServerMessage::Joined { room, participant, participants } => Ok(Joined { room, participant, participants }),
+        ServerMessage::Joined { room, participant, participants, .. } => Ok(Joined { room, participant, participants }),
         ServerMessage::Error { code, message } => Err(ClientError::Rejected { code, message }),
         other => Err(ClientError::Protocol(format!("expected joined, got {other:?}"))),
     }

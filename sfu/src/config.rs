@@ -86,11 +86,29 @@ pub struct Config {
     /// ports) [default: 0.0.0.0:7882; 127.0.0.1:7882 with `--dev`].
     #[arg(long, env = "SFU_UDP")]
     pub udp: Option<SocketAddr>,
+    /// ICE-TCP listen address (RFC 6544: clients whose networks block UDP connect to it), or
+    /// `off` [default: the UDP media port's address, the same port number over TCP; with
+    /// `--media-threads`, one per thread beside each UDP port].
+    #[arg(long, env = "SFU_TCP")]
+    pub tcp: Option<TcpListen>,
     /// IPs announced in ICE candidates (comma-separated); `auto` asks `--stun-server` for
     /// this node's public address once at start (a node behind a 1:1 NAT). Default: the bound
     /// address, or every local interface address when bound to 0.0.0.0.
     #[arg(long, env = "SFU_EXTERNAL_IP", value_delimiter = ',')]
     pub external_ip: Vec<ExternalIp>,
+    /// Shared secret of an external TURN server (coturn `use-auth-secret` /
+    /// `static-auth-secret`): every `joined` then carries `ice_servers` with `--turn-urls` and
+    /// credentials for the participant (`expiry:identity`, HMAC-SHA1 of it).
+    #[arg(long, env = "SFU_TURN_SECRET", hide_env_values = true)]
+    pub turn_secret: Option<String>,
+    /// TURN URLs handed out with `--turn-secret` (comma-separated), e.g.
+    /// `turn:turn.example.com:3478?transport=udp,turns:turn.example.com:5349?transport=tcp`.
+    #[arg(long, env = "SFU_TURN_URLS", value_delimiter = ',')]
+    pub turn_urls: Vec<String>,
+    /// How long TURN credentials stay valid (the TURN server refuses them after; an allocation
+    /// made before lives on only while the server accepts its refreshes).
+    #[arg(long, env = "SFU_TURN_TTL", default_value = "12h", value_parser = humantime::parse_duration)]
+    pub turn_ttl: Duration,
     /// STUN server (`host:port`) that `--external-ip auto` asks.
     #[arg(long, env = "SFU_STUN_SERVER", default_value = "stun.l.google.com:19302")]
     pub stun_server: String,
@@ -218,6 +236,26 @@ impl std::str::FromStr for ExternalIp {
     }
 }
 
+/// `--tcp`: where ICE-TCP listens, or nowhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TcpListen {
+    /// This address (with `--media-threads`, its port + the thread's index).
+    Addr(SocketAddr),
+    /// No ICE-TCP.
+    Off,
+}
+
+impl std::str::FromStr for TcpListen {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "off" => Ok(TcpListen::Off),
+            _ => s.parse().map(TcpListen::Addr).map_err(|_| format!("{s:?} is neither a socket address nor `off`")),
+        }
+    }
+}
+
 /// Default HTTP port.
 pub const HTTP_PORT: u16 = 7880;
 /// Default media port.
@@ -278,6 +316,30 @@ impl Config {
             addr.set_port(port);
         }
         Ok(addr)
+    }
+
+    /// Where media thread `i`'s ICE-TCP listener binds, beside its UDP socket bound at `udp`:
+    /// `--tcp` (its port + `i`), else `udp` itself (the same port number over TCP); `None`
+    /// with `--tcp off`. The flag says whether the address was asked for (a default that is
+    /// taken falls back to a port the OS picks).
+    pub fn tcp_addr(&self, i: u16, udp: SocketAddr) -> anyhow::Result<Option<(SocketAddr, bool)>> {
+        match self.tcp {
+            Some(TcpListen::Off) => Ok(None),
+            None => Ok(Some((udp, false))),
+            Some(TcpListen::Addr(mut addr)) => {
+                if addr.port() != 0 {
+                    let port = addr.port().checked_add(i).ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "--media-threads {}: TCP port {} + {i} is past 65535",
+                            self.media_threads,
+                            addr.port()
+                        )
+                    })?;
+                    addr.set_port(port);
+                }
+                Ok(Some((addr, true)))
+            }
+        }
     }
 
     /// The IPs to announce: explicit ones, else the bound IP, else local interface addresses.
@@ -356,6 +418,25 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<Config, clap::Error> {
         Config::try_parse_from(std::iter::once("sfu").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn tcp_listens_beside_udp_unless_moved_or_off() {
+        let udp: SocketAddr = "10.0.0.5:7882".parse().unwrap();
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        // columns: flags, media thread, where ICE-TCP binds (and whether it was asked for)
+        let rows: &[(&[&str], u16, Option<(SocketAddr, bool)>)] = &[
+            (&[], 0, Some((udp, false))),
+            (&["--tcp", "off"], 0, None),
+            (&["--tcp", "0.0.0.0:443"], 0, Some((a("0.0.0.0:443"), true))),
+            (&["--tcp", "0.0.0.0:443"], 2, Some((a("0.0.0.0:445"), true))),
+            (&["--tcp", "127.0.0.1:0"], 3, Some((a("127.0.0.1:0"), true))),
+        ];
+        for (flags, thread, want) in rows {
+            assert_eq!(parse(flags).unwrap().tcp_addr(*thread, udp).unwrap(), *want, "{flags:?} thread {thread}");
+        }
+        assert!(parse(&["--tcp", "65535"]).is_err(), "an address or off");
+        assert!(parse(&["--tcp", "0.0.0.0:65535"]).unwrap().tcp_addr(1, udp).is_err(), "past the last port");
     }
 
     #[test]

@@ -48,6 +48,12 @@ pub enum DropReason {
     SendWouldBlock,
     /// The send system call failed.
     SendError,
+    /// An ICE-TCP connection's send queue was full (the client reads slower than it is sent).
+    TcpQueueFull,
+    /// For an ICE-TCP connection that closed.
+    TcpClosed,
+    /// An ICE-TCP frame larger than any media datagram (the connection is closed).
+    TcpFrameTooLarge,
     // retransmission
     /// The subscriber's retransmission allowance was spent.
     NackRateLimited,
@@ -70,7 +76,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in label order of the metrics page.
-    pub const ALL: [DropReason; 28] = [
+    pub const ALL: [DropReason; 31] = [
         DropReason::UnknownUfrag,
         DropReason::UnknownSource,
         DropReason::BadStun,
@@ -91,6 +97,9 @@ impl DropReason {
         DropReason::Stale,
         DropReason::SendWouldBlock,
         DropReason::SendError,
+        DropReason::TcpQueueFull,
+        DropReason::TcpClosed,
+        DropReason::TcpFrameTooLarge,
         DropReason::NackRateLimited,
         DropReason::NackNotCached,
         DropReason::NackTooOld,
@@ -124,6 +133,9 @@ impl DropReason {
             DropReason::Stale => "stale",
             DropReason::SendWouldBlock => "send_would_block",
             DropReason::SendError => "send_error",
+            DropReason::TcpQueueFull => "tcp_queue_full",
+            DropReason::TcpClosed => "tcp_closed",
+            DropReason::TcpFrameTooLarge => "tcp_frame_too_large",
             DropReason::NackRateLimited => "nack_rate_limited",
             DropReason::NackNotCached => "nack_not_cached",
             DropReason::NackTooOld => "nack_too_old",

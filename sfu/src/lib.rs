@@ -15,6 +15,7 @@ pub mod http;
 pub mod metrics;
 pub mod room;
 pub mod server;
+pub mod tcp;
 pub mod telemetry;
 pub mod tls;
 pub mod udp;

@@ -69,8 +69,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut server = sfu::server::start(&config).await?;
-    tracing::info!(http = %server.http, udp = %server.udp, "sfu ready: open http://{}/?room=demo&name=me", server.http);
-    println!("SFU_READY http={} udp={}", server.http, server.udp);
+    let tcp = server.tcp.map_or_else(|| "off".to_owned(), |a| a.to_string());
+    tracing::info!(http = %server.http, udp = %server.udp, %tcp, "sfu ready: open http://{}/?room=demo&name=me", server.http);
+    println!("SFU_READY http={} udp={} tcp={tcp}", server.http, server.udp);
     std::io::stdout().flush()?;
 
     let outcome = loop {

@@ -23,6 +23,12 @@ pub struct MediaMetrics {
     pub udp_gso_messages: IntCounter,
     /// Datagrams sent by the send pool's helper threads (part of `udp_out_packets`).
     pub udp_out_by_helpers: IntCounter,
+    /// ICE-TCP connections open on the TCP media port (authenticated or not yet).
+    pub tcp_connections: IntGauge,
+    /// ICE-TCP frames read.
+    pub tcp_in_packets: IntCounter,
+    /// ICE-TCP frames written.
+    pub tcp_out_packets: IntCounter,
     /// RTP packets received from publishers.
     pub rtp_in_packets: IntCounter,
     /// RTP packets forwarded to subscribers.
@@ -92,6 +98,9 @@ impl MediaMetrics {
             udp_out_packets: c("sfu_udp_out_packets_total", "Datagrams sent on the media port"),
             udp_out_bytes: c("sfu_udp_out_bytes_total", "Bytes sent on the media port"),
             udp_send_calls: c("sfu_udp_send_calls_total", "Send system calls on the media port"),
+            tcp_connections: g("sfu_tcp_connections", "ICE-TCP connections open on the TCP media port"),
+            tcp_in_packets: c("sfu_tcp_in_packets_total", "ICE-TCP frames (datagrams) read"),
+            tcp_out_packets: c("sfu_tcp_out_packets_total", "ICE-TCP frames (datagrams) written"),
             udp_recv_calls: c(
                 "sfu_udp_recv_calls_total",
                 "Receive system calls on the media port that returned datagrams (several per call when queued)",
@@ -198,6 +207,9 @@ impl MediaMetrics {
             Box::new(m.udp_recv_errors.clone()),
             Box::new(m.udp_gso_messages.clone()),
             Box::new(m.udp_out_by_helpers.clone()),
+            Box::new(m.tcp_connections.clone()),
+            Box::new(m.tcp_in_packets.clone()),
+            Box::new(m.tcp_out_packets.clone()),
             Box::new(m.rtp_in_packets.clone()),
             Box::new(m.rtp_forwarded.clone()),
             Box::new(m.rtp_retransmitted.clone()),

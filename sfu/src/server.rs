@@ -26,6 +26,8 @@ pub struct Server {
     pub announce: Vec<std::net::IpAddr>,
     /// Every media port, one per media thread (one without them).
     pub media_ports: Vec<SocketAddr>,
+    /// The ICE-TCP listener of the first media thread (`None` with `--tcp off`).
+    pub tcp: Option<SocketAddr>,
     /// Node state (drain).
     pub node: Arc<Node>,
     /// Rooms.
@@ -77,14 +79,20 @@ pub async fn start(config: &Config) -> anyhow::Result<Server> {
             0 => None,
             _ => Some(tokio::runtime::Builder::new_current_thread().enable_all().build()?),
         };
-        let socket = {
+        let (socket, tcp_listener) = {
             let _in_thread = runtime.as_ref().map(|rt| rt.enter());
-            Arc::new(bind_media(config, config.media_thread_addr(i)?)?)
+            let socket = Arc::new(bind_media(config, config.media_thread_addr(i)?)?);
+            let tcp = match config.tcp_addr(i, socket.local_addr()?)? {
+                Some((addr, asked)) => Some(crate::tcp::bind(addr, asked)?),
+                None => None,
+            };
+            (socket, tcp)
         };
         let udp = socket.local_addr()?;
+        let tcp = tcp_listener.as_ref().map(|l| l.local_addr()).transpose()?;
         let demux = Arc::new(Demux::default());
-        let addr = MediaAddr { local: udp, announce: config.announce_ips(udp) };
-        tracing::info!(thread = i, announce = ?addr.announce, send_helpers = config.send_helpers(), gso = config.gso, send_only_socket = socket.has_send_only_socket(), "media addresses");
+        let addr = MediaAddr { local: udp, announce: config.announce_ips(udp), tcp };
+        tracing::info!(thread = i, announce = ?addr.announce, ?tcp, send_helpers = config.send_helpers(), gso = config.gso, send_only_socket = socket.has_send_only_socket(), "media addresses");
         let ctx = RoomContext {
             demux: demux.clone(),
             metrics: media_metrics.clone(),
@@ -96,8 +104,23 @@ pub async fn start(config: &Config) -> anyhow::Result<Server> {
             bwe_allocate: config.bwe_allocate,
             inject_room_panic: config.inject_room_panic.clone(),
         };
+        let tcp_paths = Arc::new(crate::tcp::TcpPaths::default());
+        if let Some(listener) = tcp_listener {
+            let serve = crate::tcp::serve(
+                listener,
+                demux.clone(),
+                tcp_paths.clone(),
+                media_metrics.clone(),
+                shutdown_rx.clone(),
+            );
+            match &runtime {
+                Some(rt) => drop(rt.spawn(serve)),
+                None => drop(tokio::spawn(serve)),
+            }
+        }
         let plane = MediaPlane {
             ctx,
+            tcp: tcp_paths,
             socket: socket.clone(),
             send_pool: send_pool.clone(),
             runtime: runtime.as_ref().map(|rt| rt.handle().clone()),
@@ -116,6 +139,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Server> {
     let udp = planes[0].ctx.addr.local;
     let demuxes = planes.iter().map(|p| p.ctx.demux.clone()).collect();
     let media_ports = planes.iter().map(|p| p.ctx.addr.local).collect();
+    let tcp = planes[0].ctx.addr.tcp;
 
     let node = Arc::new(Node::new(env!("CARGO_PKG_VERSION")).with_drain_deadline(config.drain_deadline));
     let rooms = Arc::new(
@@ -141,6 +165,11 @@ pub async fn start(config: &Config) -> anyhow::Result<Server> {
         }
         _ => None,
     };
+    let turn = signaling::turn::TurnCredentials::new(config.turn_secret.clone(), config.turn_urls.clone(), config.turn_ttl)?
+        .map(Arc::new);
+    if let Some(turn) = &turn {
+        tracing::info!(?turn, "TURN credentials in every joined (coturn REST convention)");
+    }
     let state = AppState {
         rooms: rooms.clone(),
         node: node.clone(),
@@ -150,6 +179,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Server> {
         limits: Default::default(),
         fleet: fleet.clone(),
         parking: Default::default(),
+        turn,
     };
     let app = signaling::app(state);
     let mut shutdown_rx = shutdown_rx;
@@ -174,6 +204,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Server> {
         udp,
         announce: config.announce_ips(udp),
         media_ports,
+        tcp,
         node,
         rooms,
         media_metrics,

@@ -14,6 +14,7 @@ pub mod protocol;
 pub mod rate;
 pub mod room;
 pub mod session;
+pub mod turn;
 
 pub use api::RouteInfo;
 pub use auth::Auth;
@@ -58,6 +59,8 @@ pub struct AppState {
     pub fleet: Option<Arc<fleet::Fleet>>,
     /// Sessions whose socket dropped, waiting for a `resume`.
     pub parking: Arc<session::Parking>,
+    /// TURN credentials handed out in `joined` (`--turn-secret`, `--turn-urls`).
+    pub turn: Option<Arc<turn::TurnCredentials>>,
 }
 
 /// Largest WebSocket message the transport accepts before closing the socket; messages between

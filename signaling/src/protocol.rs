@@ -276,6 +276,17 @@ pub enum LayerReason {
     Bandwidth,
 }
 
+/// A TURN server a client may relay through, as `RTCIceServer` takes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IceServer {
+    /// `turn:` / `turns:` URLs.
+    pub urls: Vec<String>,
+    /// `expiry:identity` (coturn REST convention).
+    pub username: String,
+    /// `base64(HMAC-SHA1(secret, username))`.
+    pub credential: String,
+}
+
 /// Messages the server sends.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -288,6 +299,10 @@ pub enum ServerMessage {
         participant: ParticipantInfo,
         /// Everyone else.
         participants: Vec<ParticipantInfo>,
+        /// TURN servers with credentials for this participant (with `--turn-secret`); the
+        /// session fills them in.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        ice_servers: Vec<IceServer>,
     },
     /// Answer for the publisher connection.
     Answer {

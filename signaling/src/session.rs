@@ -7,6 +7,7 @@ use crate::fleet::{NodeRecord, Place, PlaceError, relay};
 use crate::protocol::{ClientMessage, ErrorCode, MAX_MESSAGE_BYTES, ServerMessage, valid_room_name};
 use crate::rate::TokenBucket;
 use crate::room::{JoinError, Member, ParticipantId, RoomCommand, RoomSender};
+use crate::turn::TurnCredentials;
 use axum::extract::ws::{Message, WebSocket};
 use futures::{SinkExt, StreamExt};
 use rand::Rng;
@@ -64,6 +65,8 @@ pub fn new_participant_id() -> ParticipantId {
 struct Joined {
     room: String,
     participant: ParticipantId,
+    /// Who the token says it is (TURN credentials name it).
+    identity: String,
     sender: RoomSender,
     grants: Grants,
     /// The secret a `resume` names this session by.
@@ -219,6 +222,7 @@ pub async fn run(socket: WebSocket, state: AppState, origin: Origin) {
                     break;
                 };
                 let closing = matches!(event, ServerMessage::Reconnect { .. } | ServerMessage::Removed { .. });
+                let event = with_turn(event, joined.as_ref(), state.turn.as_deref());
                 let session = match (&event, &joined) {
                     (ServerMessage::Joined { .. }, Some(j)) if !limits.resume_grace.is_zero() => Some(ServerMessage::Session {
                         resume_token: j.resume_token.clone(),
@@ -506,7 +510,28 @@ async fn join(
         return Err(ServerMessage::error(ErrorCode::Internal, "room worker stopped"));
     }
     tracing::info!(%room, %participant, identity = %grant.identity, "participant joined");
-    Ok(Joined { room, participant, sender, grants: grant.grants, resume_token: new_resume_token() })
+    Ok(Joined {
+        room,
+        participant,
+        identity: grant.identity,
+        sender,
+        grants: grant.grants,
+        resume_token: new_resume_token(),
+    })
+}
+
+/// `joined` with the TURN servers and credentials the participant may relay through, when the
+/// node hands them out (`--turn-secret`).
+fn with_turn(event: ServerMessage, joined: Option<&Joined>, turn: Option<&TurnCredentials>) -> ServerMessage {
+    match (event, joined, turn) {
+        (ServerMessage::Joined { room, participant, participants, .. }, Some(j), Some(turn)) => ServerMessage::Joined {
+            room,
+            participant,
+            participants,
+            ice_servers: turn.ice_servers(&j.identity, std::time::SystemTime::now()),
+        },
+        (event, ..) => event,
+    }
 }
 
 /// The `unauthorized` error: the message starts with the machine-readable reason.

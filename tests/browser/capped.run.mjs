@@ -17,52 +17,17 @@
 
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Harness, launchBrowser, openParticipant, waitFor } from './harness.mjs';
+import { BrowserNamespace } from './netns.mjs';
 
-const TAG = String(process.pid % 100000);
-const NS = `sfucap${TAG}`;
-const HOST_IF = `vch${TAG}`;
-const NS_IF = `vcn${TAG}`;
-const HOST_IP = '10.213.7.1';
-const NS_IP = '10.213.7.2';
+const ns = new BrowserNamespace('sfucap', '10.213.7');
 const CAP_KBIT = 600;
 const MEDIA_TIMEOUT = 30000;
 
-const run = (...args) => execFileSync(args[0], args.slice(1), { stdio: 'pipe' }).toString();
-const tryRun = (...args) => { try { run(...args); } catch (_) { /* already gone */ } };
-
-/** Why the test cannot run here, or null. */
-function unavailable() {
-  if (process.getuid && process.getuid() !== 0) return 'needs root (network namespaces, tc)';
-  for (const tool of ['ip', 'tc']) {
-    try { run('sh', '-c', `command -v ${tool}`); } catch (_) { return `needs ${tool} (iproute2)`; }
-  }
-  return null;
-}
-
-function setUp() {
-  run('ip', 'netns', 'add', NS);
-  run('ip', 'link', 'add', HOST_IF, 'type', 'veth', 'peer', 'name', NS_IF);
-  run('ip', 'link', 'set', NS_IF, 'netns', NS);
-  run('ip', 'addr', 'add', `${HOST_IP}/30`, 'dev', HOST_IF);
-  run('ip', 'link', 'set', HOST_IF, 'up');
-  run('ip', 'netns', 'exec', NS, 'ip', 'addr', 'add', `${NS_IP}/30`, 'dev', NS_IF);
-  run('ip', 'netns', 'exec', NS, 'ip', 'link', 'set', NS_IF, 'up');
-  run('ip', 'netns', 'exec', NS, 'ip', 'link', 'set', 'lo', 'up');
-}
-
-function tearDown() {
-  tryRun('ip', 'link', 'del', HOST_IF);
-  tryRun('ip', 'netns', 'del', NS);
-}
-
 /** The server-to-browser direction of the namespace's link: shaped, or not. */
-const cap = (kbit) => run('tc', 'qdisc', 'replace', 'dev', HOST_IF, 'root', 'tbf', 'rate', `${kbit}kbit`, 'burst', '4kb', 'latency', '200ms');
-const uncap = () => run('tc', 'qdisc', 'del', 'dev', HOST_IF, 'root');
+const cap = (kbit) => BrowserNamespace.host('tc', 'qdisc', 'replace', 'dev', ns.hostIf, 'root', 'tbf', 'rate', `${kbit}kbit`, 'burst', '4kb', 'latency', '200ms');
+const uncap = () => BrowserNamespace.host('tc', 'qdisc', 'del', 'dev', ns.hostIf, 'root');
 
 /** Per remote participant of `page`: {participant, layer, frames}. */
 const remotes = (page) => page.evaluate(async () => (await window.sfuDemo.remote())
@@ -125,39 +90,28 @@ async function counters(baseUrl, prefix) {
 
 const setAllTop = (page, pids) => page.evaluate((pids) => { for (const pid of pids) window.sfuDemo.setLayer(pid, 'f'); }, pids);
 
-const why = unavailable();
+const why = BrowserNamespace.unavailable(['ip', 'tc']);
 
 describe('capped downlink', { skip: why || false }, () => {
   let h;
   let cappedBrowser;
-  let wrapper;
   let setupError = null;
   before(async () => {
-    tearDown();
-    try {
-      setUp();
-    } catch (err) {
-      // no CAP_NET_ADMIN here (a container): nothing to test with
-      setupError = `cannot make the network namespace: ${String(err.stderr || err.message).trim()}`;
-      tearDown();
-      return;
-    }
-    wrapper = path.join(os.tmpdir(), `chromium-in-${NS}.sh`);
-    const chromium = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
-    fs.writeFileSync(wrapper, `#!/bin/sh\nexec ip netns exec ${NS} ${chromium} "$@"\n`, { mode: 0o755 });
+    // no CAP_NET_ADMIN here (a container): nothing to test with
+    setupError = ns.setUp();
+    if (setupError) return;
     // a camera needs a secure context: the server's address is not localhost here
     const secure = (server) => [`--unsafely-treat-insecure-origin-as-secure=${server.baseUrl}`];
     // the publishers' cameras at 30 fps, as real ones (the fake one's default is 20): the
     // temporal layers the allocator steps through are fractions of it
     const camera30 = ['--use-fake-device-for-media-stream=fps=30'];
-    h = await Harness.start({ host: HOST_IP, browserArgs: (server) => [...secure(server), ...camera30] });
-    cappedBrowser = await launchBrowser(wrapper, secure(h.server));
+    h = await Harness.start({ host: ns.hostIp, browserArgs: (server) => [...secure(server), ...camera30] });
+    cappedBrowser = await launchBrowser(ns.wrapper, secure(h.server));
   });
   after(async () => {
     if (cappedBrowser) await cappedBrowser.close().catch(() => {});
     if (h) await h.close();
-    tearDown();
-    if (wrapper) fs.rmSync(wrapper, { force: true });
+    ns.tearDown();
   });
 
   test('a viewer behind 600 kbit/s gets videos on lower layers, then the upper layers once the cap is lifted', (t) => {

@@ -21,8 +21,32 @@ async function inboundVideo(viewer, pid) {
         if (c && (r.framesDecoded || 0) > 0) codec = c.mimeType;
       }
     });
-    return { codec, width: remote.videoWidth, frames: remote.framesDecoded, layer: remote.layer };
+    return {
+      codec, width: remote.videoWidth, frames: remote.framesDecoded, layer: remote.layer,
+      downlinkBps: window.sfuDemo.downlinkBps,
+    };
   }, pid);
+}
+
+/** What `pub` sends per simulcast rid, to tell a publisher that never sent a layer from a switch
+ * the server did not make. */
+async function outboundVideo(pub) {
+  return pub.evaluate(async () => {
+    const pc = window.sfuDemo.peerConnections().publisher;
+    if (!pc) return null;
+    const stats = await pc.getStats();
+    const out = { active: window.sfuDemo.activeLayers || null, rids: {} };
+    stats.forEach((r) => {
+      if (r.type === 'outbound-rtp' && r.kind === 'video') {
+        out.rids[r.rid || '-'] = {
+          width: r.frameWidth, fps: r.framesPerSecond, active: r.active, frames: r.framesEncoded,
+          limit: r.qualityLimitationReason, target: r.targetBitrate,
+        };
+      }
+      if (r.type === 'candidate-pair' && r.nominated) out.availableOutgoingBitrate = r.availableOutgoingBitrate;
+    });
+    return out;
+  });
 }
 
 describe('h264', () => {
@@ -46,10 +70,20 @@ describe('h264', () => {
     for (const [layer, ok, label] of [['q', (w) => w > 0 && w <= 640, '<= 640'], ['f', (w) => w >= 960, '>= 960']]) {
       await a.evaluate(([pid, l]) => window.sfuDemo.setLayer(pid, l), [bId, layer]);
       const asked = Date.now();
+      let seen = null;
       const v = await waitFor(async () => {
         const s = await inboundVideo(a, bId);
+        seen = s;
         return s && ok(s.width) && s.layer === layer && s;
-      }, { timeout: 25000, interval: 250, message: `a to receive b's H264 video at width ${label} after asking for ${layer}` });
+      }, {
+        // generous: on a loaded 2-core machine the server's estimate of a's downlink can see
+        // congestion (two browsers encoding and decoding 720p H264 delay their own packet
+        // timestamps) and hold upgrades for a while; the diagnostics tell which side waited
+        timeout: 60000,
+        interval: 250,
+        message: async () => `a to receive b's H264 video at width ${label} after asking for ${layer}; `
+          + `a receives ${JSON.stringify(seen)}; b sends ${JSON.stringify(await outboundVideo(b).catch(() => null))}`,
+      });
       assert.equal(v.codec.toLowerCase(), 'video/h264');
       // how long the switch took: the top layer waits for b's bandwidth estimate to allow it
       console.log(`layer ${layer} (width ${v.width}) ${Date.now() - asked} ms after asking`);

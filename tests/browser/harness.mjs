@@ -260,6 +260,7 @@ export async function startServer({
       if (m && !server.baseUrl) {
         server.httpAddr = m[1];
         server.udpAddr = m[2];
+        server.tcpAddr = (/\btcp=(\S+)/.exec(line) || [])[1] || null;
         server.baseUrl = `http://${m[1]}`;
         resolve(server);
       }

@@ -13,13 +13,13 @@ use super::participant::Participant;
 use super::peer::{self, Liveness, Peer, Role};
 use super::track::PublishedTrack;
 use crate::drop_reason::DropReason;
-use crate::udp::{Datagram, PeerKey, Route, SendBatch};
+use crate::udp::{Datagram, Path, PeerKey, Route, SendBatch};
 use glue::timers::{TimerHeap, fire};
 use rtc::peer_connection::event::RTCPeerConnectionEvent;
 use rtc::peer_connection::message::TaggedRTCMessage;
 use rtc::peer_connection::state::RTCPeerConnectionState;
 use rtc::sansio::Protocol;
-use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use rtc::shared::{TaggedBytesMut, TransportContext};
 use rustc_hash::FxHashMap;
 use signaling::protocol::{ErrorCode, ServerMessage};
 use signaling::room::RoomCommand;
@@ -251,7 +251,7 @@ impl RoomCore {
             self.ctx.metrics.count_drop(DropReason::PeerGone);
             return;
         };
-        let local_addr = self.ctx.addr.ice_local();
+        let local_addr = self.ctx.addr.ice_local(dg.from);
         // RTP keeps its arrival time (the TWCC feedback the publisher's bandwidth estimate
         // reads); STUN, DTLS and RTCP run the connection's clock, which must not step back
         // by a datagram's time in the socket's buffer
@@ -259,9 +259,9 @@ impl RoomCore {
             now: if is_rtp(&dg.data) { dg.at } else { now },
             transport: TransportContext {
                 local_addr,
-                peer_addr: dg.from,
+                peer_addr: dg.from.addr(),
                 ecn: None,
-                transport_protocol: TransportProtocol::UDP,
+                transport_protocol: dg.from.protocol(),
             },
             message: dg.data,
         };
@@ -290,7 +290,7 @@ impl RoomCore {
         // output this drain causes on the connection itself lists it again
         peer.queued = false;
         while let Some(out) = peer.pc.poll_write() {
-            self.sends.push(out.message, out.transport.peer_addr);
+            self.sends.push(out.message, Path::new(out.transport.peer_addr, out.transport.transport_protocol));
         }
         let mut events = std::mem::take(&mut self.events_buf);
         let mut reads = std::mem::take(&mut self.reads_buf);
@@ -304,11 +304,12 @@ impl RoomCore {
         if let Some(t) = peer.next_timeout {
             self.timers.arm(key, t, &mut peer.armed);
         }
-        if let Some(egress) = peer.egress.as_mut() {
-            // ICE may nominate another pair (a consent check from a new address)
-            if let Some(remote) = peer.pc.selected_remote_addr() {
-                egress.remote = remote;
-            }
+        // ICE may nominate another pair (a consent check from a new address, or over TCP)
+        if peer.egress.is_some()
+            && let Some(remote) = selected_path(peer)
+            && let Some(egress) = peer.egress.as_mut()
+        {
+            egress.remote = remote;
         }
         let role = peer.role;
         for e in events.drain(..) {
@@ -388,7 +389,7 @@ impl RoomCore {
             self.ctx.demux.unregister(&peer.ufrag);
             let _ = peer.pc.close();
             while let Some(out) = peer.pc.poll_write() {
-                self.sends.push(out.message, out.transport.peer_addr);
+                self.sends.push(out.message, Path::new(out.transport.peer_addr, out.transport.transport_protocol));
             }
         }
     }
@@ -485,8 +486,14 @@ fn is_rtp(data: &[u8]) -> bool {
 /// A subscriber connection's SRTP output, from its DTLS keys and ICE-selected path.
 fn new_egress(peer: &Peer) -> Option<super::egress::Egress> {
     let keys = peer.pc.local_srtp_keys()?;
-    let remote = peer.pc.selected_remote_addr()?;
+    let remote = selected_path(peer)?;
     super::egress::Egress::new(keys, remote).map_err(|e| tracing::error!(error = %e, "srtp context")).ok()
+}
+
+/// Where the connection's ICE-selected pair points: a UDP address or an ICE-TCP connection.
+fn selected_path(peer: &Peer) -> Option<Path> {
+    let (addr, protocol) = peer.pc.selected_remote_path()?;
+    Some(Path::new(addr, protocol))
 }
 
 #[cfg(test)]

@@ -53,8 +53,12 @@ pub async fn run(
 
 /// Sends what the core has to send, in batches, and counts it.
 fn send(core: &mut RoomCore, io: &MediaPlane, now: Instant) {
-    let f = core.transmit(now).flush_with(io.socket.sender(), Some(&io.send_pool));
+    let batch = core.transmit(now);
+    let f = batch.flush_with(io.socket.sender(), Some(&io.send_pool));
     let metrics = &io.ctx.metrics;
+    for (data, to) in batch.drain_tcp() {
+        io.tcp.send(to, data, metrics);
+    }
     metrics.udp_out_by_helpers.inc_by(f.by_helpers);
     metrics.udp_out_packets.inc_by(f.sent);
     metrics.udp_out_bytes.inc_by(f.bytes);

@@ -9,13 +9,12 @@
 
 use super::congestion::{Congestion, EXT_LEN};
 use crate::forward::srtp::{GCM_TAG_LEN, GcmSender, Rollover};
-use crate::udp::SendBatch;
+use crate::udp::{Path, SendBatch};
 use bwe::Pacer;
 use bytes::BytesMut;
 use rtc::peer_connection::transport::SrtpSessionKeys;
 use rtc::srtp::context::Context;
 use rtc::srtp::protection_profile::ProtectionProfile;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 /// Size of the fixed RTP header we send (no CSRCs; the transport-wide number's extension
@@ -47,7 +46,7 @@ pub struct Egress {
     /// `rtc`'s context: SRTCP always, RTP for the other profiles.
     context: Context,
     /// Where the connection's ICE-selected pair points.
-    pub remote: SocketAddr,
+    pub remote: Path,
     /// The master key it was made from (a new DTLS handshake brings a new one).
     master_key: Vec<u8>,
     /// Transport-wide numbering and the connection's bandwidth estimate.
@@ -75,7 +74,7 @@ impl Egress {
     }
 
     /// A fresh sending context from the handshake's keys.
-    pub fn new(keys: &SrtpSessionKeys, remote: SocketAddr) -> Result<Self, EgressError> {
+    pub fn new(keys: &SrtpSessionKeys, remote: Path) -> Result<Self, EgressError> {
         let provider = rtc::crypto::default_provider().map_err(|e| EgressError::Crypto(e.to_string()))?;
         let context = Context::new(&keys.master_key, &keys.master_salt, keys.profile, None, None, provider.crypto())?;
         let gcm = match keys.profile {
@@ -372,7 +371,7 @@ mod tests {
                 master_key: vec![3; profile.key_len()],
                 master_salt: vec![5; profile.salt_len()],
             };
-            let remote: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+            let remote = Path::Udp("127.0.0.1:5000".parse().unwrap());
             let mut egress = Egress::new(&keys, remote).expect("context");
             assert!(egress.same_keys(&keys));
             let rekeyed = SrtpSessionKeys { master_key: vec![4; profile.key_len()], ..keys.clone() };
@@ -414,7 +413,7 @@ mod tests {
             egress.send_rtcp(&sr, &mut sends).expect("protect rtcp");
             let queued = sends.take_for_test();
             assert_eq!(queued.len(), 2);
-            assert!(queued.iter().all(|(_, to)| *to == remote));
+            assert!(queued.iter().all(|(_, to)| Path::Udp(*to) == remote));
             let plain = peer.decrypt_rtp(&queued[0].0).expect("decrypts");
             let pkt = rtc::rtp::Packet::unmarshal(&mut &plain[..]).unwrap();
             assert_eq!((pkt.header.sequence_number, pkt.header.ssrc, pkt.header.marker), (65535, 77, true));

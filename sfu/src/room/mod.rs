@@ -71,6 +71,8 @@ pub struct MediaPlane {
     pub ctx: RoomContext,
     /// The media port.
     pub socket: Arc<crate::udp::MediaSocket>,
+    /// The ICE-TCP connections beside it (empty with `--tcp off`).
+    pub tcp: Arc<crate::tcp::TcpPaths>,
     /// Helper threads sending parts of large flushes.
     pub send_pool: Arc<crate::udp::SendPool>,
     /// The media thread whose runtime runs this plane's reader and rooms; `None`: the

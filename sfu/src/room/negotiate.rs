@@ -67,6 +67,7 @@ impl RoomCore {
             room: self.name.clone(),
             participant: participant.info(Vec::new()),
             participants: others,
+            ice_servers: Vec::new(),
         });
         if participant.announced {
             self.broadcast(&id, &ServerMessage::ParticipantJoined { participant: participant.info(Vec::new()) });

@@ -1,9 +1,10 @@
 //! Construction of the server side of a peer connection: codecs, header extensions,
 //! interceptors, ICE-lite with our own credentials and the one media-port candidate.
 
-use crate::udp::PeerKey;
+use crate::udp::{Path, PeerKey};
 use glue::feedback::DeliverFeedback;
 use rand::Rng;
+use rtc::ice::tcp_type::TcpType;
 use rtc::interceptor::{NackGeneratorBuilder, ReceiverReportBuilder, Registry, Slot};
 use rtc::peer_connection::RTCPeerConnection;
 use rtc::peer_connection::RTCPeerConnectionBuilder;
@@ -121,6 +122,9 @@ pub struct MediaAddr {
     pub local: SocketAddr,
     /// Addresses put into ICE candidates (NAT 1:1 / external IPs).
     pub announce: Vec<std::net::IpAddr>,
+    /// Where the ICE-TCP listener is bound (RFC 6544 passive candidates at the announced
+    /// addresses with its port, after the UDP ones), if it is on.
+    pub tcp: Option<SocketAddr>,
 }
 
 fn random_token(len: usize) -> String {
@@ -246,19 +250,24 @@ pub fn new_peer(
         .with_media_engine(media)
         .with_interceptor_registry(registry)
         .build(now)?;
-    for ip in &addr.announce {
-        let candidate = CandidateHostConfig {
-            base_config: CandidateConfig {
-                network: "udp".to_owned(),
-                address: ip.to_string(),
-                port: addr.local.port(),
-                component: 1,
-                ..Default::default()
-            },
-            ..Default::default()
+    // UDP first: a client that can reach both prefers it (the TCP candidate's priority is
+    // lower too, as RFC 6544 4.2 advises)
+    let tcp = addr.tcp.map(|t| ("tcp", t.port(), TcpType::Passive));
+    for (network, port, tcp_type) in std::iter::once(("udp", addr.local.port(), TcpType::Unspecified)).chain(tcp) {
+        for ip in &addr.announce {
+            let candidate = CandidateHostConfig {
+                base_config: CandidateConfig {
+                    network: network.to_owned(),
+                    address: ip.to_string(),
+                    port,
+                    component: 1,
+                    ..Default::default()
+                },
+                tcp_type,
+            }
+            .new_candidate_host()?;
+            pc.add_local_candidate(RTCIceCandidate::from(&candidate).to_json()?)?;
         }
-        .new_candidate_host()?;
-        pc.add_local_candidate(RTCIceCandidate::from(&candidate).to_json()?)?;
     }
     Ok(Peer {
         key,
@@ -291,13 +300,18 @@ fn negotiate_transport_cc(media: &mut MediaEngine) -> Result<(), rtc::shared::er
 impl MediaAddr {
     /// The local address the ICE agent is told packets arrive on: the bound address, or the
     /// first announced address when bound to an unspecified address.
-    pub fn ice_local(&self) -> SocketAddr {
-        if self.local.ip().is_unspecified()
+    /// For a datagram of `path`: the UDP socket's, or the TCP listener's.
+    pub fn ice_local(&self, path: Path) -> SocketAddr {
+        let local = match (path, self.tcp) {
+            (Path::Tcp(_), Some(tcp)) => tcp,
+            _ => self.local,
+        };
+        if local.ip().is_unspecified()
             && let Some(ip) = self.announce.first()
         {
-            return SocketAddr::new(*ip, self.local.port());
+            return SocketAddr::new(*ip, local.port());
         }
-        self.local
+        local
     }
 }
 

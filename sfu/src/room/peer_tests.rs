@@ -41,7 +41,7 @@ fn binding_request(username: &str, pwd: &str, nominate: bool) -> (Vec<u8>, Trans
 fn a_check_before_the_answer_is_answered() {
     let local: SocketAddr = "127.0.0.1:40000".parse().unwrap();
     let client: SocketAddr = "127.0.0.1:50000".parse().unwrap();
-    let addr = MediaAddr { local, announce: vec![local.ip()] };
+    let addr = MediaAddr { local, announce: vec![local.ip()], tcp: None };
     // columns: USERNAME (U = the server's ufrag), MESSAGE-INTEGRITY password (P = the
     // server's), USE-CANDIDATE, answered. A check is answered at once; a nomination waits for
     // the answer (the connection must not come up before the client's description is applied).
@@ -106,7 +106,7 @@ fn a_nomination_after_the_description_selects_the_pair_at_once() {
     let local: SocketAddr = "127.0.0.1:40000".parse().unwrap();
     let a: SocketAddr = "127.0.0.1:50000".parse().unwrap();
     let b: SocketAddr = "127.0.0.1:50001".parse().unwrap();
-    let addr = MediaAddr { local, announce: vec![local.ip()] };
+    let addr = MediaAddr { local, announce: vec![local.ip()], tcp: None };
     // A publisher connection: the client offers, the server answers, so the server knows the
     // client's credentials. Requests in order: (from, ms after the start, USE-CANDIDATE); then
     // for the last one: answered, ICE connected, the selected path. A lite agent sends no

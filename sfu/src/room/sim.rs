@@ -115,7 +115,7 @@ impl Sim {
         let ctx = RoomContext {
             demux: demux.clone(),
             metrics: metrics.clone(),
-            addr: MediaAddr { local: SERVER, announce: vec![SERVER.ip()] },
+            addr: MediaAddr { local: SERVER, announce: vec![SERVER.ip()], tcp: None },
             next_key: Arc::default(),
             send_batch: 64,
             gso: false,
@@ -332,7 +332,7 @@ impl Sim {
                         continue;
                     }
                     let Ok(route) = self.demux.route(&out.message, *addr) else { continue };
-                    let dg = Datagram { peer: route.peer, from: *addr, at: now, data: out.message };
+                    let dg = Datagram { peer: route.peer, from: (*addr).into(), at: now, data: out.message };
                     self.core.handle_datagram(now, dg);
                 }
                 while let Some(e) = pc.poll_event() {

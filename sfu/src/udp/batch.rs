@@ -4,6 +4,7 @@
 //! kernel builds and routes one buffer and cuts it into datagrams at the end (a video frame of
 //! several packets to one subscriber costs one trip through the stack).
 
+use super::Path;
 use bytes::BytesMut;
 use std::net::SocketAddr;
 use std::net::UdpSocket;
@@ -50,6 +51,8 @@ const ARENA_BYTES: usize = 256 * 1024;
 /// Datagrams waiting to be sent; the buffers are reused from flush to flush.
 pub struct SendBatch {
     queue: Vec<(BytesMut, SocketAddr)>,
+    /// Datagrams for ICE-TCP connections: the driver hands them to their writers.
+    tcp: Vec<(BytesMut, SocketAddr)>,
     /// Where [`SendBatch::builder`] datagrams are written (cut off by `commit`).
     arena: BytesMut,
     chunk: usize,
@@ -73,6 +76,7 @@ impl SendBatch {
     pub fn new(chunk: usize) -> Self {
         SendBatch {
             queue: Vec::new(),
+            tcp: Vec::new(),
             arena: BytesMut::new(),
             chunk: chunk.clamp(1, MAX_CHUNK),
             gso: cfg!(target_os = "linux"),
@@ -94,8 +98,11 @@ impl SendBatch {
     }
 
     /// Queues a datagram.
-    pub fn push(&mut self, data: BytesMut, to: SocketAddr) {
-        self.queue.push((data, to));
+    pub fn push(&mut self, data: BytesMut, to: impl Into<Path>) {
+        match to.into() {
+            Path::Udp(a) => self.queue.push((data, a)),
+            Path::Tcp(a) => self.tcp.push((data, a)),
+        }
     }
 
     /// An empty buffer with room for `len` bytes to build the next datagram in, without an
@@ -110,9 +117,15 @@ impl SendBatch {
     }
 
     /// Queues what was built with [`SendBatch::builder`].
-    pub fn commit(&mut self, to: SocketAddr) {
+    pub fn commit(&mut self, to: impl Into<Path>) {
         let data = self.arena.split();
-        self.queue.push((data, to));
+        self.push(data, to);
+    }
+
+    /// Takes the datagrams queued for ICE-TCP connections (by their remote addresses), which
+    /// [`SendBatch::flush`] does not send.
+    pub fn drain_tcp(&mut self) -> std::vec::Drain<'_, (BytesMut, SocketAddr)> {
+        self.tcp.drain(..)
     }
 
     /// Takes what was built with [`SendBatch::builder`] out of the batch (a paced packet
@@ -126,9 +139,9 @@ impl SendBatch {
         self.arena.clear();
     }
 
-    /// Datagrams queued.
+    /// Datagrams queued (UDP and TCP).
     pub fn len(&self) -> usize {
-        self.queue.len()
+        self.queue.len() + self.tcp.len()
     }
 
     /// Takes the queued datagrams without sending them (tests).
@@ -139,7 +152,7 @@ impl SendBatch {
 
     /// True when nothing is queued.
     pub fn is_empty(&self) -> bool {
-        self.queue.is_empty()
+        self.queue.is_empty() && self.tcp.is_empty()
     }
 
     /// Sends everything queued, never blocking: what the socket cannot take now is dropped

@@ -18,8 +18,8 @@ pub struct PeerKey(pub u64);
 pub struct Datagram {
     /// Which peer connection it belongs to.
     pub peer: PeerKey,
-    /// Sender address.
-    pub from: SocketAddr,
+    /// Where it came from: a UDP address, or an ICE-TCP connection.
+    pub from: super::Path,
     /// When it arrived: the kernel's receive stamp (`SO_TIMESTAMPNS`), else when it was read.
     pub at: Instant,
     /// The bytes.
@@ -125,18 +125,44 @@ impl Demux {
         self.by_addr.get(&from).map(|r| f(&r)).ok_or(Unrouted::UnknownSource)
     }
 
+    /// The route of an ICE-TCP connection's first frame: an authenticated STUN request naming a
+    /// registered connection, which has room for one more address (a TCP connection counts as
+    /// one). Nothing is learned by address: the connection carries the route itself.
+    pub fn route_stream(&self, data: &[u8]) -> Result<Route, Unrouted> {
+        if !stun::is_stun(data) {
+            return Err(Unrouted::UnknownSource);
+        }
+        let ufrag = stun::local_ufrag(data).ok_or(Unrouted::BadStun)?;
+        let route = self.by_ufrag.get(ufrag).map(|r| r.clone()).ok_or(Unrouted::UnknownUfrag)?;
+        if !stun::integrity_ok(data, &route.pwd) {
+            return Err(Unrouted::Unauthenticated);
+        }
+        self.count_address(route.peer)?;
+        Ok(route)
+    }
+
+    /// True while `ufrag` is registered (an ICE-TCP connection of a connection that is gone
+    /// closes).
+    pub fn is_registered(&self, ufrag: &str) -> bool {
+        self.by_ufrag.contains_key(ufrag)
+    }
+
+    fn count_address(&self, peer: PeerKey) -> Result<(), Unrouted> {
+        let mut n = self.addrs.entry(peer).or_insert(0);
+        if *n >= MAX_ADDRS_PER_PEER {
+            return Err(Unrouted::TooManyAddresses);
+        }
+        *n += 1;
+        Ok(())
+    }
+
     /// Learns `from` as an address of `route`'s connection, if the request that came from it
     /// is authenticated with the connection's password and the connection has room for one more.
     fn learn(&self, data: &[u8], from: SocketAddr, route: &Route) -> Result<(), Unrouted> {
         if !stun::integrity_ok(data, &route.pwd) {
             return Err(Unrouted::Unauthenticated);
         }
-        let mut n = self.addrs.entry(route.peer).or_insert(0);
-        if *n >= MAX_ADDRS_PER_PEER {
-            return Err(Unrouted::TooManyAddresses);
-        }
-        *n += 1;
-        drop(n);
+        self.count_address(route.peer)?;
         self.by_addr.insert(from, route.clone());
         Ok(())
     }
@@ -154,29 +180,8 @@ impl Demux {
 
 #[cfg(test)]
 mod tests {
+    use super::super::stun::testing::request as stun;
     use super::*;
-
-    /// A STUN binding request with USERNAME `username` (or none), signed with `pwd` (or not),
-    /// as an ICE agent builds it (`rtc`'s STUN code).
-    fn stun(username: Option<&str>, pwd: Option<&str>) -> Vec<u8> {
-        use rtc::stun::integrity::MessageIntegrity;
-        use rtc::stun::message::{BINDING_REQUEST, Message, Setter, TransactionId};
-        use rtc::stun::textattrs::Username;
-        let provider = rtc::crypto::default_provider().unwrap();
-        let mut setters: Vec<Box<dyn Setter>> = vec![Box::new(BINDING_REQUEST), Box::new(TransactionId::new())];
-        if let Some(u) = username {
-            setters.push(Box::new(Username::new(rtc::stun::attributes::ATTR_USERNAME, u.to_owned())));
-        }
-        if let Some(p) = pwd {
-            setters.push(Box::new(MessageIntegrity::new_short_term_integrity_with_provider(
-                p.to_owned(),
-                provider.crypto(),
-            )));
-        }
-        let mut m = Message::new();
-        m.build(&setters).unwrap();
-        m.raw.clone()
-    }
 
     fn addr(port: u16) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], port))
@@ -227,7 +232,23 @@ mod tests {
             assert_eq!(demux.dispatch(&a(Some("pwdA")), addr(10_000 + port), |r| r.peer.0), Ok(1));
         }
         assert_eq!(demux.dispatch(&a(Some("pwdA")), addr(11_000), |r| r.peer.0), Err(Unrouted::TooManyAddresses));
+        // a TCP connection's first frame: authenticated, counted as one of A's addresses (A is
+        // full now), never learned by address
+        let rows: Vec<(&str, Vec<u8>, Result<u64, Unrouted>)> = vec![
+            ("B, signed", b(Some("pwdB")), Ok(2)),
+            ("B, unsigned", b(None), Err(Unrouted::Unauthenticated)),
+            ("B, A's password", b(Some("pwdA")), Err(Unrouted::Unauthenticated)),
+            ("A, signed, but A has all its addresses", a(Some("pwdA")), Err(Unrouted::TooManyAddresses)),
+            ("unknown ufrag", stun(Some("nobody:x"), Some("x")), Err(Unrouted::UnknownUfrag)),
+            ("no USERNAME", stun(None, None), Err(Unrouted::BadStun)),
+            ("not STUN", rtp.to_vec(), Err(Unrouted::UnknownSource)),
+        ];
+        for (what, data, want) in rows {
+            assert_eq!(demux.route_stream(&data).map(|r| r.peer.0), want, "stream: {what}");
+        }
+        assert!(demux.is_registered("ufragA") && !demux.is_registered("nobody"));
         demux.unregister("ufragA");
+        assert!(!demux.is_registered("ufragA"));
         assert_eq!(demux.dispatch(&rtp, a1, |r| r.peer.0), Err(Unrouted::UnknownSource), "A's addresses forgotten");
         assert_eq!(demux.dispatch(&rtp, a2, |r| r.peer.0), Err(Unrouted::UnknownSource));
         assert_eq!(demux.dispatch(&rtp, b1, |r| r.peer.0), Ok(2), "B unaffected");

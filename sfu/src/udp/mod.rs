@@ -1,8 +1,10 @@
-//! The single UDP media port: demultiplexing and the socket reader.
+//! The media port: demultiplexing, the UDP socket reader and batched sends (ICE-TCP
+//! connections on the same port number: `crate::tcp`).
 
 pub mod arena;
 pub mod batch;
 pub mod demux;
+pub mod path;
 pub mod pool;
 pub mod reader;
 pub mod recv_batch;
@@ -11,6 +13,7 @@ pub mod stun;
 
 pub use batch::SendBatch;
 pub use demux::{Datagram, Demux, PeerKey, Route};
+pub use path::Path;
 pub use pool::SendPool;
 pub use socket::MediaSocket;
 

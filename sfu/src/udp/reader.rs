@@ -80,7 +80,7 @@ fn route(data: &[u8], from: SocketAddr, at: Instant, demux: &Demux, arena: &mut 
     metrics.udp_in_bytes.inc_by(data.len() as u64);
     let sent = demux.dispatch(data, from, |route| {
         let queued = route.room.max_capacity() - route.room.capacity();
-        route.room.try_send(Datagram { peer: route.peer, from, at, data: arena.copy_for(data, queued) })
+        route.room.try_send(Datagram { peer: route.peer, from: from.into(), at, data: arena.copy_for(data, queued) })
     });
     match sent {
         Ok(Ok(())) => {}

@@ -62,6 +62,31 @@ pub fn integrity_ok(data: &[u8], pwd: &str) -> bool {
     mac.verify_slice(tag).is_ok()
 }
 
+/// STUN requests as an ICE agent builds them (`rtc`'s STUN code), for tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    /// A binding request with USERNAME `username` (or none), signed with `pwd` (or not).
+    pub fn request(username: Option<&str>, pwd: Option<&str>) -> Vec<u8> {
+        use rtc::stun::integrity::MessageIntegrity;
+        use rtc::stun::message::{BINDING_REQUEST, Message, Setter, TransactionId};
+        use rtc::stun::textattrs::Username;
+        let provider = rtc::crypto::default_provider().unwrap();
+        let mut setters: Vec<Box<dyn Setter>> = vec![Box::new(BINDING_REQUEST), Box::new(TransactionId::new())];
+        if let Some(u) = username {
+            setters.push(Box::new(Username::new(rtc::stun::attributes::ATTR_USERNAME, u.to_owned())));
+        }
+        if let Some(p) = pwd {
+            setters.push(Box::new(MessageIntegrity::new_short_term_integrity_with_provider(
+                p.to_owned(),
+                provider.crypto(),
+            )));
+        }
+        let mut m = Message::new();
+        m.build(&setters).unwrap();
+        m.raw.clone()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

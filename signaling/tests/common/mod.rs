@@ -75,6 +75,7 @@ impl RoomFactory for FakePlane {
                             room: room.clone(),
                             participant: info(&me),
                             participants: ps.iter().map(info).collect(),
+                            ice_servers: vec![],
                         });
                         ps.push(me);
                     }
@@ -164,6 +165,7 @@ pub fn state(dev: bool) -> (AppState, Arc<Mutex<Seen>>) {
         limits: Default::default(),
         fleet: None,
         parking: Default::default(),
+        turn: None,
     };
     (state, seen)
 }

@@ -2356,6 +2356,13 @@ impl RTCPeerConnection {
         Some(remote.addr())
     }
 
+    /// sfu patch: [`Self::selected_remote_addr`] with the pair's transport (UDP, or TCP for an
+    /// RFC 6544 pair, whose media the SFU writes to that TCP connection).
+    pub fn selected_remote_path(&self) -> Option<(std::net::SocketAddr, shared::TransportProtocol)> {
+        let (_, remote) = self.ice_transport().agent.get_selected_candidate_pair()?;
+        Some((remote.addr(), remote.network_type().to_protocol()))
+    }
+
     /// The SCTP transport over which data channels are carried.
     ///
     /// `None` until SCTP has been negotiated — that is, until a description establishing an
