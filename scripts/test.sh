@@ -15,6 +15,10 @@ command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
 { command -v ip && command -v tc; } >/dev/null 2>&1 || need_apt+=(iproute2)
 # the ICE-TCP browser test drops UDP in its own network namespace with an nftables rule
 command -v nft >/dev/null 2>&1 || need_apt+=(nftables)
+# the TURN tests (Rust and browser) start Debian's coturn on loopback ports; openssl makes
+# the browser test's TURN-over-TLS certificate
+command -v turnserver >/dev/null 2>&1 || need_apt+=(coturn)
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 # the fleet tests start their own redis-server on a loopback port
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3 python3-venv)

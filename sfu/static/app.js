@@ -4,6 +4,7 @@
  * the publisher (this client offers) and the subscriber (the server offers).
  *
  * URL: /?room=R&name=N[&token=T] joins room R as N at once; without room/name a form is shown.
+ * `&relay=1` sends all media through the TURN servers `joined` names (iceTransportPolicy relay).
  * Without `token`, a dev-mode server's GET /api/dev/token supplies one (other servers answer 404,
  * and the join goes without a token, which they refuse with `unauthorized`).
  *
@@ -70,6 +71,7 @@
     name: params.get('name'),
     token: params.get('token') || undefined,
     codec: (params.get('codec') || 'vp8').toLowerCase(),
+    relay: params.get('relay') === '1',
   };
 
   const el = (id) => document.getElementById(id);
@@ -430,6 +432,8 @@
 
   async function onJoined(s, msg, mediaReady) {
     s.joined = true;
+    // TURN servers with credentials for this participant (a node with --turn-secret)
+    s.iceServers = Array.isArray(msg.ice_servers) ? msg.ice_servers : [];
     api.participantId = msg.participant && msg.participant.id || null;
     if (msg.room) api.room = msg.room;
     setStatus('joined', 'ok');
@@ -494,8 +498,18 @@
     }
   }
 
+  /** Both connections' configuration: the TURN servers `joined` named, and relay-only on
+   * `?relay=1`. */
+  function rtcConfig(s) {
+    return {
+      bundlePolicy: 'max-bundle',
+      iceServers: s.iceServers || [],
+      iceTransportPolicy: cfg.relay ? 'relay' : 'all',
+    };
+  }
+
   async function publish(s, stream) {
-    const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle' });
+    const pc = new RTCPeerConnection(rtcConfig(s));
     s.pubPc = pc;
     pc.onicecandidate = (e) => onLocalCandidate(s, 'publisher', e.candidate);
     pc.onconnectionstatechange = () => {
@@ -580,7 +594,7 @@
 
   function ensureSubscriber(s) {
     if (s.subPc) return s.subPc;
-    const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle' });
+    const pc = new RTCPeerConnection(rtcConfig(s));
     s.subPc = pc;
     pc.onicecandidate = (e) => onLocalCandidate(s, 'subscriber', e.candidate);
     pc.ontrack = (e) => {

@@ -1,0 +1,144 @@
+// TURN: the node hands out coturn REST credentials (`--turn-secret`, `--turn-urls`) in `joined`;
+// a Chromium participant that may only relay (`?relay=1`: iceTransportPolicy 'relay') reaches
+// the SFU through Debian's coturn, over TCP and over TLS to coturn, and exchanges audio and
+// video with a participant on plain UDP. The route is read from getStats (a relay candidate,
+// and the protocol to the TURN server). Skipped, saying why, without `turnserver` or openssl.
+
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { Harness, expectReceiving } from './harness.mjs';
+
+const SECRET = 'browser-test-secret';
+const JOIN_TIMEOUT = 30000;
+
+function unavailable() {
+  for (const tool of ['turnserver', 'openssl']) {
+    try { execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'pipe' }); } catch (_) { return `needs ${tool}`; }
+  }
+  return null;
+}
+
+/** A TCP port free right now. */
+async function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
+  });
+}
+
+/** Waits until something accepts TCP connections on 127.0.0.1:port. */
+async function listening(port, timeout = 10000) {
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    const ok = await new Promise((resolve) => {
+      const c = net.connect(port, '127.0.0.1', () => { c.destroy(); resolve(true); });
+      c.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`nothing listens on ${port}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** coturn with `use-auth-secret`: plain TURN (UDP and TCP) on `port`, TURN over TLS on
+ * `tlsPort` with a self-signed certificate made here. */
+async function startCoturn(dir) {
+  const [port, tlsPort] = [await freePort(), await freePort()];
+  const cert = path.join(dir, 'turn.pem');
+  const key = path.join(dir, 'turn.key');
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
+    '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=turn.test'], { stdio: 'pipe' });
+  const args = ['-n', '--listening-ip=127.0.0.1', '--relay-ip=127.0.0.1', `--listening-port=${port}`,
+    `--tls-listening-port=${tlsPort}`, `--cert=${cert}`, `--pkey=${key}`, '--no-dtls', '--no-cli',
+    '--use-auth-secret', `--static-auth-secret=${SECRET}`, '--realm=sfu.test', '--allow-loopback-peers',
+    '--no-multicast-peers', '--min-port=49600', '--max-port=49700', '--log-file=stdout', '--simple-log',
+    '--pidfile=/dev/null'];
+  const proc = spawn('turnserver', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let log = '';
+  proc.stdout.on('data', (d) => { log = (log + d).slice(-20000); });
+  proc.stderr.on('data', (d) => { log = (log + d).slice(-20000); });
+  await listening(port);
+  await listening(tlsPort);
+  return { port, tlsPort, proc, log: () => log };
+}
+
+/** The selected pair of each of the page's connections: the local candidate's type, its
+ * protocol to the TURN server, and the bytes over it. */
+async function routes(page) {
+  return page.evaluate(async () => {
+    const out = {};
+    for (const [role, pc] of Object.entries(window.sfuDemo.peerConnections())) {
+      if (!pc) continue;
+      const stats = await pc.getStats();
+      let pair = null;
+      stats.forEach((r) => {
+        if (r.type === 'transport' && r.selectedCandidatePairId) pair = stats.get(r.selectedCandidatePairId);
+      });
+      const local = pair && stats.get(pair.localCandidateId);
+      out[role] = local && { type: local.candidateType, relayProtocol: local.relayProtocol, url: local.url,
+        bytesSent: pair.bytesSent, bytesReceived: pair.bytesReceived };
+    }
+    return out;
+  });
+}
+
+const why = unavailable();
+
+describe('turn', { skip: why || false }, () => {
+  let dir;
+  let coturn;
+  before(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sfu-turn-'));
+    coturn = await startCoturn(dir);
+  });
+  after(() => {
+    if (coturn) coturn.proc.kill('SIGKILL');
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  for (const [label, url, protocol] of [
+    ['TCP', (c) => `turn:127.0.0.1:${c.port}?transport=tcp`, 'tcp'],
+    ['TLS', (c) => `turns:127.0.0.1:${c.tlsPort}?transport=tcp`, 'tls'],
+  ]) {
+    test(`a relay-only participant reaches the SFU through coturn over ${label}`, async () => {
+      const turnUrl = url(coturn);
+      const h = await Harness.start({
+        extraArgs: ['--turn-secret', SECRET, '--turn-urls', turnUrl],
+        // the test's self-signed TURN certificate
+        browserArgs: () => ['--ignore-certificate-errors'],
+      });
+      try {
+        await h.diagnose(async () => {
+          const relayed = await h.open('TURN', 'relayed', { params: { relay: '1' }, timeout: JOIN_TIMEOUT });
+          const direct = await h.open('TURN', 'direct');
+          const joined = await relayed.evaluate(() => window.sfuDemo.messages.find((m) => m.type === 'joined'));
+          assert.equal(joined.ice_servers.length, 1, JSON.stringify(joined));
+          assert.deepEqual(joined.ice_servers[0].urls, [turnUrl]);
+          assert.match(joined.ice_servers[0].username, /^\d+:relayed$/);
+          const [relayedId, directId] = await Promise.all([relayed, direct].map((p) => p.evaluate(() => window.sfuDemo.participantId)));
+          await expectReceiving(relayed, [directId]);
+          await expectReceiving(direct, [relayedId]);
+          const r = await routes(relayed);
+          for (const role of ['publisher', 'subscriber']) {
+            assert.equal(r[role] && r[role].type, 'relay', `${role}: ${JSON.stringify(r)}`);
+            assert.equal(r[role].relayProtocol, protocol, `${role}: ${JSON.stringify(r)}`);
+          }
+          assert.ok(r.publisher.bytesSent > 10000 && r.subscriber.bytesReceived > 10000, JSON.stringify(r));
+          const d = await routes(direct);
+          assert.equal(d.publisher && d.publisher.type, 'host', `the other participant is direct: ${JSON.stringify(d)}`);
+        }).catch((err) => {
+          err.message += `\n--- coturn log (tail) ---\n${coturn.log().slice(-4000)}`;
+          throw err;
+        });
+      } finally {
+        await h.close();
+      }
+    });
+  }
+});
