@@ -29,6 +29,8 @@ pub struct MediaMetrics {
     pub tcp_in_packets: IntCounter,
     /// ICE-TCP frames written.
     pub tcp_out_packets: IntCounter,
+    /// ICE restarts of subscriber connections the clients asked for.
+    pub ice_restarts: IntCounter,
     /// RTP packets received from publishers.
     pub rtp_in_packets: IntCounter,
     /// RTP packets forwarded to subscribers.
@@ -101,6 +103,10 @@ impl MediaMetrics {
             tcp_connections: g("sfu_tcp_connections", "ICE-TCP connections open on the TCP media port"),
             tcp_in_packets: c("sfu_tcp_in_packets_total", "ICE-TCP frames (datagrams) read"),
             tcp_out_packets: c("sfu_tcp_out_packets_total", "ICE-TCP frames (datagrams) written"),
+            ice_restarts: c(
+                "sfu_ice_restarts_total",
+                "ICE restarts of subscriber connections the clients asked for (ice_restart: a network change)",
+            ),
             udp_recv_calls: c(
                 "sfu_udp_recv_calls_total",
                 "Receive system calls on the media port that returned datagrams (several per call when queued)",
@@ -210,6 +216,7 @@ impl MediaMetrics {
             Box::new(m.tcp_connections.clone()),
             Box::new(m.tcp_in_packets.clone()),
             Box::new(m.tcp_out_packets.clone()),
+            Box::new(m.ice_restarts.clone()),
             Box::new(m.rtp_in_packets.clone()),
             Box::new(m.rtp_forwarded.clone()),
             Box::new(m.rtp_retransmitted.clone()),

@@ -165,8 +165,9 @@ pub async fn start(config: &Config) -> anyhow::Result<Server> {
         }
         _ => None,
     };
-    let turn = signaling::turn::TurnCredentials::new(config.turn_secret.clone(), config.turn_urls.clone(), config.turn_ttl)?
-        .map(Arc::new);
+    let turn =
+        signaling::turn::TurnCredentials::new(config.turn_secret.clone(), config.turn_urls.clone(), config.turn_ttl)?
+            .map(Arc::new);
     if let Some(turn) = &turn {
         tracing::info!(?turn, "TURN credentials in every joined (coturn REST convention)");
     }

@@ -39,9 +39,16 @@
  *                     it is. Returns the track id or null.
  *   setPaused(pid, paused) sends `subscription {track, paused}`; returns the track id or null.
  *   leave()           sends `leave`, closes the socket and both peer connections, stops the camera.
+ *   restartIce()      restarts ICE on both connections (what a network change does): the
+ *                     publisher offers anew with new credentials, the server offers the subscriber
+ *                     connection anew after `ice_restart`. Returns false when not joined.
+ *   iceRestarts       how many restarts ran (by restartIce(), a network change or a failed path)
  *
  * Size-driven subscription: every remote tile sends `subscription {track, width, height}` with its
  * video element's client size (CSS px x devicePixelRatio), debounced, unless setLayer() set a layer.
+ *
+ * A network change (`online`, `navigator.connection` change) or a connection whose ICE failed
+ * restarts ICE (at most every 5 s), so media moves to the new path without leaving the room.
  *
  * A socket that drops without a close while joined (network change, proxy timeout) is replaced:
  * a new socket sends `resume {room, token}` with the token of the `session` message, every second
@@ -113,6 +120,8 @@
     messages: [],
     reconnects: 0,
     resumes: 0,
+    iceRestarts: 0,
+    restartIce: () => restartIce(session),
     remote,
     frameLog,
     resetFrameLog,
@@ -515,6 +524,7 @@
     pc.onconnectionstatechange = () => {
       if (pc.connectionState === 'failed' && !s.closed) showError('ice', 'publisher connection failed');
     };
+    pc.oniceconnectionstatechange = () => { if (pc.iceConnectionState === 'failed') restartIce(s, false); };
     const audio = stream.getAudioTracks()[0];
     const video = stream.getVideoTracks()[0];
     if (audio) pc.addTransceiver(audio, { direction: 'sendonly', streams: [stream] });
@@ -590,6 +600,40 @@
     try { await pc.addIceCandidate(msg.candidate); } catch (err) { console.warn('addIceCandidate', err); }
   }
 
+  /**
+   * ICE restart of both connections (a network change): the publisher offers with new
+   * credentials; the subscriber's restart is the server's (it offers), asked for with
+   * `ice_restart`. At most one per 5 s unless `force`.
+   */
+  function restartIce(s, force = true) {
+    if (!s || s.closed || !s.joined) return false;
+    const now = Date.now();
+    if (!force && s.lastRestart && now - s.lastRestart < 5000) return false;
+    s.lastRestart = now;
+    api.iceRestarts += 1;
+    const pub = s.pubPc;
+    if (pub && pub.signalingState === 'stable') {
+      s.endSent.publisher = false;
+      pub.restartIce();
+      (async () => {
+        const offer = await pub.createOffer();
+        await pub.setLocalDescription(offer);
+        if (!s.closed) send(s, { type: 'offer', sdp: pub.localDescription.sdp });
+      })().catch((err) => console.warn('publisher ICE restart', err));
+    }
+    if (s.subPc) {
+      s.endSent.subscriber = false;
+      send(s, { type: 'ice_restart' });
+    }
+    return true;
+  }
+
+  // a new network: the old paths are likely gone
+  window.addEventListener('online', () => restartIce(session, false));
+  if (navigator.connection && navigator.connection.addEventListener) {
+    navigator.connection.addEventListener('change', () => restartIce(session, false));
+  }
+
   // ---------------------------------------------------------------- subscriber
 
   function ensureSubscriber(s) {
@@ -606,6 +650,7 @@
     pc.onconnectionstatechange = () => {
       if (pc.connectionState === 'failed' && !s.closed) showError('ice', 'subscriber connection failed');
     };
+    pc.oniceconnectionstatechange = () => { if (pc.iceConnectionState === 'failed') restartIce(s, false); };
     return pc;
   }
 

@@ -92,6 +92,10 @@ pub enum ClientMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         height: Option<u32>,
     },
+    /// Restart ICE on the subscriber connection (the client's network changed): the server
+    /// answers with an `offer` carrying new ICE credentials. The publisher connection restarts
+    /// as the client offers (`RTCPeerConnection.restartIce()`, then a new `offer`).
+    IceRestart {},
     /// Leave the room.
     Leave {},
     /// Take back a session whose socket dropped, within its grace period (instead of `join`,
@@ -109,7 +113,8 @@ fn double_option<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result
 }
 
 /// The message types a client may send, for telling `unknown_type` from `bad_message`.
-pub const CLIENT_TYPES: &[&str] = &["join", "offer", "answer", "candidate", "subscription", "leave", "resume"];
+pub const CLIENT_TYPES: &[&str] =
+    &["join", "offer", "answer", "candidate", "subscription", "ice_restart", "leave", "resume"];
 
 /// Why a frame could not be turned into a [`ClientMessage`].
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -506,6 +511,7 @@ mod tests {
                 r#"{"type":"subscription","track":"T"}"#,
             ),
             (ClientMessage::Leave {}, r#"{"type":"leave"}"#),
+            (ClientMessage::IceRestart {}, r#"{"type":"ice_restart"}"#),
         ];
         for (msg, text) in rows {
             assert_eq!(serde_json::to_string(msg).unwrap(), *text);

@@ -50,6 +50,11 @@ pub enum RoomCommand {
         /// SDP.
         sdp: String,
     },
+    /// Restart ICE on the subscriber connection: a new offer with new credentials.
+    IceRestart {
+        /// From whom.
+        participant: ParticipantId,
+    },
     /// Trickled ICE candidate.
     Candidate {
         /// From whom.

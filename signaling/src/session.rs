@@ -419,6 +419,7 @@ async fn handle_text(
         ClientMessage::Offer { sdp } => RoomCommand::Offer { participant, sdp },
         ClientMessage::Answer { sdp } => RoomCommand::Answer { participant, sdp },
         ClientMessage::Candidate { target, candidate } => RoomCommand::Candidate { participant, target, candidate },
+        ClientMessage::IceRestart {} => RoomCommand::IceRestart { participant },
         m @ ClientMessage::Subscription { .. } => {
             let (track, request) = m.subscription_request().expect("is a subscription");
             RoomCommand::Subscription { participant, track, request }

@@ -83,9 +83,10 @@ mod tests {
         // a vector computed independently: printf '%s' '1700003600:alice' |
         //   openssl dgst -sha1 -hmac 'north' -binary | base64
         assert_eq!(credential("north", "1700003600:alice"), "wjwSXO2ch1B6VaLTLMy2Avn5O9o=");
-        let turn = TurnCredentials::new(Some("north".into()), vec!["turn:t.example:3478".into()], Duration::from_secs(3600))
-            .unwrap()
-            .unwrap();
+        let turn =
+            TurnCredentials::new(Some("north".into()), vec!["turn:t.example:3478".into()], Duration::from_secs(3600))
+                .unwrap()
+                .unwrap();
         let servers = turn.ice_servers("alice", UNIX_EPOCH + Duration::from_secs(1_700_000_000));
         assert_eq!(
             servers,

@@ -261,7 +261,8 @@ export async function startServer({
         server.httpAddr = m[1];
         server.udpAddr = m[2];
         server.tcpAddr = (/\btcp=(\S+)/.exec(line) || [])[1] || null;
-        server.baseUrl = `http://${m[1]}`;
+        // with a certificate the HTTP port speaks HTTPS and WSS only
+        server.baseUrl = `${args.includes('--tls-cert') ? 'https' : 'http'}://${m[1]}`;
         resolve(server);
       }
     });
@@ -451,7 +452,8 @@ export class Harness {
   }
 
   async open(room, name, options) {
-    const context = await this.browser.newContext({ viewport: { width: 1280, height: 720 } });
+    // ignoreHTTPSErrors: a server with a test certificate (https.test.mjs)
+    const context = await this.browser.newContext({ viewport: { width: 1280, height: 720 }, ignoreHTTPSErrors: true });
     try {
       const page = await openParticipant(context, this.baseUrl, room, name, options);
       this.pages.add(page);

@@ -377,16 +377,28 @@ impl RoomCore {
     ) -> Result<PeerKey, rtc::shared::error::Error> {
         let key = PeerKey(self.ctx.next_key.fetch_add(1, Ordering::Relaxed));
         let peer = peer::new_peer(key, owner, role, &self.ctx.addr, now)?;
-        let route = Route { room: self.datagrams.clone(), peer: key, ufrag: peer.ufrag.clone(), pwd: peer.pwd.clone() };
-        self.ctx.demux.register(route);
         self.peers.insert(key, Box::new(peer));
+        self.route(key);
         Ok(key)
+    }
+
+    /// Has the media port route the connection's current ufrag (checked with its password)
+    /// to this room.
+    pub(super) fn route(&self, key: PeerKey) {
+        if let Some(peer) = self.peers.get(&key) {
+            let route =
+                Route { room: self.datagrams.clone(), peer: key, ufrag: peer.ufrag.clone(), pwd: peer.pwd.clone() };
+            self.ctx.demux.register(route);
+        }
     }
 
     /// Closes a connection and forgets its routes.
     pub(super) fn remove_peer(&mut self, key: PeerKey) {
         if let Some(mut peer) = self.peers.remove(&key) {
             self.ctx.demux.unregister(&peer.ufrag);
+            if let Some(retired) = &peer.retired_ufrag {
+                self.ctx.demux.unregister(retired);
+            }
             let _ = peer.pc.close();
             while let Some(out) = peer.pc.poll_write() {
                 self.sends.push(out.message, Path::new(out.transport.peer_addr, out.transport.transport_protocol));
@@ -405,6 +417,7 @@ impl RoomCore {
             RoomCommand::Candidate { participant, target, candidate } => {
                 self.on_candidate(&participant, target, candidate)
             }
+            RoomCommand::IceRestart { participant } => self.on_ice_restart(&participant, now),
             RoomCommand::Subscription { participant, track, request } => {
                 self.on_subscription(&participant, &track, request, now)
             }
@@ -455,6 +468,9 @@ impl Drop for RoomCore {
             }
             for peer in self.peers.values() {
                 self.ctx.demux.unregister(&peer.ufrag);
+                if let Some(retired) = &peer.retired_ufrag {
+                    self.ctx.demux.unregister(retired);
+                }
             }
             self.peers.clear();
         } else {

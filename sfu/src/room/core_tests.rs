@@ -172,6 +172,39 @@ fn a_lost_packet_is_retransmitted_through_the_munger_within_the_budget() {
 }
 
 #[test]
+fn video_lost_before_the_server_costs_a_keyframe_not_a_freeze() {
+    // columns: uplink video packets (media and repairs) of the publisher lost in a burst,
+    // keyframe requests the publisher gets for the forwarded layer after it (the subscriber's
+    // NACKs name packets the server never got: only a keyframe completes its video)
+    let rows: &[(std::ops::Range<u64>, u64)] = &[(0..0, 0), (200..230, 1)];
+    for (burst, keyframes) in rows {
+        let mut sim = room_with(1, no_periodic_keyframes());
+        sim.core.ctx.bwe_allocate = false;
+        let track = sim.track_of(1, TrackKind::Video);
+        sim.subscription(1, &track, SubscriptionRequest { layer: Some(Some("q".to_owned())), ..Default::default() });
+        sim.run(Duration::from_secs(1));
+        let asked0 = sim.clients[0].publisher.as_ref().unwrap().stats.keyframe_requests;
+        let mut n = 0u64;
+        let lose = burst.clone();
+        sim.loss = Some(Box::new(move |dir, d: &[u8]| {
+            if dir != Dir::Up(0, Role::Publisher) || !is_rtp(d) || !matches!(d[1] & 0x7f, 96 | 97) {
+                return false;
+            }
+            n += 1;
+            lose.contains(&n)
+        }));
+        sim.run(Duration::from_secs(2));
+        sim.loss = None;
+        let frames0 = video(&sim, 1).frames;
+        sim.run(Duration::from_secs(1));
+        let asked = sim.clients[0].publisher.as_ref().unwrap().stats.keyframe_requests;
+        let v = video(&sim, 1);
+        assert_eq!(asked[0] - asked0[0], *keyframes, "burst {burst:?}: {asked0:?} -> {asked:?}");
+        assert!(v.frames > frames0 + 10, "burst {burst:?}: video goes on after it: {}", brief(v));
+    }
+}
+
+#[test]
 fn subscribers_switching_together_cost_the_publisher_one_keyframe() {
     // columns: subscribers, all ask for f at once after settling on q; keyframe requests the
     // publisher sees for f: one (the throttle spans subscribers)

@@ -53,8 +53,16 @@ impl RoomCore {
                 let mut refused = 0u64;
                 for pair in &nack.nacks {
                     for out_seq in pair.packet_list() {
-                        if refused > 0 || !self.retransmit(sidx, track_id, out_seq, now) {
+                        if refused > 0 {
                             refused += 1;
+                            continue;
+                        }
+                        match self.retransmit(sidx, track_id, out_seq, now) {
+                            Resend::Handled => {}
+                            Resend::Refused => refused += 1,
+                            // the frame it belongs to cannot be completed: without a keyframe
+                            // the receiver waits for one it asks for itself (Chrome: ~3 s)
+                            Resend::Missing => keyframe = true,
                         }
                     }
                 }
@@ -88,35 +96,38 @@ impl RoomCore {
     /// Resends one packet a subscriber reported lost: the outgoing sequence number is mapped
     /// back through the munger to the publisher layer's cache, then rewritten again. Every
     /// request uses one of the downtrack's retransmission allowance, answerable or not (a
-    /// lookup is work too), before any lookup; false when it is spent.
-    fn retransmit(&mut self, sidx: usize, track_id: &str, out_seq: u16, now: Instant) -> bool {
+    /// lookup is work too), before any lookup.
+    fn retransmit(&mut self, sidx: usize, track_id: &str, out_seq: u16, now: Instant) -> Resend {
         let metrics = &self.ctx.metrics;
         let p = &mut self.participants[sidx];
-        let Some(dt) = p.downtracks.iter_mut().find(|d| d.track == track_id) else { return true };
+        let Some(dt) = p.downtracks.iter_mut().find(|d| d.track == track_id) else { return Resend::Handled };
         if !dt.retransmit_budget.take() {
-            return false;
+            return Resend::Refused;
         }
-        let (Some(layer), Some(pt)) = (dt.selector.current(), dt.payload_type) else { return true };
+        let (Some(layer), Some(pt)) = (dt.selector.current(), dt.payload_type) else { return Resend::Handled };
         let Some(SeqOrigin::Current(in_seq)) = dt.munger.out_to_in(out_seq) else {
             metrics.count_drop(DropReason::NackUnmapped);
-            return true;
+            return Resend::Handled;
         };
-        let Some(track) = self.tracks.iter().find(|t| t.id == track_id) else { return true };
+        let Some(track) = self.tracks.iter().find(|t| t.id == track_id) else { return Resend::Handled };
         let Some(cached) = track.layers[layer.index()].as_ref().and_then(|l| l.cache.get(in_seq)) else {
+            // never reached the server (lost on the publisher's uplink), or long forgotten
             metrics.count_drop(DropReason::NackNotCached);
-            return true;
+            return Resend::Missing;
         };
         if cached.expired(now) {
             metrics.count_drop(DropReason::NackTooOld);
-            return true;
+            return Resend::Handled;
         }
         let desc = if track.codec == Codec::Vp8 {
-            let Ok(desc) = vp8::parse(&cached.payload) else { return true };
+            let Ok(desc) = vp8::parse(&cached.payload) else { return Resend::Handled };
             Some(desc)
         } else {
             None
         };
-        let Some(egress) = self.peers.get_mut(&p.subscriber).and_then(|peer| peer.egress.as_mut()) else { return true };
+        let Some(egress) = self.peers.get_mut(&p.subscriber).and_then(|peer| peer.egress.as_mut()) else {
+            return Resend::Handled;
+        };
         let fields = (cached.marker, pt, out_seq, cached.ts.wrapping_add(dt.ts_offset));
         let sent = send_copy(egress, dt, fields, &cached.payload, desc.as_ref(), &mut self.sends, now);
         let queued = std::mem::take(&mut egress.newly_queued).then_some(p.subscriber);
@@ -132,7 +143,7 @@ impl RoomCore {
                 tracing::debug!(error = %e, "retransmission not protected");
             }
         }
-        true
+        Resend::Handled
     }
 
     /// Forgets expired packets of layers that receive few or none (a paused or stopped
@@ -184,4 +195,16 @@ impl RoomCore {
             }
         }
     }
+}
+
+/// What became of one packet a subscriber asked for again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resend {
+    /// Resent, or nothing to resend (unmapped, expired, a connection without output).
+    Handled,
+    /// The downtrack's retransmission allowance is spent.
+    Refused,
+    /// Not in the layer's cache: it never reached the server, so no retransmission repairs
+    /// the frame it belongs to.
+    Missing,
 }

@@ -180,6 +180,10 @@ impl RoomCore {
             return;
         }
         self.mark_queued(key);
+        if let Some(retired) = self.peers.get_mut(&key).and_then(|peer| peer.take_retired_ufrag()) {
+            // the client has the restart's credentials: its checks name the new ufrag now
+            self.ctx.demux.unregister(&retired);
+        }
         let p = &mut self.participants[idx];
         p.offer_outstanding = false;
         let offered = std::mem::take(&mut p.offered_tracks);
@@ -194,6 +198,25 @@ impl RoomCore {
         if std::mem::take(&mut p.renegotiate) {
             self.negotiate(idx, now);
         }
+    }
+
+    /// The client asks for an ICE restart of its subscriber connection (its network changed):
+    /// new credentials, routed at once, in a new offer (after the outstanding one, if any).
+    pub(super) fn on_ice_restart(&mut self, id: &str, now: Instant) {
+        let Some(idx) = self.participant_index(id) else { return };
+        let key = self.participants[idx].subscriber;
+        let Some(peer) = self.peers.get_mut(&key) else { return };
+        if peer.pc.local_description().is_none() {
+            return; // nothing negotiated yet: the first offer carries fresh credentials anyway
+        }
+        let unused = peer.restart_ice();
+        self.route(key);
+        if let Some(u) = unused {
+            self.ctx.demux.unregister(&u);
+        }
+        self.ctx.metrics.ice_restarts.inc();
+        tracing::info!(room = %self.name, participant = %id, "ICE restart of the subscriber connection");
+        self.negotiate(idx, now);
     }
 
     pub(super) fn on_candidate(&mut self, id: &str, target: PcTarget, c: IceCandidate) {

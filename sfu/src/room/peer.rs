@@ -49,6 +49,9 @@ pub struct Peer {
     /// Its local ICE password: the demux checks a STUN request's MESSAGE-INTEGRITY with it
     /// before it learns the request's source address.
     pub pwd: String,
+    /// The ufrag before an ICE restart the server offered: still routed until the client
+    /// answers with the new one.
+    pub retired_ufrag: Option<String>,
     /// The sans-IO connection.
     pub pc: RTCPeerConnection,
     /// When it next wants `handle_timeout`.
@@ -125,6 +128,34 @@ pub struct MediaAddr {
     /// Where the ICE-TCP listener is bound (RFC 6544 passive candidates at the announced
     /// addresses with its port, after the UDP ones), if it is on.
     pub tcp: Option<SocketAddr>,
+}
+
+impl Peer {
+    /// Stages an ICE restart with fresh credentials (the next offer carries them); the caller
+    /// routes the new ufrag (`self.ufrag`, `self.pwd`). The ufrag the client uses until it
+    /// answers is retired (still routed, `retired_ufrag`); returns the one to stop routing at
+    /// once: that of a restart staged before and never answered (the client never used it).
+    pub fn restart_ice(&mut self) -> Option<String> {
+        let (ufrag, pwd) = (random_token(16), random_token(32));
+        self.pc.restart_ice_with(ufrag.clone(), pwd.clone());
+        let old = std::mem::replace(&mut self.ufrag, ufrag);
+        self.pwd = pwd;
+        match self.retired_ufrag {
+            Some(_) => Some(old),
+            None => {
+                self.retired_ufrag = Some(old);
+                None
+            }
+        }
+    }
+
+    /// After an answer: the retired ufrag, if the answered offer was the restart's (its local
+    /// description carries the new ufrag), for the caller to stop routing.
+    pub fn take_retired_ufrag(&mut self) -> Option<String> {
+        let answered_restart =
+            self.pc.local_description().is_some_and(|d| d.sdp.contains(&format!("a=ice-ufrag:{}", self.ufrag)));
+        if answered_restart { self.retired_ufrag.take() } else { None }
+    }
 }
 
 fn random_token(len: usize) -> String {
@@ -275,6 +306,7 @@ pub fn new_peer(
         role,
         ufrag,
         pwd,
+        retired_ufrag: None,
         pc,
         next_timeout: None,
         armed: None,

@@ -854,6 +854,22 @@ impl RTCPeerConnection {
                     && transceiver.direction().has_recv()
             }) && let Some(receiver) = transceiver.receiver_mut()
             {
+                // sfu patch: a renegotiation (an ICE restart, a track added elsewhere) that
+                // leaves this simulcast track as it was keeps its receiver: a fresh placeholder
+                // would forget the SSRCs learned from the first packets' MID/RID extensions,
+                // which the sender stopped sending, and its media would go nowhere.
+                if !incoming_track.rids.is_empty()
+                    && receiver.track().track_id() == &incoming_track.track_id
+                    && receiver.track().ssrcs().next().is_some()
+                    && receiver
+                        .track()
+                        .codings()
+                        .iter()
+                        .map(|c| &c.rtp_coding_parameters.rid)
+                        .eq(incoming_track.rids.iter())
+                {
+                    continue;
+                }
                 let mut receive_codings = vec![];
                 if !incoming_track.rids.is_empty() {
                     // for incoming_track with rids, defer adding track until received the first RTP

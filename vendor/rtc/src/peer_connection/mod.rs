@@ -1802,6 +1802,15 @@ impl RTCPeerConnection {
         self.ice_restart_requested = Some(RTCOfferOptions { ice_restart: true });
     }
 
+    /// sfu patch: [`Self::restart_ice`] with the local credentials the restart takes (an agent
+    /// configured with fixed credentials would otherwise restart with the same ones, which the
+    /// remote side does not see as a restart). Also the credentials of later restarts.
+    pub fn restart_ice_with(&mut self, ufrag: String, pwd: String) {
+        self.setting_engine.candidates.username_fragment = ufrag;
+        self.setting_engine.candidates.password = pwd;
+        self.restart_ice();
+    }
+
     /// Returns the current configuration of this peer connection.
     ///
     /// The returned reference is to the current configuration. To modify the configuration,
