@@ -31,6 +31,8 @@ pub struct MediaMetrics {
     pub tcp_out_packets: IntCounter,
     /// ICE restarts of subscriber connections the clients asked for.
     pub ice_restarts: IntCounter,
+    /// `active_speakers` reports sent (one per room and change, to every participant).
+    pub speaker_reports: IntCounter,
     /// RTP packets received from publishers.
     pub rtp_in_packets: IntCounter,
     /// RTP packets forwarded to subscribers.
@@ -103,6 +105,10 @@ impl MediaMetrics {
             tcp_connections: g("sfu_tcp_connections", "ICE-TCP connections open on the TCP media port"),
             tcp_in_packets: c("sfu_tcp_in_packets_total", "ICE-TCP frames (datagrams) read"),
             tcp_out_packets: c("sfu_tcp_out_packets_total", "ICE-TCP frames (datagrams) written"),
+            speaker_reports: c(
+                "sfu_active_speaker_reports_total",
+                "active_speakers reports (a room's speakers or dominant speaker changed), each sent to every participant",
+            ),
             ice_restarts: c(
                 "sfu_ice_restarts_total",
                 "ICE restarts of subscriber connections the clients asked for (ice_restart: a network change)",
@@ -217,6 +223,7 @@ impl MediaMetrics {
             Box::new(m.tcp_in_packets.clone()),
             Box::new(m.tcp_out_packets.clone()),
             Box::new(m.ice_restarts.clone()),
+            Box::new(m.speaker_reports.clone()),
             Box::new(m.rtp_in_packets.clone()),
             Box::new(m.rtp_forwarded.clone()),
             Box::new(m.rtp_retransmitted.clone()),

@@ -43,6 +43,9 @@
  *                     publisher offers anew with new credentials, the server offers the subscriber
  *                     connection anew after `ice_restart`. Returns false when not joined.
  *   iceRestarts       how many restarts ran (by restartIce(), a network change or a failed path)
+ *   activeSpeakers    the last `active_speakers`: {speakers: [{participant, level}], dominant}
+ *                     (null before the first); the tiles of speakers get class `speaking`, the
+ *                     dominant speaker's `dominant`
  *
  * Size-driven subscription: every remote tile sends `subscription {track, width, height}` with its
  * video element's client size (CSS px x devicePixelRatio), debounced, unless setLayer() set a layer.
@@ -121,6 +124,7 @@
     reconnects: 0,
     resumes: 0,
     iceRestarts: 0,
+    activeSpeakers: null,
     restartIce: () => restartIce(session),
     remote,
     frameLog,
@@ -384,6 +388,7 @@
       case 'layer_changed': return onLayerChanged(msg.track, msg.layer, msg.reason);
       case 'publish_layers': return onPublishLayers(s, msg.active);
       case 'bandwidth': return onBandwidth(msg.estimate_bps);
+      case 'active_speakers': return onActiveSpeakers(msg);
       case 'reconnect': return onReconnect(s, msg);
       case 'session':
         // how to take the session back if the socket drops: until its grace runs out
@@ -822,6 +827,20 @@
       }
     }
     api.activeLayers = active.slice();
+  }
+
+  /** Marks the tiles of who speaks, and the dominant speaker's. */
+  function onActiveSpeakers(msg) {
+    const speakers = Array.isArray(msg.speakers) ? msg.speakers : [];
+    api.activeSpeakers = { speakers, dominant: msg.dominant || null };
+    const speaking = new Set(speakers.map((x) => x.participant));
+    const mark = (tile, pid) => {
+      if (!tile) return;
+      tile.classList.toggle('speaking', speaking.has(pid));
+      tile.classList.toggle('dominant', pid === msg.dominant);
+    };
+    for (const r of remotes.values()) mark(r.tile, r.id);
+    if (localTile) mark(localTile.tile, api.participantId);
   }
 
   /** The server's estimate of this client's downlink. */

@@ -292,6 +292,15 @@ pub struct IceServer {
     pub credential: String,
 }
 
+/// One participant speaking, in `active_speakers`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpeakerLevel {
+    /// Participant id.
+    pub participant: String,
+    /// Smoothed loudness, 0.0 (silence) to 1.0.
+    pub level: f32,
+}
+
 /// Messages the server sends.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -320,6 +329,15 @@ pub enum ServerMessage {
         sdp: String,
         /// mid -> remote track.
         tracks: BTreeMap<String, TrackRef>,
+    },
+    /// Who speaks now (from the audio levels publishers send, RFC 6464), loudest first, and
+    /// the dominant speaker (who keeps the floor until someone else has been louder for a
+    /// second); sent to everyone when it changes, at most every 400 ms.
+    ActiveSpeakers {
+        /// The participants speaking, loudest first (empty: silence).
+        speakers: Vec<SpeakerLevel>,
+        /// The dominant speaker, if anyone has spoken.
+        dominant: Option<String>,
     },
     /// Someone joined.
     ParticipantJoined {

@@ -1,8 +1,11 @@
 // TURN: the node hands out coturn REST credentials (`--turn-secret`, `--turn-urls`) in `joined`;
 // a Chromium participant that may only relay (`?relay=1`: iceTransportPolicy 'relay') reaches
 // the SFU through Debian's coturn, over TCP and over TLS to coturn, and exchanges audio and
-// video with a participant on plain UDP. The route is read from getStats (a relay candidate,
-// and the protocol to the TURN server). Skipped, saying why, without `turnserver` or openssl.
+// video with a participant on plain UDP. Then the real case: a Chromium in a network namespace
+// whose UDP an nftables rule drops, and a node without ICE-TCP (`--tcp off`): it finds the TURN
+// server over TCP or TLS by itself. The route is read from getStats (a relay candidate, and the
+// protocol to the TURN server). Skipped, saying why, without `turnserver` or openssl (and the
+// namespace part without root, ip and nft).
 
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
@@ -11,7 +14,8 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { Harness, expectReceiving } from './harness.mjs';
+import { Harness, expectReceiving, launchBrowser, openParticipant } from './harness.mjs';
+import { BrowserNamespace } from './netns.mjs';
 
 const SECRET = 'browser-test-secret';
 const JOIN_TIMEOUT = 30000;
@@ -23,21 +27,21 @@ function unavailable() {
   return null;
 }
 
-/** A TCP port free right now. */
-async function freePort() {
+/** A TCP port free right now on `ip`. */
+async function freePort(ip) {
   return new Promise((resolve, reject) => {
     const s = net.createServer();
     s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
+    s.listen(0, ip, () => { const { port } = s.address(); s.close(() => resolve(port)); });
   });
 }
 
-/** Waits until something accepts TCP connections on 127.0.0.1:port. */
-async function listening(port, timeout = 10000) {
+/** Waits until something accepts TCP connections on ip:port. */
+async function listening(ip, port, timeout = 10000) {
   const deadline = Date.now() + timeout;
   for (;;) {
     const ok = await new Promise((resolve) => {
-      const c = net.connect(port, '127.0.0.1', () => { c.destroy(); resolve(true); });
+      const c = net.connect(port, ip, () => { c.destroy(); resolve(true); });
       c.once('error', () => resolve(false));
     });
     if (ok) return;
@@ -46,15 +50,15 @@ async function listening(port, timeout = 10000) {
   }
 }
 
-/** coturn with `use-auth-secret`: plain TURN (UDP and TCP) on `port`, TURN over TLS on
- * `tlsPort` with a self-signed certificate made here. */
-async function startCoturn(dir) {
-  const [port, tlsPort] = [await freePort(), await freePort()];
+/** coturn with `use-auth-secret` on `ip`: plain TURN (UDP and TCP) on `port`, TURN over TLS
+ * on `tlsPort` with a self-signed certificate made here, relaying from `ip`. */
+async function startCoturn(dir, ip = '127.0.0.1') {
+  const [port, tlsPort] = [await freePort(ip), await freePort(ip)];
   const cert = path.join(dir, 'turn.pem');
   const key = path.join(dir, 'turn.key');
   execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
     '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=turn.test'], { stdio: 'pipe' });
-  const args = ['-n', '--listening-ip=127.0.0.1', '--relay-ip=127.0.0.1', `--listening-port=${port}`,
+  const args = ['-n', `--listening-ip=${ip}`, `--relay-ip=${ip}`, `--listening-port=${port}`,
     `--tls-listening-port=${tlsPort}`, `--cert=${cert}`, `--pkey=${key}`, '--no-dtls', '--no-cli',
     '--use-auth-secret', `--static-auth-secret=${SECRET}`, '--realm=sfu.test', '--allow-loopback-peers',
     '--no-multicast-peers', '--min-port=49600', '--max-port=49700', '--log-file=stdout', '--simple-log',
@@ -63,9 +67,9 @@ async function startCoturn(dir) {
   let log = '';
   proc.stdout.on('data', (d) => { log = (log + d).slice(-20000); });
   proc.stderr.on('data', (d) => { log = (log + d).slice(-20000); });
-  await listening(port);
-  await listening(tlsPort);
-  return { port, tlsPort, proc, log: () => log };
+  await listening(ip, port);
+  await listening(ip, tlsPort);
+  return { ip, port, tlsPort, proc, log: () => log };
 }
 
 /** The selected pair of each of the page's connections: the local candidate's type, its
@@ -137,6 +141,73 @@ describe('turn', { skip: why || false }, () => {
           throw err;
         });
       } finally {
+        await h.close();
+      }
+    });
+  }
+});
+
+const nsWhy = why || BrowserNamespace.unavailable(['ip', 'nft']);
+
+describe('turn behind a firewall that drops UDP', { skip: nsWhy || false }, () => {
+  const ns = new BrowserNamespace('sfuturn', '10.213.11');
+  let dir;
+  let coturn;
+  let setupError = null;
+  before(async () => {
+    setupError = ns.setUp();
+    if (setupError) return;
+    ns.exec('nft', 'add', 'table', 'inet', 'noudp');
+    ns.exec('nft', 'add', 'chain', 'inet', 'noudp', 'out', '{ type filter hook output priority 0; policy accept; }');
+    ns.exec('nft', 'add', 'rule', 'inet', 'noudp', 'out', 'meta', 'l4proto', 'udp', 'counter', 'drop');
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sfu-turn-ns-'));
+    coturn = await startCoturn(dir, ns.hostIp);
+  });
+  after(() => {
+    if (coturn) coturn.proc.kill('SIGKILL');
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+    ns.tearDown();
+  });
+
+  for (const [label, url, protocol] of [
+    ['TCP', (c) => `turn:${c.ip}:${c.port}?transport=tcp`, 'tcp'],
+    ['TLS', (c) => `turns:${c.ip}:${c.tlsPort}?transport=tcp`, 'tls'],
+  ]) {
+    test(`without UDP and without ICE-TCP, a participant relays through coturn over ${label} by itself`, async (t) => {
+      if (setupError) {
+        t.skip(setupError);
+        return;
+      }
+      // a camera needs a secure context (the server's address is not localhost); the test's
+      // self-signed TURN certificate
+      const flags = (server) => [`--unsafely-treat-insecure-origin-as-secure=${server.baseUrl}`, '--ignore-certificate-errors'];
+      const h = await Harness.start({
+        host: ns.hostIp,
+        extraArgs: ['--tcp', 'off', '--turn-secret', SECRET, '--turn-urls', url(coturn)],
+        browserArgs: flags,
+      });
+      let walled;
+      try {
+        walled = await launchBrowser(ns.wrapper, flags(h.server));
+        await h.diagnose(async () => {
+          const context = await walled.newContext({ viewport: { width: 1280, height: 720 }, ignoreHTTPSErrors: true });
+          const inside = await openParticipant(context, h.baseUrl, 'WALL', 'inside', { timeout: JOIN_TIMEOUT });
+          h.pages.add(inside);
+          const outside = await h.open('WALL', 'outside');
+          const [insideId, outsideId] = await Promise.all([inside, outside].map((p) => p.evaluate(() => window.sfuDemo.participantId)));
+          await expectReceiving(inside, [outsideId]);
+          await expectReceiving(outside, [insideId]);
+          const r = await routes(inside);
+          for (const role of ['publisher', 'subscriber']) {
+            assert.equal(r[role] && r[role].type, 'relay', `${role}: ${JSON.stringify(r)}`);
+            assert.equal(r[role].relayProtocol, protocol, `${role}: ${JSON.stringify(r)}`);
+          }
+        }).catch((err) => {
+          err.message += `\n--- coturn log (tail) ---\n${coturn.log().slice(-4000)}`;
+          throw err;
+        });
+      } finally {
+        if (walled) await walled.close().catch(() => {});
         await h.close();
       }
     });

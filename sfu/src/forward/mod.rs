@@ -15,6 +15,7 @@ mod properties;
 pub mod rate;
 pub mod selector;
 pub mod seq;
+pub mod speaker;
 pub mod srtp;
 pub mod switch_hint;
 pub mod temporal;

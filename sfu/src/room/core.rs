@@ -63,6 +63,8 @@ pub struct RoomCore {
     pub(super) forwarded_arrivals: Vec<Instant>,
     /// Source of [`PublishedTrack::key`]s.
     pub(super) next_track_key: u32,
+    /// Who is talking, from publishers' audio levels (`active_speakers`).
+    pub(super) speakers: crate::forward::speaker::Speakers<String>,
     /// Participants or downtracks changed: every track's [`PublishedTrack::fanout`] is rebuilt
     /// before the next packet is forwarded.
     pub(super) fanout_stale: bool,
@@ -106,6 +108,7 @@ impl RoomCore {
             reads_buf: Vec::new(),
             forwarded_arrivals: Vec::new(),
             next_track_key: 0,
+            speakers: Default::default(),
             fanout_stale: false,
             next_reports: now,
             report_slice: 0,
@@ -216,6 +219,7 @@ impl RoomCore {
             self.send_sender_reports(now);
             self.expire_caches(now);
             self.update_dynacast(now);
+            self.report_speakers(now);
             self.next_reports = now + super::egress::SR_INTERVAL / REPORT_SLICES;
         }
         while let Some((at, key)) = self.timers.pop_due(now) {

@@ -78,7 +78,9 @@ impl RoomCore {
     /// Removes the participant at `idx` (those after it move down one place).
     pub(super) fn remove_participant_at(&mut self, idx: usize) -> Participant {
         self.fanout_stale = true;
-        self.participants.remove(idx)
+        let p = self.participants.remove(idx);
+        self.speakers.remove(&p.id);
+        p
     }
 
     /// Adds a published track.

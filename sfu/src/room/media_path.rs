@@ -78,6 +78,15 @@ impl RoomCore {
             Ok(p) => p,
             Err(why) => return self.ctx.metrics.count_drop(why),
         };
+        if !packet.is_video {
+            let track = &self.tracks[packet.tidx];
+            // RFC 6464: one byte, voice-activity bit then the level in -dBov
+            if let Some(level) =
+                track.level_ext.and_then(|id| pkt.header.get_extension(id)).and_then(|e| e.first().copied())
+            {
+                self.speakers.on_level(&track.publisher, level & 0x7f, arrived);
+            }
+        }
         let (forwarded, want_keyframe) = self.fan_out(&packet, &pkt, now);
         self.ctx.metrics.rtp_forwarded.inc_by(forwarded);
         if forwarded > 0 {

@@ -23,6 +23,7 @@ pub mod probing;
 pub mod sdp;
 #[cfg(test)]
 mod sim;
+pub mod speakers;
 pub mod track;
 
 use crate::metrics::MediaMetrics;

@@ -55,6 +55,7 @@ impl RoomCore {
             offered_tracks: Vec::new(),
             renegotiate: false,
             offered_rids: Vec::new(),
+            audio_level_ext: None,
             subscribe,
             announced: announce_on_join(self.participants.len(), self.ctx.quiet_viewers_above),
             overflowed: Default::default(),
@@ -155,6 +156,7 @@ impl RoomCore {
                 let p = &mut self.participants[idx];
                 p.publisher = Some(key);
                 p.offered_rids = sdp::send_rids_by_mid(&sdp_text);
+                p.audio_level_ext = sdp::audio_level_ext(&sdp_text);
                 p.send(ServerMessage::Answer { sdp: answer });
                 self.mark_queued(key);
             }
@@ -339,6 +341,10 @@ impl RoomCore {
                     fanout: Vec::new(),
                     hints: Vec::new(),
                     dynacast: Default::default(),
+                    level_ext: match kind {
+                        TrackKind::Audio => self.participants[pidx].audio_level_ext,
+                        TrackKind::Video => None,
+                    },
                 };
                 tracing::info!(room = %self.name, participant = %owner, track = %track.id, ?kind,
                     codec = %track.rtc_codec.mime_type, rids = ?track.rids, "track published");

@@ -32,6 +32,8 @@ pub struct Participant {
     pub subscribe: bool,
     /// Simulcast rids per mid from its latest publisher offer.
     pub offered_rids: Vec<(String, Vec<String>)>,
+    /// The id of the audio level extension in its latest publisher offer.
+    pub audio_level_ext: Option<u8>,
     /// The others were told it is here (`participant_joined`); a viewer that joined a large
     /// room is announced when it first publishes.
     pub announced: bool,

@@ -27,6 +27,20 @@ pub fn send_rids_by_mid(sdp: &str) -> Vec<(String, Vec<String>)> {
     out
 }
 
+/// The header extension id of RFC 6464 audio levels (`ssrc-audio-level`) in an offer, if it
+/// offers them (one id for the whole offer: the sections share one transport).
+pub fn audio_level_ext(sdp: &str) -> Option<u8> {
+    sdp.lines().find_map(|line| {
+        let rest = line.trim_end().strip_prefix("a=extmap:")?;
+        let (id, uri) = rest.split_once(' ')?;
+        let id = id.split('/').next()?.parse::<u8>().ok()?;
+        (uri.trim() == AUDIO_LEVEL_URI && (1..=14).contains(&id)).then_some(id)
+    })
+}
+
+/// RFC 6464's header extension.
+pub const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
+
 /// Why an offer cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OfferError {

@@ -135,6 +135,8 @@ pub struct PublishedTrack {
     pub activity: LayerActivity,
     /// Keyframe-request throttle per layer.
     pub pli: PliThrottle,
+    /// Audio: the id of the RFC 6464 level extension its packets carry (active speakers).
+    pub level_ext: Option<u8>,
     /// Its subscribers, in fan-out order (see `fanout.rs`).
     pub fanout: Vec<super::fanout_entry::Subscriber>,
     /// Where each subscriber's state was at its last visit, by position in `fanout`.
