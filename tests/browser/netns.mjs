@@ -54,6 +54,19 @@ export class BrowserNamespace {
     return null;
   }
 
+  /** Drops every UDP packet the namespace sends (an nftables rule), as a firewall that lets
+   * only TCP out does. */
+  dropUdp() {
+    this.exec('nft', 'add', 'table', 'inet', 'noudp');
+    this.exec('nft', 'add', 'chain', 'inet', 'noudp', 'out', '{ type filter hook output priority 0; policy accept; }');
+    this.exec('nft', 'add', 'rule', 'inet', 'noudp', 'out', 'meta', 'l4proto', 'udp', 'counter', 'drop');
+  }
+
+  /** UDP packets `dropUdp()`'s rule dropped so far. */
+  udpDropped() {
+    return Number((/packets (\d+)/.exec(this.exec('nft', 'list', 'table', 'inet', 'noudp')) || [])[1] || 0);
+  }
+
   /** Runs a command inside the namespace; its stdout. */
   exec(...args) {
     return run('ip', 'netns', 'exec', this.ns, ...args);

@@ -47,9 +47,7 @@ describe('ice-tcp', { skip: why || false }, () => {
   before(async () => {
     setupError = ns.setUp();
     if (setupError) return;
-    ns.exec('nft', 'add', 'table', 'inet', 'noudp');
-    ns.exec('nft', 'add', 'chain', 'inet', 'noudp', 'out', '{ type filter hook output priority 0; policy accept; }');
-    ns.exec('nft', 'add', 'rule', 'inet', 'noudp', 'out', 'meta', 'l4proto', 'udp', 'counter', 'drop');
+    ns.dropUdp();
     // a camera needs a secure context: the server's address is not localhost here
     const secure = (server) => [`--unsafely-treat-insecure-origin-as-secure=${server.baseUrl}`];
     h = await Harness.start({ host: ns.hostIp, browserArgs: secure });
@@ -98,7 +96,7 @@ describe('ice-tcp', { skip: why || false }, () => {
       const out = Number((metrics.match(/^sfu_tcp_out_packets_total (\d+)/m) || [])[1]);
       assert.ok(out > 100, `sfu_tcp_out_packets_total ${out}`);
       // the browser did try UDP: the firewall, not a missing candidate, made it take TCP
-      const dropped = Number((/packets (\d+)/.exec(ns.exec('nft', 'list', 'ruleset')) || [])[1]);
+      const dropped = ns.udpDropped();
       assert.ok(dropped > 0, `UDP packets the namespace's firewall dropped: ${dropped}`);
     });
   });

@@ -157,9 +157,7 @@ describe('turn behind a firewall that drops UDP', { skip: nsWhy || false }, () =
   before(async () => {
     setupError = ns.setUp();
     if (setupError) return;
-    ns.exec('nft', 'add', 'table', 'inet', 'noudp');
-    ns.exec('nft', 'add', 'chain', 'inet', 'noudp', 'out', '{ type filter hook output priority 0; policy accept; }');
-    ns.exec('nft', 'add', 'rule', 'inet', 'noudp', 'out', 'meta', 'l4proto', 'udp', 'counter', 'drop');
+    ns.dropUdp();
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sfu-turn-ns-'));
     coturn = await startCoturn(dir, ns.hostIp);
   });
@@ -202,6 +200,7 @@ describe('turn behind a firewall that drops UDP', { skip: nsWhy || false }, () =
             assert.equal(r[role] && r[role].type, 'relay', `${role}: ${JSON.stringify(r)}`);
             assert.equal(r[role].relayProtocol, protocol, `${role}: ${JSON.stringify(r)}`);
           }
+          assert.ok(ns.udpDropped() > 0, 'the browser did try UDP: the firewall made it relay');
         }).catch((err) => {
           err.message += `\n--- coturn log (tail) ---\n${coturn.log().slice(-4000)}`;
           throw err;
