@@ -2,7 +2,8 @@
 // writes); the server reads the audio levels in their packets (RFC 6464) and tells everyone who
 // speaks and who has the floor (`active_speakers`). With b's microphone disabled (it sends
 // silence) a is the only speaker and dominant on both pages, its tile marked; with a's disabled
-// instead and b's back on, the floor moves to b.
+// instead and b's back on, the floor moves to b; a third participant is told so right after
+// its `joined`.
 
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -86,6 +87,16 @@ describe('active speakers', () => {
       }
       console.log(`${label} alone speaking and dominant on both pages ${Date.now() - since} ms after the other went quiet`);
     }
+    // a newcomer is told the floor at once (the last report, right after joined)
+    const c = await h.open('SPEAK', 'c');
+    const first = await waitFor(() => c.evaluate(() => {
+      const m = window.sfuDemo.messages;
+      const joined = m.findIndex((x) => x.type === 'joined');
+      const speakers = m.findIndex((x) => x.type === 'active_speakers');
+      return speakers >= 0 && { joined, speakers, msg: m[speakers] };
+    }), { timeout: 5000, interval: 100, message: 'an active_speakers message on the newcomer' });
+    assert.ok(first.speakers > first.joined && first.speakers <= first.joined + 2, JSON.stringify(first));
+    assert.equal(first.msg.dominant, bId, JSON.stringify(first));
     const metrics = await (await fetch(new URL('/metrics', h.baseUrl))).text();
     assert.ok(Number((/^sfu_active_speaker_reports_total (\d+)/m.exec(metrics) || [])[1]) >= 3, 'reports counted');
   }));

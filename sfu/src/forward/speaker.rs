@@ -54,12 +54,14 @@ pub struct Speakers<K> {
     dominant: Option<K>,
     /// What the last report said (speakers only: levels change all the time).
     reported: (Vec<K>, Option<K>),
-    last_report: Option<Instant>,
+    reported_at: Option<Instant>,
+    /// The last report itself, for participants who join after it.
+    last: Option<Report<K>>,
 }
 
 impl<K> Default for Speakers<K> {
     fn default() -> Self {
-        Speakers { entries: Vec::new(), dominant: None, reported: (Vec::new(), None), last_report: None }
+        Speakers { entries: Vec::new(), dominant: None, reported: (Vec::new(), None), reported_at: None, last: None }
     }
 }
 
@@ -142,13 +144,20 @@ impl<K: Clone + PartialEq> Speakers<K> {
         if (&keys, &self.dominant) == (&self.reported.0, &self.reported.1) {
             return None;
         }
-        if self.last_report.is_some_and(|t| now.saturating_duration_since(t) < REPORT_INTERVAL) {
+        if self.reported_at.is_some_and(|t| now.saturating_duration_since(t) < REPORT_INTERVAL) {
             return None;
         }
-        self.last_report = Some(now);
+        self.reported_at = Some(now);
         self.reported = (keys, self.dominant.clone());
         let speakers = speaking.into_iter().map(|(k, l)| (k, (l / 127.0).clamp(0.0, 1.0))).collect();
-        Some(Report { speakers, dominant: self.dominant.clone() })
+        let report = Report { speakers, dominant: self.dominant.clone() };
+        self.last = Some(report.clone());
+        Some(report)
+    }
+
+    /// The last report (what a participant that joins after it is told), if any was made.
+    pub fn last_report(&self) -> Option<&Report<K>> {
+        self.last.as_ref()
     }
 }
 
@@ -259,6 +268,7 @@ mod tests {
         assert_eq!(r.speakers.len(), 2);
         s.remove(&"a");
         let r = s.poll(at(1400)).expect("a left");
+        assert_eq!(s.last_report(), Some(&r), "kept for newcomers");
         assert_eq!((r.speakers.iter().map(|x| x.0).collect::<Vec<_>>(), r.dominant), (vec!["b"], Some("b")));
         assert!(r.speakers.iter().all(|x| (0.0..=1.0).contains(&x.1)));
     }

@@ -70,6 +70,9 @@ impl RoomCore {
             participants: others,
             ice_servers: Vec::new(),
         });
+        if let Some(speakers) = self.speakers_for_newcomer() {
+            participant.send(speakers);
+        }
         if participant.announced {
             self.broadcast(&id, &ServerMessage::ParticipantJoined { participant: participant.info(Vec::new()) });
         } else {
