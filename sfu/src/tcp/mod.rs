@@ -188,6 +188,7 @@ impl Connection {
             _ = write_loop(wr, rx, &self.metrics) => {}
             _ = stop.wait_for(|s| *s) => {}
         }
+        self.demux.release_stream(route.peer);
         self.paths.writers.remove(&from);
         tracing::debug!(%from, peer = route.peer.0, "ICE-TCP connection closed");
     }

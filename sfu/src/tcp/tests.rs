@@ -136,3 +136,17 @@ async fn a_signed_connection_carries_datagrams_both_ways_until_its_peer_connecti
     f.paths.send(me.addr(), BytesMut::from(&b"late"[..]), &f.metrics);
     assert_eq!(f.metrics.dropped(DropReason::TcpClosed), closed + 1);
 }
+
+#[tokio::test]
+async fn a_client_may_reconnect_more_often_than_a_connection_has_addresses() {
+    let mut f = fixture().await;
+    let check = stun(Some("srv:c"), Some("secret"));
+    for i in 0..(crate::udp::demux::MAX_ADDRS_PER_PEER + 2) {
+        let mut s = TcpStream::connect(f.addr).await.unwrap();
+        s.write_all(&framed(&[&check])).await.unwrap();
+        let dg = tokio::time::timeout(Duration::from_secs(2), f.room.recv()).await.unwrap().unwrap();
+        assert_eq!(dg.peer, PEER, "connection {i}");
+        drop(s);
+        eventually("the closed connection's writer gone", || f.paths.is_empty()).await;
+    }
+}

@@ -141,6 +141,14 @@ impl Demux {
         Ok(route)
     }
 
+    /// An ICE-TCP connection of `peer` closed: its address slot is free again (a client whose
+    /// TCP path keeps breaking reconnects as often as it needs).
+    pub fn release_stream(&self, peer: PeerKey) {
+        if let Some(mut n) = self.addrs.get_mut(&peer) {
+            *n = n.saturating_sub(1);
+        }
+    }
+
     /// True while `ufrag` is registered (an ICE-TCP connection of a connection that is gone
     /// closes).
     pub fn is_registered(&self, ufrag: &str) -> bool {
@@ -247,6 +255,10 @@ mod tests {
             assert_eq!(demux.route_stream(&data).map(|r| r.peer.0), want, "stream: {what}");
         }
         assert!(demux.is_registered("ufragA") && !demux.is_registered("nobody"));
+        // a closed TCP connection frees its slot: A may connect once more, not twice
+        demux.release_stream(PeerKey(1));
+        assert_eq!(demux.route_stream(&a(Some("pwdA"))).map(|r| r.peer.0), Ok(1));
+        assert_eq!(demux.route_stream(&a(Some("pwdA"))).map(|r| r.peer.0), Err(Unrouted::TooManyAddresses));
         demux.unregister("ufragA");
         assert!(!demux.is_registered("ufragA"));
         assert_eq!(demux.dispatch(&rtp, a1, |r| r.peer.0), Err(Unrouted::UnknownSource), "A's addresses forgotten");
