@@ -10,7 +10,7 @@
 //   RUST_LOG       passed to the server (default "info")
 //   SFU_TEST_LOG   "1": echo the server's stderr live (otherwise printed only on failure)
 
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import path from 'node:path';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -509,4 +509,49 @@ export class Harness {
     if (this.browser) await withTimeout(this.browser.close(), 20000, 'closing the browser').catch(() => {});
     if (this.server) await this.server.stop();
   }
+}
+
+/** `needs TOOL` for the first of `tools` not on PATH (a test skips, saying why), or null. */
+export function missingTool(tools) {
+  for (const tool of tools) {
+    try { execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'pipe' }); } catch (_) { return `needs ${tool}`; }
+  }
+  return null;
+}
+
+/** A self-signed P-256 certificate and key for one day, made with openssl in `dir`:
+ * `{cert, key}` paths. `extra`: more `openssl req` arguments (e.g. a subjectAltName). */
+export function selfSignedCertificate(dir, name, subject, extra = []) {
+  const cert = path.join(dir, `${name}.pem`);
+  const key = path.join(dir, `${name}.key`);
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
+    '-keyout', key, '-out', cert, '-days', '1', '-subj', subject, ...extra], { stdio: 'pipe' });
+  return { cert, key };
+}
+
+/** The selected candidate pair of each of the page's connections (`{publisher, subscriber}`,
+ * null before one is selected): both candidates' protocol and type (the local one's TCP type
+ * and protocol to a TURN server, the remote one's port) and the bytes over the pair. */
+export async function selectedRoutes(page) {
+  return page.evaluate(async () => {
+    const out = {};
+    for (const [role, pc] of Object.entries(window.sfuDemo.peerConnections())) {
+      if (!pc) continue;
+      const stats = await pc.getStats();
+      let pair = null;
+      stats.forEach((r) => {
+        if (r.type === 'transport' && r.selectedCandidatePairId) pair = stats.get(r.selectedCandidatePairId);
+      });
+      if (!pair) { out[role] = null; continue; }
+      const local = stats.get(pair.localCandidateId);
+      const remote = stats.get(pair.remoteCandidateId);
+      out[role] = {
+        local: { protocol: local.protocol, type: local.candidateType, tcpType: local.tcpType, relayProtocol: local.relayProtocol },
+        remote: { protocol: remote.protocol, type: remote.candidateType, port: remote.port },
+        bytesSent: pair.bytesSent,
+        bytesReceived: pair.bytesReceived,
+      };
+    }
+    return out;
+  });
 }

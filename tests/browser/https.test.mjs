@@ -4,30 +4,20 @@
 // participants exchange audio and video. Skipped, saying why, without openssl.
 
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { Harness, expectReceiving } from './harness.mjs';
+import { Harness, expectReceiving, missingTool, selfSignedCertificate } from './harness.mjs';
 
-function unavailable() {
-  try { execFileSync('sh', ['-c', 'command -v openssl'], { stdio: 'pipe' }); } catch (_) { return 'needs openssl'; }
-  return null;
-}
-
-const why = unavailable();
+const why = missingTool(['openssl']);
 
 describe('https', { skip: why || false }, () => {
   let dir;
   let h;
   before(async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sfu-https-'));
-    const cert = path.join(dir, 'cert.pem');
-    const key = path.join(dir, 'key.pem');
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
-      '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'],
-    { stdio: 'pipe' });
+    const { cert, key } = selfSignedCertificate(dir, 'node', '/CN=127.0.0.1', ['-addext', 'subjectAltName=IP:127.0.0.1']);
     h = await Harness.start({ extraArgs: ['--tls-cert', cert, '--tls-key', key], browserArgs: () => ['--ignore-certificate-errors'] });
   });
   after(async () => {

@@ -6,6 +6,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { missingTool } from './harness.mjs';
 
 const run = (...args) => execFileSync(args[0], args.slice(1), { stdio: 'pipe' }).toString();
 const tryRun = (...args) => { try { run(...args); } catch (_) { /* already gone */ } };
@@ -25,10 +26,7 @@ export class BrowserNamespace {
   /** Why a namespace cannot be made here (not root, a tool missing), or null. */
   static unavailable(tools = ['ip']) {
     if (process.getuid && process.getuid() !== 0) return 'needs root (network namespaces)';
-    for (const tool of tools) {
-      try { run('sh', '-c', `command -v ${tool}`); } catch (_) { return `needs ${tool}`; }
-    }
-    return null;
+    return missingTool(tools);
   }
 
   /** Makes the namespace and its link; returns null, or why it could not (a container without

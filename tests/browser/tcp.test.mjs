@@ -7,35 +7,10 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { Harness, expectReceiving, launchBrowser, openParticipant } from './harness.mjs';
+import { Harness, expectReceiving, launchBrowser, openParticipant, selectedRoutes } from './harness.mjs';
 import { BrowserNamespace } from './netns.mjs';
 
 const JOIN_TIMEOUT = 30000;
-
-/** The selected candidate pair of each of the page's connections: protocols and types. */
-async function routes(page) {
-  return page.evaluate(async () => {
-    const out = {};
-    for (const [role, pc] of Object.entries(window.sfuDemo.peerConnections())) {
-      if (!pc) continue;
-      const stats = await pc.getStats();
-      let pair = null;
-      stats.forEach((r) => {
-        if (r.type === 'transport' && r.selectedCandidatePairId) pair = stats.get(r.selectedCandidatePairId);
-      });
-      if (!pair) { out[role] = null; continue; }
-      const local = stats.get(pair.localCandidateId);
-      const remote = stats.get(pair.remoteCandidateId);
-      out[role] = {
-        local: { protocol: local.protocol, type: local.candidateType, tcpType: local.tcpType },
-        remote: { protocol: remote.protocol, type: remote.candidateType, port: remote.port },
-        bytesSent: pair.bytesSent,
-        bytesReceived: pair.bytesReceived,
-      };
-    }
-    return out;
-  });
-}
 
 const why = BrowserNamespace.unavailable(['ip', 'nft']);
 
@@ -73,7 +48,7 @@ describe('ice-tcp', { skip: why || false }, () => {
       await expectReceiving(tcp, [udpId]);
       await expectReceiving(udp, [tcpId]);
 
-      const viaTcp = await routes(tcp);
+      const viaTcp = await selectedRoutes(tcp);
       const udpPort = Number(h.server.udpAddr.split(':').pop());
       assert.equal(h.server.tcpAddr, h.server.udpAddr, "ICE-TCP listens on the media port's address by default");
       for (const role of ['publisher', 'subscriber']) {
@@ -86,7 +61,7 @@ describe('ice-tcp', { skip: why || false }, () => {
         const media = role === 'publisher' ? r.bytesSent : r.bytesReceived;
         assert.ok(media > 10000, `${role}: media over it: ${JSON.stringify(r)}`);
       }
-      const viaUdp = await routes(udp);
+      const viaUdp = await selectedRoutes(udp);
       for (const role of ['publisher', 'subscriber']) {
         assert.equal(viaUdp[role] && viaUdp[role].local.protocol, 'udp', `UDP participant's ${role}: ${JSON.stringify(viaUdp)}`);
       }

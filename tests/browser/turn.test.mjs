@@ -8,24 +8,19 @@
 // namespace part without root, ip and nft).
 
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { Harness, expectReceiving, launchBrowser, openParticipant } from './harness.mjs';
+import {
+  Harness, expectReceiving, launchBrowser, missingTool, openParticipant, selectedRoutes, selfSignedCertificate,
+} from './harness.mjs';
 import { BrowserNamespace } from './netns.mjs';
 
 const SECRET = 'browser-test-secret';
 const JOIN_TIMEOUT = 30000;
-
-function unavailable() {
-  for (const tool of ['turnserver', 'openssl']) {
-    try { execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'pipe' }); } catch (_) { return `needs ${tool}`; }
-  }
-  return null;
-}
 
 /** A TCP port free right now on `ip`. */
 async function freePort(ip) {
@@ -54,10 +49,7 @@ async function listening(ip, port, timeout = 10000) {
  * on `tlsPort` with a self-signed certificate made here, relaying from `ip`. */
 async function startCoturn(dir, ip = '127.0.0.1') {
   const [port, tlsPort] = [await freePort(ip), await freePort(ip)];
-  const cert = path.join(dir, 'turn.pem');
-  const key = path.join(dir, 'turn.key');
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
-    '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=turn.test'], { stdio: 'pipe' });
+  const { cert, key } = selfSignedCertificate(dir, 'turn', '/CN=turn.test');
   const args = ['-n', `--listening-ip=${ip}`, `--relay-ip=${ip}`, `--listening-port=${port}`,
     `--tls-listening-port=${tlsPort}`, `--cert=${cert}`, `--pkey=${key}`, '--no-dtls', '--no-cli',
     '--use-auth-secret', `--static-auth-secret=${SECRET}`, '--realm=sfu.test', '--allow-loopback-peers',
@@ -72,27 +64,7 @@ async function startCoturn(dir, ip = '127.0.0.1') {
   return { ip, port, tlsPort, proc, log: () => log };
 }
 
-/** The selected pair of each of the page's connections: the local candidate's type, its
- * protocol to the TURN server, and the bytes over it. */
-async function routes(page) {
-  return page.evaluate(async () => {
-    const out = {};
-    for (const [role, pc] of Object.entries(window.sfuDemo.peerConnections())) {
-      if (!pc) continue;
-      const stats = await pc.getStats();
-      let pair = null;
-      stats.forEach((r) => {
-        if (r.type === 'transport' && r.selectedCandidatePairId) pair = stats.get(r.selectedCandidatePairId);
-      });
-      const local = pair && stats.get(pair.localCandidateId);
-      out[role] = local && { type: local.candidateType, relayProtocol: local.relayProtocol, url: local.url,
-        bytesSent: pair.bytesSent, bytesReceived: pair.bytesReceived };
-    }
-    return out;
-  });
-}
-
-const why = unavailable();
+const why = missingTool(['turnserver', 'openssl']);
 
 describe('turn', { skip: why || false }, () => {
   let dir;
@@ -128,14 +100,14 @@ describe('turn', { skip: why || false }, () => {
           const [relayedId, directId] = await Promise.all([relayed, direct].map((p) => p.evaluate(() => window.sfuDemo.participantId)));
           await expectReceiving(relayed, [directId]);
           await expectReceiving(direct, [relayedId]);
-          const r = await routes(relayed);
+          const r = await selectedRoutes(relayed);
           for (const role of ['publisher', 'subscriber']) {
-            assert.equal(r[role] && r[role].type, 'relay', `${role}: ${JSON.stringify(r)}`);
-            assert.equal(r[role].relayProtocol, protocol, `${role}: ${JSON.stringify(r)}`);
+            assert.equal(r[role] && r[role].local.type, 'relay', `${role}: ${JSON.stringify(r)}`);
+            assert.equal(r[role].local.relayProtocol, protocol, `${role}: ${JSON.stringify(r)}`);
           }
           assert.ok(r.publisher.bytesSent > 10000 && r.subscriber.bytesReceived > 10000, JSON.stringify(r));
-          const d = await routes(direct);
-          assert.equal(d.publisher && d.publisher.type, 'host', `the other participant is direct: ${JSON.stringify(d)}`);
+          const d = await selectedRoutes(direct);
+          assert.equal(d.publisher && d.publisher.local.type, 'host', `the other participant is direct: ${JSON.stringify(d)}`);
         }).catch((err) => {
           err.message += `\n--- coturn log (tail) ---\n${coturn.log().slice(-4000)}`;
           throw err;
@@ -195,10 +167,10 @@ describe('turn behind a firewall that drops UDP', { skip: nsWhy || false }, () =
           const [insideId, outsideId] = await Promise.all([inside, outside].map((p) => p.evaluate(() => window.sfuDemo.participantId)));
           await expectReceiving(inside, [outsideId]);
           await expectReceiving(outside, [insideId]);
-          const r = await routes(inside);
+          const r = await selectedRoutes(inside);
           for (const role of ['publisher', 'subscriber']) {
-            assert.equal(r[role] && r[role].type, 'relay', `${role}: ${JSON.stringify(r)}`);
-            assert.equal(r[role].relayProtocol, protocol, `${role}: ${JSON.stringify(r)}`);
+            assert.equal(r[role] && r[role].local.type, 'relay', `${role}: ${JSON.stringify(r)}`);
+            assert.equal(r[role].local.relayProtocol, protocol, `${role}: ${JSON.stringify(r)}`);
           }
           assert.ok(ns.udpDropped() > 0, 'the browser did try UDP: the firewall made it relay');
         }).catch((err) => {

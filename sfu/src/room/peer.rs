@@ -152,6 +152,7 @@ impl Peer {
     /// After an answer: the retired ufrag, if the answered offer was the restart's (its local
     /// description carries the new ufrag), for the caller to stop routing.
     pub fn take_retired_ufrag(&mut self) -> Option<String> {
+        self.retired_ufrag.as_ref()?;
         let answered_restart =
             self.pc.local_description().is_some_and(|d| d.sdp.contains(&format!("a=ice-ufrag:{}", self.ufrag)));
         if answered_restart { self.retired_ufrag.take() } else { None }
@@ -222,7 +223,7 @@ pub fn media_engine() -> Result<MediaEngine, rtc::shared::error::Error> {
         m.register_codec(c, RtpCodecKind::Video)?;
     }
     for (uri, kind) in [
-        ("urn:ietf:params:rtp-hdrext:ssrc-audio-level", RtpCodecKind::Audio),
+        (super::sdp::AUDIO_LEVEL_URI, RtpCodecKind::Audio),
         ("http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time", RtpCodecKind::Video),
     ] {
         m.register_header_extension(RTCRtpHeaderExtensionCapability { uri: uri.to_owned() }, kind, None)?;

@@ -45,12 +45,3 @@ impl From<SocketAddr> for Path {
         Path::Udp(addr)
     }
 }
-
-impl std::fmt::Display for Path {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Path::Udp(a) => write!(f, "udp:{a}"),
-            Path::Tcp(a) => write!(f, "tcp:{a}"),
-        }
-    }
-}
