@@ -555,3 +555,18 @@ export async function selectedRoutes(page) {
     return out;
   });
 }
+
+/** [`selectedRoutes`] once the publisher connection's selected pair has sent and the
+ * subscriber's has received more than `bytes` (a pair ICE just switched to starts at zero, so one
+ * read right after media began can catch it empty). */
+export async function routesWithMedia(page, bytes = 10000) {
+  return waitFor(async () => {
+    const r = await selectedRoutes(page);
+    return r.publisher && r.subscriber && r.publisher.bytesSent > bytes && r.subscriber.bytesReceived > bytes && r;
+  }, {
+    timeout: 10000,
+    interval: 250,
+    message: async () => `media over both selected pairs: ${JSON.stringify(await selectedRoutes(page))}`,
+  });
+}
+

@@ -7,7 +7,7 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { Harness, expectReceiving, launchBrowser, openParticipant, selectedRoutes } from './harness.mjs';
+import { Harness, expectReceiving, launchBrowser, openParticipant, routesWithMedia, selectedRoutes } from './harness.mjs';
 import { BrowserNamespace } from './netns.mjs';
 
 const JOIN_TIMEOUT = 30000;
@@ -48,7 +48,7 @@ describe('ice-tcp', { skip: why || false }, () => {
       await expectReceiving(tcp, [udpId]);
       await expectReceiving(udp, [tcpId]);
 
-      const viaTcp = await selectedRoutes(tcp);
+      const viaTcp = await routesWithMedia(tcp);
       const udpPort = Number(h.server.udpAddr.split(':').pop());
       assert.equal(h.server.tcpAddr, h.server.udpAddr, "ICE-TCP listens on the media port's address by default");
       for (const role of ['publisher', 'subscriber']) {

@@ -15,7 +15,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import {
-  Harness, expectReceiving, launchBrowser, missingTool, openParticipant, selectedRoutes, selfSignedCertificate,
+  Harness, expectReceiving, launchBrowser, missingTool, openParticipant, routesWithMedia, selectedRoutes,
+  selfSignedCertificate,
 } from './harness.mjs';
 import { BrowserNamespace } from './netns.mjs';
 
@@ -100,7 +101,7 @@ describe('turn', { skip: why || false }, () => {
           const [relayedId, directId] = await Promise.all([relayed, direct].map((p) => p.evaluate(() => window.sfuDemo.participantId)));
           await expectReceiving(relayed, [directId]);
           await expectReceiving(direct, [relayedId]);
-          const r = await selectedRoutes(relayed);
+          const r = await routesWithMedia(relayed);
           for (const role of ['publisher', 'subscriber']) {
             assert.equal(r[role] && r[role].local.type, 'relay', `${role}: ${JSON.stringify(r)}`);
             assert.equal(r[role].local.relayProtocol, protocol, `${role}: ${JSON.stringify(r)}`);
