@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-all=(stun vp8 h264 munger temporal rtcp sdp signal token srtp dtls)
+all=(stun vp8 h264 munger temporal rtcp sdp signal token srtp dtls turn)
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${all[@]}")
 

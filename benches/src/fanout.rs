@@ -37,6 +37,8 @@ pub struct Options {
     /// Subscribers count packets from the clear RTP header without decrypting
     /// ([`loadtest::EngineOptions::sink_media`]): loss from sequence numbers, no latency.
     pub sink: bool,
+    /// How subscribers' media reach the server (publishers use UDP).
+    pub transport: loadtest::MediaTransport,
 }
 
 /// The server a point measures.
@@ -137,8 +139,14 @@ pub struct Perf {
     pub args: Vec<String>,
 }
 
-async fn join_subscriber(room: RoomRef, i: usize, engine: Engine, layer: String) -> Option<Client> {
-    let opts = JoinOptions { timeout: STEP, ..JoinOptions::on(&engine) };
+async fn join_subscriber(
+    room: RoomRef,
+    i: usize,
+    engine: Engine,
+    layer: String,
+    transport: loadtest::MediaTransport,
+) -> Option<Client> {
+    let opts = JoinOptions { timeout: STEP, transport, ..JoinOptions::on(&engine) };
     let name = format!("sub-{i}");
     let mut c = match room {
         RoomRef::Sfu { url, room } => Client::join(&url, &room, &name, opts).await.ok()?,
@@ -276,7 +284,8 @@ pub async fn run_point(
     let total = n * opts.rooms.max(1);
     let subs: Vec<Client> = futures::stream::iter(0..total)
         .map(|i| {
-            join_subscriber(rooms[i / n.max(1)].clone(), i, engines[i % engines.len()].clone(), opts.layer.clone())
+            let engine = engines[i % engines.len()].clone();
+            join_subscriber(rooms[i / n.max(1)].clone(), i, engine, opts.layer.clone(), opts.transport)
         })
         .buffer_unordered(opts.join_concurrency.max(1))
         .filter_map(|c| async move { c })

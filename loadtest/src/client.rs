@@ -23,11 +23,19 @@ pub struct JoinOptions {
     pub timeout: Duration,
     /// Unconsumed events kept at most (the oldest are dropped beyond this).
     pub max_pending_events: usize,
+    /// How the client's connections reach the server.
+    pub transport: crate::MediaTransport,
 }
 
 impl Default for JoinOptions {
     fn default() -> Self {
-        JoinOptions { engine: None, token: None, timeout: Duration::from_secs(10), max_pending_events: 4096 }
+        JoinOptions {
+            engine: None,
+            token: None,
+            timeout: Duration::from_secs(10),
+            max_pending_events: 4096,
+            transport: crate::MediaTransport::Udp,
+        }
     }
 }
 
@@ -83,6 +91,7 @@ impl Client {
     where
         F: std::future::Future<Output = ()> + Send + 'static,
     {
+        let path = crate::MediaPath::resolve(options.transport, &joined.ice_servers)?;
         let id = engine.new_client_id();
         let (out_tx, out_rx) = mpsc::unbounded_channel();
         let (ev_tx, ev_rx) = mpsc::unbounded_channel();
@@ -90,6 +99,7 @@ impl Client {
         engine.send(Command::AddClient {
             id,
             local_ip,
+            path,
             outbound: out_tx.clone(),
             events: ev_tx.clone(),
             stats: stats_tx,

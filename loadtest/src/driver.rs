@@ -15,6 +15,7 @@ use crate::socket::{Closer, PeerSocket, Received};
 use crate::srtp_in::SrtpIn;
 use crate::stats::ClientStats;
 use crate::subscriber::Subscriber;
+use crate::tunnel::{MediaPath, Tunnel};
 use bwe::netem::Link;
 use bytes::BytesMut;
 use futures::stream::SelectAll;
@@ -68,11 +69,16 @@ struct Pc {
     sink: Vec<crate::stats::SinkStream>,
     /// A subscriber's own inbound SRTP context, once connected (see [`crate::srtp_in`]).
     srtp_in: Option<SrtpIn>,
+    /// Its way to the server when that is not straight UDP (ICE-TCP, TURN), once the
+    /// server's SDP named its candidates.
+    tunnel: Option<Tunnel>,
     _closer: Closer,
+    _tunnel_closer: Option<Closer>,
 }
 
 struct ClientState {
     local_ip: IpAddr,
+    path: MediaPath,
     outbound: mpsc::UnboundedSender<Outbound>,
     events: mpsc::UnboundedSender<Event>,
     stats: watch::Sender<ClientStats>,
@@ -96,7 +102,7 @@ pub(crate) struct Driver {
     opts: EngineOptions,
     clients: IdMap<ClientId, ClientState>,
     pcs: IdMap<PcId, Pc>,
-    sockets: SelectAll<PeerSocket>,
+    sockets: SelectAll<futures::stream::BoxStream<'static, Received>>,
     timers: TimerHeap<Timer>,
     /// When the next statistics are due (the stats timer's `armed`).
     stats_armed: Option<Instant>,
@@ -182,7 +188,14 @@ impl Driver {
 
     fn on_received(&mut self, mut rx: Received, now: Instant) {
         while let Some(data) = rx.next_datagram() {
-            self.on_datagram(rx.pc, rx.from, data, now);
+            let Some(pc) = self.pcs.get_mut(&rx.pc) else { return };
+            let Some((from, data)) = (match pc.tunnel.as_mut() {
+                Some(t) => t.receive(&pc.socket, rx.from, data),
+                None => Some((rx.from, data)),
+            }) else {
+                continue;
+            };
+            self.on_datagram(rx.pc, from, data, now);
         }
     }
 
@@ -367,8 +380,8 @@ impl Driver {
         }
         while let Some(out) = pc.conn.poll_write() {
             pc.remote = Some(out.transport.peer_addr);
-            match pc.socket.try_send_to(&out.message, out.transport.peer_addr) {
-                Ok(_) => {}
+            match pc.send(&out.message, out.transport.peer_addr) {
+                Ok(()) => {}
                 Err(e) => {
                     tracing::debug!(pc = id.0, role = ?pc.role, error = %e, to = %out.transport.peer_addr, "send failed")
                 }
@@ -420,9 +433,10 @@ impl Driver {
 
     fn on_command(&mut self, cmd: Command, now: Instant) {
         match cmd {
-            Command::AddClient { id, local_ip, outbound, events, stats } => {
+            Command::AddClient { id, local_ip, path, outbound, events, stats } => {
                 let state = ClientState {
                     local_ip,
+                    path,
                     outbound,
                     events,
                     stats,
@@ -488,7 +502,7 @@ impl Driver {
         let id = PcId(self.next_pc);
         self.next_pc += 1;
         let (stream, closer) = PeerSocket::new(id, socket.clone());
-        self.sockets.push(stream);
+        self.sockets.push(Box::pin(stream));
         let pc = Pc {
             client,
             role,
@@ -505,7 +519,9 @@ impl Driver {
             rtp_in: Vec::new(),
             sink: Vec::new(),
             srtp_in: None,
+            tunnel: None,
             _closer: closer,
+            _tunnel_closer: None,
         };
         self.pcs.insert(id, pc);
         Ok(id)
@@ -541,13 +557,33 @@ impl Driver {
     fn on_publisher_answer(&mut self, client: ClientId, sdp: String, now: Instant) {
         let Some(id) = self.clients.get(&client).and_then(|c| c.publisher) else { return };
         let Some(pc) = self.pcs.get_mut(&id) else { return };
-        let result = RTCSessionDescription::answer(sdp).and_then(|d| pc.conn.set_remote_description(now, d));
-        let event = match result {
+        let result = RTCSessionDescription::answer(sdp.clone()).and_then(|d| pc.conn.set_remote_description(now, d));
+        let event = match result.map_err(|e| e.to_string()).and_then(|()| self.open_tunnel(client, id, &sdp)) {
             Ok(()) => Event::Negotiated { role: Role::Publisher, tracks: BTreeMap::new() },
-            Err(e) => Event::NegotiationFailed { role: Role::Publisher, error: e.to_string() },
+            Err(error) => Event::NegotiationFailed { role: Role::Publisher, error },
         };
-        let _ = pc.events.send(event);
+        if let Some(pc) = self.pcs.get(&id) {
+            let _ = pc.events.send(event);
+        }
         self.mark(id);
+    }
+
+    /// Sets up connection `id`'s way to the server its SDP describes, unless it is straight
+    /// UDP or already set up.
+    fn open_tunnel(&mut self, client: ClientId, id: PcId, remote_sdp: &str) -> Result<(), String> {
+        let Some(path) = self.clients.get(&client).map(|c| c.path.clone()) else { return Ok(()) };
+        let Some(pc) = self.pcs.get_mut(&id) else { return Ok(()) };
+        if path == MediaPath::Direct || pc.tunnel.is_some() {
+            return Ok(());
+        }
+        let (tunnel, stream) = crate::tunnel::open(id, &path, remote_sdp, &pc.socket).map_err(|e| e.to_string())?;
+        tracing::debug!(pc = id.0, ?path, server = %tunnel.server, "media path set up");
+        pc.tunnel = Some(tunnel);
+        if let Some((stream, closer)) = stream {
+            pc._tunnel_closer = Some(closer);
+            self.sockets.push(Box::pin(stream));
+        }
+        Ok(())
     }
 
     fn on_subscriber_offer(&mut self, client: ClientId, sdp: String, tracks: BTreeMap<String, TrackRef>, now: Instant) {
@@ -568,6 +604,12 @@ impl Driver {
                 }
             },
         };
+        if let Err(error) = self.open_tunnel(client, id, &sdp) {
+            if let Some(pc) = self.pcs.get(&id) {
+                let _ = pc.events.send(Event::NegotiationFailed { role: Role::Subscriber, error });
+            }
+            return;
+        }
         let c = self.clients.get(&client).expect("checked above");
         let Some(pc) = self.pcs.get_mut(&id) else { return };
         let Side::Subscriber(sub) = &mut pc.side else { return };
@@ -589,10 +631,10 @@ impl Driver {
             Role::Publisher => c.publisher,
             Role::Subscriber => c.subscriber,
         };
-        let pc = id.and_then(|id| self.pcs.get(&id)).ok_or(ClientError::NoConnection(role))?;
+        let pc = id.and_then(|id| self.pcs.get_mut(&id)).ok_or(ClientError::NoConnection(role))?;
         let to = pc.remote.ok_or(ClientError::NoConnection(role))?;
         for d in datagrams {
-            pc.socket.try_send_to(d, to)?;
+            pc.send(d, to)?;
         }
         Ok(())
     }
@@ -601,7 +643,10 @@ impl Driver {
         if let Some(mut pc) = self.pcs.remove(&id) {
             let _ = pc.conn.close();
             while let Some(out) = pc.conn.poll_write() {
-                let _ = pc.socket.try_send_to(&out.message, out.transport.peer_addr);
+                let _ = pc.send(&out.message, out.transport.peer_addr);
+            }
+            if let Some(t) = pc.tunnel.as_mut() {
+                t.close(&pc.socket);
             }
             tracing::debug!(client = pc.client, role = ?pc.role, "peer connection closed");
         }
@@ -609,6 +654,15 @@ impl Driver {
 }
 
 impl Pc {
+    /// Sends a datagram of its `rtc` connection: on its socket, or through its tunnel.
+    fn send(&mut self, data: &[u8], to: SocketAddr) -> std::io::Result<()> {
+        match &mut self.tunnel {
+            Some(t) if to == t.server => t.send(&self.socket, data),
+            Some(_) => Ok(()), // another candidate of the server: the tunnel carries one path
+            None => self.socket.try_send_to(data, to).map(drop),
+        }
+    }
+
     fn on_event(&mut self, ev: RTCPeerConnectionEvent, now: Instant, decrypt_in_engine: bool) {
         match ev {
             RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) => {

@@ -83,6 +83,7 @@ pub(crate) enum Command {
     AddClient {
         id: ClientId,
         local_ip: IpAddr,
+        path: crate::MediaPath,
         outbound: mpsc::UnboundedSender<Outbound>,
         events: mpsc::UnboundedSender<crate::event::Event>,
         stats: watch::Sender<ClientStats>,

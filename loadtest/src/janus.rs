@@ -178,7 +178,7 @@ impl Janus {
             next_event(&mut h, options.timeout, |ev| ev["plugindata"]["data"]["videoroom"] == "joined").await?;
         let feed = joined["plugindata"]["data"]["id"].as_u64().ok_or_else(|| protocol(format!("joined: {joined}")))?;
         let me = ParticipantInfo { id: feed.to_string(), name: name.to_owned(), tracks: vec![] };
-        let info = Joined { room: room.to_string(), participant: me, participants: vec![] };
+        let info = Joined { room: room.to_string(), participant: me, participants: vec![], ice_servers: vec![] };
         let engine = options.engine.clone().unwrap_or_else(Engine::spawn);
         let janus = self.clone();
         let client = Client::with_signaling(engine, self.local_ip, info, &options, move |id, engine, out, ev| {
@@ -242,7 +242,7 @@ impl Janus {
             })
             .collect();
         let me = ParticipantInfo { id: format!("sub-{}", h.id), name: name.to_owned(), tracks: vec![] };
-        let info = Joined { room: room.to_string(), participant: me, participants: publishers };
+        let info = Joined { room: room.to_string(), participant: me, participants: publishers, ice_servers: vec![] };
         let engine = options.engine.clone().unwrap_or_else(Engine::spawn);
         let janus = self.clone();
         Client::with_signaling(engine, self.local_ip, info, &options, move |id, engine, out, ev| {

@@ -38,6 +38,7 @@ pub mod srtp_in;
 pub mod stats;
 pub mod subscriber;
 pub mod synth;
+pub mod tunnel;
 pub mod twcc;
 pub mod vp8;
 
@@ -49,3 +50,4 @@ pub use gaps::{ArrivalGaps, Gap};
 pub use publisher::PublishOptions;
 pub use signal::Outbound;
 pub use stats::{ClientStats, Histogram, LayerSwitch, PublisherStats, TrackStats};
+pub use tunnel::{MediaPath, MediaTransport, TurnCredential};

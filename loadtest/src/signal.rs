@@ -37,6 +37,8 @@ pub struct Joined {
     pub participant: ParticipantInfo,
     /// Everyone else at join time.
     pub participants: Vec<ParticipantInfo>,
+    /// TURN servers the client may relay through.
+    pub ice_servers: Vec<signaling::protocol::IceServer>,
 }
 
 /// Read buffer of one client WebSocket. tungstenite zero-fills the free part of its read
@@ -90,7 +92,9 @@ pub async fn join(
     send(ws, &msg).await?;
     let reply = tokio::time::timeout(timeout, recv(ws)).await.map_err(|_| ClientError::Timeout("joined".into()))??;
     match reply {
-        ServerMessage::Joined { room, participant, participants, .. } => Ok(Joined { room, participant, participants }),
+        ServerMessage::Joined { room, participant, participants, ice_servers, .. } => {
+            Ok(Joined { room, participant, participants, ice_servers })
+        }
         ServerMessage::Error { code, message } => Err(ClientError::Rejected { code, message }),
         other => Err(ClientError::Protocol(format!("expected joined, got {other:?}"))),
     }

@@ -109,6 +109,19 @@ pub struct Config {
     /// made before lives on only while the server accepts its refreshes).
     #[arg(long, env = "SFU_TURN_TTL", default_value = "12h", value_parser = humantime::parse_duration)]
     pub turn_ttl: Duration,
+    /// Embedded TURN server on UDP and TCP at this address (e.g. `0.0.0.0:3478`): every
+    /// `joined` then carries credentials for it (with `--turn-secret`, the shared secret; else
+    /// one made at start). It relays only to this node's media ports. Off by default.
+    #[arg(long, env = "SFU_TURN")]
+    pub turn: Option<SocketAddr>,
+    /// Embedded TURN over TLS at this address (e.g. `0.0.0.0:5349`), with `--tls-cert`'s
+    /// certificate.
+    #[arg(long, env = "SFU_TURN_TLS", requires = "tls_cert")]
+    pub turn_tls: Option<SocketAddr>,
+    /// Host in the embedded TURN server's URLs handed to clients [default: the first
+    /// announced IP]; for TURN over TLS, a name the certificate covers.
+    #[arg(long, env = "SFU_TURN_HOST")]
+    pub turn_host: Option<String>,
     /// STUN server (`host:port`) that `--external-ip auto` asks.
     #[arg(long, env = "SFU_STUN_SERVER", default_value = "stun.l.google.com:19302")]
     pub stun_server: String,

@@ -18,4 +18,5 @@ pub mod server;
 pub mod tcp;
 pub mod telemetry;
 pub mod tls;
+pub mod turn;
 pub mod udp;

@@ -71,7 +71,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let mut server = sfu::server::start(&config).await?;
     let tcp = server.tcp.map_or_else(|| "off".to_owned(), |a| a.to_string());
     tracing::info!(http = %server.http, udp = %server.udp, %tcp, "sfu ready: open http://{}/?room=demo&name=me", server.http);
-    println!("SFU_READY http={} udp={} tcp={tcp}", server.http, server.udp);
+    let turn = |a: Option<std::net::SocketAddr>| a.map_or_else(|| "off".to_owned(), |a| a.to_string());
+    println!(
+        "SFU_READY http={} udp={} tcp={tcp} turn={} turn_tls={}",
+        server.http,
+        server.udp,
+        turn(server.turn.udp),
+        turn(server.turn.tls)
+    );
     std::io::stdout().flush()?;
 
     let outcome = loop {

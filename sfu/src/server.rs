@@ -28,6 +28,8 @@ pub struct Server {
     pub media_ports: Vec<SocketAddr>,
     /// The ICE-TCP listener of the first media thread (`None` with `--tcp off`).
     pub tcp: Option<SocketAddr>,
+    /// The embedded TURN server's listeners (none without `--turn`, `--turn-tls`).
+    pub turn: crate::turn::Listeners,
     /// Node state (drain).
     pub node: Arc<Node>,
     /// Rooms.
@@ -138,7 +140,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Server> {
     }
     let udp = planes[0].ctx.addr.local;
     let demuxes = planes.iter().map(|p| p.ctx.demux.clone()).collect();
-    let media_ports = planes.iter().map(|p| p.ctx.addr.local).collect();
+    let media_ports: Vec<SocketAddr> = planes.iter().map(|p| p.ctx.addr.local).collect();
     let tcp = planes[0].ctx.addr.tcp;
 
     let node = Arc::new(Node::new(env!("CARGO_PKG_VERSION")).with_drain_deadline(config.drain_deadline));
@@ -165,9 +167,33 @@ pub async fn start(config: &Config) -> anyhow::Result<Server> {
         }
         _ => None,
     };
-    let turn =
-        signaling::turn::TurnCredentials::new(config.turn_secret.clone(), config.turn_urls.clone(), config.turn_ttl)?
-            .map(Arc::new);
+    let announce = config.announce_ips(udp);
+    let (turn_listeners, turn_secret, turn_urls) = if config.turn.is_some() || config.turn_tls.is_some() {
+        let secret = config.turn_secret.clone().filter(|s| !s.is_empty()).unwrap_or_else(crate::turn::random_secret);
+        let tls_listen = match (config.turn_tls, &tls) {
+            (Some(addr), Some(tls)) => Some((addr, tls.clone())),
+            (Some(_), None) => anyhow::bail!("--turn-tls needs --tls-cert and --tls-key"),
+            _ => None,
+        };
+        let embedded = crate::turn::Embedded {
+            plain: config.turn,
+            tls: tls_listen,
+            secret: secret.clone(),
+            media_ports: &media_ports,
+            announce: &announce,
+        };
+        let bound = crate::turn::start(embedded, &metrics.registry, shutdown_rx.clone()).await?;
+        let host = config.turn_host.clone().unwrap_or_else(|| announce.first().map_or(udp.ip(), |ip| *ip).to_string());
+        let urls = match config.turn_urls.is_empty() {
+            true => crate::turn::urls(&host, &bound),
+            false => config.turn_urls.clone(),
+        };
+        tracing::info!(udp = ?bound.udp, tcp = ?bound.tcp, tls = ?bound.tls, "embedded TURN server");
+        (bound, Some(secret), urls)
+    } else {
+        (crate::turn::Listeners::default(), config.turn_secret.clone(), config.turn_urls.clone())
+    };
+    let turn = signaling::turn::TurnCredentials::new(turn_secret, turn_urls, config.turn_ttl)?.map(Arc::new);
     if let Some(turn) = &turn {
         tracing::info!(?turn, "TURN credentials in every joined (coturn REST convention)");
     }
@@ -203,9 +229,10 @@ pub async fn start(config: &Config) -> anyhow::Result<Server> {
     Ok(Server {
         http,
         udp,
-        announce: config.announce_ips(udp),
+        announce,
         media_ports,
         tcp,
+        turn: turn_listeners,
         node,
         rooms,
         media_metrics,

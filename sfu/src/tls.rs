@@ -94,6 +94,13 @@ impl Tls {
         TlsAcceptor::from(self.current.read().expect("not poisoned").clone())
     }
 
+    /// An acceptor with the certificate in use now and no ALPN (TURN over TLS).
+    pub fn acceptor_without_alpn(&self) -> TlsAcceptor {
+        let mut config = ServerConfig::clone(&self.current.read().expect("not poisoned"));
+        config.alpn_protocols.clear();
+        TlsAcceptor::from(Arc::new(config))
+    }
+
     /// Loads the files again; on failure the certificate in use stays.
     pub fn reload(&self, why: &str) -> bool {
         *self.seen.lock().expect("not poisoned") = stamps(&self.cert, &self.key);

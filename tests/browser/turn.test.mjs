@@ -4,8 +4,10 @@
 // video with a participant on plain UDP. Then the real case: a Chromium in a network namespace
 // whose UDP an nftables rule drops, and a node without ICE-TCP (`--tcp off`): it finds the TURN
 // server over TCP or TLS by itself. The route is read from getStats (a relay candidate, and the
-// protocol to the TURN server). Skipped, saying why, without `turnserver` or openssl (and the
-// namespace part without root, ip and nft).
+// protocol to the TURN server). The same with the node's embedded TURN server (`--turn`,
+// `--turn-tls`): relay-only over UDP, TCP and TLS, and behind the firewall with the URLs the node
+// derives itself. Skipped, saying why, without `turnserver` or openssl (and the namespace parts
+// without root, ip and nft).
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -184,4 +186,106 @@ describe('turn behind a firewall that drops UDP', { skip: nsWhy || false }, () =
       }
     });
   }
+});
+
+describe('embedded turn', { skip: missingTool(['openssl']) || false }, () => {
+  let dir;
+  let tls;
+  before(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sfu-eturn-'));
+    tls = selfSignedCertificate(dir, 'node', '/CN=127.0.0.1', ['-addext', 'subjectAltName=IP:127.0.0.1']);
+  });
+  after(() => {
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  for (const [label, url, protocol] of [
+    ['UDP', (p) => `turn:127.0.0.1:${p.plain}?transport=udp`, 'udp'],
+    ['TCP', (p) => `turn:127.0.0.1:${p.plain}?transport=tcp`, 'tcp'],
+    ['TLS', (p) => `turns:127.0.0.1:${p.tls}?transport=tcp`, 'tls'],
+  ]) {
+    test(`a relay-only participant reaches the SFU through its own TURN server over ${label}`, async () => {
+      const ports = { plain: await freePort('127.0.0.1'), tls: await freePort('127.0.0.1') };
+      const turnUrl = url(ports);
+      const h = await Harness.start({
+        extraArgs: ['--tls-cert', tls.cert, '--tls-key', tls.key, '--turn', `127.0.0.1:${ports.plain}`,
+          '--turn-tls', `127.0.0.1:${ports.tls}`, '--turn-urls', turnUrl],
+        browserArgs: () => ['--ignore-certificate-errors'],
+      });
+      try {
+        await h.diagnose(async () => {
+          const relayed = await h.open('ETURN', 'relayed', { params: { relay: '1' }, timeout: JOIN_TIMEOUT });
+          const direct = await h.open('ETURN', 'direct');
+          const joined = await relayed.evaluate(() => window.sfuDemo.messages.find((m) => m.type === 'joined'));
+          assert.deepEqual(joined.ice_servers[0].urls, [turnUrl]);
+          const [relayedId, directId] = await Promise.all([relayed, direct].map((p) => p.evaluate(() => window.sfuDemo.participantId)));
+          await expectReceiving(relayed, [directId]);
+          await expectReceiving(direct, [relayedId]);
+          const r = await routesWithMedia(relayed);
+          for (const role of ['publisher', 'subscriber']) {
+            assert.equal(r[role] && r[role].local.type, 'relay', `${role}: ${JSON.stringify(r)}`);
+            assert.equal(r[role].local.relayProtocol, protocol, `${role}: ${JSON.stringify(r)}`);
+          }
+          assert.ok(r.publisher.bytesSent > 10000 && r.subscriber.bytesReceived > 10000, JSON.stringify(r));
+          // the page's origin, whose test certificate the browser accepts
+          const m = await relayed.evaluate(() => fetch('/metrics').then((res) => res.text()));
+          for (const direction of ['to_peer', 'to_client']) {
+            const n = Number((new RegExp(`^sfu_turn_relayed_packets_total\\{direction="${direction}"\\} (\\d+)`, 'm').exec(m) || [])[1]);
+            assert.ok(n > 100, `relayed ${direction}: ${n}`);
+          }
+        });
+      } finally {
+        await h.close();
+      }
+    });
+  }
+});
+
+describe('embedded turn behind a firewall that drops UDP', { skip: BrowserNamespace.unavailable(['ip', 'nft']) || false }, () => {
+  const ns = new BrowserNamespace('sfueturn', '10.213.12');
+  let setupError = null;
+  before(() => {
+    setupError = ns.setUp();
+    if (!setupError) ns.dropUdp();
+  });
+  after(() => ns.tearDown());
+
+  test('without UDP and without ICE-TCP, a participant relays through the node\'s TURN server by itself', async (t) => {
+    if (setupError) {
+      t.skip(setupError);
+      return;
+    }
+    const flags = (server) => [`--unsafely-treat-insecure-origin-as-secure=${server.baseUrl}`];
+    const h = await Harness.start({
+      host: ns.hostIp,
+      extraArgs: ['--tcp', 'off', '--turn', `${ns.hostIp}:0`],
+      browserArgs: flags,
+    });
+    let walled;
+    try {
+      walled = await launchBrowser(ns.wrapper, flags(h.server));
+      await h.diagnose(async () => {
+        const context = await walled.newContext({ viewport: { width: 1280, height: 720 } });
+        const inside = await openParticipant(context, h.baseUrl, 'EWALL', 'inside', { timeout: JOIN_TIMEOUT });
+        h.pages.add(inside);
+        const outside = await h.open('EWALL', 'outside');
+        const joined = await inside.evaluate(() => window.sfuDemo.messages.find((m) => m.type === 'joined'));
+        const urls = joined.ice_servers[0].urls;
+        assert.equal(urls.length, 2, `UDP and TCP, as the node derives them: ${JSON.stringify(urls)}`);
+        assert.ok(urls.every((u) => u.startsWith(`turn:${ns.hostIp}:`)), JSON.stringify(urls));
+        const [insideId, outsideId] = await Promise.all([inside, outside].map((p) => p.evaluate(() => window.sfuDemo.participantId)));
+        await expectReceiving(inside, [outsideId]);
+        await expectReceiving(outside, [insideId]);
+        const r = await selectedRoutes(inside);
+        for (const role of ['publisher', 'subscriber']) {
+          assert.equal(r[role] && r[role].local.type, 'relay', `${role}: ${JSON.stringify(r)}`);
+          assert.equal(r[role].local.relayProtocol, 'tcp', `${role}: ${JSON.stringify(r)}`);
+        }
+        assert.ok(ns.udpDropped() > 0, 'the browser did try UDP: the firewall made it relay');
+      });
+    } finally {
+      if (walled) await walled.close().catch(() => {});
+      await h.close();
+    }
+  });
 });

@@ -11,7 +11,7 @@
 //! `target/release/sfu`), started with `--log warn` unless `--sfu-log` says otherwise.
 
 use clap::Parser;
-use loadtest::{Engine, EngineOptions};
+use loadtest::{Engine, EngineOptions, MediaTransport};
 use sfu_benches::conference::{self, ConferencePoint};
 use sfu_benches::fanout::{self, Options, Perf, Point, Target};
 use sfu_benches::janus_process::JanusProcess;
@@ -96,6 +96,12 @@ struct Args {
     /// themselves (the load tester's older, costlier receive path).
     #[arg(long)]
     rtc_receive: bool,
+    /// How subscribers reach the server, comma-separated to compare in one run (each N is
+    /// measured over each in turn on the same server process): `udp`, `tcp` (ICE-TCP),
+    /// `turn-udp`, `turn-tcp` (through the server's embedded TURN server, started with
+    /// `--turn 127.0.0.1:0` for them). Publishers use UDP.
+    #[arg(long, value_delimiter = ',', default_value = "udp")]
+    transport: Vec<loadtest::MediaTransport>,
     /// Profile the window of the LAST point with `perf record` into this file.
     #[arg(long)]
     perf: Option<PathBuf>,
@@ -205,6 +211,7 @@ fn options(args: &Args) -> Options {
         sink: args.sink,
         rooms: args.rooms,
         pacing: args.pace,
+        transport: loadtest::MediaTransport::Udp,
     }
 }
 
@@ -247,6 +254,10 @@ async fn run_server(args: &Args, binary: &Path) -> anyhow::Result<Points> {
     let mut extra =
         vec!["--log".to_owned(), args.sfu_log.clone(), "--max-participants".to_owned(), "100000".to_owned()];
     extra.extend(args.sfu_args.split_whitespace().map(str::to_owned));
+    let turn = args.transport.iter().any(|t| matches!(t, MediaTransport::TurnUdp | MediaTransport::TurnTcp));
+    if turn && !extra.iter().any(|a| a == "--turn") {
+        extra.extend(["--turn".to_owned(), "127.0.0.1:0".to_owned()]);
+    }
     let label = binary.file_name().map_or_else(String::new, |f| f.to_string_lossy().into_owned())
         + &if args.sfu_args.trim().is_empty() { String::new() } else { format!(" {}", args.sfu_args.trim()) };
     let server = SfuProcess::start(binary, &extra, &args.sfu_log_file).await?;
@@ -267,16 +278,23 @@ async fn run_server(args: &Args, binary: &Path) -> anyhow::Result<Points> {
     let mut points = Vec::new();
     let last = args.fanout.len().saturating_sub(1);
     let conf = conferences(args, Target::Sfu(&server), &engines, &label).await?;
+    let compare = args.transport.len() > 1 || args.transport.first() != Some(&MediaTransport::Udp);
     for (i, &n) in args.fanout.iter().enumerate() {
-        eprintln!("# N={n}: joining, waiting for layer {}, then measuring {:?}", args.layer, args.window);
-        let profile = if i == last { perf.as_ref() } else { None };
-        match fanout::run_point(Target::Sfu(&server), &engines, n, &opts, profile).await {
-            Ok(mut p) => {
-                p.server = label.clone();
-                eprintln!("# N={n}: {}", serde_json::to_string(&p)?);
-                points.push(p);
+        for (j, &transport) in args.transport.iter().enumerate() {
+            eprintln!(
+                "# N={n} via {transport}: joining, waiting for layer {}, then measuring {:?}",
+                args.layer, args.window
+            );
+            let profile = if i == last && j + 1 == args.transport.len() { perf.as_ref() } else { None };
+            let opts = Options { transport, ..opts.clone() };
+            match fanout::run_point(Target::Sfu(&server), &engines, n, &opts, profile).await {
+                Ok(mut p) => {
+                    p.server = if compare { format!("{label} via {transport}") } else { label.clone() };
+                    eprintln!("# N={n} via {transport}: {}", serde_json::to_string(&p)?);
+                    points.push(p);
+                }
+                Err(e) => eprintln!("# N={n} via {transport}: failed: {e:#}"),
             }
-            Err(e) => eprintln!("# N={n}: failed: {e:#}"),
         }
     }
     drop(engines);

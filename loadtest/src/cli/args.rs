@@ -98,6 +98,10 @@ pub struct Common {
     /// themselves (the load tester's old, several times costlier receive path, for comparison).
     #[arg(long)]
     pub rtc_receive: bool,
+    /// How clients' media reach the server: `udp`, `tcp` (ICE-TCP), `turn-udp` or `turn-tcp`
+    /// (through the TURN server `joined` names: run the server with `--turn`).
+    #[arg(long, default_value = "udp")]
+    pub transport: loadtest::MediaTransport,
     /// Log filter for stderr (`tracing` syntax, e.g. `info` or `warn,loadtest=debug`).
     #[arg(long, default_value = "warn", env = "LOADTEST_LOG")]
     pub log: String,

@@ -205,7 +205,13 @@ fn token_for(common: &Common, spec: &JoinSpec) -> Result<Option<String>, String>
 async fn join(shared: &Shared, spec: &JoinSpec, engine: Engine, impaired: bool) -> Result<Client, String> {
     let c = &shared.common;
     let token = token_for(c, spec)?;
-    let opts = JoinOptions { engine: Some(engine), token, timeout: c.join_timeout, max_pending_events: 256 };
+    let opts = JoinOptions {
+        engine: Some(engine),
+        token,
+        timeout: c.join_timeout,
+        max_pending_events: 256,
+        transport: c.transport,
+    };
     let client = Client::join(&c.url, &spec.room, &spec.name, opts).await.map_err(|e| describe(&e))?;
     if impaired && let Some(kbps) = c.downlink_kbps {
         let rate = bwe::Bitrate::kbps(kbps);

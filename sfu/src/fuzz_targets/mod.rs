@@ -27,6 +27,7 @@ pub const TARGETS: &[(&str, fn(&[u8]))] = &[
     ("token", token),
     ("srtp", crypto::srtp_open),
     ("dtls", crypto::dtls_server),
+    ("turn", turn_messages),
 ];
 
 /// A STUN message at the media port: classification, the ufrag lookup and the integrity check
@@ -36,6 +37,31 @@ pub fn stun_message(data: &[u8]) {
     let ufrag = stun::local_ufrag(data);
     assert!(is || ufrag.is_none(), "a ufrag from a datagram that is not STUN");
     let _ = stun::integrity_ok(data, "fuzzpassword0123456789ab");
+}
+
+/// Bytes at the embedded TURN server, past an allocation with a channel: as a UDP datagram
+/// from the allocated client, as a TCP stream (cut into messages), and from the relay's peer.
+/// Nothing panics, the allocation survives anything unsigned, and nothing is relayed anywhere
+/// but to the one permitted peer.
+pub fn turn_messages(data: &[u8]) {
+    use crate::turn::server::{RelayId, Transmit};
+    let (mut server, udp, tcp, now) = crate::turn::testing::allocated();
+    server.handle_client(now, udp, data);
+    let mut deframer = crate::turn::framing::Deframer::default();
+    deframer.read_buf().extend_from_slice(data);
+    while let Ok(Some(frame)) = deframer.next_frame() {
+        server.handle_client(now, tcp, &frame);
+    }
+    let peer: std::net::SocketAddr = crate::turn::testing::PEER.parse().expect("an address");
+    server.handle_relay(now, RelayId(1), peer, data);
+    server.handle_relay(now, RelayId(2), peer, data);
+    server.handle_timeout(now + Duration::from_secs(2));
+    while let Some(t) = server.poll_transmit() {
+        if let Transmit::Peer { to, .. } = t {
+            assert_eq!(to, peer, "relayed only to the permitted media port");
+        }
+    }
+    assert_eq!(server.allocations(), 1, "an unsigned message ends no allocation");
 }
 
 /// A VP8 payload: the descriptor parses or is an error; a parsed one is rewritten in place

@@ -62,6 +62,21 @@ pub fn of(target: &str) -> Vec<Vec<u8>> {
     };
     match target {
         "stun" => vec![stun_request()],
+        "turn" => {
+            use crate::turn::wire::{Builder, Class, attr, encode_channel_data, method};
+            let peer = crate::turn::testing::PEER.parse().expect("an address");
+            vec![
+                Builder::new(method::BINDING, Class::Request, [3; 12]).finish(None),
+                Builder::new(method::ALLOCATE, Class::Request, [4; 12])
+                    .attr(attr::REQUESTED_TRANSPORT, &[17, 0, 0, 0])
+                    .finish(None),
+                Builder::new(method::SEND, Class::Indication, [5; 12])
+                    .xor_addr(attr::XOR_PEER_ADDRESS, peer)
+                    .attr(attr::DATA, b"hi")
+                    .finish(None),
+                encode_channel_data(0x4000, b"payload", true),
+            ]
+        }
         "vp8" => vec![vp8_key.to_vec(), vec![0x10, 0x01], vec![0x80, 0x20, 0x80, 0x01]],
         "h264" => vec![vec![0x65, 0x88], vec![0x7c, 0x85, 0x88], vec![0x78, 0x00, 0x02, 0x67, 0x42, 0x00, 0x01, 0x65]],
         "rtcp" => rtcp_packets(),

@@ -48,11 +48,17 @@ pub fn local_ufrag(data: &[u8]) -> Option<&str> {
 /// (RFC 8489 14.5): HMAC-SHA1 over the message up to that attribute, with the header's length
 /// counting up to the attribute's end. Compared in constant time.
 pub fn integrity_ok(data: &[u8], pwd: &str) -> bool {
+    integrity_ok_with_key(data, pwd.as_bytes())
+}
+
+/// True if the message carries a MESSAGE-INTEGRITY made with `key` (the short-term password,
+/// or a long-term credential's MD5 key as TURN uses). Compared in constant time.
+pub fn integrity_ok_with_key(data: &[u8], key: &[u8]) -> bool {
     let Some((at, tag)) = attribute(data, ATTR_MESSAGE_INTEGRITY) else { return false };
     if tag.len() != INTEGRITY_LEN {
         return false;
     }
-    let Ok(mut mac) = Hmac::<Sha1>::new_from_slice(pwd.as_bytes()) else { return false };
+    let Ok(mut mac) = Hmac::<Sha1>::new_from_slice(key) else { return false };
     let mut header = [0u8; HEADER_LEN];
     header.copy_from_slice(&data[..HEADER_LEN]);
     let length = (at + 4 + INTEGRITY_LEN - HEADER_LEN) as u16;
