@@ -15,6 +15,7 @@ pub mod rate;
 pub mod room;
 pub mod session;
 pub mod turn;
+pub mod whip;
 
 pub use api::RouteInfo;
 pub use auth::Auth;
@@ -61,6 +62,8 @@ pub struct AppState {
     pub parking: Arc<session::Parking>,
     /// TURN credentials handed out in `joined` (`--turn-secret`, `--turn-urls`).
     pub turn: Option<Arc<turn::TurnCredentials>>,
+    /// WHIP publishers' sessions.
+    pub whip: Arc<whip::WhipSessions>,
 }
 
 /// Largest WebSocket message the transport accepts before closing the socket; messages between
@@ -83,7 +86,7 @@ fn build(state: AppState) -> (Router, Vec<RouteInfo>) {
         .public("GET", "/healthz", get(healthz))
         .public("GET", "/readyz", get(readyz))
         .public("GET", "/metrics", get(metrics));
-    let (mut router, list) = api::register(r).finish();
+    let (mut router, list) = whip::register(api::register(r)).finish();
     for asset in state.assets {
         let a = *asset;
         let handler = move || async move {
