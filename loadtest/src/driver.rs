@@ -466,6 +466,10 @@ impl Driver {
                     pc.stats_dirty = true;
                 }
             }
+            Command::ViewerOffer { id, kinds, reply } => {
+                let _ = reply.send(self.viewer_offer(id, &kinds, now));
+            }
+            Command::ViewerAnswer { id, sdp, tracks } => self.viewer_answer(id, sdp, tracks, now),
             Command::Downlink { id, link } => {
                 if let Some(c) = self.clients.get_mut(&id) {
                     match (link, c.downlink.as_mut()) {
@@ -622,6 +626,34 @@ impl Driver {
                 let _ = pc.events.send(Event::NegotiationFailed { role: Role::Subscriber, error: e.to_string() });
             }
         }
+        self.mark(id);
+    }
+
+    /// A receive-only client's offer (WHEP): its receiving connection, made now.
+    fn viewer_offer(
+        &mut self,
+        client: ClientId,
+        kinds: &[signaling::protocol::TrackKind],
+        now: Instant,
+    ) -> Result<String, ClientError> {
+        let id = self.new_pc(client, None, now)?;
+        self.clients.get_mut(&client).ok_or(ClientError::Closed)?.subscriber = Some(id);
+        let pc = self.pcs.get_mut(&id).ok_or(ClientError::Closed)?;
+        let Side::Subscriber(sub) = &mut pc.side else { return Err(ClientError::Closed) };
+        let sdp = sub.offer(&mut pc.conn, kinds, now).map_err(|e| ClientError::Rtc(e.to_string()))?;
+        self.mark(id);
+        Ok(sdp)
+    }
+
+    fn viewer_answer(&mut self, client: ClientId, sdp: String, tracks: BTreeMap<String, TrackRef>, now: Instant) {
+        let Some(id) = self.clients.get(&client).and_then(|c| c.subscriber) else { return };
+        let Some(pc) = self.pcs.get_mut(&id) else { return };
+        let Side::Subscriber(sub) = &mut pc.side else { return };
+        let event = match sub.on_answer(&mut pc.conn, sdp, tracks.clone(), now) {
+            Ok(()) => Event::Negotiated { role: Role::Subscriber, tracks },
+            Err(e) => Event::NegotiationFailed { role: Role::Subscriber, error: e.to_string() },
+        };
+        let _ = pc.events.send(event);
         self.mark(id);
     }
 

@@ -123,6 +123,19 @@ pub(crate) enum Command {
         id: ClientId,
         link: Option<bwe::netem::LinkConfig>,
     },
+    /// A receive-only client offers (WHEP): its receiving connection is made with one
+    /// section of each kind; the offer comes back on `reply`.
+    ViewerOffer {
+        id: ClientId,
+        kinds: Vec<signaling::protocol::TrackKind>,
+        reply: oneshot::Sender<Result<String, ClientError>>,
+    },
+    /// The answer to [`Command::ViewerOffer`]; `tracks` names what each mid carries.
+    ViewerAnswer {
+        id: ClientId,
+        sdp: String,
+        tracks: BTreeMap<String, TrackRef>,
+    },
 }
 
 /// Handle of an engine task; clone it to put many clients on one task. The task ends when

@@ -41,7 +41,7 @@ pub mod synth;
 pub mod tunnel;
 pub mod twcc;
 pub mod vp8;
-pub mod whip;
+pub mod wish;
 
 pub use client::{Client, JoinOptions};
 pub use engine::{Engine, EngineOptions};

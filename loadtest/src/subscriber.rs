@@ -95,6 +95,44 @@ impl Subscriber {
         pc.local_description().map(|d| d.sdp).ok_or(rtc::shared::error::Error::ErrPeerConnLocalDescriptionNil)
     }
 
+    /// Offers to receive one section of each of `kinds` (a WHEP player: the client offers).
+    pub fn offer(
+        &mut self,
+        pc: &mut RTCPeerConnection,
+        kinds: &[TrackKind],
+        now: Instant,
+    ) -> Result<String, rtc::shared::error::Error> {
+        use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
+        use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+        for kind in kinds {
+            let kind = match kind {
+                TrackKind::Audio => RtpCodecKind::Audio,
+                TrackKind::Video => RtpCodecKind::Video,
+            };
+            let init = RTCRtpTransceiverInit { direction: RTCRtpTransceiverDirection::Recvonly, ..Default::default() };
+            pc.add_transceiver_from_kind(kind, Some(init))?;
+        }
+        let offer = pc.create_offer(None)?;
+        pc.set_local_description(now, offer)?;
+        pc.local_description().map(|d| d.sdp).ok_or(rtc::shared::error::Error::ErrPeerConnLocalDescriptionNil)
+    }
+
+    /// Applies the answer to [`Subscriber::offer`]; `tracks` names what arrives on each mid.
+    pub fn on_answer(
+        &mut self,
+        pc: &mut RTCPeerConnection,
+        sdp: String,
+        tracks: BTreeMap<String, TrackRef>,
+        now: Instant,
+    ) -> Result<(), rtc::shared::error::Error> {
+        pc.set_remote_description(now, RTCSessionDescription::answer(sdp)?)?;
+        if let Some(id) = pc.remote_description().and_then(|d| crate::twcc::ext_id_from_sdp(&d.sdp)) {
+            self.twcc.ext_id = Some(id);
+        }
+        self.mids = tracks;
+        Ok(())
+    }
+
     /// Remembers which mid a newly opened remote track arrives on.
     pub fn on_track_open(&mut self, pc: &mut RTCPeerConnection, init: &RTCTrackEventInit) {
         let mid = pc.rtp_transceiver(init.receiver_id.into()).and_then(|t| t.mid().clone());

@@ -207,7 +207,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Server> {
         fleet: fleet.clone(),
         parking: Default::default(),
         turn,
-        whip: Default::default(),
+        wish: Default::default(),
     };
     let app = signaling::app(state);
     let mut shutdown_rx = shutdown_rx;

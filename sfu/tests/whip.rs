@@ -8,7 +8,7 @@ mod common;
 mod ops_common;
 
 use common::{Harness, STEP, remote_tracks, track_of, wait_layer_changed};
-use loadtest::whip::{self, request};
+use loadtest::wish::{self as whip, request};
 use loadtest::{ClientStats, Event, JoinOptions, PublishOptions, Role};
 use signaling::auth::Grants;
 use signaling::protocol::{ServerMessage, TrackKind};

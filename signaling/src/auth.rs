@@ -126,6 +126,9 @@ pub enum AuthError {
     /// No `publish` grant.
     #[error("the token does not grant publish")]
     NoPublishGrant,
+    /// No `subscribe` grant (a WHEP player).
+    #[error("the token does not grant subscribe")]
+    NoSubscribeGrant,
     /// No `admin` grant.
     #[error("the token does not grant admin")]
     NoAdminGrant,
@@ -144,6 +147,7 @@ impl AuthError {
             AuthError::WrongRoom(_) => "wrong_room",
             AuthError::NoJoinGrant => "no_join_grant",
             AuthError::NoPublishGrant => "no_publish_grant",
+            AuthError::NoSubscribeGrant => "no_subscribe_grant",
             AuthError::NoAdminGrant => "no_admin_grant",
         }
     }

@@ -15,7 +15,7 @@ pub mod rate;
 pub mod room;
 pub mod session;
 pub mod turn;
-pub mod whip;
+pub mod wish;
 
 pub use api::RouteInfo;
 pub use auth::Auth;
@@ -62,8 +62,8 @@ pub struct AppState {
     pub parking: Arc<session::Parking>,
     /// TURN credentials handed out in `joined` (`--turn-secret`, `--turn-urls`).
     pub turn: Option<Arc<turn::TurnCredentials>>,
-    /// WHIP publishers' sessions.
-    pub whip: Arc<whip::WhipSessions>,
+    /// WHIP publishers' and WHEP players' sessions.
+    pub wish: Arc<wish::WishSessions>,
 }
 
 /// Largest WebSocket message the transport accepts before closing the socket; messages between
@@ -86,7 +86,7 @@ fn build(state: AppState) -> (Router, Vec<RouteInfo>) {
         .public("GET", "/healthz", get(healthz))
         .public("GET", "/readyz", get(readyz))
         .public("GET", "/metrics", get(metrics));
-    let (mut router, list) = whip::register(api::register(r)).finish();
+    let (mut router, list) = wish::register(api::register(r)).finish();
     for asset in state.assets {
         let a = *asset;
         let handler = move || async move {
@@ -130,5 +130,8 @@ async fn metrics(State(state): State<AppState>) -> Response {
     state.metrics.participants.set(state.rooms.participants() as i64);
     state.metrics.draining.set((state.node.state() == NodeState::Draining) as i64);
     state.metrics.drain_remaining.set(state.node.drain_remaining().map_or(0, |d| d.as_secs()) as i64);
+    for (kind, label) in [(wish::Kind::Whip, "whip"), (wish::Kind::Whep, "whep")] {
+        state.metrics.wish_sessions.with_label_values(&[label]).set(state.wish.count(kind) as i64);
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
 }

@@ -16,6 +16,8 @@ pub struct Metrics {
     pub draining: IntGauge,
     /// Seconds until the drain deadline (0 while serving or once passed).
     pub drain_remaining: IntGauge,
+    /// Open WHIP and WHEP sessions, by kind.
+    pub wish_sessions: prometheus::IntGaugeVec,
     auth_failures: IntCounterVec,
     session_timeouts: IntCounterVec,
     resumes: prometheus::IntCounter,
@@ -38,6 +40,11 @@ impl Metrics {
             "Seconds until the drain deadline evacuates the remaining participants (0 when not draining)",
         )
         .expect("valid metric");
+        let wish_sessions = prometheus::IntGaugeVec::new(
+            Opts::new("sfu_wish_sessions", "Open WHIP publisher and WHEP player sessions, by kind (whip, whep)"),
+            &["kind"],
+        )
+        .expect("valid metric");
         let auth_failures = IntCounterVec::new(
             Opts::new("sfu_auth_failures_total", "Refused tokens by surface (ws, api) and reason"),
             &["surface", "reason"],
@@ -58,6 +65,7 @@ impl Metrics {
         .expect("valid metric");
         for c in [
             Box::new(bad_messages.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(wish_sessions.clone()),
             Box::new(resumes.clone()),
             Box::new(session_timeouts.clone()),
             Box::new(rooms.clone()),
@@ -75,6 +83,7 @@ impl Metrics {
             participants,
             draining,
             drain_remaining,
+            wish_sessions,
             auth_failures,
             session_timeouts,
             resumes,

@@ -31,6 +31,21 @@ pub enum RoomCommand {
         /// May receive the room's media (the token's subscribe grant).
         subscribe: bool,
     },
+    /// A receive-only viewer (WHEP) joins with its offer; the worker answers with `answer` on
+    /// `events` (or `error`). It receives one participant's audio and video in the sections
+    /// it offered, with no renegotiation, and is not announced to the others.
+    JoinViewer {
+        /// Its id.
+        participant: ParticipantId,
+        /// Display name.
+        name: String,
+        /// Where to send its server messages.
+        events: EventSender,
+        /// Its SDP offer (receive-only sections).
+        offer: String,
+        /// Whom to watch, by participant id or name; `None`: the first one that publishes.
+        source: Option<String>,
+    },
     /// A participant left (socket closed or `leave`).
     Leave {
         /// Who.

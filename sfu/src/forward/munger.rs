@@ -201,6 +201,17 @@ impl RtpMunger {
         self.source = Some(Source { highest_in: None, ts_in: first_ts, ts_out });
     }
 
+    /// Whether a source is being forwarded (a switch started one and it did not end).
+    pub fn has_source(&self) -> bool {
+        self.source.is_some()
+    }
+
+    /// Ends the current source (its stream went away) but keeps the outgoing numbering: the
+    /// next [`RtpMunger::switch_source`] continues after what was sent.
+    pub fn end_source(&mut self) {
+        self.source = None;
+    }
+
     /// Maps a packet of the current source to the outgoing (seq, ts); None if it precedes the source, was dropped, is too late, or no source is set.
     #[must_use = "a packet whose mapping is None must not be forwarded"]
     pub fn forward(&mut self, seq: u64, ts: u64, now: Instant) -> Option<(u16, u32)> {

@@ -463,3 +463,21 @@ fn history_eviction_refuses_what_it_forgot() {
     assert_eq!(m.last_out_seq(), Some(S + 1001 + 2 * last + 1));
     assert_eq!(m.last_out_ts(), Some(T));
 }
+
+#[test]
+fn an_ended_source_forwards_nothing_and_the_next_continues_the_numbering() {
+    let t0 = Instant::now();
+    let mut m = RtpMunger::new(48_000, 100, 5_000);
+    m.switch_source(S + 10, T, None, t0);
+    assert_eq!(m.forward(S + 10, T, t0), Some((100, 5_000)));
+    assert_eq!(m.forward(S + 11, T + 960, t0), Some((101, 5_960)));
+    assert!(m.has_source());
+    m.end_source();
+    assert!(!m.has_source());
+    // the old stream's late packets and anything else go nowhere until a switch
+    assert_eq!(m.forward(S + 12, T + 1_920, t0), None);
+    // a new source far away in both spaces (another publisher): the next number, a later time
+    let later = t0 + std::time::Duration::from_millis(20);
+    m.switch_source(S + 40_000, T + 7_777_777, None, later);
+    assert_eq!(m.forward(S + 40_000, T + 7_777_777, later), Some((102, 5_960 + 960)));
+}

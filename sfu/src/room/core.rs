@@ -415,6 +415,9 @@ impl RoomCore {
             RoomCommand::Join { participant, name, events, subscribe } => {
                 self.admit(participant, name, events, subscribe, now)
             }
+            RoomCommand::JoinViewer { participant, name, events, offer, source } => {
+                self.join_viewer(participant, name, events, offer, source, now)
+            }
             RoomCommand::Leave { participant } => self.leave(&participant, now),
             RoomCommand::Offer { participant, sdp } => self.on_publisher_offer(&participant, sdp, now),
             RoomCommand::Answer { participant, sdp } => self.on_subscriber_answer(&participant, sdp, now),

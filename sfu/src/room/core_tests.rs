@@ -604,3 +604,93 @@ fn dynacast_stops_layers_nobody_needs_and_resumes_them_at_once() {
     assert_eq!(video(&sim, 1).layer, Some(0), "the other viewer stays on q");
     assert!(sim.metrics.dynacast_updates.get() >= 2);
 }
+
+/// What viewer `i` received of `name` (`audio` or `video`, the sections it offered).
+fn viewed<'a>(sim: &'a Sim, i: usize, name: &str) -> Option<&'a TrackStats> {
+    sim.clients[i].track(name)
+}
+
+#[test]
+fn a_viewer_gets_what_it_watches_in_its_own_sections_across_a_return_without_renegotiation() {
+    let mut sim = Sim::new();
+    let bystander = sim.join("bystander", true);
+    sim.publish(bystander, PublishOptions::default());
+    let studio = sim.join("studio", true);
+    sim.publish(studio, PublishOptions::default());
+    sim.run(Duration::from_millis(500));
+    let v = sim.join_viewer("player", Some("studio"));
+    let flowing = sim.run_until(Duration::from_secs(5), |s| {
+        viewed(s, v, "video").is_some_and(|t| t.frames >= 25) && viewed(s, v, "audio").is_some_and(|t| t.packets >= 50)
+    });
+    assert!(
+        flowing,
+        "the viewer receives the studio: {:?}",
+        sim.clients[v].subscriber.tracks.iter().map(|t| brief(&t.stats)).collect::<Vec<_>>()
+    );
+    for name in ["audio", "video"] {
+        assert_clean(viewed(&sim, v, name).unwrap(), name);
+    }
+    // one stream per section: the bystander's media does not reach it
+    assert_eq!(sim.clients[v].subscriber.tracks.len(), 2, "two sections");
+
+    // the studio leaves; another participant named studio publishes: the same SSRCs go on,
+    // numbering continued, no offer
+    sim.leave(studio);
+    sim.run(Duration::from_millis(300));
+    let before = (viewed(&sim, v, "video").unwrap().frames, viewed(&sim, v, "audio").unwrap().packets);
+    let back = sim.join("studio", true);
+    sim.publish(back, PublishOptions::default());
+    let again = sim.run_until(Duration::from_secs(5), |s| {
+        viewed(s, v, "video").is_some_and(|t| t.frames >= before.0 + 25)
+            && viewed(s, v, "audio").is_some_and(|t| t.packets >= before.1 + 50)
+    });
+    assert!(again, "the returning studio reaches the viewer: {}", brief(viewed(&sim, v, "video").unwrap()));
+    for name in ["audio", "video"] {
+        let t = viewed(&sim, v, name).unwrap();
+        // a source change inside one stream, as at a layer switch: no gap, no step back
+        assert_eq!(
+            (t.lost, t.duplicates, t.ts_backwards, t.malformed, t.bad_keyframes),
+            (0, 0, 0, 0, 0),
+            "{name}: {}",
+            brief(t)
+        );
+    }
+    assert_eq!(sim.clients[v].subscriber.tracks.len(), 2, "still two sections");
+    let offers = sim.clients[v].log.iter().filter(|m| matches!(m, ServerMessage::Offer { .. })).count();
+    assert_eq!(offers, 0, "a viewer is never offered");
+    // nobody was told about it
+    let told = sim.clients[bystander]
+        .log
+        .iter()
+        .any(|m| matches!(m, ServerMessage::ParticipantJoined { participant } if participant.name == "player"));
+    assert!(!told, "a viewer is not announced");
+}
+
+#[test]
+fn a_viewer_offer_without_media_sections_or_parseable_sdp_is_refused() {
+    // columns: offer, error code
+    let rows = [
+        (
+            "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n",
+            ErrorCode::BadSdp,
+        ),
+        ("hello", ErrorCode::BadSdp),
+    ];
+    for (offer, code) in rows {
+        let mut sim = Sim::new();
+        let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+        let cmd = RoomCommand::JoinViewer {
+            participant: "PA_v".into(),
+            name: "v".into(),
+            events: tx,
+            offer: offer.into(),
+            source: None,
+        };
+        sim.command(cmd);
+        match rx.try_recv() {
+            Ok(ServerMessage::Error { code: got, .. }) => assert_eq!(got, code, "{offer:?}"),
+            other => panic!("{offer:?}: {other:?}"),
+        }
+        assert!(sim.core.participants.is_empty(), "nothing joined");
+    }
+}

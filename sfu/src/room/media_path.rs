@@ -283,7 +283,7 @@ fn decide(dt: &mut DownTrack, packet: &Ingested, activity: &crate::forward::Laye
         };
         if dt.temporal.on_packet(frame) { action } else { Action::Drop }
     } else {
-        audio_action(paused, dt.munger.last_out_seq().is_some(), packet.layer)
+        audio_action(paused, dt.munger.has_source(), packet.layer)
     }
 }
 

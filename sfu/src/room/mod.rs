@@ -25,6 +25,7 @@ pub mod sdp;
 mod sim;
 pub mod speakers;
 pub mod track;
+pub mod viewer;
 
 use crate::metrics::MediaMetrics;
 use crate::udp::{Datagram, Demux};

@@ -44,24 +44,9 @@ impl RoomCore {
                 return;
             }
         };
-        let participant = Participant {
-            id: id.clone(),
-            name,
-            events,
-            publisher: None,
-            subscriber,
-            downtracks: Vec::new(),
-            offer_outstanding: false,
-            offered_tracks: Vec::new(),
-            renegotiate: false,
-            offered_rids: Vec::new(),
-            audio_level_ext: None,
-            subscribe,
-            announced: announce_on_join(self.participants.len(), self.ctx.quiet_viewers_above),
-            overflowed: Default::default(),
-            room_overflow: self.overflow.clone(),
-            reported_estimate: None,
-        };
+        let mut participant = Participant::new(id.clone(), name, events, subscriber, self.overflow.clone());
+        participant.subscribe = subscribe;
+        participant.announced = announce_on_join(self.participants.len(), self.ctx.quiet_viewers_above);
         let others =
             self.participants.iter().filter(|p| p.announced).map(|p| p.info(self.track_infos(&p.id))).collect();
         participant.send(ServerMessage::Joined {
@@ -121,14 +106,7 @@ impl RoomCore {
     pub(super) fn on_publisher_offer(&mut self, id: &str, sdp_text: String, now: Instant) {
         let Some(idx) = self.participant_index(id) else { return };
         if let Err(e) = sdp::check_offer(&sdp_text) {
-            let code = match e {
-                OfferError::Malformed(_) => ErrorCode::BadSdp,
-                OfferError::NoCodec => ErrorCode::NoCodec,
-                OfferError::TooManySections(_) => {
-                    self.ctx.metrics.limit_exceeded(Limit::MediaSections);
-                    ErrorCode::LimitExceeded
-                }
-            };
+            let code = self.refused_offer(&e);
             self.reply_error(id, code, e.to_string());
             return;
         }
@@ -172,6 +150,18 @@ impl RoomCore {
         }
     }
 
+    /// The error code of an offer `check_offer` refused (a limit is counted).
+    pub(super) fn refused_offer(&self, e: &OfferError) -> ErrorCode {
+        match e {
+            OfferError::Malformed(_) => ErrorCode::BadSdp,
+            OfferError::NoCodec => ErrorCode::NoCodec,
+            OfferError::TooManySections(_) => {
+                self.ctx.metrics.limit_exceeded(Limit::MediaSections);
+                ErrorCode::LimitExceeded
+            }
+        }
+    }
+
     pub(super) fn on_subscriber_answer(&mut self, id: &str, sdp_text: String, now: Instant) {
         let Some(idx) = self.participant_index(id) else { return };
         let key = self.participants[idx].subscriber;
@@ -209,6 +199,9 @@ impl RoomCore {
     /// new credentials, routed at once, in a new offer (after the outstanding one, if any).
     pub(super) fn on_ice_restart(&mut self, id: &str, now: Instant) {
         let Some(idx) = self.participant_index(id) else { return };
+        if self.participants[idx].viewer.is_some() {
+            return; // its restarts would come as offers (not supported)
+        }
         let key = self.participants[idx].subscriber;
         let Some(peer) = self.peers.get_mut(&key) else { return };
         if peer.pc.local_description().is_none() {
@@ -391,8 +384,13 @@ impl RoomCore {
             if removed.is_empty() {
                 continue;
             }
-            let p = &self.participants[s];
             self.ctx.metrics.subscribed_tracks.sub(removed.len() as i64);
+            if self.participants[s].viewer.is_some() {
+                // its senders stay (its sections are fixed): the next tracks take them
+                self.free_viewer_slots(s, removed);
+                continue;
+            }
+            let p = &self.participants[s];
             if let Some(peer) = self.peers.get_mut(&p.subscriber) {
                 for d in &removed {
                     if let Err(e) = peer.pc.remove_track(d.sender_id) {
@@ -407,8 +405,12 @@ impl RoomCore {
         }
     }
 
-    /// Adds a sender for track `tidx` to subscriber `sidx`'s connection (negotiated later).
+    /// Adds a sender for track `tidx` to subscriber `sidx`'s connection (negotiated later); a
+    /// viewer's is bound to one of the senders it already has.
     pub(super) fn add_downtrack(&mut self, sidx: usize, tidx: usize) {
+        if self.participants[sidx].viewer.is_some() {
+            return self.bind_viewer(sidx, tidx);
+        }
         let track = &self.tracks[tidx];
         let p = &mut self.participants[sidx];
         if !p.subscribe || p.id == track.publisher || p.downtracks.iter().any(|d| d.track == track.id) {
@@ -436,39 +438,18 @@ impl RoomCore {
                 return;
             }
         };
-        let clock_rate = track.rtc_codec.clock_rate;
-        let downtrack = DownTrack {
-            track_key: track.key,
-            track: track.id.clone(),
-            publisher: track.publisher.clone(),
-            kind: track.kind,
-            codec: track.codec,
-            sender_id,
-            ssrc,
-            payload_type: None,
-            selector: LayerSelector::default(),
-            wish: Wish::default(),
-            munger: RtpMunger::new(clock_rate, rand::random(), rand::random()),
-            vp8: Vp8Munger::default(),
-            temporal: Default::default(),
-            last_in_ts: None,
-            ts_offset: 0,
-            negotiated: false,
-            announced: None,
-            clock_rate,
-            sent: Default::default(),
-            rollover: Default::default(),
-            retransmit_budget: Default::default(),
-            allocated: Default::default(),
-            frame_end: false,
-        };
+        let downtrack = new_downtrack(track, sender_id, ssrc);
         self.push_downtrack(sidx, downtrack);
         self.ctx.metrics.subscribed_tracks.inc();
     }
 
     /// Sends subscriber `idx` a new offer, or remembers to once its outstanding one is answered.
+    /// A viewer is never offered: its sections are the ones it offered.
     pub(super) fn negotiate(&mut self, idx: usize, now: Instant) {
         let p = &mut self.participants[idx];
+        if p.viewer.is_some() {
+            return;
+        }
         if p.offer_outstanding {
             p.renegotiate = true;
             return;
@@ -520,8 +501,42 @@ impl LayerIn {
     }
 }
 
+/// What subscriber state forwarding `track` starts from, sent by `sender_id` as `ssrc`.
+pub(super) fn new_downtrack(
+    track: &PublishedTrack,
+    sender_id: rtc::rtp_transceiver::RTCRtpSenderId,
+    ssrc: u32,
+) -> DownTrack {
+    let clock_rate = track.rtc_codec.clock_rate;
+    DownTrack {
+        track_key: track.key,
+        track: track.id.clone(),
+        publisher: track.publisher.clone(),
+        kind: track.kind,
+        codec: track.codec,
+        sender_id,
+        ssrc,
+        payload_type: None,
+        selector: LayerSelector::default(),
+        wish: Wish::default(),
+        munger: RtpMunger::new(clock_rate, rand::random(), rand::random()),
+        vp8: Vp8Munger::default(),
+        temporal: Default::default(),
+        last_in_ts: None,
+        ts_offset: 0,
+        negotiated: false,
+        announced: None,
+        clock_rate,
+        sent: Default::default(),
+        rollover: Default::default(),
+        retransmit_budget: Default::default(),
+        allocated: Default::default(),
+        frame_end: false,
+    }
+}
+
 /// A random SSRC that `taken` does not hold (and not 0, which some stacks treat as unset).
-fn fresh_ssrc(taken: impl Fn(u32) -> bool, mut draw: impl FnMut() -> u32) -> u32 {
+pub(super) fn fresh_ssrc(taken: impl Fn(u32) -> bool, mut draw: impl FnMut() -> u32) -> u32 {
     loop {
         let ssrc = draw();
         if ssrc != 0 && !taken(ssrc) {

@@ -43,6 +43,8 @@ pub struct Participant {
     pub room_overflow: Arc<AtomicBool>,
     /// The downlink estimate last told to the client (`bandwidth`), and when.
     pub reported_estimate: Option<(u64, std::time::Instant)>,
+    /// A receive-only viewer (WHEP): the sections it offered, bound to what it watches.
+    pub viewer: Option<super::viewer::Viewer>,
 }
 
 /// Queues `msg` to a participant's session. A full queue means the client stopped reading
@@ -65,6 +67,35 @@ pub fn queue(events: &EventSender, overflowed: &AtomicBool, room_overflow: &Atom
 }
 
 impl Participant {
+    /// A participant that receives media, is announced, and publishes nothing yet.
+    pub fn new(
+        id: String,
+        name: String,
+        events: EventSender,
+        subscriber: PeerKey,
+        room_overflow: Arc<AtomicBool>,
+    ) -> Self {
+        Participant {
+            id,
+            name,
+            events,
+            publisher: None,
+            subscriber,
+            downtracks: Vec::new(),
+            offer_outstanding: false,
+            offered_tracks: Vec::new(),
+            renegotiate: false,
+            offered_rids: Vec::new(),
+            audio_level_ext: None,
+            subscribe: true,
+            announced: true,
+            overflowed: Default::default(),
+            room_overflow,
+            reported_estimate: None,
+            viewer: None,
+        }
+    }
+
     /// Queues a message to its session (see [`queue`]).
     pub fn send(&self, msg: ServerMessage) {
         queue(&self.events, &self.overflowed, &self.room_overflow, &self.id, msg);

@@ -161,19 +161,51 @@ impl Sim {
         let (tx, rx) = mpsc::channel(4096);
         let id = format!("PA_{name}");
         let cmd = RoomCommand::Join { participant: id.clone(), name: name.into(), events: tx, subscribe };
-        self.clients.push(Client {
+        self.add_client(id, rx, None, Subscriber::default(), cmd)
+    }
+
+    /// Adds a client whose join is `cmd`; its index.
+    fn add_client(
+        &mut self,
+        id: String,
+        events: mpsc::Receiver<ServerMessage>,
+        subscriber_pc: Option<(RTCPeerConnection, SocketAddr)>,
+        subscriber: Subscriber,
+        cmd: RoomCommand,
+    ) -> usize {
+        let c = Client {
             id,
-            events: rx,
+            events,
             log: Vec::new(),
-            subscriber_pc: None,
-            subscriber: Subscriber::default(),
+            subscriber_pc,
+            subscriber,
             publisher_pc: None,
             publisher: None,
             present: true,
-        });
+        };
+        self.clients.push(c);
         self.core.handle_command(self.now, cmd);
         self.pump();
         self.clients.len() - 1
+    }
+
+    /// A receive-only viewer (WHEP) joins with an offer of one audio and one video section,
+    /// watching `source` (an id or name; `None`: the first publisher); returns its index.
+    pub fn join_viewer(&mut self, name: &str, source: Option<&str>) -> usize {
+        let (tx, rx) = mpsc::channel(4096);
+        let id = format!("PA_{name}");
+        let addr = self.port();
+        let mut pc = peer::new_connection_for(addr, Role::Subscriber, self.now).expect("viewer connection");
+        let mut subscriber = Subscriber::default();
+        let offer = subscriber.offer(&mut pc, &[TrackKind::Audio, TrackKind::Video], self.now).expect("viewer offer");
+        let cmd = RoomCommand::JoinViewer {
+            participant: id.clone(),
+            name: name.into(),
+            events: tx,
+            offer,
+            source: source.map(str::to_owned),
+        };
+        self.add_client(id, rx, Some((pc, addr)), subscriber, cmd)
     }
 
     /// Client `i` publishes (audio and q/h/f video by default) with `opts`.
@@ -309,6 +341,13 @@ impl Sim {
                 if let Some(p) = self.clients[i].publisher.as_mut() {
                     p.set_active_layers(active);
                 }
+            }
+            ServerMessage::Answer { sdp } if self.clients[i].publisher_pc.is_none() => {
+                // a viewer's answer: its sections carry what it watches
+                let c = &mut self.clients[i];
+                let (pc, _) = c.subscriber_pc.as_mut().expect("a viewer offered");
+                let tracks = loadtest::wish::viewer_tracks();
+                c.subscriber.on_answer(pc, sdp.clone(), tracks, now).expect("answer applies");
             }
             ServerMessage::Answer { sdp } => {
                 let (pc, _) = self.clients[i].publisher_pc.as_mut().expect("a publisher offered");

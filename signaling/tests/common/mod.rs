@@ -166,7 +166,7 @@ pub fn state(dev: bool) -> (AppState, Arc<Mutex<Seen>>) {
         fleet: None,
         parking: Default::default(),
         turn: None,
-        whip: Default::default(),
+        wish: Default::default(),
     };
     (state, seen)
 }

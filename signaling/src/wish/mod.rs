@@ -1,41 +1,67 @@
-//! WHIP ingest (RFC 9725): `POST /whip/{room}` with a bearer token that may publish and an SDP
-//! offer makes a participant of the room that publishes what the offer sends; `201 Created`
-//! carries the answer and the session's URL (`Location`); `PATCH` on it trickles candidates or
-//! restarts ICE (`application/trickle-ice-sdpfrag`); `DELETE` ends it. OBS, GStreamer and
-//! hardware encoders publish this way. The session is a participant like any other: the room
-//! sees its tracks, its leave, its drain.
+//! WHIP (RFC 9725) and WHEP (the IETF WISH drafts): publishing and playing over plain HTTP
+//! with one SDP offer and answer, for encoders (OBS, GStreamer) and players that do not speak
+//! this server's WebSocket protocol. Each session is a participant of its room; this module
+//! holds what both share: the sessions, their HTTP surface (errors, CORS, `PATCH` trickle,
+//! `DELETE`) and the task that follows the room for them.
+
+pub mod whep;
+pub mod whip;
 
 use crate::AppState;
 use crate::api::Routes;
-use crate::auth::AuthError;
+use crate::auth::{AuthError, JoinGrant};
 use crate::protocol::{ErrorCode, IceCandidate, PcTarget, ServerMessage, valid_room_name};
 use crate::room::{JoinError, Member, ParticipantId, RoomCommand, RoomSender};
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, options, patch, post};
 use dashmap::DashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
-/// How long the room has to admit the publisher and to answer its offer.
-const ANSWER_WITHIN: Duration = Duration::from_secs(10);
+/// How long the room has to admit a session and to answer its offer.
+pub(crate) const ANSWER_WITHIN: Duration = Duration::from_secs(10);
 /// Largest offer or fragment accepted.
 const MAX_SDP: usize = 64 * 1024;
 /// Content type of an SDP offer and answer.
-const SDP: &str = "application/sdp";
+pub(crate) const SDP: &str = "application/sdp";
 /// Content type of a trickle or ICE restart fragment (RFC 8840).
-const SDPFRAG: &str = "application/trickle-ice-sdpfrag";
+pub(crate) const SDPFRAG: &str = "application/trickle-ice-sdpfrag";
 
-/// The WHIP sessions of this node, by id.
+/// Which of the two a session is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A publisher (`/whip`).
+    Whip,
+    /// A player (`/whep`).
+    Whep,
+}
+
+impl Kind {
+    fn path(self) -> &'static str {
+        match self {
+            Kind::Whip => "whip",
+            Kind::Whep => "whep",
+        }
+    }
+
+    fn target(self) -> PcTarget {
+        match self {
+            Kind::Whip => PcTarget::Publisher,
+            Kind::Whep => PcTarget::Subscriber,
+        }
+    }
+}
+
+/// The WHIP and WHEP sessions of this node, by id.
 #[derive(Default)]
-pub struct WhipSessions {
+pub struct WishSessions {
     sessions: DashMap<String, Arc<Session>>,
 }
 
-impl WhipSessions {
+impl WishSessions {
     /// Sessions open now.
     pub fn len(&self) -> usize {
         self.sessions.len()
@@ -45,9 +71,15 @@ impl WhipSessions {
     pub fn is_empty(&self) -> bool {
         self.sessions.is_empty()
     }
+
+    /// Open sessions of `kind`.
+    pub fn count(&self, kind: Kind) -> usize {
+        self.sessions.iter().filter(|s| s.kind == kind).count()
+    }
 }
 
-struct Session {
+pub(crate) struct Session {
+    kind: Kind,
     room: String,
     participant: ParticipantId,
     sender: RoomSender,
@@ -57,7 +89,7 @@ struct Session {
     _end: oneshot::Sender<()>,
 }
 
-struct Ice {
+pub(crate) struct Ice {
     /// The offer in use (an ICE restart sends it again with new credentials).
     offer: String,
     /// The ICE username fragment of `offer`, whose change in a PATCH is a restart.
@@ -68,23 +100,29 @@ struct Ice {
     answers: mpsc::Receiver<Result<String, String>>,
 }
 
-/// Adds the WHIP routes.
+/// Adds the WHIP and WHEP routes.
 pub(crate) fn register(r: Routes) -> Routes {
-    r.public("POST", "/whip/{room}", post(create))
+    use axum::routing::{delete, options, patch, post};
+    r.public("POST", "/whip/{room}", post(whip::create))
         .public("OPTIONS", "/whip/{room}", options(preflight))
-        .public("PATCH", "/whip/{room}/{session}", patch(update))
-        .public("DELETE", "/whip/{room}/{session}", delete(end))
+        .public("PATCH", "/whip/{room}/{session}", patch(whip::update))
+        .public("DELETE", "/whip/{room}/{session}", delete(whip::end))
         .public("OPTIONS", "/whip/{room}/{session}", options(preflight))
+        .public("POST", "/whep/{room}", post(whep::create))
+        .public("OPTIONS", "/whep/{room}", options(preflight))
+        .public("PATCH", "/whep/{room}/{session}", patch(whep::update))
+        .public("DELETE", "/whep/{room}/{session}", delete(whep::end))
+        .public("OPTIONS", "/whep/{room}/{session}", options(preflight))
 }
 
-/// A WHIP error: a status and a plain-text reason.
-fn error(status: StatusCode, why: impl Into<String>) -> Response {
+/// An error: a status and a plain-text reason.
+pub(crate) fn error(status: StatusCode, why: impl Into<String>) -> Response {
     let mut res = (status, format!("{}\n", why.into())).into_response();
     cors(res.headers_mut());
     res
 }
 
-/// Lets pages on other origins publish (browser WHIP clients) and read the headers they need.
+/// Lets pages on other origins publish and play, and read the headers they need.
 fn cors(h: &mut HeaderMap) {
     h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
     h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("Location, Link, ETag, Accept-Patch"));
@@ -113,46 +151,53 @@ fn content_type(headers: &HeaderMap) -> &str {
         .map_or("", |v| v.split(';').next().unwrap_or("").trim())
 }
 
-/// Query of `POST /whip/{room}`.
-#[derive(Debug, serde::Deserialize)]
-pub struct CreateQuery {
-    /// Display name of the publisher (else the token's, else `whip`).
-    #[serde(default)]
-    name: Option<String>,
+/// A `POST` checked: the room name, the offer, and a token with the grant `kind` needs.
+pub(crate) struct Admitted {
+    pub room: String,
+    pub offer: String,
+    pub grant: JoinGrant,
+    /// The display name asked for with `?name=`.
+    pub name: Option<String>,
 }
 
-/// `POST /whip/{room}`: admits the publisher and answers its offer.
-async fn create(
-    State(state): State<AppState>,
-    Path(room): Path<String>,
-    Query(q): Query<CreateQuery>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+/// Checks a `POST` of `kind`; the error response when it is refused.
+pub(crate) async fn admit(
+    state: &AppState,
+    kind: Kind,
+    room: String,
+    name: Option<String>,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Admitted, Response> {
     if !valid_room_name(&room) {
-        return error(StatusCode::NOT_FOUND, "room names are 1-128 characters of A-Z a-z 0-9 _ . -");
+        return Err(error(StatusCode::NOT_FOUND, "room names are 1-128 characters of A-Z a-z 0-9 _ . -"));
     }
-    if content_type(&headers) != SDP {
-        return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("the offer must be {SDP}"));
+    if content_type(headers) != SDP {
+        return Err(error(StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("the offer must be {SDP}")));
     }
-    let Some(offer) = std::str::from_utf8(&body).ok().filter(|s| !s.is_empty() && s.len() <= MAX_SDP) else {
-        return error(StatusCode::BAD_REQUEST, "the body must be an SDP offer (UTF-8, at most 64 KiB)");
+    let Some(offer) = std::str::from_utf8(body).ok().filter(|s| !s.is_empty() && s.len() <= MAX_SDP) else {
+        return Err(error(StatusCode::BAD_REQUEST, "the body must be an SDP offer (UTF-8, at most 64 KiB)"));
     };
-    let name = q.name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty() && n.chars().count() <= 128);
-    let grant = match state.auth.check_join(bearer(&headers), &room, name.as_deref().unwrap_or("whip")) {
-        Ok(g) if g.grants.publish => g,
-        Ok(_) => {
-            state.metrics.auth_failure("whip", AuthError::NoPublishGrant.reason());
-            return error(StatusCode::FORBIDDEN, AuthError::NoPublishGrant.to_string());
-        }
+    let name = name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty() && n.chars().count() <= 128);
+    let surface = kind.path();
+    let grant = match state.auth.check_join(bearer(headers), &room, name.as_deref().unwrap_or(surface)) {
+        Ok(g) => g,
         Err(e) => {
-            state.metrics.auth_failure("whip", e.reason());
+            state.metrics.auth_failure(surface, e.reason());
             let mut res = error(StatusCode::UNAUTHORIZED, format!("{}: {e}", e.reason()));
             res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            return res;
+            return Err(res);
         }
     };
-    // with a fleet, the publisher goes to the room's node
+    let missing = match kind {
+        Kind::Whip => (!grant.grants.publish).then_some(AuthError::NoPublishGrant),
+        Kind::Whep => (!grant.grants.subscribe).then_some(AuthError::NoSubscribeGrant),
+    };
+    if let Some(e) = missing {
+        state.metrics.auth_failure(surface, e.reason());
+        return Err(error(StatusCode::FORBIDDEN, e.to_string()));
+    }
+    // with a fleet, the session goes to the room's node
     if let Some(fleet) = &state.fleet
         && !state.rooms.contains(&room)
     {
@@ -160,30 +205,60 @@ async fn create(
             Ok(crate::fleet::Place::Local) => {}
             Ok(crate::fleet::Place::Relay(node)) => {
                 let mut res = StatusCode::TEMPORARY_REDIRECT.into_response();
-                let to = format!("{}/whip/{room}", node.url.trim_end_matches('/'));
+                let to = format!("{}/{surface}/{room}", node.url.trim_end_matches('/'));
                 if let Ok(v) = HeaderValue::from_str(&to) {
                     res.headers_mut().insert(header::LOCATION, v);
                 }
                 cors(res.headers_mut());
-                return res;
+                return Err(res);
             }
-            Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+            Err(e) => return Err(error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
         }
     }
-    let name = grant.name.clone().filter(|n| !n.trim().is_empty()).or(name).unwrap_or_else(|| "whip".into());
+    Ok(Admitted { room, offer: offer.to_owned(), grant, name })
+}
+
+/// What makes a session's participant: the room commands for its id, display name, offer and
+/// event queue.
+pub(crate) type JoinCommands =
+    Box<dyn FnOnce(ParticipantId, String, String, mpsc::Sender<ServerMessage>) -> Vec<RoomCommand> + Send>;
+
+/// A `POST` of `kind`: checked ([`admit`]), then opened ([`open`]).
+pub(crate) async fn post(
+    state: &AppState,
+    kind: Kind,
+    room: String,
+    name: Option<String>,
+    headers: &HeaderMap,
+    body: &Bytes,
+    join: JoinCommands,
+) -> Response {
+    match admit(state, kind, room, name, headers, body).await {
+        Ok(a) => open(state, kind, a, join).await,
+        Err(res) => res,
+    }
+}
+
+/// Makes the session's participant and sends the room the commands `join` makes for it;
+/// waits for the room's answer. On success the session is registered and followed, and the
+/// response is `201 Created` with the answer.
+pub(crate) async fn open(state: &AppState, kind: Kind, a: Admitted, join: JoinCommands) -> Response {
+    let name = a.grant.name.clone().filter(|n| !n.trim().is_empty()).or(a.name).unwrap_or_else(|| kind.path().into());
     let participant = crate::session::new_participant_id();
-    let member = Member { identity: grant.identity.clone(), name: name.clone() };
+    let member = Member { identity: a.grant.identity.clone(), name: name.clone() };
+    let room = a.room;
     let sender = match state.rooms.join_as(&room, &participant, member) {
         Ok(s) => s,
-        Err(e @ JoinError::Draining) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-        Err(e @ JoinError::RoomFull(_)) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        Err(e @ (JoinError::Draining | JoinError::RoomFull(_))) => {
+            return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+        }
     };
     let (events_tx, mut events) = mpsc::channel(256);
-    let join = RoomCommand::Join { participant: participant.clone(), name, events: events_tx, subscribe: false };
-    let offer_cmd = RoomCommand::Offer { participant: participant.clone(), sdp: offer.to_owned() };
+    let commands = join(participant.clone(), name, a.offer.clone(), events_tx);
     let answer = async {
-        sender.send(join).await.map_err(|_| (StatusCode::SERVICE_UNAVAILABLE, "the room stopped".to_owned()))?;
-        sender.send(offer_cmd).await.map_err(|_| (StatusCode::SERVICE_UNAVAILABLE, "the room stopped".to_owned()))?;
+        for cmd in commands {
+            sender.send(cmd).await.map_err(|_| (StatusCode::SERVICE_UNAVAILABLE, "the room stopped".to_owned()))?;
+        }
         loop {
             match events.recv().await {
                 Some(ServerMessage::Answer { sdp }) => return Ok(sdp),
@@ -196,81 +271,84 @@ async fn create(
     let answer = match tokio::time::timeout(ANSWER_WITHIN, answer).await {
         Ok(Ok(sdp)) => sdp,
         Ok(Err((status, why))) => {
-            leave(&state, &room, &sender, &participant).await;
+            leave(state, &room, &sender, &participant).await;
             return error(status, why);
         }
         Err(_) => {
-            leave(&state, &room, &sender, &participant).await;
+            leave(state, &room, &sender, &participant).await;
             return error(StatusCode::GATEWAY_TIMEOUT, "the room did not answer in time");
         }
     };
-    let id = crate::session::new_participant_id().replacen("PA_", "WH_", 1);
+    let prefix = match kind {
+        Kind::Whip => "WH_",
+        Kind::Whep => "WE_",
+    };
+    let id = crate::session::new_participant_id().replacen("PA_", prefix, 1);
     let (end_tx, end_rx) = oneshot::channel();
     let (answers_tx, answers) = mpsc::channel(4);
-    let ufrag = ice_line(offer, "ice-ufrag").unwrap_or_default().to_owned();
-    let ice = Ice { offer: offer.to_owned(), ufrag, generation: 0, answers };
+    let ufrag = ice_line(&a.offer, "ice-ufrag").unwrap_or_default().to_owned();
+    let ice = Ice { offer: a.offer, ufrag, generation: 0, answers };
     let session = Session {
+        kind,
         room: room.clone(),
         participant: participant.clone(),
         sender: sender.clone(),
         ice: tokio::sync::Mutex::new(ice),
         _end: end_tx,
     };
-    state.whip.sessions.insert(id.clone(), Arc::new(session));
-    tokio::spawn(follow(
-        state.clone(),
-        id.clone(),
-        room.clone(),
-        participant.clone(),
-        sender,
-        events,
-        answers_tx,
-        end_rx,
-    ));
-    tracing::info!(%room, %participant, session = %id, identity = %grant.identity, "WHIP publisher joined");
+    state.wish.sessions.insert(id.clone(), Arc::new(session));
+    let follow =
+        Follow { state: state.clone(), id: id.clone(), room: room.clone(), participant: participant.clone(), sender };
+    tokio::spawn(follow.run(events, answers_tx, end_rx));
+    tracing::info!(%room, %participant, session = %id, identity = %a.grant.identity, kind = kind.path(), "session opened");
 
     let mut res = (StatusCode::CREATED, answer).into_response();
     let h = res.headers_mut();
     cors(h);
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(SDP));
-    if let Ok(v) = HeaderValue::from_str(&format!("/whip/{room}/{id}")) {
+    if let Ok(v) = HeaderValue::from_str(&format!("/{}/{room}/{id}", kind.path())) {
         h.insert(header::LOCATION, v);
     }
     h.insert(header::ETAG, etag(&id, 0));
     h.insert("accept-patch", HeaderValue::from_static(SDPFRAG));
-    for link in ice_server_links(&state, &grant.identity) {
+    for link in ice_server_links(state, &a.grant.identity) {
         h.append(header::LINK, link);
     }
     res
 }
 
-/// The session's task: passes the room's answers to restarts on, drops the other messages,
+/// A session's task: passes the room's answers to restarts on, drops the other messages,
 /// and ends the session when the room drops it or `DELETE` ends it.
-#[allow(clippy::too_many_arguments)]
-async fn follow(
+struct Follow {
     state: AppState,
     id: String,
     room: String,
     participant: ParticipantId,
     sender: RoomSender,
-    mut events: mpsc::Receiver<ServerMessage>,
-    answers: mpsc::Sender<Result<String, String>>,
-    mut end: oneshot::Receiver<()>,
-) {
-    loop {
-        tokio::select! {
-            m = events.recv() => match m {
-                Some(ServerMessage::Answer { sdp }) => { let _ = answers.try_send(Ok(sdp)); }
-                Some(ServerMessage::Error { message, .. }) => { let _ = answers.try_send(Err(message)); }
-                Some(ServerMessage::Removed { .. } | ServerMessage::Reconnect { .. }) | None => break,
-                Some(_) => {}
-            },
-            _ = &mut end => break,
+}
+
+impl Follow {
+    async fn run(
+        self,
+        mut events: mpsc::Receiver<ServerMessage>,
+        answers: mpsc::Sender<Result<String, String>>,
+        mut end: oneshot::Receiver<()>,
+    ) {
+        loop {
+            tokio::select! {
+                m = events.recv() => match m {
+                    Some(ServerMessage::Answer { sdp }) => { let _ = answers.try_send(Ok(sdp)); }
+                    Some(ServerMessage::Error { message, .. }) => { let _ = answers.try_send(Err(message)); }
+                    Some(ServerMessage::Removed { .. } | ServerMessage::Reconnect { .. }) | None => break,
+                    Some(_) => {}
+                },
+                _ = &mut end => break,
+            }
         }
+        self.state.wish.sessions.remove(&self.id);
+        leave(&self.state, &self.room, &self.sender, &self.participant).await;
+        tracing::info!(room = %self.room, participant = %self.participant, session = %self.id, "session ended");
     }
-    state.whip.sessions.remove(&id);
-    leave(&state, &room, &sender, &participant).await;
-    tracing::info!(%room, %participant, session = %id, "WHIP session ended");
 }
 
 async fn leave(state: &AppState, room: &str, sender: &RoomSender, participant: &str) {
@@ -280,7 +358,10 @@ async fn leave(state: &AppState, room: &str, sender: &RoomSender, participant: &
 
 fn status_of(code: ErrorCode) -> StatusCode {
     match code {
-        ErrorCode::BadSdp | ErrorCode::BadMessage | ErrorCode::LimitExceeded => StatusCode::BAD_REQUEST,
+        ErrorCode::BadSdp | ErrorCode::BadMessage | ErrorCode::LimitExceeded | ErrorCode::NoCodec => {
+            StatusCode::BAD_REQUEST
+        }
+        ErrorCode::UnknownTrack => StatusCode::NOT_FOUND,
         ErrorCode::Unauthorized => StatusCode::FORBIDDEN,
         ErrorCode::RoomFull | ErrorCode::Draining => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
@@ -313,11 +394,13 @@ fn ice_line<'a>(sdp: &'a str, name: &str) -> Option<&'a str> {
     sdp.lines().find_map(|l| l.trim_end().strip_prefix("a=")?.strip_prefix(name)?.strip_prefix(':'))
 }
 
-/// `PATCH /whip/{room}/{session}`: trickled candidates (`204`), or an ICE restart (new
+/// `PATCH` on a session: trickled candidates (`204`), or for WHIP an ICE restart (new
 /// `ice-ufrag`/`ice-pwd`: the offer again with them, `200` with the answer's).
-async fn update(
-    State(state): State<AppState>,
-    Path((room, id)): Path<(String, String)>,
+pub(crate) async fn update(
+    state: AppState,
+    kind: Kind,
+    room: String,
+    id: String,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -327,8 +410,9 @@ async fn update(
     let Some(frag) = std::str::from_utf8(&body).ok().filter(|s| s.len() <= MAX_SDP) else {
         return error(StatusCode::BAD_REQUEST, "the body must be an SDP fragment (UTF-8, at most 64 KiB)");
     };
-    let Some(s) = state.whip.sessions.get(&id).filter(|s| s.room == room).map(|s| s.clone()) else {
-        return error(StatusCode::NOT_FOUND, "no such WHIP session");
+    let found = state.wish.sessions.get(&id).filter(|s| s.room == room && s.kind == kind).map(|s| s.clone());
+    let Some(s) = found else {
+        return error(StatusCode::NOT_FOUND, format!("no such {} session", kind.path().to_uppercase()));
     };
     let mut ice = s.ice.lock().await;
     if let Some(want) = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok())
@@ -341,6 +425,12 @@ async fn update(
     if let (Some(ufrag), Some(pwd)) = (ufrag, pwd)
         && ufrag != ice.ufrag
     {
+        if kind == Kind::Whep {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "ICE restarts of WHEP sessions are not supported: start a new one",
+            );
+        }
         // an ICE restart: the same offer with the new credentials
         let offer = replace_ice(&ice.offer, ufrag, pwd);
         let cmd = RoomCommand::Offer { participant: s.participant.clone(), sdp: offer.clone() };
@@ -378,8 +468,7 @@ async fn update(
         let candidate = line.strip_prefix("a=").unwrap_or(line);
         let candidate = if candidate == "end-of-candidates" { String::new() } else { candidate.to_owned() };
         let c = IceCandidate { candidate, sdp_mid: mid.clone(), sdp_mline_index: Some(0), username_fragment: None };
-        let cmd =
-            RoomCommand::Candidate { participant: s.participant.clone(), target: PcTarget::Publisher, candidate: c };
+        let cmd = RoomCommand::Candidate { participant: s.participant.clone(), target: kind.target(), candidate: c };
         if s.sender.send(cmd).await.is_err() {
             return error(StatusCode::SERVICE_UNAVAILABLE, "the room stopped");
         }
@@ -406,18 +495,23 @@ fn replace_ice(offer: &str, ufrag: &str, pwd: &str) -> String {
         .collect()
 }
 
-/// `DELETE /whip/{room}/{session}`: the publisher leaves.
-async fn end(State(state): State<AppState>, Path((room, id)): Path<(String, String)>) -> Response {
-    match state.whip.sessions.remove_if(&id, |_, s| s.room == room) {
+/// `DELETE` on a session: its participant leaves.
+pub(crate) async fn end(state: AppState, kind: Kind, room: String, id: String) -> Response {
+    match state.wish.sessions.remove_if(&id, |_, s| s.room == room && s.kind == kind) {
         // dropping the session ends its task, which leaves the room
         Some(_) => {
             let mut res = StatusCode::OK.into_response();
             cors(res.headers_mut());
             res
         }
-        None => error(StatusCode::NOT_FOUND, "no such WHIP session"),
+        None => error(StatusCode::NOT_FOUND, format!("no such {} session", kind.path().to_uppercase())),
     }
 }
+
+/// Axum extractors of a session's path.
+pub(crate) type SessionPath = Path<(String, String)>;
+/// The shared state.
+pub(crate) type St = State<AppState>;
 
 #[cfg(test)]
 mod tests {
