@@ -536,6 +536,7 @@ impl Driver {
         if c.publisher.is_some() {
             return Err(ClientError::Protocol("already publishing".into()));
         }
+        let screen = opts.screen;
         let id = self.new_pc(client, Some(opts), now)?;
         let pc = self.pcs.get_mut(&id).expect("just inserted");
         let result = (|| {
@@ -547,7 +548,10 @@ impl Driver {
             Ok(sdp) => {
                 let c = self.clients.get_mut(&client).expect("checked above");
                 c.publisher = Some(id);
-                c.outbound.send(Outbound::Message(ClientMessage::Offer { sdp })).map_err(|_| ClientError::Closed)?;
+                let sources = crate::publisher::offer_sources(&sdp, screen);
+                c.outbound
+                    .send(Outbound::Message(ClientMessage::Offer { sdp, sources }))
+                    .map_err(|_| ClientError::Closed)?;
                 self.mark(id);
                 Ok(())
             }

@@ -237,7 +237,12 @@ impl Janus {
                 tracks: tracks
                     .values()
                     .filter(|t| t.participant == feed.to_string())
-                    .map(|t| TrackInfo { id: t.track.clone(), kind: t.kind, layers: vec![] })
+                    .map(|t| TrackInfo {
+                        id: t.track.clone(),
+                        kind: t.kind,
+                        layers: vec![],
+                        source: signaling::protocol::TrackSource::for_kind(t.kind, None),
+                    })
                     .collect(),
             })
             .collect();
@@ -298,7 +303,7 @@ async fn publisher_task(
 ) {
     while let Some(frame) = out.recv().await {
         match frame {
-            Outbound::Message(ClientMessage::Offer { sdp }) => {
+            Outbound::Message(ClientMessage::Offer { sdp, .. }) => {
                 let offer_sdp = sdp.clone();
                 let body = json!({"request": "publish", "audio": true, "video": true});
                 // the engine's rids go lowest first (q;h;f); Janus assumes highest first

@@ -37,6 +37,8 @@ pub struct PublishOptions {
     pub padding: bool,
     /// VP8 temporal layers per simulcast layer (1: none; browsers send 3 by default).
     pub temporal_layers: u8,
+    /// The video is a screen share (the offer's `sources` says so).
+    pub screen: bool,
 }
 
 impl Default for PublishOptions {
@@ -51,8 +53,23 @@ impl Default for PublishOptions {
             pacing: None,
             padding: false,
             temporal_layers: 1,
+            screen: false,
         }
     }
+}
+
+/// The `sources` of an offer whose video sections are screen shares when `screen` (else
+/// nothing said: cameras and microphones).
+pub fn offer_sources(sdp: &str, screen: bool) -> std::collections::BTreeMap<String, signaling::protocol::TrackSource> {
+    if !screen {
+        return Default::default();
+    }
+    sdp.split("\nm=")
+        .skip(1)
+        .filter(|section| section.starts_with("video"))
+        .filter_map(|section| section.lines().find_map(|l| l.trim_end().strip_prefix("a=mid:")))
+        .map(|mid| (mid.to_owned(), signaling::protocol::TrackSource::Screen))
+        .collect()
 }
 
 /// Payload type, header extension ids and mid of a sender, known once negotiated.

@@ -184,7 +184,7 @@ pub fn publisher(
             let mut location = None;
             while let Some(frame) = out.recv().await {
                 match frame {
-                    Outbound::Message(ClientMessage::Offer { sdp }) => {
+                    Outbound::Message(ClientMessage::Offer { sdp, .. }) => {
                         let result = post_offer(http, &path, token.as_deref(), sdp).await.map(|(s, answer)| {
                             let _ = engine.send(Command::PublisherAnswer { id, sdp: answer });
                             s

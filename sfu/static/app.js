@@ -87,7 +87,7 @@
   const el = (id) => document.getElementById(id);
   const ui = {
     info: el('info'), status: el('status'), bandwidth: el('bandwidth'), errors: el('errors'), form: el('join-form'),
-    grid: el('grid'), leave: el('leave'), rejoin: el('rejoin'),
+    grid: el('grid'), leave: el('leave'), rejoin: el('rejoin'), share: el('share'),
   };
 
   // ---------------------------------------------------------------- state
@@ -132,6 +132,9 @@
     setLayer,
     setPaused,
     leave,
+    /** Shares `stream` (default: asks for a screen) as a screen share; false if not joined. */
+    shareScreen: (stream) => shareScreen(session, stream),
+    stopShare: () => stopShare(session),
     /** The current peer connections, for diagnostics: {publisher, subscriber}. */
     peerConnections: () => ({ publisher: session && session.pubPc, subscriber: session && session.subPc }),
   };
@@ -257,6 +260,7 @@
     ui.info.textContent = `room ${cfg.room} \u00b7 ${cfg.name}`;
     setStatus('connecting\u2026');
     ui.leave.hidden = false;
+    ui.share.hidden = !(navigator.mediaDevices && navigator.mediaDevices.getDisplayMedia);
     ui.rejoin.hidden = true;
 
     const mediaReady = acquireMedia();
@@ -347,6 +351,7 @@
     closeSession(s, false);
     setStatus(s.joined ? 'disconnected' : 'failed', 'bad');
     ui.leave.hidden = true;
+    ui.share.hidden = true;
     ui.rejoin.hidden = false;
     if (!s.joined && rejectJoined) rejectJoined(new Error(`${code}: ${message}`));
   }
@@ -549,12 +554,58 @@
       const offer = await pc.createOffer();
       await pc.setLocalDescription(offer);
       if (s.closed) return;
-      send(s, { type: 'offer', sdp: pc.localDescription.sdp });
+      send(s, { type: 'offer', sdp: pc.localDescription.sdp, sources: sourcesOf(s) });
       flushCandidates(s, 'publisher');
     } catch (err) {
       if (!s.closed) showError('client', `publisher offer: ${err && err.message || err}`);
     }
   }
+
+  // ---------------------------------------------------------------- screen share
+
+  /** The offer's `sources`: the screen share's section, by mid. */
+  function sourcesOf(s) {
+    const out = {};
+    if (s && s.screen && s.screen.transceiver.mid != null) out[s.screen.transceiver.mid] = 'screen';
+    return out;
+  }
+
+  /** A new publisher offer (a section added or stopped), once the last one is answered. */
+  async function renegotiate(s) {
+    const pc = s.pubPc;
+    for (let i = 0; i < 100 && pc.signalingState !== 'stable'; i += 1) await new Promise((r) => setTimeout(r, 50));
+    await pc.setLocalDescription(await pc.createOffer());
+    if (!s.closed) send(s, { type: 'offer', sdp: pc.localDescription.sdp, sources: sourcesOf(s) });
+  }
+
+  async function shareScreen(s, given) {
+    if (!s || s.closed || !s.pubPc || s.screen) return false;
+    const stream = given || await navigator.mediaDevices.getDisplayMedia({ video: true, audio: false });
+    const track = stream.getVideoTracks()[0];
+    if (!track) return false;
+    const transceiver = s.pubPc.addTransceiver(track, { direction: 'sendonly', streams: [stream] });
+    s.screen = { stream, transceiver };
+    track.addEventListener('ended', () => stopShare(s));
+    ui.share.textContent = 'Stop sharing';
+    await renegotiate(s);
+    return true;
+  }
+
+  async function stopShare(s) {
+    if (!s || !s.screen) return;
+    const { stream, transceiver } = s.screen;
+    s.screen = null;
+    ui.share.textContent = 'Share screen';
+    for (const t of stream.getTracks()) t.stop();
+    if (s.closed || !s.pubPc) return;
+    transceiver.stop();
+    await renegotiate(s);
+  }
+
+  ui.share.onclick = () => {
+    const p = session && session.screen ? stopShare(session) : shareScreen(session);
+    Promise.resolve(p).catch((err) => showError('media', `screen share: ${err && err.message || err}`));
+  };
 
   async function onPublisherAnswer(s, msg) {
     const pc = s.pubPc;
@@ -623,7 +674,7 @@
       (async () => {
         const offer = await pub.createOffer();
         await pub.setLocalDescription(offer);
-        if (!s.closed) send(s, { type: 'offer', sdp: pub.localDescription.sdp });
+        if (!s.closed) send(s, { type: 'offer', sdp: pub.localDescription.sdp, sources: sourcesOf(s) });
       })().catch((err) => console.warn('publisher ICE restart', err));
     }
     if (s.subPc) {
@@ -871,7 +922,9 @@
     }
     r.media = media;
     if (same) return;
-    const tracks = [...media.values()].map((m) => m.track);
+    // its audio, and one video: a screen share before a camera
+    const shown = pickVideoTrack(r);
+    const tracks = [...media].filter(([tid, m]) => m.track.kind !== 'video' || tid === shown).map(([, m]) => m.track);
     if (tracks.length === 0) {
       r.video.srcObject = null;
     } else {
@@ -882,15 +935,27 @@
     videoTrackChanged(r);
   }
 
-  /** The server id of the video track to subscribe for this participant. */
+  function isScreen(r, tid) {
+    const t = tid && r.published.get(tid);
+    return !!t && t.source === 'screen';
+  }
+
+  /** The server id of the video track to show (and size) for this participant: its screen
+   * share if it shares, else its camera; what is received before what is only announced. */
   function pickVideoTrack(r) {
-    for (const [tid, m] of r.media) if (m.track.kind === 'video') return tid;
-    for (const t of r.published.values()) if (t.kind === 'video') return t.id;
+    const received = [...r.media].filter(([, m]) => m.track.kind === 'video').map(([tid]) => tid);
+    const announced = [...r.published.values()].filter((t) => t.kind === 'video').map((t) => t.id);
+    for (const list of [received, announced]) {
+      const screen = list.find((tid) => isScreen(r, tid));
+      if (screen) return screen;
+      if (list.length) return list[0];
+    }
     return null;
   }
 
   function videoTrackChanged(r) {
     const tid = pickVideoTrack(r);
+    r.tile.classList.toggle('screen', isScreen(r, tid));
     if (tid === r.videoTrack) return;
     r.videoTrack = tid;
     r.lastSize = null;
@@ -1072,6 +1137,7 @@
     if (rejectJoined) rejectJoined(new Error('left'));
     setStatus('left');
     ui.leave.hidden = true;
+    ui.share.hidden = true;
     ui.rejoin.hidden = false;
   }
 

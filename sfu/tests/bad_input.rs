@@ -187,7 +187,8 @@ async fn malformed_signaling_gets_errors_and_media_continues() {
 m=video 9 UDP/TLS/RTP/SAVPF 98\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=sendonly\r\na=rtpmap:98 VP9/90000\r\n";
     let g722_only = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
 m=audio 9 UDP/TLS/RTP/SAVPF 9\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=sendonly\r\na=rtpmap:9 G722/8000\r\n";
-    let offer = |sdp: &str| Outbound::Message(ClientMessage::Offer { sdp: sdp.to_string() });
+    let offer =
+        |sdp: &str| Outbound::Message(ClientMessage::Offer { sdp: sdp.to_string(), sources: Default::default() });
     let cases: Vec<(&str, Outbound, ErrorCode)> = vec![
         ("malformed JSON", Outbound::Text("{\"type\": \"offer\", ".into()), ErrorCode::BadJson),
         ("no type", Outbound::Text("{\"sdp\": \"x\"}".into()), ErrorCode::BadJson),

@@ -6,6 +6,13 @@ use std::collections::BTreeMap;
 /// Largest accepted text frame, in bytes.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
+/// The version of this protocol, sent in `joined` (docs/protocol.md).
+pub const PROTOCOL_VERSION: u32 = 1;
+
+fn version_1() -> u32 {
+    1
+}
+
 /// Which of the client's two peer connections a message is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -62,6 +69,10 @@ pub enum ClientMessage {
     Offer {
         /// SDP text.
         sdp: String,
+        /// What each media section sends, by mid (`screen` for a screen share); a section
+        /// not named is a camera or a microphone.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        sources: BTreeMap<String, TrackSource>,
     },
     /// Answer to the server's subscriber offer.
     Answer {
@@ -193,6 +204,33 @@ pub enum TrackKind {
     Video,
 }
 
+/// What a track carries, as its publisher says (`offer`'s `sources`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrackSource {
+    /// A camera (video that is not a screen share).
+    Camera,
+    /// A microphone (audio that is not a screen share's).
+    Microphone,
+    /// A screen share: ranked above cameras when bandwidth is short.
+    Screen,
+    /// A screen share's audio.
+    ScreenAudio,
+}
+
+impl TrackSource {
+    /// What a track of `kind` carries when its publisher said nothing, or said something
+    /// that does not fit the kind.
+    pub fn for_kind(kind: TrackKind, said: Option<TrackSource>) -> TrackSource {
+        match (kind, said) {
+            (TrackKind::Video, Some(s @ (TrackSource::Camera | TrackSource::Screen))) => s,
+            (TrackKind::Audio, Some(s @ (TrackSource::Microphone | TrackSource::ScreenAudio))) => s,
+            (TrackKind::Video, _) => TrackSource::Camera,
+            (TrackKind::Audio, _) => TrackSource::Microphone,
+        }
+    }
+}
+
 /// A published track as other participants see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrackInfo {
@@ -202,6 +240,13 @@ pub struct TrackInfo {
     pub kind: TrackKind,
     /// Simulcast rids, lowest first; empty when not simulcast.
     pub layers: Vec<String>,
+    /// What it carries (older servers sent none: a camera or microphone).
+    #[serde(default = "unnamed_source")]
+    pub source: TrackSource,
+}
+
+fn unnamed_source() -> TrackSource {
+    TrackSource::Camera
 }
 
 /// A participant as other participants see it.
@@ -307,6 +352,9 @@ pub struct SpeakerLevel {
 pub enum ServerMessage {
     /// Join accepted.
     Joined {
+        /// The protocol version the server speaks ([`PROTOCOL_VERSION`]).
+        #[serde(default = "version_1")]
+        protocol: u32,
         /// Room name.
         room: String,
         /// The client itself.
@@ -348,6 +396,15 @@ pub enum ServerMessage {
     ParticipantLeft {
         /// Participant id.
         participant: String,
+    },
+    /// One of this client's own published tracks went live (its first packet arrived): its
+    /// id, which `track_muted` and the admin API name it by.
+    TrackOpened {
+        /// The publisher connection's section that carries it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mid: Option<String>,
+        /// The track.
+        track: TrackInfo,
     },
     /// A remote track appeared.
     TrackPublished {

@@ -57,6 +57,8 @@ pub enum RoomCommand {
         participant: ParticipantId,
         /// SDP.
         sdp: String,
+        /// What each section sends, by mid (unnamed: camera or microphone).
+        sources: std::collections::BTreeMap<String, crate::protocol::TrackSource>,
     },
     /// Subscriber-connection answer.
     Answer {

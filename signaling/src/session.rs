@@ -416,7 +416,7 @@ async fn handle_text(
             state.metrics.auth_failure("ws", AuthError::NoPublishGrant.reason());
             return Flow::Reply(unauthorized(&AuthError::NoPublishGrant));
         }
-        ClientMessage::Offer { sdp } => RoomCommand::Offer { participant, sdp },
+        ClientMessage::Offer { sdp, sources } => RoomCommand::Offer { participant, sdp, sources },
         ClientMessage::Answer { sdp } => RoomCommand::Answer { participant, sdp },
         ClientMessage::Candidate { target, candidate } => RoomCommand::Candidate { participant, target, candidate },
         ClientMessage::IceRestart {} => RoomCommand::IceRestart { participant },
@@ -525,12 +525,15 @@ async fn join(
 /// node hands them out (`--turn-secret`).
 fn with_turn(event: ServerMessage, joined: Option<&Joined>, turn: Option<&TurnCredentials>) -> ServerMessage {
     match (event, joined, turn) {
-        (ServerMessage::Joined { room, participant, participants, .. }, Some(j), Some(turn)) => ServerMessage::Joined {
-            room,
-            participant,
-            participants,
-            ice_servers: turn.ice_servers(&j.identity, std::time::SystemTime::now()),
-        },
+        (ServerMessage::Joined { protocol, room, participant, participants, .. }, Some(j), Some(turn)) => {
+            ServerMessage::Joined {
+                protocol,
+                room,
+                participant,
+                participants,
+                ice_servers: turn.ice_servers(&j.identity, std::time::SystemTime::now()),
+            }
+        }
         (event, ..) => event,
     }
 }

@@ -7,7 +7,7 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { Harness, byId, expectReceiving as expectReceivingIn, infoOf, messagesOf, remoteOf, waitFor } from './harness.mjs';
+import { Harness, byId, expectReceiving as expectReceivingIn, infoOf, messagesOf, outboundVideo, remoteOf, waitFor } from './harness.mjs';
 
 const JOIN_TIMEOUT = 20000;
 const MEDIA_TIMEOUT = 30000; // first frames: ICE + DTLS + keyframe, on a loaded 2-core machine
@@ -38,7 +38,11 @@ async function remoteIds(page) {
 
 describe('conference', () => {
   before(async () => {
-    h = await Harness.start();
+    // Layers as asked, not capped by the downlink estimate: these tests are about switching
+    // and presenting; the estimate sometimes stays under the top layer's rate for 30 s and
+    // more on a loaded loopback (dynacast then stops the layer at the publisher), an open
+    // problem of the estimator with its own tests (sfu/tests/bwe_downlink.rs, dynacast).
+    h = await Harness.start({ extraArgs: ['--bwe-allocate', 'false'] });
   });
 
   after(async () => {
@@ -89,7 +93,7 @@ describe('conference', () => {
 
   test('c) switching layers q <-> f changes the width without a gap in presented frames', () => h.diagnose(async () => {
     const a = await ensure('R1', 'a');
-    await ensure('R1', 'b');
+    const b = await ensure('R1', 'b');
     const bId = idOf('b');
     await expectReceiving(a, [bId]);
 
@@ -109,7 +113,9 @@ describe('conference', () => {
       timeout: MEDIA_TIMEOUT,
       interval: 250,
       message: async () => `a to present >= 1 s of frames of b at width >= 960 after asking for layer f`
-        + ` (widths of the last second: ${[...new Set((await frames((await now()) - 1000)).map((e) => e.width))].join(',') || 'no frames'})`,
+        + ` (widths of the last second: ${[...new Set((await frames((await now()) - 1000)).map((e) => e.width))].join(',') || 'no frames'};`
+        + ` a receives ${JSON.stringify(byId(await remoteOf(a))[bId])}, downlink estimate ${await a.evaluate(() => window.sfuDemo.downlinkBps)};`
+        + ` b sends ${JSON.stringify(await outboundVideo(b))})`,
     });
 
     async function switchTo(layer, isTarget, label) {
@@ -204,7 +210,7 @@ describe('conference', () => {
 
   test('e) bad input on the WebSocket is answered with errors and the session goes on', () => h.diagnose(async () => {
     const a = await ensure('R1', 'a');
-    await ensure('R1', 'b');
+    const b = await ensure('R1', 'b');
     const bId = idOf('b');
     await expectReceiving(a, [bId]);
 

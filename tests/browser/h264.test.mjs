@@ -3,7 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { Harness, waitFor } from './harness.mjs';
+import { Harness, outboundVideo, waitFor } from './harness.mjs';
 
 const MEDIA_TIMEOUT = 30000;
 
@@ -26,27 +26,6 @@ async function inboundVideo(viewer, pid) {
       downlinkBps: window.sfuDemo.downlinkBps,
     };
   }, pid);
-}
-
-/** What `pub` sends per simulcast rid, to tell a publisher that never sent a layer from a switch
- * the server did not make. */
-async function outboundVideo(pub) {
-  return pub.evaluate(async () => {
-    const pc = window.sfuDemo.peerConnections().publisher;
-    if (!pc) return null;
-    const stats = await pc.getStats();
-    const out = { active: window.sfuDemo.activeLayers || null, rids: {} };
-    stats.forEach((r) => {
-      if (r.type === 'outbound-rtp' && r.kind === 'video') {
-        out.rids[r.rid || '-'] = {
-          width: r.frameWidth, fps: r.framesPerSecond, active: r.active, frames: r.framesEncoded,
-          limit: r.qualityLimitationReason, target: r.targetBitrate,
-        };
-      }
-      if (r.type === 'candidate-pair' && r.nominated) out.availableOutgoingBitrate = r.availableOutgoingBitrate;
-    });
-    return out;
-  });
 }
 
 describe('h264', () => {

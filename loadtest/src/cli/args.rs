@@ -98,6 +98,14 @@ pub struct Common {
     /// themselves (the load tester's old, several times costlier receive path, for comparison).
     #[arg(long)]
     pub rtc_receive: bool,
+    /// Publishers publish through WHIP (`POST /whip/{room}` on the `--url`'s host) instead of
+    /// the WebSocket protocol; they then receive nothing (broadcast).
+    #[arg(long)]
+    pub whip: bool,
+    /// Clients that do not publish play through WHEP (`POST /whep/{room}`), one audio and one
+    /// video section each (broadcast).
+    #[arg(long)]
+    pub whep: bool,
     /// How clients' media reach the server: `udp`, `tcp` (ICE-TCP), `turn-udp` or `turn-tcp`
     /// (through the TURN server `joined` names: run the server with `--turn`).
     #[arg(long, default_value = "udp")]

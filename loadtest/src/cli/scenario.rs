@@ -212,7 +212,15 @@ async fn join(shared: &Shared, spec: &JoinSpec, engine: Engine, impaired: bool) 
         max_pending_events: 256,
         transport: c.transport,
     };
-    let client = Client::join(&c.url, &spec.room, &spec.name, opts).await.map_err(|e| describe(&e))?;
+    let http = || http_of(&c.url).ok_or_else(|| format!("--url {}: no host:port to send WHIP/WHEP to", c.url));
+    let client = if c.whep && !spec.publish {
+        loadtest::wish::viewer(http()?, &spec.room, None, opts.token.clone(), opts).await.map(|(c, _)| c)
+    } else if c.whip && spec.publish {
+        loadtest::wish::publisher(http()?, &spec.room, opts.token.clone(), opts).map(|(c, _)| c)
+    } else {
+        Client::join(&c.url, &spec.room, &spec.name, opts).await
+    }
+    .map_err(|e| describe(&e))?;
     if impaired && let Some(kbps) = c.downlink_kbps {
         let rate = bwe::Bitrate::kbps(kbps);
         let link = bwe::netem::LinkConfig {
@@ -226,6 +234,14 @@ async fn join(shared: &Shared, spec: &JoinSpec, engine: Engine, impaired: bool) 
         client.publish_with(opts).await.map_err(|e| describe(&e))?;
     }
     Ok(client)
+}
+
+/// The HTTP address of a `ws://host:port/...` URL.
+fn http_of(url: &str) -> Option<std::net::SocketAddr> {
+    use std::net::ToSocketAddrs;
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let hostport = rest.split('/').next()?;
+    hostport.to_socket_addrs().ok()?.next()
 }
 
 /// The protocol's snake_case name of an error code.

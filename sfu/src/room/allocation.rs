@@ -11,7 +11,7 @@ use crate::forward::selector::Layer;
 use crate::forward::temporal::Tid;
 use bwe::Bitrate;
 use bwe::allocator::{Class, Demand, Grant, allocate, hold_upgrades};
-use signaling::protocol::{LayerReason, ServerMessage, TrackKind};
+use signaling::protocol::{LayerReason, ServerMessage, TrackKind, TrackSource};
 use std::time::Instant;
 
 /// Least time between two `bandwidth` messages to a client.
@@ -25,6 +25,8 @@ impl RoomCore {
         let Some(p) = self.participants.get_mut(sidx) else { return };
         let Some(egress) = self.peers.get_mut(&p.subscriber).and_then(|peer| peer.egress.as_mut()) else { return };
         let estimate = egress.cc.bwe.estimate();
+        // the dominant speaker's video first among its class, then the subscriber's order
+        let dominant = self.speakers.last_report().and_then(|r| r.dominant.clone());
         let mut demands = Vec::with_capacity(p.downtracks.len());
         let mut ladders = Vec::with_capacity(p.downtracks.len());
         for (rank, dt) in p.downtracks.iter().enumerate() {
@@ -69,9 +71,14 @@ impl RoomCore {
                     },
                 };
                 ladder = steps;
+                let class = match track.source {
+                    TrackSource::Screen => Class::Screen,
+                    _ => Class::Camera,
+                };
+                let first = dominant.as_deref() == Some(track.publisher.as_str());
                 Demand {
-                    class: Class::Camera,
-                    rank: rank as u32,
+                    class,
+                    rank: if first { 0 } else { rank as u32 + 1 },
                     steps: costs,
                     wanted: wanted.and_then(|w| ladder.iter().rposition(|s| s.0 == w)),
                     current,

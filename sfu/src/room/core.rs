@@ -419,7 +419,9 @@ impl RoomCore {
                 self.join_viewer(participant, name, events, offer, source, now)
             }
             RoomCommand::Leave { participant } => self.leave(&participant, now),
-            RoomCommand::Offer { participant, sdp } => self.on_publisher_offer(&participant, sdp, now),
+            RoomCommand::Offer { participant, sdp, sources } => {
+                self.on_publisher_offer(&participant, sdp, sources, now)
+            }
             RoomCommand::Answer { participant, sdp } => self.on_subscriber_answer(&participant, sdp, now),
             RoomCommand::Candidate { participant, target, candidate } => {
                 self.on_candidate(&participant, target, candidate)

@@ -694,3 +694,46 @@ fn a_viewer_offer_without_media_sections_or_parseable_sdp_is_refused() {
         assert!(sim.core.participants.is_empty(), "nothing joined");
     }
 }
+
+/// A screen share among cameras on a downlink too slow for every video: the allocator serves
+/// the share first, so it is never the one paused and never below a camera; the others learn
+/// it is a share (`track_published` names the source).
+#[test]
+fn a_screen_share_is_served_before_cameras_on_a_slow_downlink() {
+    use bwe::Bitrate;
+    use bwe::netem::LinkConfig;
+    let mut sim = Sim::new();
+    for p in 0..3 {
+        let i = sim.join(&format!("pub{p}"), true);
+        // the last one to publish shares its screen: the subscriber's order alone would rank it last
+        sim.publish(i, PublishOptions { screen: p == 2, ..PublishOptions::default() });
+    }
+    let slow = sim.join("slow", true);
+    // room for the audio and about one lowest layer
+    sim.cap_downlink(slow, LinkConfig::new(Bitrate::kbps(KBPS), Duration::from_millis(20)));
+    sim.run(Duration::from_secs(15));
+    let infos = sim.clients[slow].known_tracks();
+    let screen = infos.iter().find(|t| t.source == signaling::protocol::TrackSource::Screen).expect("a screen track");
+    assert_eq!(screen.kind, TrackKind::Video);
+    assert_eq!(infos.iter().filter(|t| t.source == signaling::protocol::TrackSource::Camera).count(), 2, "{infos:?}");
+    let layer_of = |sim: &Sim, participant: &str| {
+        sim.clients[slow]
+            .subscriber
+            .tracks
+            .iter()
+            .find(|t| t.stats.kind == TrackKind::Video && t.stats.participant == participant)
+            .map(|t| (t.stats.layer, t.stats.frames))
+    };
+    let before = layer_of(&sim, "PA_pub2").expect("the share arrives");
+    sim.run(Duration::from_secs(5));
+    let (layer, frames) = layer_of(&sim, "PA_pub2").unwrap();
+    assert!(frames > before.1 + 50, "the share keeps flowing: {before:?} -> {frames}");
+    let cameras: Vec<_> = ["PA_pub0", "PA_pub1"].iter().map(|p| layer_of(&sim, p).and_then(|(l, _)| l)).collect();
+    println!("slow viewer: share at {layer:?}, cameras at {cameras:?}");
+    assert!(layer.is_some(), "the share is not paused");
+    assert!(cameras.iter().all(|c| *c <= layer), "no camera above the share: share {layer:?}, cameras {cameras:?}");
+    assert!(cameras.iter().any(Option::is_none), "a camera is paused for the share: {cameras:?}");
+}
+
+/// The slow viewer's link in the screen share test.
+const KBPS: u64 = 450;

@@ -18,7 +18,9 @@ use rtc::peer_connection::event::RTCTrackEventInit;
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::transport::RTCIceCandidateInit;
 use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind};
-use signaling::protocol::{ErrorCode, IceCandidate, PcTarget, ServerMessage, SubscriptionRequest, TrackKind, TrackRef};
+use signaling::protocol::{
+    ErrorCode, IceCandidate, PcTarget, ServerMessage, SubscriptionRequest, TrackKind, TrackRef, TrackSource,
+};
 use signaling::room::EventSender;
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -50,6 +52,7 @@ impl RoomCore {
         let others =
             self.participants.iter().filter(|p| p.announced).map(|p| p.info(self.track_infos(&p.id))).collect();
         participant.send(ServerMessage::Joined {
+            protocol: signaling::protocol::PROTOCOL_VERSION,
             room: self.name.clone(),
             participant: participant.info(Vec::new()),
             participants: others,
@@ -103,7 +106,13 @@ impl RoomCore {
         self.tracks.iter().filter(|t| t.publisher == publisher).map(|t| t.info()).collect()
     }
 
-    pub(super) fn on_publisher_offer(&mut self, id: &str, sdp_text: String, now: Instant) {
+    pub(super) fn on_publisher_offer(
+        &mut self,
+        id: &str,
+        sdp_text: String,
+        sources: BTreeMap<String, TrackSource>,
+        now: Instant,
+    ) {
         let Some(idx) = self.participant_index(id) else { return };
         if let Err(e) = sdp::check_offer(&sdp_text) {
             let code = self.refused_offer(&e);
@@ -137,9 +146,22 @@ impl RoomCore {
                 let p = &mut self.participants[idx];
                 p.publisher = Some(key);
                 p.offered_rids = sdp::send_rids_by_mid(&sdp_text);
+                p.offered_sources = sources;
                 p.audio_level_ext = sdp::audio_level_ext(&sdp_text);
                 p.send(ServerMessage::Answer { sdp: answer });
                 self.mark_queued(key);
+                // a section that stopped sending (a share ended, a track removed) takes its
+                // track out of the room
+                let sending = sdp::sending_mids(&sdp_text);
+                let stopped: Vec<String> = self
+                    .tracks
+                    .iter()
+                    .filter(|t| t.publisher == id && t.mid.as_ref().is_some_and(|m| !sending.contains(m)))
+                    .map(|t| t.rtc_track_id.clone())
+                    .collect();
+                for rtc_track_id in stopped {
+                    self.unpublish(id, Some(&rtc_track_id), now);
+                }
             }
             Err(e) => {
                 if fresh {
@@ -314,6 +336,9 @@ impl RoomCore {
                     tracing::warn!(participant = %owner, ssrc = init.ssrc, "track without codec ignored");
                     return;
                 };
+                let mid_of_track = mid.clone();
+                let said = mid.as_ref().and_then(|m| self.participants[pidx].offered_sources.get(m).copied());
+                let source = TrackSource::for_kind(kind, said);
                 let rids = mid
                     .and_then(|m| {
                         self.participants[pidx].offered_rids.iter().find(|(x, _)| *x == m).map(|(_, r)| r.clone())
@@ -328,6 +353,8 @@ impl RoomCore {
                     rtc_track_id: init.track_id.clone(),
                     receiver_id: init.receiver_id,
                     kind,
+                    source,
+                    mid: mid_of_track.clone(),
                     codec: Codec::from_mime(&rtc_codec.mime_type),
                     rtc_codec,
                     rids,
@@ -345,6 +372,9 @@ impl RoomCore {
                 tracing::info!(room = %self.name, participant = %owner, track = %track.id, ?kind,
                     codec = %track.rtc_codec.mime_type, rids = ?track.rids, "track published");
                 let msg = ServerMessage::TrackPublished { participant: owner.to_string(), track: track.info() };
+                // its publisher learns the id too (what `track_muted` names)
+                self.participants[pidx]
+                    .send(ServerMessage::TrackOpened { mid: mid_of_track.clone(), track: track.info() });
                 self.announce(owner);
                 self.push_track(track);
                 self.ctx.metrics.published_tracks.inc();

@@ -32,6 +32,8 @@ pub struct Participant {
     pub subscribe: bool,
     /// Simulcast rids per mid from its latest publisher offer.
     pub offered_rids: Vec<(String, Vec<String>)>,
+    /// What each section of its latest publisher offer sends, by mid, as it said.
+    pub offered_sources: std::collections::BTreeMap<String, signaling::protocol::TrackSource>,
     /// The id of the audio level extension in its latest publisher offer.
     pub audio_level_ext: Option<u8>,
     /// The others were told it is here (`participant_joined`); a viewer that joined a large
@@ -86,6 +88,7 @@ impl Participant {
             offered_tracks: Vec::new(),
             renegotiate: false,
             offered_rids: Vec::new(),
+            offered_sources: Default::default(),
             audio_level_ext: None,
             subscribe: true,
             announced: true,

@@ -27,6 +27,32 @@ pub fn send_rids_by_mid(sdp: &str) -> Vec<(String, Vec<String>)> {
     out
 }
 
+/// The mids of an offer's media sections that send: not rejected (port 0) and `sendonly` or
+/// `sendrecv` (the default when no direction is given). A section that stopped sending (a
+/// stopped transceiver, a track removed) is not among them.
+pub fn sending_mids(sdp: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for section in sdp.split("\nm=").skip(1) {
+        let port = section.split_whitespace().nth(1);
+        if port == Some("0") {
+            continue;
+        }
+        let mut mid = None;
+        let mut sends = true;
+        for line in section.lines().map(str::trim_end) {
+            if let Some(m) = line.strip_prefix("a=mid:") {
+                mid = Some(m.to_string());
+            } else if matches!(line, "a=recvonly" | "a=inactive") {
+                sends = false;
+            }
+        }
+        if let (Some(mid), true) = (mid, sends) {
+            out.push(mid);
+        }
+    }
+    out
+}
+
 /// The header extension id of RFC 6464 audio levels (`ssrc-audio-level`) in an offer, if it
 /// offers them (one id for the whole offer: the sections share one transport).
 pub fn audio_level_ext(sdp: &str) -> Option<u8> {
@@ -92,6 +118,15 @@ pub fn check_offer(sdp: &str) -> Result<(), OfferError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sections_that_still_send() {
+        let sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=sendonly\r\n\
+                   m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\n\
+                   m=video 0 UDP/TLS/RTP/SAVPF 96\r\na=mid:2\r\na=sendonly\r\n\
+                   m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:3\r\na=inactive\r\n";
+        assert_eq!(sending_mids(sdp), vec!["0".to_string(), "1".to_string()]);
+    }
 
     const OFFER: &str = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
 m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=rtpmap:111 opus/48000/2\r\n\

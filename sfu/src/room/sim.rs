@@ -212,6 +212,7 @@ impl Sim {
     pub fn publish(&mut self, i: usize, opts: PublishOptions) {
         let addr = self.port();
         let mut pc = peer::new_connection_for(addr, Role::Publisher, self.now).expect("publisher connection");
+        let screen = opts.screen;
         let publisher = Publisher::new(&mut pc, opts).expect("publisher");
         let offer = pc.create_offer(None).expect("offer");
         pc.set_local_description(self.now, offer).expect("local offer");
@@ -220,7 +221,8 @@ impl Sim {
         c.publisher_pc = Some((pc, addr));
         c.publisher = Some(publisher);
         let participant = c.id.clone();
-        self.core.handle_command(self.now, RoomCommand::Offer { participant, sdp });
+        let sources = loadtest::publisher::offer_sources(&sdp, screen);
+        self.core.handle_command(self.now, RoomCommand::Offer { participant, sdp, sources });
         self.pump();
     }
 

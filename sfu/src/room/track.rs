@@ -117,6 +117,10 @@ pub struct PublishedTrack {
     pub publisher: String,
     /// The publisher connection it arrives on.
     pub peer: crate::udp::PeerKey,
+    /// What it carries (a screen share is ranked above cameras).
+    pub source: signaling::protocol::TrackSource,
+    /// The publisher connection's section that carries it.
+    pub mid: Option<String>,
     /// The track id inside the publisher's `rtc` connection.
     pub rtc_track_id: String,
     /// Its receiver in the publisher's connection.
@@ -166,7 +170,7 @@ impl PublishedTrack {
 
     /// Public description.
     pub fn info(&self) -> TrackInfo {
-        TrackInfo { id: self.id.clone(), kind: self.kind, layers: self.rids.clone() }
+        TrackInfo { id: self.id.clone(), kind: self.kind, layers: self.rids.clone(), source: self.source }
     }
 
     /// The rid to report for a layer.

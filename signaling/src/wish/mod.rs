@@ -433,7 +433,8 @@ pub(crate) async fn update(
         }
         // an ICE restart: the same offer with the new credentials
         let offer = replace_ice(&ice.offer, ufrag, pwd);
-        let cmd = RoomCommand::Offer { participant: s.participant.clone(), sdp: offer.clone() };
+        let cmd =
+            RoomCommand::Offer { participant: s.participant.clone(), sdp: offer.clone(), sources: Default::default() };
         if s.sender.send(cmd).await.is_err() {
             return error(StatusCode::SERVICE_UNAVAILABLE, "the room stopped");
         }

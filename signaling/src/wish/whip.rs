@@ -31,7 +31,7 @@ pub(super) async fn create(
     let join: super::JoinCommands = Box::new(|participant, name, offer, events| {
         vec![
             RoomCommand::Join { participant: participant.clone(), name, events, subscribe: false },
-            RoomCommand::Offer { participant, sdp: offer },
+            RoomCommand::Offer { participant, sdp: offer, sources: Default::default() },
         ]
     });
     super::post(&state, Kind::Whip, room, q.name, &headers, &body, join).await

@@ -72,6 +72,7 @@ impl RoomFactory for FakePlane {
                         };
                         let me = FakeParticipant { id: participant, name, events, muted: false };
                         let _ = me.events.try_send(ServerMessage::Joined {
+                            protocol: signaling::protocol::PROTOCOL_VERSION,
                             room: room.clone(),
                             participant: info(&me),
                             participants: ps.iter().map(info).collect(),
@@ -80,7 +81,7 @@ impl RoomFactory for FakePlane {
                         ps.push(me);
                     }
                     RoomCommand::Leave { participant } => ps.retain(|p| p.id != participant),
-                    RoomCommand::Offer { participant, sdp } => {
+                    RoomCommand::Offer { participant, sdp, .. } => {
                         seen.lock().unwrap().offers.push((participant.clone(), sdp));
                         if let Some(p) = ps.iter().find(|p| p.id == participant) {
                             let _ = p.events.try_send(ServerMessage::Answer { sdp: "v=0 fake".into() });
