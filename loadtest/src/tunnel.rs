@@ -397,8 +397,10 @@ pub(crate) fn open(pc: PcId, path: &MediaPath, remote_sdp: &str, udp: &UdpSocket
 }
 
 /// Writes what the kernel takes now, keeping the rest for the next write.
-fn write_stream(write: &OwnedWriteHalf, backlog: &mut Vec<u8>, frame: &[u8]) -> std::io::Result<()> {
-    backlog.extend_from_slice(frame);
+fn write_stream(write: &OwnedWriteHalf, backlog: &mut Vec<u8>, parts: &[&[u8]]) -> std::io::Result<()> {
+    for p in parts {
+        backlog.extend_from_slice(p);
+    }
     // past tokio's readiness, which a stream just made does not have yet
     let socket = socket2::SockRef::from(write.as_ref());
     while !backlog.is_empty() {
@@ -415,13 +417,23 @@ fn write_stream(write: &OwnedWriteHalf, backlog: &mut Vec<u8>, frame: &[u8]) -> 
     Ok(())
 }
 
+/// The header of a ChannelData message carrying `len` bytes on our channel.
+fn channel_header(len: usize) -> [u8; 4] {
+    let [a, b] = CHANNEL.to_be_bytes();
+    let [c, d] = (len as u16).to_be_bytes();
+    [a, b, c, d]
+}
+
+/// The zero bytes that pad a ChannelData message of `len` payload bytes on a stream.
+fn channel_padding(len: usize) -> &'static [u8] {
+    &[0u8; 3][..(4 + len).next_multiple_of(4) - (4 + len)]
+}
+
 fn channel_data(payload: &[u8], pad: bool) -> Vec<u8> {
-    let mut out = Vec::with_capacity(payload.len() + 8);
-    out.extend_from_slice(&CHANNEL.to_be_bytes());
-    out.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    let mut out = channel_header(payload.len()).to_vec();
     out.extend_from_slice(payload);
     if pad {
-        out.resize(out.len().next_multiple_of(4), 0);
+        out.extend_from_slice(channel_padding(payload.len()));
     }
     out
 }
@@ -436,13 +448,12 @@ impl Tunnel {
         }
         match &mut self.kind {
             TunnelKind::IceTcp { write, backlog } => {
-                let mut frame = Vec::with_capacity(data.len() + 2);
-                frame.extend_from_slice(&(data.len() as u16).to_be_bytes());
-                frame.extend_from_slice(data);
-                write_stream(write, backlog, &frame)
+                write_stream(write, backlog, &[&(data.len() as u16).to_be_bytes(), data])
             }
             TunnelKind::TurnUdp { turn } => udp.try_send_to(&channel_data(data, false), *turn).map(drop),
-            TunnelKind::TurnTcp { write, backlog } => write_stream(write, backlog, &channel_data(data, true)),
+            TunnelKind::TurnTcp { write, backlog } => {
+                write_stream(write, backlog, &[&channel_header(data.len()), data, channel_padding(data.len())])
+            }
         }
     }
 
@@ -465,7 +476,7 @@ impl Tunnel {
         let sent = match &mut self.kind {
             // past tokio's readiness, which a socket just made does not have yet
             TunnelKind::TurnUdp { turn } => socket2::SockRef::from(udp).send_to(&req, &(*turn).into()).map(drop),
-            TunnelKind::TurnTcp { write, backlog } => write_stream(write, backlog, &req),
+            TunnelKind::TurnTcp { write, backlog } => write_stream(write, backlog, &[&req]),
             TunnelKind::IceTcp { .. } => Ok(()),
         };
         match sent {

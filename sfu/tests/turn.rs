@@ -13,7 +13,7 @@ use rtc::stun::attributes::{ATTR_NONCE, ATTR_REALM, ATTR_USERNAME};
 use rtc::stun::error_code::ErrorCodeAttribute;
 use rtc::stun::integrity::MessageIntegrity;
 use rtc::stun::message::{
-    CLASS_REQUEST, CLASS_SUCCESS_RESPONSE, Getter, METHOD_ALLOCATE, Message, MessageType, Setter, TransactionId,
+    CLASS_REQUEST, CLASS_SUCCESS_RESPONSE, Getter, METHOD_ALLOCATE, Message, MessageType, Method, Setter, TransactionId,
 };
 use rtc::stun::textattrs::TextAttribute;
 use rtc::turn::proto::PROTO_UDP;
@@ -69,12 +69,16 @@ fn allocate(auth: Option<(&str, &str, &str)>) -> Vec<u8> {
 
 /// [`allocate`] in `realm`.
 fn allocate_in(realm: &str, auth: Option<(&str, &str, &str)>) -> Vec<u8> {
+    request(METHOD_ALLOCATE, realm, auth, vec![Box::new(RequestedTransport { protocol: PROTO_UDP })])
+}
+
+/// A `method` request with `attrs`, signed with the long-term credential `(username, password)`
+/// under `nonce` in `realm` when given.
+fn request(method: Method, realm: &str, auth: Option<(&str, &str, &str)>, attrs: Vec<Box<dyn Setter>>) -> Vec<u8> {
     let provider = rtc::crypto::default_provider().unwrap();
-    let mut setters: Vec<Box<dyn Setter>> = vec![
-        Box::new(TransactionId::new()),
-        Box::new(MessageType::new(METHOD_ALLOCATE, CLASS_REQUEST)),
-        Box::new(RequestedTransport { protocol: PROTO_UDP }),
-    ];
+    let mut setters: Vec<Box<dyn Setter>> =
+        vec![Box::new(TransactionId::new()), Box::new(MessageType::new(method, CLASS_REQUEST))];
+    setters.extend(attrs);
     if let Some((username, password, nonce)) = auth {
         setters.push(Box::new(TextAttribute::new(ATTR_USERNAME, username.to_owned())));
         setters.push(Box::new(TextAttribute::new(ATTR_REALM, realm.to_owned())));
@@ -94,6 +98,18 @@ fn allocate_in(realm: &str, auth: Option<(&str, &str, &str)>) -> Vec<u8> {
     m.raw.clone()
 }
 
+/// A TURN answer: `Ok(())` for a success, else the error code and the nonce it names.
+fn verdict(raw: &[u8]) -> Result<(), (u16, Option<String>)> {
+    let mut m = Message::new();
+    m.unmarshal_binary(raw).expect("a STUN answer");
+    if m.typ.class == CLASS_SUCCESS_RESPONSE {
+        return Ok(());
+    }
+    let mut code = ErrorCodeAttribute::default();
+    code.get_from(&m).expect("an error code");
+    Err((code.code.0, TextAttribute::get_from_as(&m, ATTR_NONCE).ok().map(|t| t.text)))
+}
+
 /// What the TURN server answers to `request`: `Ok(())` for a success, else the error code
 /// and the nonce it names.
 async fn exchange(socket: &UdpSocket, to: SocketAddr, request: &[u8]) -> Result<(), (u16, Option<String>)> {
@@ -103,15 +119,7 @@ async fn exchange(socket: &UdpSocket, to: SocketAddr, request: &[u8]) -> Result<
         let Ok(Ok((n, _))) = tokio::time::timeout(Duration::from_millis(200), socket.recv_from(&mut buf)).await else {
             continue; // not listening yet, or lost
         };
-        let mut m = Message::new();
-        m.unmarshal_binary(&buf[..n]).expect("a STUN answer");
-        if m.typ.class == CLASS_SUCCESS_RESPONSE {
-            return Ok(());
-        }
-        let mut code = ErrorCodeAttribute::default();
-        code.get_from(&m).expect("an error code");
-        let nonce = TextAttribute::get_from_as(&m, ATTR_NONCE).ok().map(|t| t.text);
-        return Err((code.code.0, nonce));
+        return verdict(&buf[..n]);
     }
     panic!("no answer from the TURN server at {to}");
 }
@@ -166,27 +174,9 @@ async fn coturn_takes_the_credentials_in_joined_and_refuses_forged_or_expired_on
 
 /// A signed CreatePermission for `peer`.
 fn create_permission(username: &str, password: &str, nonce: &str, peer: SocketAddr) -> Vec<u8> {
-    let provider = rtc::crypto::default_provider().unwrap();
-    let setters: Vec<Box<dyn Setter>> = vec![
-        Box::new(TransactionId::new()),
-        Box::new(MessageType::new(rtc::stun::message::METHOD_CREATE_PERMISSION, CLASS_REQUEST)),
-        Box::new(rtc::turn::proto::peeraddr::PeerAddress { ip: peer.ip(), port: peer.port() }),
-        Box::new(TextAttribute::new(ATTR_USERNAME, username.to_owned())),
-        Box::new(TextAttribute::new(ATTR_REALM, sfu::turn::REALM.to_owned())),
-        Box::new(TextAttribute::new(ATTR_NONCE, nonce.to_owned())),
-        Box::new(
-            MessageIntegrity::new_long_term_integrity_with_provider(
-                username.to_owned(),
-                sfu::turn::REALM.to_owned(),
-                password.to_owned(),
-                provider.crypto(),
-            )
-            .unwrap(),
-        ),
-    ];
-    let mut m = Message::new();
-    m.build(&setters).unwrap();
-    m.raw.clone()
+    let peer = rtc::turn::proto::peeraddr::PeerAddress { ip: peer.ip(), port: peer.port() };
+    let auth = Some((username, password, nonce));
+    request(rtc::stun::message::METHOD_CREATE_PERMISSION, sfu::turn::REALM, auth, vec![Box::new(peer)])
 }
 
 /// One request and its answer over a TCP connection (STUN messages frame themselves).
@@ -197,14 +187,7 @@ async fn exchange_tcp(stream: &mut tokio::net::TcpStream, request: &[u8]) -> Res
     tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut header)).await.expect("an answer").unwrap();
     let mut body = vec![0u8; usize::from(u16::from_be_bytes([header[2], header[3]]))];
     stream.read_exact(&mut body).await.unwrap();
-    let mut m = Message::new();
-    m.unmarshal_binary(&[&header[..], &body[..]].concat()).expect("a STUN answer");
-    if m.typ.class == CLASS_SUCCESS_RESPONSE {
-        return Ok(());
-    }
-    let mut code = ErrorCodeAttribute::default();
-    code.get_from(&m).expect("an error code");
-    Err((code.code.0, TextAttribute::get_from_as(&m, ATTR_NONCE).ok().map(|t| t.text)))
+    verdict(&[&header[..], &body[..]].concat())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

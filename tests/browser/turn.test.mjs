@@ -67,6 +67,47 @@ async function startCoturn(dir, ip = '127.0.0.1') {
   return { ip, port, tlsPort, proc, log: () => log };
 }
 
+/** Asserts that both connections in routes `r` go through a relay reached over `protocol`. */
+function assertRelayed(r, protocol) {
+  for (const role of ['publisher', 'subscriber']) {
+    assert.equal(r[role] && r[role].local.type, 'relay', `${role}: ${JSON.stringify(r)}`);
+    assert.equal(r[role].local.relayProtocol, protocol, `${role}: ${JSON.stringify(r)}`);
+  }
+}
+
+/** A relay-only participant (`?relay=1`) and a direct one in `room` exchange media; the
+ * relayed one's route is a relay over `protocol`. Returns both pages, the relayed one's
+ * `joined` and its routes. */
+async function relayOnlyCall(h, room, protocol) {
+  const relayed = await h.open(room, 'relayed', { params: { relay: '1' }, timeout: JOIN_TIMEOUT });
+  const direct = await h.open(room, 'direct');
+  const joined = await relayed.evaluate(() => window.sfuDemo.messages.find((m) => m.type === 'joined'));
+  const [relayedId, directId] = await Promise.all([relayed, direct].map((p) => p.evaluate(() => window.sfuDemo.participantId)));
+  await expectReceiving(relayed, [directId]);
+  await expectReceiving(direct, [relayedId]);
+  const r = await routesWithMedia(relayed);
+  assertRelayed(r, protocol);
+  assert.ok(r.publisher.bytesSent > 10000 && r.subscriber.bytesReceived > 10000, JSON.stringify(r));
+  return { relayed, direct, joined };
+}
+
+/** A participant in `walled` (the namespace's browser) and one outside exchange media in
+ * `room`; the inside one relays over `protocol` after its UDP was dropped. Returns the inside
+ * page's `joined`. */
+async function walledCall(h, walled, ns, room, protocol) {
+  const context = await walled.newContext({ viewport: { width: 1280, height: 720 }, ignoreHTTPSErrors: true });
+  const inside = await openParticipant(context, h.baseUrl, room, 'inside', { timeout: JOIN_TIMEOUT });
+  h.pages.add(inside);
+  const outside = await h.open(room, 'outside');
+  const joined = await inside.evaluate(() => window.sfuDemo.messages.find((m) => m.type === 'joined'));
+  const [insideId, outsideId] = await Promise.all([inside, outside].map((p) => p.evaluate(() => window.sfuDemo.participantId)));
+  await expectReceiving(inside, [outsideId]);
+  await expectReceiving(outside, [insideId]);
+  assertRelayed(await selectedRoutes(inside), protocol);
+  assert.ok(ns.udpDropped() > 0, 'the browser did try UDP: the firewall made it relay');
+  return joined;
+}
+
 const why = missingTool(['turnserver', 'openssl']);
 
 describe('turn', { skip: why || false }, () => {
@@ -94,21 +135,10 @@ describe('turn', { skip: why || false }, () => {
       });
       try {
         await h.diagnose(async () => {
-          const relayed = await h.open('TURN', 'relayed', { params: { relay: '1' }, timeout: JOIN_TIMEOUT });
-          const direct = await h.open('TURN', 'direct');
-          const joined = await relayed.evaluate(() => window.sfuDemo.messages.find((m) => m.type === 'joined'));
+          const { direct, joined } = await relayOnlyCall(h, 'TURN', protocol);
           assert.equal(joined.ice_servers.length, 1, JSON.stringify(joined));
           assert.deepEqual(joined.ice_servers[0].urls, [turnUrl]);
           assert.match(joined.ice_servers[0].username, /^\d+:relayed$/);
-          const [relayedId, directId] = await Promise.all([relayed, direct].map((p) => p.evaluate(() => window.sfuDemo.participantId)));
-          await expectReceiving(relayed, [directId]);
-          await expectReceiving(direct, [relayedId]);
-          const r = await routesWithMedia(relayed);
-          for (const role of ['publisher', 'subscriber']) {
-            assert.equal(r[role] && r[role].local.type, 'relay', `${role}: ${JSON.stringify(r)}`);
-            assert.equal(r[role].local.relayProtocol, protocol, `${role}: ${JSON.stringify(r)}`);
-          }
-          assert.ok(r.publisher.bytesSent > 10000 && r.subscriber.bytesReceived > 10000, JSON.stringify(r));
           const d = await selectedRoutes(direct);
           assert.equal(d.publisher && d.publisher.local.type, 'host', `the other participant is direct: ${JSON.stringify(d)}`);
         }).catch((err) => {
@@ -163,19 +193,7 @@ describe('turn behind a firewall that drops UDP', { skip: nsWhy || false }, () =
       try {
         walled = await launchBrowser(ns.wrapper, flags(h.server));
         await h.diagnose(async () => {
-          const context = await walled.newContext({ viewport: { width: 1280, height: 720 }, ignoreHTTPSErrors: true });
-          const inside = await openParticipant(context, h.baseUrl, 'WALL', 'inside', { timeout: JOIN_TIMEOUT });
-          h.pages.add(inside);
-          const outside = await h.open('WALL', 'outside');
-          const [insideId, outsideId] = await Promise.all([inside, outside].map((p) => p.evaluate(() => window.sfuDemo.participantId)));
-          await expectReceiving(inside, [outsideId]);
-          await expectReceiving(outside, [insideId]);
-          const r = await selectedRoutes(inside);
-          for (const role of ['publisher', 'subscriber']) {
-            assert.equal(r[role] && r[role].local.type, 'relay', `${role}: ${JSON.stringify(r)}`);
-            assert.equal(r[role].local.relayProtocol, protocol, `${role}: ${JSON.stringify(r)}`);
-          }
-          assert.ok(ns.udpDropped() > 0, 'the browser did try UDP: the firewall made it relay');
+          await walledCall(h, walled, ns, 'WALL', protocol);
         }).catch((err) => {
           err.message += `\n--- coturn log (tail) ---\n${coturn.log().slice(-4000)}`;
           throw err;
@@ -214,19 +232,8 @@ describe('embedded turn', { skip: missingTool(['openssl']) || false }, () => {
       });
       try {
         await h.diagnose(async () => {
-          const relayed = await h.open('ETURN', 'relayed', { params: { relay: '1' }, timeout: JOIN_TIMEOUT });
-          const direct = await h.open('ETURN', 'direct');
-          const joined = await relayed.evaluate(() => window.sfuDemo.messages.find((m) => m.type === 'joined'));
+          const { relayed, joined } = await relayOnlyCall(h, 'ETURN', protocol);
           assert.deepEqual(joined.ice_servers[0].urls, [turnUrl]);
-          const [relayedId, directId] = await Promise.all([relayed, direct].map((p) => p.evaluate(() => window.sfuDemo.participantId)));
-          await expectReceiving(relayed, [directId]);
-          await expectReceiving(direct, [relayedId]);
-          const r = await routesWithMedia(relayed);
-          for (const role of ['publisher', 'subscriber']) {
-            assert.equal(r[role] && r[role].local.type, 'relay', `${role}: ${JSON.stringify(r)}`);
-            assert.equal(r[role].local.relayProtocol, protocol, `${role}: ${JSON.stringify(r)}`);
-          }
-          assert.ok(r.publisher.bytesSent > 10000 && r.subscriber.bytesReceived > 10000, JSON.stringify(r));
           // the page's origin, whose test certificate the browser accepts
           const m = await relayed.evaluate(() => fetch('/metrics').then((res) => res.text()));
           for (const direction of ['to_peer', 'to_client']) {
@@ -265,23 +272,10 @@ describe('embedded turn behind a firewall that drops UDP', { skip: BrowserNamesp
     try {
       walled = await launchBrowser(ns.wrapper, flags(h.server));
       await h.diagnose(async () => {
-        const context = await walled.newContext({ viewport: { width: 1280, height: 720 } });
-        const inside = await openParticipant(context, h.baseUrl, 'EWALL', 'inside', { timeout: JOIN_TIMEOUT });
-        h.pages.add(inside);
-        const outside = await h.open('EWALL', 'outside');
-        const joined = await inside.evaluate(() => window.sfuDemo.messages.find((m) => m.type === 'joined'));
+        const joined = await walledCall(h, walled, ns, 'EWALL', 'tcp');
         const urls = joined.ice_servers[0].urls;
         assert.equal(urls.length, 2, `UDP and TCP, as the node derives them: ${JSON.stringify(urls)}`);
         assert.ok(urls.every((u) => u.startsWith(`turn:${ns.hostIp}:`)), JSON.stringify(urls));
-        const [insideId, outsideId] = await Promise.all([inside, outside].map((p) => p.evaluate(() => window.sfuDemo.participantId)));
-        await expectReceiving(inside, [outsideId]);
-        await expectReceiving(outside, [insideId]);
-        const r = await selectedRoutes(inside);
-        for (const role of ['publisher', 'subscriber']) {
-          assert.equal(r[role] && r[role].local.type, 'relay', `${role}: ${JSON.stringify(r)}`);
-          assert.equal(r[role].local.relayProtocol, 'tcp', `${role}: ${JSON.stringify(r)}`);
-        }
-        assert.ok(ns.udpDropped() > 0, 'the browser did try UDP: the firewall made it relay');
       });
     } finally {
       if (walled) await walled.close().catch(() => {});

@@ -26,7 +26,7 @@ impl RoomCore {
         let Some(egress) = self.peers.get_mut(&p.subscriber).and_then(|peer| peer.egress.as_mut()) else { return };
         let estimate = egress.cc.bwe.estimate();
         // the dominant speaker's video first among its class, then the subscriber's order
-        let dominant = self.speakers.last_report().and_then(|r| r.dominant.clone());
+        let dominant = self.speakers.last_report().and_then(|r| r.dominant.as_deref());
         let mut demands = Vec::with_capacity(p.downtracks.len());
         let mut ladders = Vec::with_capacity(p.downtracks.len());
         for (rank, dt) in p.downtracks.iter().enumerate() {
@@ -75,7 +75,7 @@ impl RoomCore {
                     TrackSource::Screen => Class::Screen,
                     _ => Class::Camera,
                 };
-                let first = dominant.as_deref() == Some(track.publisher.as_str());
+                let first = dominant == Some(track.publisher.as_str());
                 Demand {
                     class,
                     rank: if first { 0 } else { rank as u32 + 1 },

@@ -336,12 +336,12 @@ impl RoomCore {
                     tracing::warn!(participant = %owner, ssrc = init.ssrc, "track without codec ignored");
                     return;
                 };
-                let mid_of_track = mid.clone();
                 let said = mid.as_ref().and_then(|m| self.participants[pidx].offered_sources.get(m).copied());
                 let source = TrackSource::for_kind(kind, said);
                 let rids = mid
+                    .as_ref()
                     .and_then(|m| {
-                        self.participants[pidx].offered_rids.iter().find(|(x, _)| *x == m).map(|(_, r)| r.clone())
+                        self.participants[pidx].offered_rids.iter().find(|(x, _)| x == m).map(|(_, r)| r.clone())
                     })
                     .unwrap_or_default();
                 self.next_track_key = self.next_track_key.wrapping_add(1);
@@ -354,7 +354,7 @@ impl RoomCore {
                     receiver_id: init.receiver_id,
                     kind,
                     source,
-                    mid: mid_of_track.clone(),
+                    mid,
                     codec: Codec::from_mime(&rtc_codec.mime_type),
                     rtc_codec,
                     rids,
@@ -374,7 +374,7 @@ impl RoomCore {
                 let msg = ServerMessage::TrackPublished { participant: owner.to_string(), track: track.info() };
                 // its publisher learns the id too (what `track_muted` names)
                 self.participants[pidx]
-                    .send(ServerMessage::TrackOpened { mid: mid_of_track.clone(), track: track.info() });
+                    .send(ServerMessage::TrackOpened { mid: track.mid.clone(), track: track.info() });
                 self.announce(owner);
                 self.push_track(track);
                 self.ctx.metrics.published_tracks.inc();

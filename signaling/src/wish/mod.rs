@@ -62,16 +62,6 @@ pub struct WishSessions {
 }
 
 impl WishSessions {
-    /// Sessions open now.
-    pub fn len(&self) -> usize {
-        self.sessions.len()
-    }
-
-    /// No session is open.
-    pub fn is_empty(&self) -> bool {
-        self.sessions.is_empty()
-    }
-
     /// Open sessions of `kind`.
     pub fn count(&self, kind: Kind) -> usize {
         self.sessions.iter().filter(|s| s.kind == kind).count()
